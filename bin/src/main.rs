@@ -1,0 +1,363 @@
+//! `cslake`: the command line of the customer-success lakehouse.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use cslake_pipeline::jobs;
+use cslake_pipeline::sources::demo::{GenOptions, generate};
+use cslake_pipeline::{Error, Lake, Progress, RunContext, Settings};
+use cslake_sinks::FileFormat;
+use serde_json::json;
+
+mod output;
+mod progress;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cslake",
+    version,
+    about = "A customer-success lakehouse: land CRM, billing, usage and support data in Delta tables, build features, score churn risk, health and expansion."
+)]
+struct Cli {
+    /// Lake location: a folder, file://, s3://bucket/prefix or memory://
+    #[arg(long, global = true, env = "CSLAKE_LAKE")]
+    lake: Option<String>,
+    /// Configuration file (default: ./cslake.toml when it exists)
+    #[arg(long, global = true, env = "CSLAKE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Who runs the command, for the audit log (default: the OS user)
+    #[arg(long, global = true, env = "CSLAKE_ACTOR")]
+    actor: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct AsOf {
+    /// The logical date of the run (YYYY-MM-DD), e.g. Airflow's {{ ds }}
+    #[arg(long, env = "CSLAKE_AS_OF", value_parser = parse_date)]
+    as_of: NaiveDate,
+}
+
+#[derive(Args, Debug, Clone)]
+struct GenArgs {
+    /// Number of accounts
+    #[arg(long, default_value_t = 2000)]
+    accounts: usize,
+    /// Days of usage history
+    #[arg(long, default_value_t = 365)]
+    days: i64,
+    /// Last day of the data
+    #[arg(long, default_value = "2026-10-31", value_parser = parse_date)]
+    end: NaiveDate,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// csv, ndjson or parquet
+    #[arg(long, default_value = "csv")]
+    format: FileFormat,
+    /// Usage events per file part
+    #[arg(long, default_value_t = 1_000_000)]
+    events_per_file: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate demo data, then ingest, build features, train and score it on the local lake
+    Demo {
+        #[command(flatten)]
+        gen_args: GenArgs,
+        /// Where the generated files go
+        #[arg(long, default_value = "./demo-data")]
+        data: PathBuf,
+    },
+    /// Generate a realistic B2B SaaS data set as files
+    Generate {
+        #[command(flatten)]
+        gen_args: GenArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Load a folder or URL of exported files into the core tables
+    Ingest {
+        /// File-drop folder or URL (default: [ingest] source in cslake.toml)
+        #[arg(long, env = "CSLAKE_SOURCE")]
+        source: Option<String>,
+    },
+    /// Materialise every feature view as of a date
+    Features {
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Build the training set and train the churn model, evaluated out of time
+    Train {
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Score churn risk, health and opportunities as of a date
+    Score {
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// The whole day: ingest (when a source is set), features, train (when no model exists or --retrain), score
+    Run {
+        #[command(flatten)]
+        as_of: AsOf,
+        #[arg(long, env = "CSLAKE_SOURCE")]
+        source: Option<String>,
+        /// Train a new model even when one exists
+        #[arg(long)]
+        retrain: bool,
+    },
+    /// Run SQL over the lake; tables are named `zone.table` or by their bare name
+    Query {
+        sql: String,
+        /// table, csv or json
+        #[arg(long, default_value = "table")]
+        format: output::Format,
+    },
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("'{s}' is not a date in the form YYYY-MM-DD"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    progress::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.downcast_ref::<Error>().map_or(1, Error::exit_code);
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            println!(
+                "{}",
+                json!({"status": "failed", "exit_code": code, "error": e.to_string()})
+            );
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+fn gen_options(g: &GenArgs, out: PathBuf) -> GenOptions {
+    GenOptions {
+        accounts: g.accounts,
+        days: g.days,
+        end: g.end,
+        seed: g.seed,
+        format: g.format,
+        out,
+        events_per_file: g.events_per_file,
+    }
+}
+
+/// Runs a job with its audit row: the row is written whether the job succeeds or fails.
+async fn audited<T, F>(lake: &Lake, mut run: RunContext, job: F) -> anyhow::Result<(T, RunContext)>
+where
+    F: AsyncFnOnce(&mut RunContext) -> cslake_pipeline::Result<T>,
+{
+    match job(&mut run).await {
+        Ok(v) => {
+            run.record(lake, "succeeded", None)
+                .await
+                .context("writing ops.runs")?;
+            Ok((v, run))
+        }
+        Err(e) => {
+            if let Err(audit) = run.record(lake, "failed", Some(&e.to_string())).await {
+                tracing::error!(error = %audit, "could not write the ops.runs row");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref(), cli.lake.clone(), cli.actor.clone())?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let progress = progress::Bars::new();
+    let new_run = |command: &str, as_of: Option<NaiveDate>| {
+        RunContext::new(command, &settings.actor, args.clone(), as_of)
+    };
+    let open_lake = || Lake::open(&settings.lake, &settings.file.storage, &settings.file.datafusion);
+    match cli.command {
+        Command::Generate { gen_args, out } => {
+            let stats = generate(&gen_options(&gen_args, out.clone()), &progress)?;
+            output::generated(&stats, &out);
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "generate", "out": out, "tables": stats.tables, "files": stats.files})
+            );
+        }
+        Command::Ingest { source } => {
+            let lake = open_lake()?;
+            let source = source.or_else(|| settings.file.ingest.source.clone()).ok_or_else(|| {
+                Error::Config("no source: pass --source DIR_OR_URL, set CSLAKE_SOURCE, or set [ingest] source in cslake.toml".into())
+            })?;
+            let (report, run) = audited(&lake, new_run("ingest", None), async |run| {
+                jobs::ingest(&lake, &settings, &source, run, &progress).await
+            })
+            .await?;
+            output::ingested(&report);
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "ingest", "run_id": run.run_id, "read": report.read, "rejected": report.rejected, "tables": report.tables})
+            );
+        }
+        Command::Features { as_of } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let (report, run) = audited(&lake, new_run("features", Some(d)), async |run| {
+                jobs::features(&lake, &settings, d, run).await
+            })
+            .await?;
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views})
+            );
+        }
+        Command::Train { as_of } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let (report, run) = audited(&lake, new_run("train", Some(d)), async |run| {
+                jobs::train(&lake, &settings, d, run).await
+            })
+            .await?;
+            output::trained(&report);
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "train", "run_id": run.run_id, "model": report})
+            );
+        }
+        Command::Score { as_of } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let (report, run) = audited(&lake, new_run("score", Some(d)), async |run| {
+                jobs::score(&lake, &settings, d, run).await
+            })
+            .await?;
+            output::scored(&report);
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "score", "run_id": run.run_id, "scores": report})
+            );
+        }
+        Command::Run {
+            as_of,
+            source,
+            retrain,
+        } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let source = source.or_else(|| settings.file.ingest.source.clone());
+            let summary = day(
+                &lake,
+                &settings,
+                d,
+                source.as_deref(),
+                retrain,
+                &new_run,
+                &progress,
+            )
+            .await?;
+            println!("{summary}");
+        }
+        Command::Demo { gen_args, data } => {
+            let lake = open_lake()?;
+            let opts = gen_options(&gen_args, data.clone());
+            let t = std::time::Instant::now();
+            let stats = generate(&opts, &progress)?;
+            output::generated(&stats, &data);
+            tracing::info!(seconds = t.elapsed().as_secs_f64(), "generated");
+            let source = data.display().to_string();
+            let summary = day(
+                &lake,
+                &settings,
+                gen_args.end,
+                Some(&source),
+                false,
+                &new_run,
+                &progress,
+            )
+            .await?;
+            println!("{summary}");
+        }
+        Command::Query { sql, format } => {
+            let lake = open_lake()?;
+            let ctx = lake.session().await?;
+            let batches = ctx
+                .sql(&sql)
+                .await
+                .map_err(Error::from)?
+                .collect()
+                .await
+                .map_err(Error::from)?;
+            let rows = output::print_batches(&batches, format)?;
+            if format == output::Format::Table {
+                println!(
+                    "{}",
+                    json!({"status": "succeeded", "command": "query", "rows": rows})
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The whole day, each step audited as its own run.
+async fn day(
+    lake: &Lake,
+    settings: &Settings,
+    d: NaiveDate,
+    source: Option<&str>,
+    retrain: bool,
+    new_run: &dyn Fn(&str, Option<NaiveDate>) -> RunContext,
+    progress: &dyn Progress,
+) -> anyhow::Result<serde_json::Value> {
+    let mut summary = json!({"status": "succeeded", "command": "run", "as_of": d.to_string()});
+    if let Some(source) = source {
+        let (report, _) = audited(lake, new_run("ingest", Some(d)), async |run| {
+            jobs::ingest(lake, settings, source, run, progress).await
+        })
+        .await?;
+        output::ingested(&report);
+        summary["ingest"] =
+            json!({"read": report.read, "rejected": report.rejected, "tables": report.tables});
+    }
+    let (report, _) = audited(lake, new_run("features", Some(d)), async |run| {
+        jobs::features(lake, settings, d, run).await
+    })
+    .await?;
+    summary["features"] = json!({"accounts": report.accounts, "views": report.views.len()});
+    let ctx = lake.session().await?;
+    let has_model = ctx.table_exist("models.registry").unwrap_or(false);
+    if retrain || !has_model {
+        let (report, _) = audited(lake, new_run("train", Some(d)), async |run| {
+            jobs::train(lake, settings, d, run).await
+        })
+        .await?;
+        output::trained(&report);
+        summary["train"] = json!(report);
+    }
+    let (report, _) = audited(lake, new_run("score", Some(d)), async |run| {
+        jobs::score(lake, settings, d, run).await
+    })
+    .await?;
+    output::scored(&report);
+    summary["scores"] = json!(report);
+    Ok(summary)
+}

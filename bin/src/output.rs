@@ -1,0 +1,121 @@
+//! What the CLI prints on stdout for people; the last line is always the JSON summary.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use cslake_pipeline::jobs::{IngestReport, ScoreReport, TrainReport};
+use cslake_pipeline::sources::demo::GenStats;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::util::pretty::pretty_format_batches;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "table" => Ok(Format::Table),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            o => Err(format!("unknown format '{o}' (expected table, csv or json)")),
+        }
+    }
+}
+
+pub fn print_batches(batches: &[RecordBatch], format: Format) -> anyhow::Result<usize> {
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    match format {
+        Format::Table => println!("{}", pretty_format_batches(batches)?),
+        Format::Csv => {
+            let mut w = deltalake::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(std::io::stdout());
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = deltalake::arrow::json::LineDelimitedWriter::new(std::io::stdout());
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+    }
+    Ok(rows)
+}
+
+pub fn generated(stats: &GenStats, out: &Path) {
+    println!("Generated {} files in {}:", stats.files, out.display());
+    for (t, n) in &stats.tables {
+        println!("  {t:<14} {n:>10} rows");
+    }
+}
+
+pub fn ingested(r: &IngestReport) {
+    println!(
+        "Landed from {}: {} rows read, {} rejected (see ops.quarantine)",
+        r.source, r.read, r.rejected
+    );
+    for t in &r.tables {
+        if t.files > 0 {
+            println!(
+                "  core.{:<14} {:>3} file(s) {:>10} read {:>6} rejected {:>10} new {:>8} changed",
+                t.table, t.files, t.read, t.rejected, t.inserted, t.updated
+            );
+        }
+    }
+}
+
+pub fn trained(r: &TrainReport) {
+    let m = &r.test;
+    println!(
+        "Trained {} on {} rows at {} observation dates ({} churned).",
+        r.version, r.rows, r.observation_dates, r.positives
+    );
+    if let Some([a, b]) = r.windows.get("test") {
+        println!(
+            "  Held-out window {a} .. {b} (never seen in training): {} rows, churn rate {:.1}%",
+            m.rows,
+            100.0 * m.base_rate
+        );
+    }
+    println!(
+        "  ROC AUC {:.3} | PR AUC {:.3} | Brier {:.4} | top-decile lift {:.2} | accuracy {:.3} (always 'stays': {:.3}) | recall {:.3}",
+        m.roc_auc, m.pr_auc, m.brier, m.top_decile_lift, m.accuracy, m.majority_accuracy, m.recall
+    );
+}
+
+pub fn scored(r: &ScoreReport) {
+    let bands = |b: &std::collections::BTreeMap<String, usize>| {
+        b.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "Scored {} accounts as of {} with {}.",
+        r.accounts, r.as_of, r.model_version
+    );
+    println!("  Risk bands: {}", bands(&r.risk_bands));
+    println!("  Health bands: {}", bands(&r.health_bands));
+    println!(
+        "  Opportunities: {} seat expansions, expected MRR {:.0}",
+        r.opportunities, r.expansion_mrr
+    );
+    println!("  Top at-risk accounts:");
+    for a in &r.top_at_risk {
+        println!(
+            "    {} {:<32} risk {:>3}  MRR {:>8.0}",
+            a.account_id, a.name, a.risk_score, a.mrr
+        );
+        for reason in &a.reasons {
+            println!("        - {reason}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Logging (stderr; JSON when stderr is not a terminal) and progress bars (terminal only).
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,buoyant_kernel=off,deltalake_core=error,cslake=info,cslake_pipeline=info,cslake_features=info,cslake_models=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.with_target(false).compact().init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+/// indicatif bars on a terminal; nothing otherwise (logs carry the counts).
+pub struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+    visible: bool,
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        Self {
+            bar: Mutex::new(None),
+            visible: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl cslake_pipeline::Progress for Bars {
+    fn start(&self, step: &str, total: Option<u64>) {
+        if !self.visible {
+            return;
+        }
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+            None => ProgressBar::new_spinner(),
+        };
+        bar.set_message(step.to_string());
+        if let Ok(mut b) = self.bar.lock() {
+            *b = Some(bar);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Ok(b) = self.bar.lock()
+            && let Some(b) = b.as_ref()
+        {
+            b.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Ok(mut b) = self.bar.lock()
+            && let Some(b) = b.take()
+        {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,217 @@
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+
+use crate::registry::{CHURN_LABEL_SQL, SPINE_SQL};
+use crate::{Error, FeatureView, Registry, Result, render};
+
+/// How the churn label is observed after an observation date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelSpec {
+    /// Days after the observation date before the label window opens (time to act).
+    pub lead_days: i64,
+    /// Length of the label window in days ("cancels within 90 days").
+    pub horizon_days: i64,
+    /// A subscription gap longer than this many days counts as churn.
+    pub grace_days: i64,
+}
+
+impl Default for LabelSpec {
+    fn default() -> Self {
+        Self {
+            lead_days: 0,
+            horizon_days: 90,
+            grace_days: 30,
+        }
+    }
+}
+
+async fn collect_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    view: &str,
+    as_of: NaiveDate,
+) -> Result<Vec<RecordBatch>> {
+    let wrap = |source| Error::Query {
+        view: view.to_string(),
+        as_of: as_of.to_string(),
+        source,
+    };
+    ctx.sql(sql).await.map_err(wrap)?.collect().await.map_err(wrap)
+}
+
+fn register_batches(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => {
+            return Err(Error::View {
+                view: name.into(),
+                path: String::new(),
+                message: "produced no batches".into(),
+            });
+        }
+    };
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
+}
+
+/// Registers `spine`: the accounts that are customers on `as_of`, which every view starts from.
+/// Returns the number of accounts.
+pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate) -> Result<usize> {
+    let batches = collect_sql(ctx, &render(SPINE_SQL, as_of, &[]), "spine", as_of).await?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let batches = if batches.is_empty() {
+        // keep the schema even when nobody is a customer yet
+        let df = ctx.sql(&render(SPINE_SQL, as_of, &[])).await?;
+        vec![RecordBatch::new_empty(Arc::new(df.schema().as_arrow().clone()))]
+    } else {
+        batches
+    };
+    register_batches(ctx, "spine", batches)?;
+    Ok(rows)
+}
+
+/// Computes one view as of `as_of` (the spine must be registered) and checks that it returns
+/// every feature its header declares.
+pub async fn compute_view(
+    ctx: &SessionContext,
+    view: &FeatureView,
+    as_of: NaiveDate,
+) -> Result<Vec<RecordBatch>> {
+    let sql = render(&view.sql, as_of, &[]);
+    let df = ctx.sql(&sql).await.map_err(|source| Error::Query {
+        view: view.name.clone(),
+        as_of: as_of.to_string(),
+        source,
+    })?;
+    let schema = df.schema().as_arrow().clone();
+    for required in ["account_id", "as_of_date"]
+        .into_iter()
+        .chain(view.features.iter().map(|(n, _)| n.as_str()))
+    {
+        if schema.field_with_name(required).is_err() {
+            return Err(Error::View {
+                view: view.name.clone(),
+                path: view.origin.clone(),
+                message: format!(
+                    "the header declares column '{required}' but the SELECT returns only: {}",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    let batches = df.collect().await.map_err(|source| Error::Query {
+        view: view.name.clone(),
+        as_of: as_of.to_string(),
+        source,
+    })?;
+    if batches.is_empty() {
+        return Ok(vec![RecordBatch::new_empty(Arc::new(schema))]);
+    }
+    Ok(batches)
+}
+
+/// Joins computed views into one row per spine account: `account_id, as_of_date` and every
+/// feature as `DOUBLE`, in registry order.
+pub async fn feature_vector(
+    ctx: &SessionContext,
+    registry: &Registry,
+    computed: &[(String, Vec<RecordBatch>)],
+) -> Result<Vec<RecordBatch>> {
+    let mut select = vec!["s.account_id".to_string(), "s.as_of_date".to_string()];
+    let mut joins = String::new();
+    for (i, (name, batches)) in computed.iter().enumerate() {
+        let alias = format!("fv_{i}");
+        register_batches(ctx, &alias, batches.clone())?;
+        let view = registry.get(name).ok_or_else(|| Error::View {
+            view: name.clone(),
+            path: String::new(),
+            message: "not in the registry".into(),
+        })?;
+        for (feature, _) in &view.features {
+            select.push(format!("CAST({alias}.\"{feature}\" AS DOUBLE) AS \"{feature}\""));
+        }
+        joins.push_str(&format!(
+            " LEFT JOIN {alias} ON {alias}.account_id = s.account_id"
+        ));
+    }
+    let sql = format!(
+        "SELECT {} FROM spine s{joins} ORDER BY s.account_id",
+        select.join(", ")
+    );
+    let out = ctx.sql(&sql).await?.collect().await?;
+    for i in 0..computed.len() {
+        ctx.deregister_table(format!("fv_{i}").as_str())?;
+    }
+    Ok(out)
+}
+
+/// Computes every view of the registry as of `as_of` (registering the spine first).
+pub async fn compute_all(
+    ctx: &SessionContext,
+    registry: &Registry,
+    as_of: NaiveDate,
+) -> Result<Vec<(String, Vec<RecordBatch>)>> {
+    register_spine(ctx, as_of).await?;
+    let mut out = Vec::with_capacity(registry.views.len());
+    for view in &registry.views {
+        out.push((view.name.clone(), compute_view(ctx, view, as_of).await?));
+    }
+    Ok(out)
+}
+
+/// Features at each observation date with the churn label observed after it: the rows of
+/// `account_id, as_of_date, <features…>, label`. Only accounts that are customers on the
+/// observation date appear, so accounts already gone are excluded.
+pub async fn training_set(
+    ctx: &SessionContext,
+    registry: &Registry,
+    dates: &[NaiveDate],
+    label: LabelSpec,
+) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for as_of in dates {
+        let computed = compute_all(ctx, registry, *as_of).await?;
+        let vector = feature_vector(ctx, registry, &computed).await?;
+        if vector.iter().all(|b| b.num_rows() == 0) {
+            continue;
+        }
+        register_batches(ctx, "fv_all", vector)?;
+        let label_sql = render(
+            CHURN_LABEL_SQL,
+            *as_of,
+            &[
+                ("grace_days", label.grace_days),
+                ("lead_days", label.lead_days),
+                ("window_end_days", label.lead_days + label.horizon_days),
+            ],
+        );
+        register_batches(
+            ctx,
+            "labels_at",
+            collect_sql(ctx, &label_sql, "churn label", *as_of).await?,
+        )?;
+        let rows = ctx
+            .sql("SELECT f.*, l.label FROM fv_all f JOIN labels_at l ON l.account_id = f.account_id ORDER BY f.account_id")
+            .await?
+            .collect()
+            .await?;
+        out.extend(rows);
+        ctx.deregister_table("fv_all")?;
+        ctx.deregister_table("labels_at")?;
+    }
+    Ok(out)
+}
+
+/// The type feature columns are handed to models in.
+pub const FEATURE_TYPE: DataType = DataType::Float64;

@@ -1,0 +1,37 @@
+//! Churn models for cslake, built on candle.
+//!
+//! This crate never sees the lake or DataFusion: it takes plain matrices ([`Dataset`]) and returns
+//! trained models, metrics and explanations. The pipeline turns feature tables into datasets.
+
+mod artifact;
+mod calibration;
+mod dataset;
+mod explain;
+mod logistic;
+mod metrics;
+mod scaling;
+mod train;
+
+pub use artifact::{ModelArtifact, ModelMeta, Prediction};
+pub use calibration::Platt;
+pub use dataset::Dataset;
+pub use explain::Contribution;
+pub use logistic::{LogisticConfig, LogisticRegression, TrainReport};
+pub use metrics::{Metrics, ReliabilityBin};
+pub use scaling::{FeatureScaling, Scaler, Transform};
+pub use train::{TrainOptions, train_out_of_time};
+
+/// Errors from training, scoring and loading models.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("model artifact: {0}")]
+    Artifact(String),
+    #[error("the training set is unusable: {0}")]
+    Data(String),
+    #[error("feature '{feature}' is required by model {version} but missing from the input")]
+    MissingFeature { feature: String, version: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

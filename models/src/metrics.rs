@@ -1,0 +1,199 @@
+use serde::{Deserialize, Serialize};
+
+/// Out-of-sample quality of a probability model, the way churn models are judged: ranking
+/// (ROC AUC, PR AUC, lift) and calibration (Brier, reliability), with accuracy beside them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Metrics {
+    pub rows: usize,
+    pub positives: usize,
+    pub base_rate: f64,
+    pub roc_auc: f64,
+    pub pr_auc: f64,
+    pub brier: f64,
+    /// Churn rate among the 10% highest-scored rows divided by the base rate.
+    pub top_decile_lift: f64,
+    /// Accuracy at `threshold` (and, for comparison, the accuracy of always predicting "stays").
+    pub accuracy: f64,
+    pub majority_accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub threshold: f64,
+    pub reliability: Vec<ReliabilityBin>,
+}
+
+/// Predicted against observed rate in one band of predicted probability.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub rows: usize,
+    pub mean_predicted: f64,
+    pub observed_rate: f64,
+}
+
+impl Metrics {
+    /// Computes every metric of `probabilities` against 0/1 `labels`.
+    pub fn compute(probabilities: &[f64], labels: &[f32], threshold: f64) -> Self {
+        let n = probabilities.len().min(labels.len());
+        let y: Vec<bool> = labels[..n].iter().map(|v| *v > 0.5).collect();
+        let p = &probabilities[..n];
+        let positives = y.iter().filter(|v| **v).count();
+        let base_rate = if n == 0 { 0.0 } else { positives as f64 / n as f64 };
+        let brier = if n == 0 {
+            0.0
+        } else {
+            p.iter()
+                .zip(&y)
+                .map(|(p, y)| (p - f64::from(u8::from(*y))).powi(2))
+                .sum::<f64>()
+                / n as f64
+        };
+        let (mut tp, mut fp, mut tn, mut fne) = (0usize, 0usize, 0usize, 0usize);
+        for (p, y) in p.iter().zip(&y) {
+            match (*p >= threshold, *y) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, false) => tn += 1,
+                (false, true) => fne += 1,
+            }
+        }
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        Self {
+            rows: n,
+            positives,
+            base_rate,
+            roc_auc: roc_auc(p, &y),
+            pr_auc: average_precision(p, &y),
+            brier,
+            top_decile_lift: top_fraction_lift(p, &y, 0.1),
+            accuracy: ratio(tp + tn, n),
+            majority_accuracy: ratio(n - positives.min(n), n).max(base_rate),
+            precision: ratio(tp, tp + fp),
+            recall: ratio(tp, tp + fne),
+            threshold,
+            reliability: reliability(p, &y, 10),
+        }
+    }
+}
+
+/// Indices sorted by descending score (ties keep input order: the result is deterministic).
+fn order_desc(p: &[f64]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|a, b| p[*b].total_cmp(&p[*a]));
+    idx
+}
+
+/// Area under the ROC curve by the rank-sum formula, with ties counted as one half.
+pub fn roc_auc(p: &[f64], y: &[bool]) -> f64 {
+    let pos = y.iter().filter(|v| **v).count() as f64;
+    let neg = y.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return f64::NAN;
+    }
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|a, b| p[*a].total_cmp(&p[*b]));
+    // Average ranks (1-based) over tied groups.
+    let mut rank_sum_pos = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && p[idx[j + 1]] == p[idx[i]] {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
+        for k in &idx[i..=j] {
+            if y[*k] {
+                rank_sum_pos += avg_rank;
+            }
+        }
+        i = j + 1;
+    }
+    (rank_sum_pos - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// Average precision: the area under the precision-recall curve, step-wise.
+pub fn average_precision(p: &[f64], y: &[bool]) -> f64 {
+    let pos = y.iter().filter(|v| **v).count();
+    if pos == 0 {
+        return f64::NAN;
+    }
+    let mut tp = 0usize;
+    let mut ap = 0.0;
+    for (rank, i) in order_desc(p).into_iter().enumerate() {
+        if y[i] {
+            tp += 1;
+            ap += tp as f64 / (rank + 1) as f64;
+        }
+    }
+    ap / pos as f64
+}
+
+/// Positive rate in the top `fraction` of scores divided by the overall positive rate.
+pub fn top_fraction_lift(p: &[f64], y: &[bool], fraction: f64) -> f64 {
+    let n = p.len();
+    let pos = y.iter().filter(|v| **v).count();
+    if n == 0 || pos == 0 {
+        return f64::NAN;
+    }
+    let k = ((n as f64 * fraction).ceil() as usize).clamp(1, n);
+    let top_pos = order_desc(p).into_iter().take(k).filter(|i| y[*i]).count();
+    (top_pos as f64 / k as f64) / (pos as f64 / n as f64)
+}
+
+fn reliability(p: &[f64], y: &[bool], bins: usize) -> Vec<ReliabilityBin> {
+    (0..bins)
+        .filter_map(|b| {
+            let lower = b as f64 / bins as f64;
+            let upper = (b + 1) as f64 / bins as f64;
+            let members: Vec<usize> = (0..p.len())
+                .filter(|i| p[*i] >= lower && (p[*i] < upper || (b + 1 == bins && p[*i] <= 1.0)))
+                .collect();
+            if members.is_empty() {
+                return None;
+            }
+            let m = members.len() as f64;
+            Some(ReliabilityBin {
+                lower,
+                upper,
+                rows: members.len(),
+                mean_predicted: members.iter().map(|i| p[*i]).sum::<f64>() / m,
+                observed_rate: members.iter().filter(|i| y[**i]).count() as f64 / m,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_known_rankings() {
+        let y = [false, false, true, true];
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &y), 1.0);
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &y), 0.0);
+        assert_eq!(roc_auc(&[0.5, 0.5, 0.5, 0.5], &y), 0.5);
+        // one discordant pair out of four
+        assert_eq!(roc_auc(&[0.1, 0.7, 0.6, 0.9], &y), 0.75);
+    }
+
+    #[test]
+    fn average_precision_and_lift() {
+        let y = [true, false, true, false, false, false, false, false, false, false];
+        let p = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0];
+        // precision at the two positives: 1/1 and 2/3
+        assert!((average_precision(&p, &y) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        // top 10% = 1 row, a positive: rate 1.0 against base 0.2
+        assert!((top_fraction_lift(&p, &y, 0.1) - 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn brier_accuracy_and_reliability() {
+        let m = Metrics::compute(&[1.0, 0.0, 0.75, 0.25], &[1.0, 0.0, 0.0, 1.0], 0.5);
+        assert!((m.brier - (0.0 + 0.0 + 0.5625 + 0.5625) / 4.0).abs() < 1e-12);
+        assert_eq!(m.accuracy, 0.5);
+        assert_eq!(m.precision, 0.5);
+        assert_eq!(m.recall, 0.5);
+        assert_eq!(m.reliability.iter().map(|b| b.rows).sum::<usize>(), 4);
+    }
+}

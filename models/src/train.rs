@@ -1,0 +1,120 @@
+use std::collections::{BTreeSet, HashMap};
+
+use crate::calibration::sigmoid;
+use crate::{
+    Dataset, Error, LogisticConfig, LogisticRegression, Metrics, ModelArtifact, ModelMeta, Platt, Result,
+    Scaler,
+};
+
+/// How observation dates are split forward in time.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub logistic: LogisticConfig,
+    /// Share of the latest observation dates held out as the test window (never trained on).
+    pub test_share: f64,
+    /// Share of the dates before the test window used for early stopping and calibration.
+    pub validation_share: f64,
+    /// Probability threshold for accuracy, precision and recall.
+    pub threshold: f64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            logistic: LogisticConfig::default(),
+            test_share: 0.25,
+            validation_share: 0.2,
+            threshold: 0.5,
+        }
+    }
+}
+
+/// Trains a churn model on rows observed at `dates` (ISO `YYYY-MM-DD`, one per row) with an
+/// out-of-time split: train on the earliest dates, stop early and calibrate on the next ones,
+/// report metrics on the latest ones.
+pub fn train_out_of_time(
+    data: &Dataset,
+    dates: &[String],
+    opts: &TrainOptions,
+    meta_template: ModelMeta,
+) -> Result<ModelArtifact> {
+    if dates.len() != data.n_rows() {
+        return Err(Error::Data(format!(
+            "{} dates for {} rows",
+            dates.len(),
+            data.n_rows()
+        )));
+    }
+    let unique: Vec<&String> = dates.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    if unique.len() < 3 {
+        return Err(Error::Data(format!(
+            "{} observation date(s): an out-of-time split needs at least 3; lengthen the history",
+            unique.len()
+        )));
+    }
+    let n_dates = unique.len();
+    let n_test = ((n_dates as f64 * opts.test_share).round() as usize).clamp(1, n_dates - 2);
+    let n_valid =
+        (((n_dates - n_test) as f64 * opts.validation_share).round() as usize).clamp(1, n_dates - n_test - 1);
+    let test_from = unique[n_dates - n_test].clone();
+    let valid_from = unique[n_dates - n_test - n_valid].clone();
+    let role = |d: &String| {
+        if *d >= test_from {
+            2
+        } else if *d >= valid_from {
+            1
+        } else {
+            0
+        }
+    };
+    let train = data.select(|i| role(&dates[i]) == 0);
+    let valid = data.select(|i| role(&dates[i]) == 1);
+    let test = data.select(|i| role(&dates[i]) == 2);
+    let window = |r: u8| {
+        let ds: Vec<&String> = unique.iter().copied().filter(|d| role(d) == r).collect();
+        [
+            ds.first().map(|s| s.to_string()).unwrap_or_default(),
+            ds.last().map(|s| s.to_string()).unwrap_or_default(),
+        ]
+    };
+
+    let scaler = Scaler::fit(&train);
+    let cfg = LogisticConfig {
+        n_features: data.n_features(),
+        ..opts.logistic.clone()
+    };
+    let train_x = scaler.transform(&train);
+    let valid_x = scaler.transform(&valid);
+    let (model, report) = LogisticRegression::fit(&cfg, &train_x, &train.y, Some((&valid_x, &valid.y)))?;
+
+    let valid_logits: Vec<f64> = model.logits(&valid_x)?.into_iter().map(f64::from).collect();
+    let platt = Platt::fit(&valid_logits, &valid.y);
+    let valid_p: Vec<f64> = valid_logits.iter().map(|z| platt.probability(*z)).collect();
+    let test_logits: Vec<f64> = model
+        .logits(&scaler.transform(&test))?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let test_p: Vec<f64> = test_logits.iter().map(|z| platt.probability(*z)).collect();
+    tracing::debug!(
+        raw_test_mean =
+            test_logits.iter().map(|z| sigmoid(*z)).sum::<f64>() / test_logits.len().max(1) as f64,
+        "uncalibrated mean probability on the test window"
+    );
+
+    let mut meta = meta_template;
+    meta.family = "logistic_regression".into();
+    meta.features = data.feature_names.clone();
+    meta.scaling = scaler;
+    meta.calibration = platt;
+    meta.config = cfg;
+    meta.train_report = report;
+    meta.windows = HashMap::from([
+        ("train".to_string(), window(0)),
+        ("validation".to_string(), window(1)),
+        ("test".to_string(), window(2)),
+    ]);
+    meta.validation_metrics = Some(Metrics::compute(&valid_p, &valid.y, opts.threshold));
+    meta.test_metrics = Metrics::compute(&test_p, &test.y, opts.threshold);
+    Ok(ModelArtifact::new(meta, model))
+}

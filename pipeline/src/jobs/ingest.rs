@@ -1,0 +1,181 @@
+//! `cslake ingest`: land source files in the `core/` tables.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Utc;
+use deltalake::arrow::array::RecordBatch;
+
+use super::util::{dedupe, has_table, sql, strings};
+use crate::records::{BatchBuilder, Mapping, Rejected, cast_records};
+use crate::schema::{CORE_TABLES, Kind, TableSpec};
+use crate::sources::FileDrop;
+use crate::{Error, Lake, Progress, Result, RunContext, Settings, ops};
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TableLoad {
+    pub table: String,
+    pub files: usize,
+    pub read: usize,
+    pub rejected: usize,
+    pub inserted: usize,
+    pub updated: usize,
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestReport {
+    pub source: String,
+    pub tables: Vec<TableLoad>,
+    pub read: usize,
+    pub rejected: usize,
+}
+
+struct Staged {
+    spec: &'static TableSpec,
+    batches: Vec<RecordBatch>,
+    rejected: Vec<Rejected>,
+    load: TableLoad,
+}
+
+/// Reads every file of the source, validates it, and loads it: entities merged on their key,
+/// events appended once per `event_id`. Everything is read and validated before anything is
+/// written, so a file with a missing column, or rejects above the threshold, load nothing.
+pub async fn ingest(
+    lake: &Lake,
+    settings: &Settings,
+    source: &str,
+    run: &mut RunContext,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
+    let drop = FileDrop::open(
+        source,
+        &settings.file.storage,
+        settings.file.ingest.tables.clone(),
+    )?;
+    let ctx = lake.session().await?;
+    let mut known: HashSet<String> = HashSet::new();
+    if has_table(&ctx, "core.accounts") {
+        for b in sql(&ctx, "SELECT account_id FROM core.accounts").await? {
+            known.extend(strings(&b, "account_id")?.into_iter().flatten());
+        }
+    }
+    let keep_orphans = settings.keep_orphans();
+    let ingested_at = Utc::now();
+    let mut staged = Vec::new();
+    for spec in CORE_TABLES {
+        let files = drop.files_for(spec).await?;
+        let mut st = Staged {
+            spec,
+            batches: Vec::new(),
+            rejected: Vec::new(),
+            load: TableLoad {
+                table: spec.name.into(),
+                files: files.len(),
+                ..Default::default()
+            },
+        };
+        if files.is_empty() {
+            staged.push(st);
+            continue;
+        }
+        progress.start(&format!("read {}", spec.name), Some(files.len() as u64));
+        let overrides: HashMap<String, String> = drop
+            .mapping(spec.name)
+            .map(|m| m.columns.clone())
+            .unwrap_or_default();
+        for file in &files {
+            let records = drop.read(spec, file).await?;
+            let mapping = Mapping::resolve(spec, &records.header, &overrides, &records.origin)?;
+            let mut builder = BatchBuilder::new(spec);
+            let known_ref = (!keep_orphans).then_some(&known);
+            st.rejected
+                .extend(cast_records(spec, &records, &mapping, known_ref, &mut builder));
+            st.load.read += records.rows.len();
+            let batch = builder.finish_table(&records.origin, &run.run_id, ingested_at)?;
+            if spec.name == "accounts" {
+                known.extend(strings(&batch, "account_id")?.into_iter().flatten());
+            }
+            st.batches.push(batch);
+            progress.advance(1);
+        }
+        progress.finish();
+        st.load.rejected = st.rejected.len();
+        tracing::info!(
+            table = spec.name,
+            files = files.len(),
+            read = st.load.read,
+            rejected = st.load.rejected,
+            "read"
+        );
+        staged.push(st);
+    }
+    let read: usize = staged.iter().map(|s| s.load.read).sum();
+    let rejected: usize = staged.iter().map(|s| s.load.rejected).sum();
+    run.rows_read += read as u64;
+    run.rows_rejected += rejected as u64;
+    for st in &staged {
+        if let Some(v) = ops::quarantine(lake, run, drop.url.as_str(), st.spec.name, &st.rejected).await? {
+            run.tables.insert("ops.quarantine".into(), v);
+        }
+    }
+    let threshold = settings.reject_threshold();
+    if read > 0 && rejected as f64 / read as f64 > threshold {
+        let first = staged
+            .iter()
+            .flat_map(|s| s.rejected.first())
+            .next()
+            .map(|r| format!("{}: {}", r.origin, r.reason))
+            .unwrap_or_default();
+        return Err(Error::RejectedAboveThreshold {
+            rejected,
+            read,
+            share: 100.0 * rejected as f64 / read as f64,
+            threshold: 100.0 * threshold,
+            run_id: run.run_id.clone(),
+            first,
+        });
+    }
+    let mut report = IngestReport {
+        source: drop.url.to_string(),
+        read,
+        rejected,
+        tables: Vec::new(),
+    };
+    for mut st in staged {
+        if let Some(batch) = dedupe(&st.batches, st.spec.key, st.spec.kind == Kind::Entity)? {
+            progress.start(&format!("load {}", st.spec.name), None);
+            let target = lake.target("core", st.spec.name);
+            let stats = match st.spec.kind {
+                Kind::Entity => {
+                    target
+                        .upsert(
+                            vec![batch],
+                            &[st.spec.key],
+                            &st.spec.compare_columns(),
+                            &run.run_id,
+                        )
+                        .await?
+                }
+                Kind::Event => target.insert_new(vec![batch], st.spec.key, &run.run_id).await?,
+            };
+            progress.finish();
+            st.load.inserted = stats.inserted;
+            st.load.updated = stats.updated;
+            st.load.version = stats.version;
+            run.wrote(
+                &format!("core.{}", st.spec.name),
+                stats.inserted + stats.updated,
+                stats.version,
+            );
+            tracing::info!(
+                table = st.spec.name,
+                inserted = stats.inserted,
+                updated = stats.updated,
+                version = stats.version,
+                "loaded"
+            );
+        }
+        report.tables.push(st.load);
+    }
+    Ok(report)
+}

@@ -1,0 +1,13 @@
+//! The jobs. Each takes the lake, the settings and the run's audit context, and returns a report
+//! the CLI prints as its JSON summary line.
+
+mod ingest;
+mod score;
+mod train;
+mod transform;
+pub mod util;
+
+pub use ingest::{IngestReport, TableLoad, ingest};
+pub use score::{ScoreReport, TopAccount, score};
+pub use train::{TrainReport, train};
+pub use transform::{FeaturesReport, features, load_registry};

@@ -1,0 +1,473 @@
+//! `cslake score`: risk, health and opportunities for every customer as of a date.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate};
+use cslake_features::{HealthProfiles, feature_vector};
+use cslake_models::{Dataset, ModelArtifact};
+use deltalake::arrow::array::{
+    ArrayRef, Date32Array, Float64Array, Float64Builder, Int32Array, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, StructBuilder,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema};
+
+use super::transform::load_registry;
+use super::util::{epoch_days, floats, has_table, sql, strings};
+use crate::{Error, Lake, Result, RunContext, Settings};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TopAccount {
+    pub account_id: String,
+    pub name: String,
+    pub risk_score: i32,
+    pub mrr: f64,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ScoreReport {
+    pub as_of: String,
+    pub model_version: String,
+    pub accounts: usize,
+    pub risk_bands: BTreeMap<String, usize>,
+    pub health_bands: BTreeMap<String, usize>,
+    pub opportunities: usize,
+    pub expansion_mrr: f64,
+    pub top_at_risk: Vec<TopAccount>,
+}
+
+fn factor_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("feature", DataType::Utf8, true),
+        Field::new("contribution", DataType::Float64, true),
+        Field::new("value", DataType::Float64, true),
+        Field::new("reason", DataType::Utf8, true),
+    ])
+}
+
+fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        "missing".into()
+    } else if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if v.abs() < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+async fn current_model(
+    lake: &Lake,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+) -> Result<ModelArtifact> {
+    if !has_table(ctx, "models.registry") {
+        return Err(Error::NoModel);
+    }
+    let rows = sql(
+        ctx,
+        "SELECT path FROM models.registry WHERE status = 'current' ORDER BY created_at DESC LIMIT 1",
+    )
+    .await?;
+    let path = rows
+        .first()
+        .map(|b| strings(b, "path"))
+        .transpose()?
+        .and_then(|v| v.into_iter().flatten().next())
+        .ok_or(Error::NoModel)?;
+    let meta = lake.get(&format!("{path}/model.json")).await?;
+    let weights = lake.get(&format!("{path}/model.safetensors")).await?;
+    Ok(ModelArtifact::from_bytes(&meta, &weights)?)
+}
+
+fn band(score: f64, s: &crate::settings::ScoringConfig) -> &'static str {
+    if score >= s.band_critical {
+        "critical"
+    } else if score >= s.band_high {
+        "high"
+    } else if score >= s.band_medium {
+        "medium"
+    } else {
+        "low"
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+pub async fn score(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    run: &mut RunContext,
+) -> Result<ScoreReport> {
+    let registry = load_registry(settings)?;
+    let ctx = lake.session().await?;
+    let model = current_model(lake, &ctx).await?;
+    let version = model.meta.version.clone();
+
+    // the materialised features of the day
+    let not_ready = || {
+        Error::Job(format!(
+            "features for {as_of} are not materialised: run `cslake features --as-of {as_of}` first"
+        ))
+    };
+    let mut computed = Vec::new();
+    for view in &registry.views {
+        let table = format!("features.{}", view.name);
+        if !has_table(&ctx, &table) {
+            return Err(not_ready());
+        }
+        let batches = sql(
+            &ctx,
+            &format!("SELECT * FROM {table} WHERE as_of_date = DATE '{as_of}'"),
+        )
+        .await?;
+        if batches.iter().map(RecordBatch::num_rows).sum::<usize>() == 0 {
+            return Err(not_ready());
+        }
+        computed.push((view.name.clone(), batches));
+    }
+    let first = &registry.views[0].name;
+    ctx.deregister_table("spine")?;
+    let spine = ctx
+        .sql(&format!(
+            "SELECT account_id, as_of_date FROM features.{first} WHERE as_of_date = DATE '{as_of}'"
+        ))
+        .await?;
+    ctx.register_table("spine", spine.into_view())?;
+    let vector = feature_vector(&ctx, &registry, &computed).await?;
+
+    let names = registry.feature_names();
+    let mut ids: Vec<String> = Vec::new();
+    let mut cols: HashMap<String, Vec<f64>> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    for b in &vector {
+        ids.extend(
+            strings(b, "account_id")?
+                .into_iter()
+                .map(Option::unwrap_or_default),
+        );
+        for n in &names {
+            let v = floats(b, n)?;
+            cols.entry(n.clone()).or_default().extend(v);
+        }
+    }
+    let n = ids.len();
+    let mut x = Vec::with_capacity(n * names.len());
+    for i in 0..n {
+        x.extend(names.iter().map(|f| cols[f][i] as f32));
+    }
+    let predictions = model.predict(&Dataset::new(names.clone(), x, Vec::new())?)?;
+
+    // account attributes
+    let mut info: HashMap<String, (String, Option<String>, Option<String>)> = HashMap::new();
+    for b in sql(&ctx, "SELECT account_id, name, segment, plan FROM core.accounts").await? {
+        let (a, nm, seg, plan) = (
+            strings(&b, "account_id")?,
+            strings(&b, "name")?,
+            strings(&b, "segment")?,
+            strings(&b, "plan")?,
+        );
+        for i in 0..b.num_rows() {
+            info.insert(
+                a[i].clone().unwrap_or_default(),
+                (nm[i].clone().unwrap_or_default(), seg[i].clone(), plan[i].clone()),
+            );
+        }
+    }
+
+    let sc = &settings.file.scoring;
+    let day = epoch_days(as_of);
+    let mut report = ScoreReport {
+        as_of: as_of.to_string(),
+        model_version: version.clone(),
+        accounts: n,
+        ..Default::default()
+    };
+
+    // risk_scores
+    let mut factors = ListBuilder::new(StructBuilder::from_fields(factor_fields(), n));
+    let mut probs = Vec::with_capacity(n);
+    let mut scores = Vec::with_capacity(n);
+    let mut bands = Vec::with_capacity(n);
+    let mut ranked: Vec<(usize, f64)> = Vec::with_capacity(n);
+    let mut reasons_of: Vec<Vec<String>> = Vec::with_capacity(n);
+    for (i, p) in predictions.iter().enumerate() {
+        let score = (p.probability * 100.0).round();
+        probs.push(p.probability);
+        scores.push(score as i32);
+        let b = band(score, sc);
+        *report.risk_bands.entry(b.to_string()).or_default() += 1;
+        bands.push(b);
+        ranked.push((i, p.probability));
+        let mut reasons = Vec::new();
+        let sb = factors.values();
+        for c in p
+            .contributions
+            .iter()
+            .filter(|c| c.contribution > 0.0)
+            .take(sc.top_factors)
+        {
+            let label = registry.label(&c.feature).unwrap_or(&c.feature);
+            let reason = format!("{label}: {} (typical {})", fmt_num(c.value), fmt_num(c.typical));
+            sb.field_builder::<StringBuilder>(0)
+                .map(|f| f.append_value(&c.feature));
+            sb.field_builder::<Float64Builder>(1)
+                .map(|f| f.append_value(c.contribution));
+            sb.field_builder::<Float64Builder>(2).map(|f| {
+                if c.value.is_finite() {
+                    f.append_value(c.value)
+                } else {
+                    f.append_null()
+                }
+            });
+            sb.field_builder::<StringBuilder>(3)
+                .map(|f| f.append_value(&reason));
+            sb.append(true);
+            reasons.push(reason);
+        }
+        factors.append(true);
+        reasons_of.push(reasons);
+    }
+    let risk_schema = Arc::new(Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("as_of_date", DataType::Date32, false),
+        Field::new("churn_probability", DataType::Float64, false),
+        Field::new("risk_score", DataType::Int32, false),
+        Field::new("risk_band", DataType::Utf8, false),
+        Field::new("model_version", DataType::Utf8, false),
+        Field::new(
+            "top_factors",
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Struct(factor_fields()),
+                true,
+            ))),
+            true,
+        ),
+        Field::new("_run_id", DataType::Utf8, false),
+    ]));
+    let risk = RecordBatch::try_new(
+        risk_schema,
+        vec![
+            Arc::new(StringArray::from(ids.clone())),
+            Arc::new(Date32Array::from(vec![day; n])),
+            Arc::new(Float64Array::from(probs)),
+            Arc::new(Int32Array::from(scores.clone())),
+            Arc::new(StringArray::from(bands)),
+            Arc::new(StringArray::from(vec![version.as_str(); n])),
+            Arc::new(factors.finish()) as ArrayRef,
+            Arc::new(StringArray::from(vec![run.run_id.as_str(); n])),
+        ],
+    )?;
+    let pred = format!("as_of_date = '{as_of}'");
+    let stats = lake
+        .target("scores", "risk_scores")
+        .replace_where(vec![risk], &pred, &["as_of_date"], &run.run_id)
+        .await?;
+    run.wrote("scores.risk_scores", n, stats.version);
+
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(ids[a.0].cmp(&ids[b.0])));
+    report.top_at_risk = ranked
+        .iter()
+        .take(5)
+        .map(|(i, _)| TopAccount {
+            account_id: ids[*i].clone(),
+            name: info.get(&ids[*i]).map(|x| x.0.clone()).unwrap_or_default(),
+            risk_score: scores[*i],
+            mrr: cols.get("mrr").map_or(f64::NAN, |m| m[*i]),
+            reasons: reasons_of[*i].clone(),
+        })
+        .collect();
+
+    // health_scores
+    let profiles = match &settings.file.health.profiles {
+        Some(p) => {
+            let path = settings.config_path(p);
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            HealthProfiles::parse(&text, &path.display().to_string(), &names)?
+        }
+        None => HealthProfiles::parse(cslake_features::DEFAULT_PROFILES, "built-in", &names)?,
+    };
+    let groups = profiles.group_names();
+    let history = |days: i64| {
+        let ctx = ctx.clone();
+        async move {
+            let mut out: HashMap<String, f64> = HashMap::new();
+            if has_table(&ctx, "scores.health_scores") {
+                let d = as_of - Duration::days(days);
+                for b in sql(&ctx, &format!("SELECT account_id, health_score FROM scores.health_scores WHERE as_of_date = DATE '{d}'")).await? {
+                    let (a, s) = (strings(&b, "account_id")?, floats(&b, "health_score")?);
+                    for i in 0..b.num_rows() {
+                        out.insert(a[i].clone().unwrap_or_default(), s[i]);
+                    }
+                }
+            }
+            Ok::<_, Error>(out)
+        }
+    };
+    let (h7, h30) = (history(7).await?, history(30).await?);
+    let mut hs = Float64Builder::new();
+    let mut hb = StringBuilder::new();
+    let mut t7 = Float64Builder::new();
+    let mut t30 = Float64Builder::new();
+    let mut most = StringBuilder::new();
+    let mut prof = StringBuilder::new();
+    let mut group_cols: Vec<Float64Builder> = groups.iter().map(|_| Float64Builder::new()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let segment = info.get(id).and_then(|x| x.1.as_deref());
+        let r = profiles
+            .for_segment(segment)
+            .score(|f| cols.get(f).map(|c| c[i]).filter(|v| v.is_finite()));
+        let rounded = r.score.map(|s| (s * 10.0).round() / 10.0);
+        hs.append_option(rounded);
+        hb.append_option(r.band);
+        if let Some(b) = r.band {
+            *report.health_bands.entry(b.to_string()).or_default() += 1;
+        }
+        t7.append_option(
+            rounded
+                .zip(h7.get(id).filter(|v| v.is_finite()))
+                .map(|(a, b)| ((a - b) * 10.0).round() / 10.0),
+        );
+        t30.append_option(
+            rounded
+                .zip(h30.get(id).filter(|v| v.is_finite()))
+                .map(|(a, b)| ((a - b) * 10.0).round() / 10.0),
+        );
+        most.append_option(r.most_impactful_measure.as_deref());
+        prof.append_value(&r.profile);
+        for (g, b) in groups.iter().zip(group_cols.iter_mut()) {
+            b.append_option(
+                r.groups
+                    .get(g)
+                    .copied()
+                    .flatten()
+                    .map(|s| (s * 10.0).round() / 10.0),
+            );
+        }
+    }
+    let mut fields = vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("as_of_date", DataType::Date32, false),
+        Field::new("health_score", DataType::Float64, true),
+        Field::new("band", DataType::Utf8, true),
+    ];
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(ids.clone())),
+        Arc::new(Date32Array::from(vec![day; n])),
+        Arc::new(hs.finish()),
+        Arc::new(hb.finish()),
+    ];
+    for (g, mut b) in groups.iter().zip(group_cols) {
+        fields.push(Field::new(format!("{g}_score"), DataType::Float64, true));
+        arrays.push(Arc::new(b.finish()));
+    }
+    for (name, a) in [("trend_7d", t7.finish()), ("trend_30d", t30.finish())] {
+        fields.push(Field::new(name, DataType::Float64, true));
+        arrays.push(Arc::new(a));
+    }
+    fields.push(Field::new("most_impactful_measure", DataType::Utf8, true));
+    arrays.push(Arc::new(most.finish()));
+    fields.push(Field::new("profile", DataType::Utf8, false));
+    arrays.push(Arc::new(prof.finish()));
+    fields.push(Field::new("_run_id", DataType::Utf8, false));
+    arrays.push(Arc::new(StringArray::from(vec![run.run_id.as_str(); n])));
+    let health = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+    let stats = lake
+        .target("scores", "health_scores")
+        .replace_where(vec![health], &pred, &["as_of_date"], &run.run_id)
+        .await?;
+    run.wrote("scores.health_scores", n, stats.version);
+
+    // opportunities: seat expansion where utilisation is high
+    let oc = &settings.file.opportunities;
+    let (mut oid, mut oacc, mut oprod, mut oprob, mut omrr, mut ofit, mut oreason) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let col = |name: &str, i: usize| cols.get(name).map_or(f64::NAN, |c| c[i]);
+    for (i, id) in ids.iter().enumerate() {
+        let (seats, users, mrr, trend) = (
+            col("seats", i),
+            col("active_users_30d", i),
+            col("mrr", i),
+            col("events_trend_30d", i),
+        );
+        if !(seats > 0.0 && mrr > 0.0) {
+            continue;
+        }
+        let util = users / seats;
+        if !(util >= oc.seat_utilisation_min) {
+            continue;
+        }
+        let wanted = (users * (1.0 + oc.seat_headroom)).ceil();
+        let added = (wanted - seats).max(1.0);
+        let growth = if trend.is_finite() {
+            trend.clamp(-0.5, 0.5)
+        } else {
+            0.0
+        };
+        let probability = (0.3 + 1.5 * (util - oc.seat_utilisation_min) + 0.3 * growth
+            - 0.5 * probs_at(&predictions, i))
+        .clamp(0.05, 0.9);
+        let price = mrr / seats;
+        oid.push(format!("{id}-seat_expansion-{as_of}"));
+        oacc.push(id.clone());
+        oprod.push(info.get(id).and_then(|x| x.2.clone()));
+        oprob.push((probability * 1000.0).round() / 1000.0);
+        omrr.push((probability * added * price * 100.0).round() / 100.0);
+        ofit.push((util.min(1.5) / 1.5 * 1000.0).round() / 1000.0);
+        oreason.push(format!(
+            "{users:.0} of {seats:.0} seats active in the last 30 days ({:.0}% utilisation): room for {added:.0} more seats at {price:.0}/seat",
+            util * 100.0
+        ));
+    }
+    let m = oid.len();
+    report.opportunities = m;
+    report.expansion_mrr = (omrr.iter().sum::<f64>() * 100.0).round() / 100.0;
+    let opp_schema = Arc::new(Schema::new(vec![
+        Field::new("opportunity_id", DataType::Utf8, false),
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("as_of_date", DataType::Date32, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("product_id", DataType::Utf8, true),
+        Field::new("probability", DataType::Float64, false),
+        Field::new("expected_mrr", DataType::Float64, false),
+        Field::new("product_fit", DataType::Float64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("_run_id", DataType::Utf8, false),
+    ]));
+    let opp = RecordBatch::try_new(
+        opp_schema,
+        vec![
+            Arc::new(StringArray::from(oid)),
+            Arc::new(StringArray::from(oacc)),
+            Arc::new(Date32Array::from(vec![day; m])),
+            Arc::new(StringArray::from(vec!["seat_expansion"; m])),
+            Arc::new(StringArray::from(oprod)),
+            Arc::new(Float64Array::from(oprob)),
+            Arc::new(Float64Array::from(omrr)),
+            Arc::new(Float64Array::from(ofit)),
+            Arc::new(StringArray::from(oreason)),
+            Arc::new(StringArray::from(vec![run.run_id.as_str(); m])),
+        ],
+    )?;
+    let stats = lake
+        .target("scores", "opportunities")
+        .replace_where(vec![opp], &pred, &["as_of_date"], &run.run_id)
+        .await?;
+    run.wrote("scores.opportunities", m, stats.version);
+    Ok(report)
+}
+
+fn probs_at(p: &[cslake_models::Prediction], i: usize) -> f64 {
+    p.get(i).map_or(0.0, |p| p.probability)
+}

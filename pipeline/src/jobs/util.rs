@@ -1,0 +1,91 @@
+//! Small Arrow helpers shared by the jobs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
+use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::Result;
+
+/// The values of a column as strings (`None` for nulls), whatever its type.
+pub fn strings(batch: &RecordBatch, column: &str) -> Result<Vec<Option<String>>> {
+    let Some(col) = batch.column_by_name(column) else {
+        return Ok(vec![None; batch.num_rows()]);
+    };
+    let col = cast(col, &DataType::Utf8)?;
+    let a = col.as_string::<i32>();
+    Ok((0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        .collect())
+}
+
+/// The values of a numeric column as f64 (NaN for nulls).
+pub fn floats(batch: &RecordBatch, column: &str) -> Result<Vec<f64>> {
+    let Some(col) = batch.column_by_name(column) else {
+        return Ok(vec![f64::NAN; batch.num_rows()]);
+    };
+    let col = cast(col, &DataType::Float64)?;
+    let a = col.as_primitive::<Float64Type>();
+    Ok((0..a.len())
+        .map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) })
+        .collect())
+}
+
+/// Adds a constant `_run_id` column.
+pub fn with_run_id(batch: &RecordBatch, run_id: &str) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("_run_id", DataType::Utf8, false));
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    cols.push(Arc::new(StringArray::from(vec![run_id; batch.num_rows()])));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// Keeps one row per key: the last occurrence (entities: the latest export wins) or the first
+/// (events: the first delivery wins).
+pub fn dedupe(batches: &[RecordBatch], key: &str, keep_last: bool) -> Result<Option<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let all = concat_batches(&first.schema(), batches)?;
+    let keys = strings(&all, key)?;
+    let mut seen = HashSet::with_capacity(keys.len());
+    let mut keep: Vec<u32> = Vec::with_capacity(keys.len());
+    let order: Box<dyn Iterator<Item = usize>> = if keep_last {
+        Box::new((0..keys.len()).rev())
+    } else {
+        Box::new(0..keys.len())
+    };
+    for i in order {
+        if seen.insert(keys[i].clone()) {
+            keep.push(i as u32);
+        }
+    }
+    if keep.len() == all.num_rows() {
+        return Ok(Some(all));
+    }
+    keep.sort_unstable();
+    Ok(Some(take_record_batch(&all, &UInt32Array::from(keep))?))
+}
+
+/// Runs a query and collects it.
+pub async fn sql(ctx: &SessionContext, query: &str) -> Result<Vec<RecordBatch>> {
+    Ok(ctx.sql(query).await?.collect().await?)
+}
+
+/// Whether a table is registered in the session.
+pub fn has_table(ctx: &SessionContext, name: &str) -> bool {
+    ctx.table_exist(name).unwrap_or(false)
+}
+
+/// Days since 1970-01-01, as Arrow's `Date32` stores dates.
+pub fn epoch_days(d: chrono::NaiveDate) -> i32 {
+    (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+}

@@ -1,0 +1,96 @@
+//! The cslake pipeline: settings, the lake catalog, connectors, and the jobs (ingest, features,
+//! train, score, run). Jobs emit `tracing` events and report progress through [`Progress`]; they
+//! never print.
+
+pub mod jobs;
+pub mod lake;
+pub mod ops;
+pub mod records;
+pub mod schema;
+pub mod settings;
+pub mod sources;
+
+pub use lake::Lake;
+pub use ops::RunContext;
+pub use settings::Settings;
+
+/// Errors from jobs. The CLI maps them to exit codes with [`Error::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(
+        "{origin}: the {table} data has no column '{column}' (looked for: {expected}; found: {found}). \
+         Map it in cslake.toml under [ingest.tables.{table}.columns]"
+    )]
+    MissingColumn {
+        origin: String,
+        table: String,
+        column: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{origin}: {message}")]
+    Input { origin: String, message: String },
+    #[error(
+        "{rejected} of {read} rows ({share:.2}%) were rejected, above the allowed {threshold:.2}%; nothing was \
+         loaded into core tables. The reasons are in ops.quarantine (cslake query \"SELECT * FROM quarantine WHERE _run_id = '{run_id}'\"). First: {first}"
+    )]
+    RejectedAboveThreshold {
+        rejected: usize,
+        read: usize,
+        share: f64,
+        threshold: f64,
+        run_id: String,
+        first: String,
+    },
+    #[error("{0}")]
+    Job(String),
+    #[error("no churn model has been trained yet: run `cslake train --as-of DATE` first")]
+    NoModel,
+    #[error(transparent)]
+    Sink(#[from] cslake_sinks::Error),
+    #[error(transparent)]
+    Features(#[from] cslake_features::Error),
+    #[error(transparent)]
+    Model(#[from] cslake_models::Error),
+    #[error("query: {0}")]
+    DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
+    #[error("{0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("Delta: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    #[error("storage: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// 2 for usage and configuration errors, 3 for input rejected, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Features(cslake_features::Error::Health { .. } | cslake_features::Error::View { .. }) => 2,
+            Error::MissingColumn { .. } | Error::Input { .. } | Error::RejectedAboveThreshold { .. } => 3,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Progress of long steps, drawn by the CLI (a bar on a terminal, nothing otherwise).
+pub trait Progress: Send + Sync {
+    fn start(&self, _step: &str, _total: Option<u64>) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// No progress display.
+pub struct NoProgress;
+impl Progress for NoProgress {}

@@ -1,0 +1,207 @@
+//! `ops/runs` (one row per command) and `ops/quarantine` (rejected input rows).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deltalake::arrow::array::{
+    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::records::Rejected;
+use crate::schema::ColType;
+use crate::{Lake, Result};
+
+/// The audit record of one command, filled in as it runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunContext {
+    pub run_id: String,
+    pub command: String,
+    pub actor: String,
+    pub args: Vec<String>,
+    pub as_of: Option<NaiveDate>,
+    pub started_at: DateTime<Utc>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    /// Table → version written.
+    pub tables: BTreeMap<String, u64>,
+}
+
+impl RunContext {
+    pub fn new(command: &str, actor: &str, args: Vec<String>, as_of: Option<NaiveDate>) -> Self {
+        let started_at = Utc::now();
+        let nonce = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(started_at.timestamp_nanos_opt().unwrap_or_default() as u128);
+            h.write_u32(std::process::id());
+            h.finish() as u32
+        };
+        Self {
+            run_id: format!("{}-{nonce:08x}", started_at.format("%Y%m%dT%H%M%SZ")),
+            command: command.to_string(),
+            actor: actor.to_string(),
+            args: redact(args),
+            as_of,
+            started_at,
+            rows_read: 0,
+            rows_written: 0,
+            rows_rejected: 0,
+            tables: BTreeMap::new(),
+        }
+    }
+
+    pub fn wrote(&mut self, table: &str, rows: usize, version: Option<u64>) {
+        self.rows_written += rows as u64;
+        if let Some(v) = version {
+            self.tables.insert(table.to_string(), v);
+        }
+    }
+
+    /// Appends this run's row to `ops/runs` with its outcome.
+    pub async fn record(&self, lake: &Lake, status: &str, message: Option<&str>) -> Result<()> {
+        let ended = Utc::now();
+        let ts = |t: DateTime<Utc>| {
+            Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"))
+                as ArrayRef
+        };
+        let s = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let i = |v: u64| Arc::new(Int64Array::from(vec![v as i64])) as ArrayRef;
+        let batch = RecordBatch::try_new(
+            runs_schema(),
+            vec![
+                s(&self.run_id),
+                s(&self.command),
+                s(&self.actor),
+                s(&serde_json::to_string(&self.args).unwrap_or_default()),
+                Arc::new(Date32Array::from(vec![self.as_of.map(days)])),
+                ts(self.started_at),
+                ts(ended),
+                s(status),
+                i(self.rows_read),
+                i(self.rows_written),
+                i(self.rows_rejected),
+                s(&serde_json::to_string(&self.tables).unwrap_or_default()),
+                Arc::new(StringArray::from(vec![message])),
+            ],
+        )?;
+        lake.target("ops", "runs")
+            .append(vec![batch], &[], &self.run_id)
+            .await?;
+        Ok(())
+    }
+}
+
+fn days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+}
+
+/// Hides the values of arguments that look like secrets.
+fn redact(args: Vec<String>) -> Vec<String> {
+    let secret = |a: &str| {
+        let l = a.to_ascii_lowercase();
+        ["secret", "password", "token", "key"]
+            .iter()
+            .any(|s| l.contains(s))
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide_next = false;
+    for a in args {
+        if hide_next {
+            out.push("***".to_string());
+            hide_next = false;
+        } else if let Some((k, _)) = a.split_once('=').filter(|(k, _)| secret(k)) {
+            out.push(format!("{k}=***"));
+        } else {
+            hide_next = a.starts_with("--") && secret(&a);
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn runs_schema() -> Arc<Schema> {
+    let ts = ColType::Timestamp.arrow();
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("command", DataType::Utf8, false),
+        Field::new("actor", DataType::Utf8, false),
+        Field::new("args", DataType::Utf8, false),
+        Field::new("as_of_date", DataType::Date32, true),
+        Field::new("started_at", ts.clone(), false),
+        Field::new("ended_at", ts, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rows_read", DataType::Int64, false),
+        Field::new("rows_written", DataType::Int64, false),
+        Field::new("rows_rejected", DataType::Int64, false),
+        Field::new("tables", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, true),
+    ]))
+}
+
+/// Appends rejected rows to `ops/quarantine`.
+pub async fn quarantine(
+    lake: &Lake,
+    run: &RunContext,
+    source: &str,
+    table: &str,
+    rows: &[Rejected],
+) -> Result<Option<u64>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let n = rows.len();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_run_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new("row_number", DataType::Int64, false),
+        Field::new("field", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("quarantined_at", ColType::Timestamp.arrow(), false),
+    ]));
+    let now = Utc::now().timestamp_micros();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![run.run_id.as_str(); n])),
+            Arc::new(StringArray::from(vec![source; n])),
+            Arc::new(StringArray::from(vec![table; n])),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.origin.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.row as i64))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.field.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.reason.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.raw.as_str()))),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+        ],
+    )?;
+    let stats = lake
+        .target("ops", "quarantine")
+        .append(vec![batch], &[], &run.run_id)
+        .await?;
+    Ok(stats.version)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_are_redacted() {
+        let args = ["ingest", "--api-token", "abc", "--lake", "x", "password=hunter2"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            super::redact(args),
+            ["ingest", "--api-token", "***", "--lake", "x", "password=***"]
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! Raw records from any source, validated and cast into canonical Arrow batches. Rows that fail
+//! go to quarantine with the file, row, field and reason; nothing is silently dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use deltalake::arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+
+use crate::schema::{ColType, TableSpec};
+use crate::{Error, Result};
+
+/// Records read from one source file (or page), as text.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecords {
+    /// Where they came from, e.g. `file:///data/accounts.csv`.
+    pub origin: String,
+    pub header: Vec<String>,
+    pub rows: Vec<RawRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    /// 1-based record number in the origin (the header is not counted).
+    pub number: usize,
+    pub values: Vec<Option<String>>,
+    /// Set when the record could not even be split into fields (wrong field count, bad JSON).
+    pub error: Option<String>,
+}
+
+/// A rejected row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub origin: String,
+    pub row: usize,
+    pub field: String,
+    pub reason: String,
+    /// The raw record as a JSON object.
+    pub raw: String,
+}
+
+/// How source headers map to canonical columns.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// For each canonical column, the index of its source field.
+    pub columns: Vec<Option<usize>>,
+    /// Source fields mapped to nothing: kept as attributes where the table keeps them.
+    pub unmapped: Vec<usize>,
+}
+
+fn normalise(s: &str) -> String {
+    s.trim_start_matches('\u{feff}')
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl Mapping {
+    /// Maps a header: explicit `overrides` (canonical column → source field name) first, then
+    /// the column's own name, then its aliases, ignoring case and punctuation.
+    pub fn resolve(
+        spec: &TableSpec,
+        header: &[String],
+        overrides: &HashMap<String, String>,
+        origin: &str,
+    ) -> Result<Self> {
+        let norm: Vec<String> = header.iter().map(|h| normalise(h)).collect();
+        let mut used = vec![false; header.len()];
+        let mut columns = Vec::with_capacity(spec.columns.len());
+        for c in spec.columns {
+            let wanted: Vec<String> = match overrides.get(c.name) {
+                Some(src) => vec![normalise(src)],
+                None => std::iter::once(c.name)
+                    .chain(c.aliases.iter().copied())
+                    .map(normalise)
+                    .collect(),
+            };
+            let found = wanted
+                .iter()
+                .find_map(|w| (0..header.len()).find(|i| !used[*i] && norm[*i] == *w));
+            if let Some(i) = found {
+                used[i] = true;
+            } else if c.required {
+                return Err(Error::MissingColumn {
+                    origin: origin.to_string(),
+                    table: spec.name.to_string(),
+                    column: c.name.to_string(),
+                    expected: wanted.join(", "),
+                    found: header.join(", "),
+                });
+            }
+            columns.push(found);
+        }
+        let unmapped = (0..header.len()).filter(|i| !used[*i]).collect();
+        Ok(Self { columns, unmapped })
+    }
+}
+
+/// Typed values of the canonical columns of one table, being built.
+pub struct BatchBuilder {
+    spec: &'static TableSpec,
+    builders: Vec<Builder>,
+    attributes: StringBuilder,
+    rows: usize,
+}
+
+enum Builder {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Ts(TimestampMicrosecondBuilder),
+}
+
+/// One parsed value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Date(NaiveDate),
+    Ts(DateTime<Utc>),
+}
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+
+impl BatchBuilder {
+    pub fn new(spec: &'static TableSpec) -> Self {
+        let builders = spec
+            .columns
+            .iter()
+            .map(|c| match c.ty {
+                ColType::Str => Builder::Str(StringBuilder::new()),
+                ColType::Int => Builder::Int(Int64Builder::new()),
+                ColType::Float => Builder::Float(Float64Builder::new()),
+                ColType::Bool => Builder::Bool(BooleanBuilder::new()),
+                ColType::Date => Builder::Date(Date32Builder::new()),
+                ColType::Timestamp => Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            })
+            .collect();
+        Self {
+            spec,
+            builders,
+            attributes: StringBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one row of values in column order (types must match the spec: the generator and
+    /// the parser guarantee it).
+    pub fn push(&mut self, values: Vec<Value>, attributes: Option<String>) {
+        for (b, v) in self.builders.iter_mut().zip(values) {
+            match (b, v) {
+                (Builder::Str(b), Value::Str(s)) => b.append_value(s),
+                (Builder::Int(b), Value::Int(x)) => b.append_value(x),
+                (Builder::Float(b), Value::Float(x)) => b.append_value(x),
+                (Builder::Float(b), Value::Int(x)) => b.append_value(x as f64),
+                (Builder::Bool(b), Value::Bool(x)) => b.append_value(x),
+                (Builder::Date(b), Value::Date(d)) => b.append_value((d - EPOCH).num_days() as i32),
+                (Builder::Ts(b), Value::Ts(t)) => b.append_value(t.timestamp_micros()),
+                (Builder::Str(b), _) => b.append_null(),
+                (Builder::Int(b), _) => b.append_null(),
+                (Builder::Float(b), _) => b.append_null(),
+                (Builder::Bool(b), _) => b.append_null(),
+                (Builder::Date(b), _) => b.append_null(),
+                (Builder::Ts(b), _) => b.append_null(),
+            }
+        }
+        self.attributes.append_option(attributes);
+        self.rows += 1;
+    }
+
+    /// The canonical columns (without attributes or audit columns).
+    pub fn finish_data(&mut self) -> Result<RecordBatch> {
+        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(finish_builder).collect();
+        let _ = self.attributes.finish();
+        self.rows = 0;
+        Ok(RecordBatch::try_new(self.spec.data_schema(), arrays)?)
+    }
+
+    /// The canonical columns, `attributes` where kept, and the audit columns.
+    pub fn finish_table(
+        &mut self,
+        source: &str,
+        run_id: &str,
+        ingested_at: DateTime<Utc>,
+    ) -> Result<RecordBatch> {
+        let n = self.rows;
+        let mut arrays: Vec<ArrayRef> = self.builders.iter_mut().map(finish_builder).collect();
+        let attrs = self.attributes.finish();
+        if self.spec.keeps_attributes {
+            arrays.push(Arc::new(attrs));
+        }
+        let repeat = |s: &str| {
+            let mut b = StringBuilder::with_capacity(n, n * s.len());
+            for _ in 0..n {
+                b.append_value(s);
+            }
+            Arc::new(b.finish()) as ArrayRef
+        };
+        arrays.push(repeat(source));
+        arrays.push(repeat(run_id));
+        let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        for _ in 0..n {
+            ts.append_value(ingested_at.timestamp_micros());
+        }
+        arrays.push(Arc::new(ts.finish()));
+        self.rows = 0;
+        Ok(RecordBatch::try_new(self.spec.table_schema(), arrays)?)
+    }
+}
+
+fn finish_builder(b: &mut Builder) -> ArrayRef {
+    match b {
+        Builder::Str(b) => Arc::new(b.finish()),
+        Builder::Int(b) => Arc::new(b.finish()),
+        Builder::Float(b) => Arc::new(b.finish()),
+        Builder::Bool(b) => Arc::new(b.finish()),
+        Builder::Date(b) => Arc::new(b.finish()),
+        Builder::Ts(b) => Arc::new(b.finish()),
+    }
+}
+
+/// Parses one text value as `ty`; `Err` holds the user-facing reason.
+pub fn parse_value(ty: ColType, s: &str) -> std::result::Result<Value, String> {
+    let fail = || format!("expected {}, found '{}'", ty.describe(), truncate(s, 60));
+    match ty {
+        ColType::Str => Ok(Value::Str(s.to_string())),
+        ColType::Int => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            })
+            .map(Value::Int)
+            .ok_or_else(fail),
+        ColType::Float => s
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Value::Float)
+            .ok_or_else(fail),
+        ColType::Bool => match s.to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "1" => Ok(Value::Bool(true)),
+            "false" | "f" | "no" | "n" | "0" => Ok(Value::Bool(false)),
+            _ => Err(fail()),
+        },
+        ColType::Date => parse_date(s).map(Value::Date).ok_or_else(fail),
+        ColType::Timestamp => parse_timestamp(s).map(Value::Ts).ok_or_else(fail),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .or_else(|| parse_timestamp(s).map(|t| t.date_naive()))
+}
+
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc());
+        }
+    }
+    if let Some(t) = s
+        .strip_suffix(" UTC")
+        .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
+    {
+        return Some(t.and_utc());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    }
+    // Unix epoch seconds or milliseconds
+    if s.len() >= 9 && s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i64 = s.parse().ok()?;
+        return if s.len() >= 13 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        };
+    }
+    None
+}
+
+/// Validates and casts raw records into `builder`; returns the rejected rows.
+pub fn cast_records(
+    spec: &'static TableSpec,
+    records: &RawRecords,
+    mapping: &Mapping,
+    known_accounts: Option<&std::collections::HashSet<String>>,
+    builder: &mut BatchBuilder,
+) -> Vec<Rejected> {
+    let mut rejected = Vec::new();
+    'rows: for row in &records.rows {
+        if let Some(error) = &row.error {
+            rejected.push(Rejected {
+                origin: records.origin.clone(),
+                row: row.number,
+                field: String::new(),
+                reason: format!("row {}: {error}", row.number),
+                raw: raw_json(&records.header, &row.values),
+            });
+            continue;
+        }
+        let mut values = Vec::with_capacity(spec.columns.len());
+        for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
+            let raw = idx
+                .and_then(|i| row.values.get(i))
+                .and_then(|v| v.as_deref())
+                .map(str::trim)
+                .filter(|v| !v.is_empty());
+            let value = match raw {
+                None if c.required => Err("required but empty".to_string()),
+                None => Ok(Value::Null),
+                Some(s) => parse_value(c.ty, s),
+            };
+            match value {
+                Ok(v) => values.push(v),
+                Err(reason) => {
+                    rejected.push(Rejected {
+                        origin: records.origin.clone(),
+                        row: row.number,
+                        field: c.name.to_string(),
+                        reason: format!("row {}, field '{}': {reason}", row.number, c.name),
+                        raw: raw_json(&records.header, &row.values),
+                    });
+                    continue 'rows;
+                }
+            }
+        }
+        if let (Some(known), true) = (known_accounts, spec.references_account)
+            && let Some(Value::Str(account)) = spec
+                .columns
+                .iter()
+                .position(|c| c.name == "account_id")
+                .map(|i| &values[i])
+            && !known.contains(account)
+        {
+            rejected.push(Rejected {
+                origin: records.origin.clone(),
+                row: row.number,
+                field: "account_id".into(),
+                reason: format!(
+                    "row {}, field 'account_id': unknown account '{account}' (not in accounts)",
+                    row.number
+                ),
+                raw: raw_json(&records.header, &row.values),
+            });
+            continue;
+        }
+        let attributes = if spec.keeps_attributes {
+            let obj: serde_json::Map<String, serde_json::Value> = mapping
+                .unmapped
+                .iter()
+                .filter_map(|i| {
+                    let v = row.values.get(*i)?.as_deref()?.trim();
+                    (!v.is_empty()).then(|| {
+                        (
+                            records.header[*i].trim_start_matches('\u{feff}').to_string(),
+                            serde_json::Value::String(v.to_string()),
+                        )
+                    })
+                })
+                .collect();
+            (!obj.is_empty()).then(|| serde_json::Value::Object(obj).to_string())
+        } else {
+            None
+        };
+        builder.push(values, attributes);
+    }
+    rejected
+}
+
+/// The record as a JSON object (header → text), for quarantine.
+pub fn raw_json(header: &[String], values: &[Option<String>]) -> String {
+    let mut obj = serde_json::Map::new();
+    for (i, v) in values.iter().enumerate() {
+        let key = header
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("field_{}", i + 1));
+        obj.insert(
+            key,
+            v.clone()
+                .map_or(serde_json::Value::Null, serde_json::Value::String),
+        );
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ACCOUNTS, USAGE_EVENTS};
+
+    fn rec(header: &[&str], rows: &[&[&str]]) -> RawRecords {
+        RawRecords {
+            origin: "file:///x/usage.csv".into(),
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| RawRow {
+                    number: i + 1,
+                    values: r.iter().map(|s| Some(s.to_string())).collect(),
+                    error: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn casts_good_rows_and_rejects_bad_ones_with_reasons() {
+        let r = rec(
+            &["Event ID", "group_id", "User ID", "event", "timestamp", "count"],
+            &[
+                &["e1", "a1", "u1", "login", "2026-01-02T10:00:00Z", "2"],
+                &["e2", "a1", "u1", "login", "yesterday", "1"],
+                &["", "a1", "u1", "login", "2026-01-02", "1"],
+                &["e4", "a2", "", "export", "1767348000", ""],
+            ],
+        );
+        let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &HashMap::new(), &r.origin).unwrap();
+        let mut b = BatchBuilder::new(&USAGE_EVENTS);
+        let rej = cast_records(&USAGE_EVENTS, &r, &m, None, &mut b);
+        assert_eq!(b.len(), 2);
+        assert_eq!(rej.len(), 2);
+        assert_eq!(
+            rej[0].reason,
+            "row 2, field 'event_time': expected a timestamp (RFC 3339, e.g. 2026-01-31T09:30:00Z), found 'yesterday'"
+        );
+        assert_eq!(rej[1].reason, "row 3, field 'event_id': required but empty");
+        assert!(rej[1].raw.contains("\"group_id\":\"a1\""));
+        let batch = b.finish_data().unwrap();
+        assert_eq!(batch.num_rows(), 2);
+    }
+
+    #[test]
+    fn missing_required_column_names_file_and_columns() {
+        let r = rec(&["id", "name"], &[]);
+        let e = Mapping::resolve(&USAGE_EVENTS, &r.header, &HashMap::new(), &r.origin).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("file:///x/usage.csv"), "{msg}");
+        assert!(msg.contains("'account_id'"), "{msg}");
+        assert!(msg.contains("found: id, name"), "{msg}");
+    }
+
+    #[test]
+    fn unmapped_fields_become_attributes() {
+        let r = rec(
+            &["account_id", "Name", "NPS Owner", "health_flag"],
+            &[&["a1", "Acme", "Kim", "ok"]],
+        );
+        let m = Mapping::resolve(&ACCOUNTS, &r.header, &HashMap::new(), &r.origin).unwrap();
+        let mut b = BatchBuilder::new(&ACCOUNTS);
+        assert!(cast_records(&ACCOUNTS, &r, &m, None, &mut b).is_empty());
+        let batch = b.finish_table("test", "run", Utc::now()).unwrap();
+        let attrs = deltalake::arrow::util::display::array_value_to_string(
+            batch.column_by_name("attributes").unwrap(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(attrs, r#"{"NPS Owner":"Kim","health_flag":"ok"}"#);
+    }
+}

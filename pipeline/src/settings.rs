@@ -1,0 +1,237 @@
+//! One typed `Settings`, resolved once: flags > `CSLAKE_*` environment (both handled by the CLI)
+//! > `cslake.toml` > defaults. Secrets never live here: they come from the environment only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// `cslake.toml`. Unknown keys are an error, so a typo never silently does nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Lake location: a folder, `file://`, `s3://bucket/prefix` or `memory://`.
+    pub lake: Option<String>,
+    /// Passed to the object store as they are (e.g. `aws_endpoint`).
+    #[serde(default)]
+    pub storage: HashMap<String, String>,
+    /// Passed to DataFusion's `ConfigOptions::set` (e.g. `datafusion.execution.batch_size`).
+    #[serde(default)]
+    pub datafusion: HashMap<String, String>,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub features: FeaturesConfig,
+    #[serde(default)]
+    pub churn: ChurnConfig,
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub opportunities: OpportunityConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The file-drop folder or URL that `cslake ingest` reads.
+    pub source: Option<String>,
+    /// Share of rejected rows above which the run fails with exit code 3 (default 0.001 = 0.1%).
+    pub reject_threshold: Option<f64>,
+    /// `quarantine` (default) or `keep` rows that reference an unknown account.
+    pub orphans: Option<String>,
+    /// Per canonical table: which files hold it and how their fields map.
+    #[serde(default)]
+    pub tables: HashMap<String, TableMapping>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMapping {
+    /// Glob relative to the source root, e.g. `exports/crm_companies_*.csv`.
+    pub files: Option<String>,
+    /// CSV field delimiter (default `,`; `\t` for `.tsv` files).
+    pub delimiter: Option<String>,
+    /// canonical column = "source field"
+    #[serde(default)]
+    pub columns: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// A folder of extra `.sql` feature views (a view of the same name replaces the built-in).
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChurnConfig {
+    /// Label window length: "churns within N days".
+    pub horizon_days: i64,
+    /// Days between the observation date and the start of the label window.
+    pub lead_days: i64,
+    /// A subscription gap longer than this counts as churn.
+    pub grace_days: i64,
+    /// Spacing of the observation dates of the training set.
+    pub observation_every_days: i64,
+    /// History needed before the first observation date (so 90-day features are complete).
+    pub warmup_days: i64,
+}
+
+impl Default for ChurnConfig {
+    fn default() -> Self {
+        Self {
+            horizon_days: 90,
+            lead_days: 0,
+            grace_days: 30,
+            observation_every_days: 14,
+            warmup_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// Risk score (0-100) lower bounds of the bands above `low`: `medium`, `high`, `critical`.
+    pub band_medium: f64,
+    pub band_high: f64,
+    pub band_critical: f64,
+    /// How many factors to keep per account.
+    pub top_factors: usize,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            band_medium: 20.0,
+            band_high: 40.0,
+            band_critical: 60.0,
+            top_factors: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// A TOML file of health profiles (default: the built-in `sql/health/default.toml`).
+    pub profiles: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpportunityConfig {
+    /// Seat utilisation from which a seat expansion is proposed.
+    pub seat_utilisation_min: f64,
+    /// Seats proposed: enough for active users × (1 + headroom).
+    pub seat_headroom: f64,
+}
+
+impl Default for OpportunityConfig {
+    fn default() -> Self {
+        Self {
+            seat_utilisation_min: 0.85,
+            seat_headroom: 0.2,
+        }
+    }
+}
+
+/// Everything a job needs to know, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lake: String,
+    pub file: FileConfig,
+    /// Where `cslake.toml` was read from (for relative paths in it).
+    pub config_dir: PathBuf,
+    pub actor: String,
+}
+
+impl Settings {
+    /// Reads `cslake.toml` (the given path, or `./cslake.toml` when it exists) and applies
+    /// the overrides the CLI resolved from flags and environment.
+    pub fn load(config: Option<&Path>, lake: Option<String>, actor: Option<String>) -> Result<Self> {
+        let (file, config_dir) = match config {
+            Some(p) => (
+                Self::read(p)?,
+                p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
+            None if Path::new("cslake.toml").exists() => {
+                (Self::read(Path::new("cslake.toml"))?, PathBuf::from("."))
+            }
+            None => (FileConfig::default(), PathBuf::from(".")),
+        };
+        let lake = lake
+            .or_else(|| file.lake.clone())
+            .unwrap_or_else(|| "./lake".to_string());
+        let actor = actor
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("USERNAME").ok())
+            .unwrap_or_else(|| "unknown".into());
+        let s = Self {
+            lake,
+            file,
+            config_dir,
+            actor,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn read(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = &self.file.churn;
+        if c.horizon_days <= 0 || c.observation_every_days <= 0 || c.lead_days < 0 || c.grace_days < 0 {
+            return Err(Error::Config(
+                "[churn]: horizon_days and observation_every_days must be positive, lead_days and grace_days not negative".into(),
+            ));
+        }
+        if let Some(o) = &self.file.ingest.orphans
+            && o != "quarantine"
+            && o != "keep"
+        {
+            return Err(Error::Config(format!(
+                "[ingest] orphans = '{o}': expected 'quarantine' or 'keep'"
+            )));
+        }
+        for name in self.file.ingest.tables.keys() {
+            if crate::schema::core_table(name).is_none() {
+                return Err(Error::Config(format!(
+                    "[ingest.tables.{name}]: no such core table (tables: {})",
+                    crate::schema::CORE_TABLES
+                        .iter()
+                        .map(|t| t.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the config file, relative to the config file's folder.
+    pub fn config_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.config_dir.join(p)
+        }
+    }
+
+    pub fn reject_threshold(&self) -> f64 {
+        self.file.ingest.reject_threshold.unwrap_or(0.001)
+    }
+
+    pub fn keep_orphans(&self) -> bool {
+        self.file.ingest.orphans.as_deref() == Some("keep")
+    }
+}

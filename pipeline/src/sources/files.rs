@@ -1,0 +1,341 @@
+//! The file-drop connector: CSV, NDJSON/JSON and Parquet files from any object-store URL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cslake_sinks::FileFormat;
+use deltalake::arrow::array::{Array, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use crate::records::{RawRecords, RawRow};
+use crate::schema::TableSpec;
+use crate::settings::TableMapping;
+use crate::{Error, Result};
+
+/// A folder or object-store prefix holding exported files.
+pub struct FileDrop {
+    pub url: Url,
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    tables: HashMap<String, TableMapping>,
+}
+
+impl FileDrop {
+    pub fn open(
+        location: &str,
+        storage: &HashMap<String, String>,
+        tables: HashMap<String, TableMapping>,
+    ) -> Result<Self> {
+        let url = crate::lake::location_url(location, false)?;
+        if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.is_dir()) {
+            return Err(Error::Config(format!(
+                "source folder '{location}' does not exist"
+            )));
+        }
+        let (store, prefix) = object_store::parse_url_opts(&url, storage.iter())
+            .map_err(|e| Error::Config(format!("source '{location}': {e}")))?;
+        Ok(Self {
+            url,
+            store: Arc::from(store),
+            prefix,
+            tables,
+        })
+    }
+
+    pub fn mapping(&self, table: &str) -> Option<&TableMapping> {
+        self.tables.get(table)
+    }
+
+    /// The files that hold `table`: those matching its configured glob, or by default files
+    /// named after the table (`accounts.csv`, `accounts-2026-01.csv`, `usage_events/part-1.csv`).
+    pub async fn files_for(&self, table: &TableSpec) -> Result<Vec<ObjectMeta>> {
+        let all: Vec<ObjectMeta> = self.store.list(Some(&self.prefix)).try_collect().await?;
+        let glob = self.tables.get(table.name).and_then(|m| m.files.clone());
+        let mut files: Vec<ObjectMeta> = all
+            .into_iter()
+            .filter(|m| {
+                let rel = self.relative(&m.location);
+                if FileFormat::from_path(&rel).is_none() {
+                    return false;
+                }
+                match &glob {
+                    Some(g) => glob_match(g, &rel),
+                    None => default_match(table.name, &rel),
+                }
+            })
+            .collect();
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(files)
+    }
+
+    fn relative(&self, loc: &StorePath) -> String {
+        let prefix: Vec<_> = self.prefix.parts().collect();
+        loc.parts()
+            .skip(prefix.len())
+            .map(|p| p.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    pub fn origin(&self, meta: &ObjectMeta) -> String {
+        format!("{}{}", self.url, self.relative(&meta.location))
+    }
+
+    /// Reads one file into raw records.
+    pub async fn read(&self, table: &TableSpec, meta: &ObjectMeta) -> Result<RawRecords> {
+        let origin = self.origin(meta);
+        let bytes = self.store.get(&meta.location).await?.bytes().await?;
+        let format = FileFormat::from_path(&origin).ok_or_else(|| Error::Input {
+            origin: origin.clone(),
+            message: "unknown file type".into(),
+        })?;
+        let delimiter = self
+            .tables
+            .get(table.name)
+            .and_then(|m| m.delimiter.as_deref())
+            .map(|d| {
+                if d == "\\t" {
+                    b'\t'
+                } else {
+                    d.as_bytes().first().copied().unwrap_or(b',')
+                }
+            })
+            .unwrap_or(if origin.to_ascii_lowercase().ends_with(".tsv") {
+                b'\t'
+            } else {
+                b','
+            });
+        match format {
+            FileFormat::Csv => read_csv(&bytes, delimiter, origin),
+            FileFormat::Ndjson => read_json(&bytes, origin),
+            FileFormat::Parquet => read_parquet(bytes, origin),
+        }
+    }
+}
+
+fn default_match(table: &str, rel: &str) -> bool {
+    let mut parts = rel.split('/');
+    let first = parts.next().unwrap_or_default();
+    if rel.contains('/') {
+        return first == table;
+    }
+    let stem = first.split('.').next().unwrap_or_default();
+    stem == table
+        || stem.strip_prefix(table).is_some_and(|rest| {
+            rest.starts_with('-') || rest.starts_with('_') && !rest[1..].starts_with(char::is_alphabetic)
+        })
+}
+
+/// `*` matches within a path segment, `**` across segments, `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) if p.get(1) == Some(&b'*') => {
+                let rest = if p.get(2) == Some(&b'/') { &p[3..] } else { &p[2..] };
+                (0..=t.len()).any(|i| go(rest, &t[i..]))
+            }
+            (Some(b'*'), _) => (0..=t.len())
+                .take_while(|i| *i == 0 || t[*i - 1] != b'/')
+                .any(|i| go(&p[1..], &t[i..])),
+            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| Error::Input {
+            origin: origin.clone(),
+            message: format!("unreadable header: {e}"),
+        })?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
+    let mut rows = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut number = 0;
+    loop {
+        number += 1;
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let values: Vec<Option<String>> = record.iter().map(|v| Some(v.to_string())).collect();
+                // A row with the wrong number of fields is rejected as a whole, with its text.
+                let error = (values.len() != header.len())
+                    .then(|| format!("{} fields where the header has {}", values.len(), header.len()));
+                rows.push(RawRow {
+                    number,
+                    values,
+                    error,
+                });
+            }
+            Err(e) => {
+                return Err(Error::Input {
+                    origin,
+                    message: format!("record {number}: {e}"),
+                });
+            }
+        }
+    }
+    Ok(RawRecords { origin, header, rows })
+}
+
+fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Input {
+        origin: origin.clone(),
+        message: format!("not UTF-8: {e}"),
+    })?;
+    let trimmed = text.trim_start();
+    let objects: Vec<(usize, Result<serde_json::Value, String>)> = if trimmed.starts_with('[') {
+        let arr: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| Error::Input {
+            origin: origin.clone(),
+            message: format!("invalid JSON array: {e}"),
+        })?;
+        arr.into_iter().enumerate().map(|(i, v)| (i + 1, Ok(v))).collect()
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                (
+                    i + 1,
+                    serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}: {l}")),
+                )
+            })
+            .collect()
+    };
+    let mut header: Vec<String> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut rows = Vec::with_capacity(objects.len());
+    for (number, obj) in objects {
+        let mut values: Vec<Option<String>> = vec![None; header.len()];
+        let obj = match obj {
+            Ok(v) => v,
+            Err(error) => {
+                rows.push(RawRow {
+                    number,
+                    values,
+                    error: Some(error),
+                });
+                continue;
+            }
+        };
+        let error = (!obj.is_object()).then(|| format!("expected a JSON object, found {obj}"));
+        if let serde_json::Value::Object(map) = obj {
+            for (k, v) in map {
+                let i = *index.entry(k.clone()).or_insert_with(|| {
+                    header.push(k.clone());
+                    header.len() - 1
+                });
+                if values.len() <= i {
+                    values.resize(i + 1, None);
+                }
+                values[i] = match v {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s),
+                    other => Some(other.to_string()),
+                };
+            }
+        }
+        rows.push(RawRow {
+            number,
+            values,
+            error,
+        });
+    }
+    for r in &mut rows {
+        r.values.resize(header.len(), None);
+    }
+    Ok(RawRecords { origin, header, rows })
+}
+
+fn read_parquet(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
+    let err = |e: String| Error::Input {
+        origin: origin.clone(),
+        message: e,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| err(format!("not a readable Parquet file: {e}")))?
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let mut header = Vec::new();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|e| err(e.to_string()))?;
+        if header.is_empty() {
+            header = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        }
+        let cols: Vec<Arc<dyn Array>> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8).map_err(|e| err(e.to_string())))
+            .collect::<Result<_>>()?;
+        let strings: Vec<&deltalake::arrow::array::StringArray> = cols
+            .iter()
+            .map(|c| {
+                c.as_any()
+                    .downcast_ref()
+                    .ok_or_else(|| err("column did not cast to text".into()))
+            })
+            .collect::<Result<_>>()?;
+        for i in 0..batch.num_rows() {
+            let number = rows.len() + 1;
+            rows.push(RawRow {
+                number,
+                values: strings
+                    .iter()
+                    .map(|c| (!c.is_null(i)).then(|| c.value(i).to_string()))
+                    .collect(),
+                error: None,
+            });
+        }
+    }
+    Ok(RawRecords { origin, header, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_default_file_names() {
+        assert!(glob_match("exports/*.csv", "exports/a.csv"));
+        assert!(!glob_match("exports/*.csv", "exports/x/a.csv"));
+        assert!(glob_match("exports/**/*.csv", "exports/x/a.csv"));
+        assert!(glob_match("crm_??.csv", "crm_01.csv"));
+        assert!(default_match("accounts", "accounts.csv"));
+        assert!(default_match("accounts", "accounts-2026-01.csv"));
+        assert!(default_match("usage_events", "usage_events/part-00001.parquet"));
+        assert!(!default_match("accounts", "accounts_extra.csv"));
+        assert!(!default_match("contacts", "accounts.csv"));
+    }
+
+    #[test]
+    fn csv_quoting_bom_embedded_newlines_and_short_rows() {
+        let data = "\u{feff}id,name,note\n1,\"Acme, Inc.\",\"two\nlines\"\n2,Short\n";
+        let r = read_csv(data.as_bytes(), b',', "f.csv".into()).unwrap();
+        assert_eq!(r.header, ["id", "name", "note"]);
+        assert_eq!(r.rows[0].values[1].as_deref(), Some("Acme, Inc."));
+        assert_eq!(r.rows[0].values[2].as_deref(), Some("two\nlines"));
+        assert_eq!(
+            r.rows[1].error.as_deref(),
+            Some("2 fields where the header has 3")
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! Writing Arrow batches out of cslake: Delta tables (append, merge on keys, insert new keys,
+//! replace a partition) and files (Parquet, CSV, NDJSON). Sinks never decide *what* to write.
+
+mod delta;
+mod files;
+
+pub use delta::{DeltaTarget, WriteStats};
+pub use files::{FileFormat, FileWriter};
+
+/// Errors from writing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Delta table {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    #[error("Delta table {table}: {message}")]
+    Table { table: String, message: String },
+    #[error("writing {path}: {message}")]
+    File { path: String, message: String },
+    #[error("{0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("{0}")]
+    DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
