@@ -1,1 +1,84 @@
+//! End-to-end tests: they run the built `cslake` binary in a temporary folder, as a user would.
+//! One test binary for the whole suite (linking is the slow part on small machines).
 
+mod cli;
+mod e2e;
+mod input;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a command did.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// The JSON summary: the last line of stdout.
+    pub fn summary(&self) -> serde_json::Value {
+        let last = self.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last).unwrap_or_else(|e| {
+            panic!(
+                "last stdout line is not JSON ({e}): {last}\nstderr: {}",
+                self.stderr
+            )
+        })
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `cslake` in `dir` with a clean environment for its own variables.
+pub fn cslake(dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cslake"));
+    cmd.current_dir(dir).args(args).env("RUST_LOG", "warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CSLAKE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().expect("cslake runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `cslake query ... --format csv`, as rows of text.
+pub fn query(dir: &Path, sql: &str) -> Vec<String> {
+    let out = cslake(dir, &["query", sql, "--format", "csv"]).ok();
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+/// A fresh temporary folder with a small generated data set in `data/`.
+pub fn workspace(accounts: usize, days: usize, end: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    cslake(
+        dir.path(),
+        &[
+            "generate",
+            "--out",
+            "data",
+            "--accounts",
+            &accounts.to_string(),
+            "--days",
+            &days.to_string(),
+            "--end",
+            end,
+        ],
+    )
+    .ok();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}

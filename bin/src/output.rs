@@ -36,7 +36,7 @@ pub fn print_batches(batches: &[RecordBatch], format: Format) -> anyhow::Result<
                 .with_header(true)
                 .build(std::io::stdout());
             for b in batches {
-                w.write(b)?;
+                w.write(&flatten_nested(b)?)?;
             }
         }
         Format::Json => {
@@ -118,4 +118,35 @@ pub fn scored(r: &ScoreReport) {
             println!("        - {reason}");
         }
     }
+}
+
+/// CSV has no nested values: lists and structs are written as their text form.
+fn flatten_nested(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::arrow::util::display::array_value_to_string;
+
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if f.data_type().is_nested() {
+            let text: Vec<Option<String>> = (0..c.len())
+                .map(|i| {
+                    if c.is_null(i) {
+                        Ok(None)
+                    } else {
+                        array_value_to_string(c, i).map(Some)
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(Arc::new(StringArray::from(text)));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }

@@ -172,10 +172,7 @@ mod tests {
         assert_eq!(reg.views.len(), on_disk.len());
         let names = reg.feature_names();
         assert!(names.contains(&"events_30d".to_string()));
-        assert_eq!(
-            reg.label("latest_nps"),
-            Some("the most recent NPS answer (0-10), missing when never answered")
-        );
+        assert_eq!(reg.label("latest_nps"), Some("latest NPS answer (0-10)"));
         let unique: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "a feature column is defined twice");
     }

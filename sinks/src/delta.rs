@@ -4,7 +4,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
 use crate::{Error, Result};
@@ -43,7 +43,8 @@ impl DeltaTarget {
         }
     }
 
-    /// Opens the table; an uninitialised table (no `_delta_log` yet) is returned as well.
+    /// Opens the table; an uninitialised table (no `_delta_log` yet) is returned as well, ready
+    /// for its first write.
     pub async fn handle(&self) -> Result<DeltaTable> {
         if self.url.scheme() == "file"
             && let Ok(path) = self.url.to_file_path()
@@ -53,9 +54,20 @@ impl DeltaTarget {
                 message: format!("creating {}: {e}", path.display()),
             })?;
         }
-        DeltaTable::try_from_url_with_storage_options(self.url.clone(), self.storage_options.clone())
+        let mut table = DeltaTableBuilder::from_url(self.url.clone())
+            .map_err(|e| self.err(e))?
+            .with_storage_options(self.storage_options.clone())
+            .build()
+            .map_err(|e| self.err(e))?;
+        // Only load what exists: loading a missing table makes the kernel log an error.
+        if table
+            .verify_deltatable_existence()
             .await
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?
+        {
+            table.load().await.map_err(|e| self.err(e))?;
+        }
+        Ok(table)
     }
 
     /// The table if it exists.
@@ -124,14 +136,16 @@ impl DeltaTarget {
         })
     }
 
-    /// Upserts on `keys`: new keys are inserted; an existing row is updated only when one of
-    /// `compare` columns differs, so re-loading unchanged data rewrites nothing. Columns not in
-    /// `compare` (audit columns) keep the value of the row's first load unless it changes.
+    /// Upserts on `keys`: new keys are inserted whole; an existing row is updated only when one
+    /// of the `compare` columns differs, so re-loading unchanged data rewrites nothing. An update
+    /// sets the `compare` columns and `also_update` (audit columns) and leaves every other column
+    /// as it was, so an export that lacks a column does not erase what an earlier one loaded.
     pub async fn upsert(
         &self,
         batches: Vec<RecordBatch>,
         keys: &[&str],
         compare: &[&str],
+        also_update: &[&str],
         run_id: &str,
     ) -> Result<WriteStats> {
         let Some(table) = self.open().await? else {
@@ -151,7 +165,7 @@ impl DeltaTarget {
             .join(" AND ");
         let changed = compare
             .iter()
-            .map(|c| format!("target.{c} IS DISTINCT FROM source.{c}"))
+            .map(|c| format!("(target.{c} IS DISTINCT FROM source.{c})"))
             .collect::<Vec<_>>()
             .join(" OR ");
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -161,9 +175,12 @@ impl DeltaTarget {
             .with_target_alias("target")
             .with_commit_properties(Self::commit(run_id))
             .when_matched_update(|u| {
-                columns.iter().fold(u.predicate(changed.clone()), |u, c| {
-                    u.update(c.as_str(), format!("source.{c}"))
-                })
+                compare
+                    .iter()
+                    .chain(also_update)
+                    .fold(u.predicate(changed.clone()), |u, c| {
+                        u.update(*c, format!("source.{c}"))
+                    })
             })
             .map_err(|e| self.err(e))?
             .when_not_matched_insert(|i| {

@@ -4,7 +4,7 @@
 -- owner: cs-data
 -- description: Voice of the customer and CSM contact: latest NPS and meetings from interactions.
 -- sources: interactions
--- feature: latest_nps | the most recent NPS answer (0-10), missing when never answered
+-- feature: latest_nps | latest NPS answer (0-10)
 -- feature: days_since_nps | days since the most recent NPS answer
 -- feature: meetings_90d | meetings with the account in the last 90 days
 -- feature: days_since_last_meeting | days since the last meeting

@@ -32,6 +32,8 @@ pub struct IngestReport {
 
 struct Staged {
     spec: &'static TableSpec,
+    /// Canonical columns some file of this run provides (others are left alone on update).
+    present: Vec<&'static str>,
     batches: Vec<RecordBatch>,
     rejected: Vec<Rejected>,
     load: TableLoad,
@@ -40,6 +42,8 @@ struct Staged {
 /// Reads every file of the source, validates it, and loads it: entities merged on their key,
 /// events appended once per `event_id`. Everything is read and validated before anything is
 /// written, so a file with a missing column, or rejects above the threshold, load nothing.
+const AUDIT_COLUMNS: [&str; 3] = ["_source", "_run_id", "_ingested_at"];
+
 pub async fn ingest(
     lake: &Lake,
     settings: &Settings,
@@ -66,6 +70,7 @@ pub async fn ingest(
         let files = drop.files_for(spec).await?;
         let mut st = Staged {
             spec,
+            present: Vec::new(),
             batches: Vec::new(),
             rejected: Vec::new(),
             load: TableLoad {
@@ -86,6 +91,14 @@ pub async fn ingest(
         for file in &files {
             let records = drop.read(spec, file).await?;
             let mapping = Mapping::resolve(spec, &records.header, &overrides, &records.origin)?;
+            for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
+                if idx.is_some() && !st.present.contains(&c.name) {
+                    st.present.push(c.name);
+                }
+            }
+            if spec.keeps_attributes && !mapping.unmapped.is_empty() && !st.present.contains(&"attributes") {
+                st.present.push("attributes");
+            }
             let mut builder = BatchBuilder::new(spec);
             let known_ref = (!keep_orphans).then_some(&known);
             st.rejected
@@ -147,13 +160,14 @@ pub async fn ingest(
             let target = lake.target("core", st.spec.name);
             let stats = match st.spec.kind {
                 Kind::Entity => {
+                    let compare: Vec<&str> = st
+                        .spec
+                        .compare_columns()
+                        .into_iter()
+                        .filter(|c| st.present.contains(c))
+                        .collect();
                     target
-                        .upsert(
-                            vec![batch],
-                            &[st.spec.key],
-                            &st.spec.compare_columns(),
-                            &run.run_id,
-                        )
+                        .upsert(vec![batch], &[st.spec.key], &compare, &AUDIT_COLUMNS, &run.run_id)
                         .await?
                 }
                 Kind::Event => target.insert_new(vec![batch], st.spec.key, &run.run_id).await?,

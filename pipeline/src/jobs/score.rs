@@ -47,6 +47,7 @@ fn factor_fields() -> Fields {
 }
 
 fn fmt_num(v: f64) -> String {
+    let v = v + 0.0; // no "-0"
     if !v.is_finite() {
         "missing".into()
     } else if (v - v.round()).abs() < 1e-9 {
@@ -101,6 +102,22 @@ pub async fn score(
     run: &mut RunContext,
 ) -> Result<ScoreReport> {
     let registry = load_registry(settings)?;
+    // health profiles first: a mistake in them is found before any work is done
+    let profiles = match &settings.file.health.profiles {
+        Some(p) => {
+            let path = settings.config_path(p);
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            HealthProfiles::parse(&text, &path.display().to_string(), &registry.feature_names())?
+        }
+        None => HealthProfiles::parse(
+            cslake_features::DEFAULT_PROFILES,
+            "built-in",
+            &registry.feature_names(),
+        )?,
+    };
     let ctx = lake.session().await?;
     let model = current_model(lake, &ctx).await?;
     let version = model.meta.version.clone();
@@ -280,17 +297,6 @@ pub async fn score(
         .collect();
 
     // health_scores
-    let profiles = match &settings.file.health.profiles {
-        Some(p) => {
-            let path = settings.config_path(p);
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            HealthProfiles::parse(&text, &path.display().to_string(), &names)?
-        }
-        None => HealthProfiles::parse(cslake_features::DEFAULT_PROFILES, "built-in", &names)?,
-    };
     let groups = profiles.group_names();
     let history = |days: i64| {
         let ctx = ctx.clone();

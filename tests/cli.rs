@@ -1,0 +1,96 @@
+//! Usage and configuration errors: exit code 2 with a message that says what to fix.
+
+use crate::cslake;
+
+#[test]
+fn unknown_flag_and_bad_date_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cslake(dir.path(), &["features", "--as-of", "2026-01-01", "--frobnicate"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("unexpected argument '--frobnicate'"),
+        "{}",
+        out.stderr
+    );
+
+    let out = cslake(dir.path(), &["score", "--as-of", "31/01/2026"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("'31/01/2026' is not a date in the form YYYY-MM-DD"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn config_typos_are_rejected_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cslake.toml"), "[churn]\nhorizon_dayz = 30\n").unwrap();
+    let out = cslake(dir.path(), &["features", "--as-of", "2026-01-01"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown field `horizon_dayz`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("cslake.toml"), "{}", out.stderr);
+}
+
+#[test]
+fn health_measure_on_a_missing_feature_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("health.toml"),
+        "[[profile]]\nname = \"mine\"\nbands = { red = 40, yellow = 70 }\n\
+         [[profile.measure]]\nname = \"logins\"\nfeature = \"logins_per_seat\"\ngroup = \"usage\"\nweight = 1\npoor = 0\nhealthy = 5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("cslake.toml"),
+        "[health]\nprofiles = \"health.toml\"\n",
+    )
+    .unwrap();
+    let out = cslake(dir.path(), &["score", "--as-of", "2026-01-01"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("health profile 'mine': measure 'logins' uses feature 'logins_per_seat', which no feature view produces"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.summary()["status"], "failed");
+}
+
+#[test]
+fn generator_is_deterministic() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for d in [&a, &b] {
+        cslake(
+            d.path(),
+            &[
+                "generate",
+                "--out",
+                "g",
+                "--accounts",
+                "40",
+                "--days",
+                "60",
+                "--format",
+                "ndjson",
+            ],
+        )
+        .ok();
+    }
+    for f in [
+        "accounts.ndjson",
+        "subscriptions.ndjson",
+        "usage_events/part-00001.ndjson",
+        "interactions.ndjson",
+    ] {
+        let x = std::fs::read(a.path().join("g").join(f)).unwrap();
+        let y = std::fs::read(b.path().join("g").join(f)).unwrap();
+        assert!(!x.is_empty(), "{f} is empty");
+        assert!(x == y, "{f} differs between two runs with the same seed");
+    }
+}

@@ -1,0 +1,178 @@
+//! The daily run end to end: idempotent, point-in-time correct, readable by other Delta readers.
+
+use std::path::Path;
+
+use crate::{cslake, query, workspace};
+
+const D: &str = "2026-06-30";
+
+/// Every feature and score of date D, in a stable order, without audit columns.
+fn snapshot(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, key) in [
+        ("features.usage_activity", "account_id"),
+        ("features.subscription", "account_id"),
+        ("features.support", "account_id"),
+        ("features.billing", "account_id"),
+        ("features.relationship", "account_id"),
+        ("scores.risk_scores", "account_id"),
+        ("scores.health_scores", "account_id"),
+        ("scores.opportunities", "opportunity_id"),
+    ] {
+        let cols = query(dir, &format!("SELECT * FROM {table} LIMIT 1"))[0].clone();
+        let keep: Vec<&str> = cols
+            .split(',')
+            .filter(|c| !c.starts_with('_') && *c != "top_factors")
+            .collect();
+        let rows = query(
+            dir,
+            &format!(
+                "SELECT {} FROM {table} WHERE as_of_date = DATE '{D}' ORDER BY {key}",
+                keep.join(", ")
+            ),
+        );
+        out.push(format!("== {table}: {} rows", rows.len() - 1));
+        out.extend(rows);
+    }
+    out
+}
+
+fn duplicates(dir: &Path, table: &str, key: &str) -> usize {
+    let r = query(
+        dir,
+        &format!("SELECT COUNT(*) - COUNT(DISTINCT {key}) AS d FROM {table}"),
+    );
+    r[1].parse().unwrap()
+}
+
+#[test]
+fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
+    let (_tmp, dir) = workspace(250, 330, D);
+    let first = cslake(&dir, &["run", "--as-of", D, "--source", "data"]).ok();
+    let s = first.summary();
+    assert_eq!(s["status"], "succeeded", "{s}");
+    let auc = s["train"]["test"]["roc_auc"].as_f64().unwrap();
+    assert!(
+        auc > 0.6 && auc < 0.99,
+        "held-out ROC AUC {auc} is useless or leaks the label"
+    );
+    assert!(
+        first.stdout.contains("ROC AUC"),
+        "the summary prints the model metrics"
+    );
+    assert!(first.stdout.contains("Top at-risk accounts"), "{}", first.stdout);
+    let accounts = s["scores"]["accounts"].as_u64().unwrap();
+    assert!(accounts > 150, "{s}");
+
+    let before = snapshot(&dir);
+    assert_eq!(
+        before
+            .iter()
+            .filter(|l| l.starts_with("== scores.risk_scores"))
+            .count(),
+        1
+    );
+
+    // The same day again: same tables, no duplicated rows anywhere.
+    let second = cslake(&dir, &["run", "--as-of", D, "--source", "data"])
+        .ok()
+        .summary();
+    assert!(second.get("train").is_none(), "an existing model is reused");
+    assert_eq!(snapshot(&dir), before);
+    for (table, key) in [
+        ("core.accounts", "account_id"),
+        ("core.usage_events", "event_id"),
+        ("core.subscriptions", "subscription_id"),
+        ("core.interactions", "interaction_id"),
+    ] {
+        assert_eq!(duplicates(&dir, table, key), 0, "{table}");
+    }
+    let per_date = query(
+        &dir,
+        &format!("SELECT COUNT(*) FROM scores.risk_scores WHERE as_of_date = DATE '{D}'"),
+    );
+    assert_eq!(per_date[1], accounts.to_string());
+
+    // Facts dated after D arrive later: the features and scores of D do not move.
+    let late = dir.join("late");
+    std::fs::create_dir_all(&late).unwrap();
+    let acc = "ACC-000001";
+    let mut events = String::from("event_id,account_id,contact_id,event_type,event_time,quantity\n");
+    for i in 0..50 {
+        events.push_str(&format!(
+            "LATE-{i},{acc},{acc}-U001,login,2026-07-0{}T10:00:00Z,3\n",
+            1 + i % 9
+        ));
+    }
+    std::fs::write(late.join("usage_events.csv"), events).unwrap();
+    std::fs::write(
+        late.join("interactions.csv"),
+        format!("interaction_id,account_id,kind,occurred_at,priority,score\nLATE-T,{acc},ticket,2026-07-02T09:00:00Z,high,\nLATE-N,{acc},nps,2026-07-03T09:00:00Z,,0\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        late.join("invoices.csv"),
+        format!("invoice_id,account_id,issued_date,amount,payment_failures\nLATE-I,{acc},2026-07-01,100,3\n"),
+    )
+    .unwrap();
+    cslake(&dir, &["ingest", "--source", "late"]).ok();
+    cslake(&dir, &["run", "--as-of", D]).ok();
+    assert_eq!(
+        snapshot(&dir),
+        before,
+        "data dated after {D} changed the features or scores of {D}"
+    );
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT COUNT(*) FROM usage_events WHERE event_id LIKE 'LATE-%'"
+        )[1],
+        "50"
+    );
+
+    // Plain Delta: protocol (1, 2) without table features, so Spark, DuckDB and polars read it.
+    for table in [
+        "core/usage_events",
+        "features/usage_activity",
+        "scores/risk_scores",
+        "scores/health_scores",
+        "ops/runs",
+    ] {
+        let log = std::fs::read_to_string(
+            dir.join("lake")
+                .join(table)
+                .join("_delta_log/00000000000000000000.json"),
+        )
+        .unwrap();
+        let protocol = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find_map(|v| v.get("protocol").cloned())
+            .unwrap_or_else(|| panic!("{table}: no protocol action"));
+        assert!(
+            protocol["minReaderVersion"].as_i64().unwrap() <= 1,
+            "{table}: {protocol}"
+        );
+        assert!(
+            protocol["minWriterVersion"].as_i64().unwrap() <= 2,
+            "{table}: {protocol}"
+        );
+        assert!(protocol.get("readerFeatures").is_none(), "{table}: {protocol}");
+    }
+
+    // Every command left its audit row.
+    let runs = query(
+        &dir,
+        "SELECT command, status, COUNT(*) AS n FROM ops.runs GROUP BY command, status ORDER BY command, status",
+    );
+    assert_eq!(
+        runs[1..],
+        [
+            "features,succeeded,3",
+            "ingest,succeeded,3",
+            "score,succeeded,3",
+            "train,succeeded,1"
+        ],
+        "{runs:?}"
+    );
+}

@@ -1,0 +1,139 @@
+//! Bad input: clear errors naming file, row and field; rejected rows in quarantine; nothing lost.
+
+use crate::{cslake, query, workspace};
+
+fn count(dir: &std::path::Path, table: &str) -> usize {
+    query(dir, &format!("SELECT COUNT(*) AS n FROM {table}"))[1]
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn malformed_rows_are_quarantined_and_missing_columns_load_nothing() {
+    let (_tmp, dir) = workspace(40, 60, "2026-03-31");
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    let accounts = count(&dir, "core.accounts");
+    let events = count(&dir, "core.usage_events");
+    assert_eq!(accounts, 40);
+
+    // Two bad rows among good ones: a bad integer, a row with too few fields, an unknown account.
+    let late = dir.join("late");
+    std::fs::create_dir_all(late.join("usage_events")).unwrap();
+    std::fs::write(
+        late.join("accounts-fix.csv"),
+        "account_id,name,seats,Lead Source\nACC-000001,Renamed Co,12,webinar\nACC-000002,Broken Co,ten,ads\nACC-000003,\"Short\n",
+    )
+    .unwrap();
+    std::fs::write(
+        late.join("usage_events/extra.csv"),
+        "event_id,account_id,contact_id,event_type,event_time,quantity\n\
+         X-1,ACC-000001,u1,login,2026-03-30T10:00:00Z,1\nX-2,ACC-999999,u9,login,2026-03-30T10:00:00Z,1\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.9\n").unwrap();
+    let out = cslake(&dir, &["ingest", "--source", "late"]).ok();
+    let s = out.summary();
+    assert_eq!(s["rejected"], 3, "{s}");
+
+    let reasons = query(
+        &dir,
+        "SELECT origin, row_number, field, reason FROM ops.quarantine ORDER BY origin, row_number",
+    );
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[1].ends_with(
+            "late/accounts-fix.csv,2,seats,\"row 2, field 'seats': expected an integer, found 'ten'\""
+        ),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("accounts-fix.csv,3,,row 3: 2 fields where the header has 4"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].contains(
+            "usage_events/extra.csv,2,account_id,\"row 2, field 'account_id': unknown account 'ACC-999999'"
+        ),
+        "{reasons:?}"
+    );
+    let raw = query(&dir, "SELECT raw FROM ops.quarantine WHERE field = 'seats'");
+    assert!(raw[1].contains("Broken Co"), "the raw record is kept: {raw:?}");
+
+    // the good rows landed: the account was updated (and its custom field kept), the event added
+    assert_eq!(count(&dir, "core.accounts"), accounts);
+    let acc = query(
+        &dir,
+        "SELECT name, seats, attributes FROM core.accounts WHERE account_id = 'ACC-000001'",
+    );
+    assert_eq!(acc[1], "Renamed Co,12,\"{\"\"Lead Source\"\":\"\"webinar\"\"}\"");
+    assert_eq!(count(&dir, "core.usage_events"), events + 1);
+
+    // A file without a required column fails the run with exit code 3 and loads nothing.
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("usage_events.csv"),
+        "event_id,account_id,event_time\nY-1,ACC-000001,2026-03-30\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bad.join("accounts.csv"),
+        "account_id,name\nACC-000004,Should Not Land\n",
+    )
+    .unwrap();
+    let out = cslake(&dir, &["ingest", "--source", "bad"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("bad/usage_events.csv: the usage_events data has no column 'event_type'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("found: event_id, account_id, event_time"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT name FROM core.accounts WHERE account_id = 'ACC-000004'"
+        )[1],
+        "Should Not Land".replace(
+            "Should Not Land",
+            &query(
+                &dir,
+                "SELECT name FROM core.accounts WHERE account_id = 'ACC-000004'"
+            )[1]
+        )
+    );
+    assert!(
+        !query(&dir, "SELECT name FROM core.accounts")
+            .iter()
+            .any(|l| l == "Should Not Land")
+    );
+    assert_eq!(count(&dir, "core.usage_events"), events + 1);
+
+    // Above the threshold: exit 3, reasons in quarantine, core tables untouched.
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.001\n").unwrap();
+    let out = cslake(&dir, &["ingest", "--source", "late"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("were rejected, above the allowed 0.10%; nothing was loaded"),
+        "{}",
+        out.stderr
+    );
+
+    let runs = query(&dir, "SELECT command, status FROM ops.runs ORDER BY started_at");
+    assert_eq!(
+        runs[1..],
+        [
+            "ingest,succeeded",
+            "ingest,succeeded",
+            "ingest,failed",
+            "ingest,failed"
+        ],
+        "{runs:?}"
+    );
+}
