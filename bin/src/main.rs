@@ -1,4 +1,5 @@
 //! `cslake`: the command line of the customer-success lakehouse.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the binary owns stdout and stderr
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -80,7 +80,7 @@ impl HealthProfiles {
                 )));
             }
             for m in &p.measures {
-                if !known_features.iter().any(|f| *f == m.feature) {
+                if !known_features.contains(&m.feature) {
                     return Err(err(format!(
                         "measure '{}' uses feature '{}', which no feature view produces (known features: {})",
                         m.name,
@@ -94,7 +94,7 @@ impl HealthProfiles {
                         m.name, m.poor
                     )));
                 }
-                if !(m.weight > 0.0) {
+                if m.weight.is_nan() || m.weight <= 0.0 {
                     return Err(err(format!("measure '{}': weight must be positive", m.name)));
                 }
             }

@@ -16,7 +16,7 @@ impl Dataset {
         if d == 0 {
             return Err(Error::Data("no feature columns".into()));
         }
-        if x.len() % d != 0 {
+        if !x.len().is_multiple_of(d) {
             return Err(Error::Data(format!(
                 "{} values do not fill rows of {d} features",
                 x.len()

@@ -49,19 +49,19 @@ pub enum Error {
     #[error("no churn model has been trained yet: run `cslake train --as-of DATE` first")]
     NoModel,
     #[error(transparent)]
-    Sink(#[from] cslake_sinks::Error),
+    Sink(Box<cslake_sinks::Error>),
     #[error(transparent)]
-    Features(#[from] cslake_features::Error),
+    Features(Box<cslake_features::Error>),
     #[error(transparent)]
-    Model(#[from] cslake_models::Error),
+    Model(Box<cslake_models::Error>),
     #[error("query: {0}")]
-    DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
+    DataFusion(Box<deltalake::datafusion::error::DataFusionError>),
     #[error("{0}")]
-    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    Arrow(Box<deltalake::arrow::error::ArrowError>),
     #[error("Delta: {0}")]
-    Delta(#[from] deltalake::DeltaTableError),
+    Delta(Box<deltalake::DeltaTableError>),
     #[error("storage: {0}")]
-    Store(#[from] object_store::Error),
+    Store(Box<object_store::Error>),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -75,7 +75,14 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 2,
-            Error::Features(cslake_features::Error::Health { .. } | cslake_features::Error::View { .. }) => 2,
+            Error::Features(e)
+                if matches!(
+                    **e,
+                    cslake_features::Error::Health { .. } | cslake_features::Error::View { .. }
+                ) =>
+            {
+                2
+            }
             Error::MissingColumn { .. } | Error::Input { .. } | Error::RejectedAboveThreshold { .. } => 3,
             _ => 1,
         }
@@ -83,6 +90,27 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the crates below are boxed: they are large, and `Result` is on every path.
+macro_rules! boxed_from {
+    ($($variant:ident: $ty:ty),* $(,)?) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Sink: cslake_sinks::Error,
+    Features: cslake_features::Error,
+    Model: cslake_models::Error,
+    DataFusion: deltalake::datafusion::error::DataFusionError,
+    Arrow: deltalake::arrow::error::ArrowError,
+    Delta: deltalake::DeltaTableError,
+    Store: object_store::Error,
+);
 
 /// Progress of long steps, drawn by the CLI (a bar on a terminal, nothing otherwise).
 pub trait Progress: Send + Sync {

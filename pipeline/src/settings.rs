@@ -235,3 +235,39 @@ impl Settings {
         self.file.ingest.orphans.as_deref() == Some("keep")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let file: FileConfig = toml::from_str(include_str!("../../cslake.example.toml")).unwrap();
+        assert_eq!(file.churn.horizon_days, 90);
+        assert_eq!(file.ingest.tables["accounts"].columns["account_id"], "Company ID");
+        let s = Settings {
+            lake: "x".into(),
+            file,
+            config_dir: PathBuf::new(),
+            actor: "t".into(),
+        };
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_tables_and_bad_values_are_configuration_errors() {
+        let file: FileConfig = toml::from_str("[ingest.tables.acounts]\nfiles = \"a.csv\"\n").unwrap();
+        let s = Settings {
+            lake: "x".into(),
+            file,
+            config_dir: PathBuf::new(),
+            actor: "t".into(),
+        };
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("configuration: [ingest.tables.acounts]: no such core table"),
+            "{e}"
+        );
+        assert_eq!(Error::Config(e).exit_code(), 2);
+    }
+}

@@ -56,7 +56,7 @@ impl FromStr for FileFormat {
 }
 
 enum Inner {
-    Csv(deltalake::arrow::csv::Writer<BufWriter<File>>),
+    Csv(Box<deltalake::arrow::csv::Writer<BufWriter<File>>>),
     Ndjson(deltalake::arrow::json::LineDelimitedWriter<BufWriter<File>>),
     Parquet(Box<ArrowWriter<File>>),
 }
@@ -79,12 +79,12 @@ impl FileWriter {
         }
         let file = File::create(path).map_err(|e| err(e.to_string()))?;
         let inner = match format {
-            FileFormat::Csv => Inner::Csv(
+            FileFormat::Csv => Inner::Csv(Box::new(
                 deltalake::arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%SZ".to_string())
                     .build(BufWriter::new(file)),
-            ),
+            )),
             FileFormat::Ndjson => Inner::Ndjson(deltalake::arrow::json::LineDelimitedWriter::new(
                 BufWriter::new(file),
             )),

@@ -169,10 +169,10 @@ pub async fn score(
         }
     }
     let n = ids.len();
-    let mut x = Vec::with_capacity(n * names.len());
-    for i in 0..n {
-        x.extend(names.iter().map(|f| cols[f][i] as f32));
-    }
+    let columns: Vec<&Vec<f64>> = names.iter().map(|f| &cols[f]).collect();
+    let x: Vec<f32> = (0..n)
+        .flat_map(|i| columns.iter().map(move |c| c[i] as f32))
+        .collect();
     let predictions = model.predict(&Dataset::new(names.clone(), x, Vec::new())?)?;
 
     // account attributes
@@ -226,19 +226,18 @@ pub async fn score(
         {
             let label = registry.label(&c.feature).unwrap_or(&c.feature);
             let reason = format!("{label}: {} (typical {})", fmt_num(c.value), fmt_num(c.typical));
-            sb.field_builder::<StringBuilder>(0)
-                .map(|f| f.append_value(&c.feature));
-            sb.field_builder::<Float64Builder>(1)
-                .map(|f| f.append_value(c.contribution));
-            sb.field_builder::<Float64Builder>(2).map(|f| {
-                if c.value.is_finite() {
-                    f.append_value(c.value)
-                } else {
-                    f.append_null()
-                }
-            });
-            sb.field_builder::<StringBuilder>(3)
-                .map(|f| f.append_value(&reason));
+            if let Some(f) = sb.field_builder::<StringBuilder>(0) {
+                f.append_value(&c.feature);
+            }
+            if let Some(f) = sb.field_builder::<Float64Builder>(1) {
+                f.append_value(c.contribution);
+            }
+            if let Some(f) = sb.field_builder::<Float64Builder>(2) {
+                f.append_option(c.value.is_finite().then_some(c.value));
+            }
+            if let Some(f) = sb.field_builder::<StringBuilder>(3) {
+                f.append_value(&reason);
+            }
             sb.append(true);
             reasons.push(reason);
         }
@@ -407,11 +406,11 @@ pub async fn score(
             col("mrr", i),
             col("events_trend_30d", i),
         );
-        if !(seats > 0.0 && mrr > 0.0) {
+        if seats.is_nan() || mrr.is_nan() || seats <= 0.0 || mrr <= 0.0 {
             continue;
         }
         let util = users / seats;
-        if !(util >= oc.seat_utilisation_min) {
+        if util.is_nan() || util < oc.seat_utilisation_min {
             continue;
         }
         let wanted = (users * (1.0 + oc.seat_headroom)).ceil();

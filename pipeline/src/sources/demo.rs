@@ -593,7 +593,7 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
         // CSM meetings (more often when the CSM sees trouble: a confounder, as in real life)
         if day >= next_meeting {
             let every = if h < 0.0 { meet_every * 2 / 3 } else { meet_every };
-            next_meeting = day + Duration::days(r.range(every as i64 * 3 / 4, every as i64 * 5 / 4));
+            next_meeting = day + Duration::days(r.range(every * 3 / 4, every * 5 / 4));
             if in_window && r.chance(0.8) {
                 ticket_seq += 1;
                 w.push(

@@ -1,0 +1,1 @@
+//! Shared set-up for the benchmarks (see `hot_paths.rs` and `scale.rs`).
