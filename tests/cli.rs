@@ -94,3 +94,36 @@ fn generator_is_deterministic() {
         assert!(x == y, "{f} differs between two runs with the same seed");
     }
 }
+
+#[test]
+fn a_user_feature_view_with_an_unknown_column_names_view_and_column() {
+    let (_tmp, dir) = crate::workspace(20, 40, "2026-03-31");
+    let out = cslake(&dir, &["features", "--as-of", "2026-03-31"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("table core.accounts does not exist yet: load data with `cslake ingest"),
+        "{}",
+        out.stderr
+    );
+
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    std::fs::create_dir_all(dir.join("views")).unwrap();
+    std::fs::write(
+        dir.join("views/seats_per_region.sql"),
+        "-- name: regions\n-- feature: region_seats | seats in the region\n\
+         SELECT s.account_id, s.as_of_date, CAST(a.region_seats AS DOUBLE) AS region_seats\n\
+         FROM spine s JOIN accounts a ON a.account_id = s.account_id\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("cslake.toml"), "[features]\ndir = \"views\"\n").unwrap();
+    let out = cslake(&dir, &["features", "--as-of", "2026-03-31"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("feature view 'regions' failed as of 2026-03-31"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("region_seats"), "{}", out.stderr);
+}

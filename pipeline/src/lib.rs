@@ -75,14 +75,18 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 2,
-            Error::Features(e)
-                if matches!(
-                    **e,
-                    cslake_features::Error::Health { .. } | cslake_features::Error::View { .. }
-                ) =>
-            {
-                2
-            }
+            Error::Features(e) => match e.as_ref() {
+                cslake_features::Error::Health { .. } | cslake_features::Error::View { .. } => 2,
+                // a view's SQL that does not plan is the user's SQL to fix, not a failed job
+                cslake_features::Error::Query { source, .. } => {
+                    use deltalake::datafusion::error::DataFusionError as E;
+                    match source.find_root() {
+                        E::Plan(_) | E::SchemaError(..) | E::SQL(..) => 2,
+                        _ => 1,
+                    }
+                }
+                _ => 1,
+            },
             Error::MissingColumn { .. } | Error::Input { .. } | Error::RejectedAboveThreshold { .. } => 3,
             _ => 1,
         }

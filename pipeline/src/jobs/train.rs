@@ -12,7 +12,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use super::transform::load_registry;
-use super::util::{epoch_days, floats, has_table, sql, strings, with_run_id};
+use super::util::{epoch_days, floats, has_table, require_core, sql, strings, with_run_id};
 use crate::schema::ColType;
 use crate::{Error, Lake, Result, RunContext, Settings};
 
@@ -55,13 +55,7 @@ pub async fn train(
 ) -> Result<TrainReport> {
     let registry = load_registry(settings)?;
     let ctx = lake.session().await?;
-    for t in ["core.accounts", "core.subscriptions"] {
-        if !has_table(&ctx, t) {
-            return Err(Error::Job(format!(
-                "table {t} does not exist yet: run `cslake ingest` first"
-            )));
-        }
-    }
+    require_core(&ctx)?;
     let c = &settings.file.churn;
     let label = LabelSpec {
         lead_days: c.lead_days,

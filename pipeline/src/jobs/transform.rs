@@ -32,6 +32,7 @@ pub async fn features(
 ) -> Result<FeaturesReport> {
     let registry = load_registry(settings)?;
     let ctx = lake.session().await?;
+    super::util::require_core(&ctx)?;
     let computed = compute_all(&ctx, &registry, as_of).await?;
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),

@@ -89,3 +89,15 @@ pub fn has_table(ctx: &SessionContext, name: &str) -> bool {
 pub fn epoch_days(d: chrono::NaiveDate) -> i32 {
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
 }
+
+/// Fails with a clear message when the core tables a job reads have not been loaded yet.
+pub fn require_core(ctx: &SessionContext) -> Result<()> {
+    for t in ["core.accounts", "core.subscriptions"] {
+        if !has_table(ctx, t) {
+            return Err(crate::Error::Job(format!(
+                "table {t} does not exist yet: load data with `cslake ingest --source DIR_OR_URL` first"
+            )));
+        }
+    }
+    Ok(())
+}
