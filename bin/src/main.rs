@@ -285,12 +285,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output::generated(&stats, &data);
             tracing::info!(seconds = t.elapsed().as_secs_f64(), "generated");
             let source = data.display().to_string();
+            // the demo always trains, so that its summary shows the model's quality
             let summary = day(
                 &lake,
                 &settings,
                 gen_args.end,
                 Some(&source),
-                false,
+                true,
                 &new_run,
                 &progress,
             )

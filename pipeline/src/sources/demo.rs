@@ -158,6 +158,28 @@ struct Writers {
 }
 
 impl Writers {
+    /// Removes the files an earlier generation wrote (in any format), so a smaller data set
+    /// does not leave stale parts behind for the next ingest.
+    fn clear(out: &Path) -> Result<()> {
+        let io = |path: &Path, source| crate::Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        for spec in schema::CORE_TABLES {
+            for ext in ["csv", "ndjson", "parquet"] {
+                let file = out.join(format!("{}.{ext}", spec.name));
+                if file.exists() {
+                    std::fs::remove_file(&file).map_err(|e| io(&file, e))?;
+                }
+            }
+            let dir = out.join(spec.name);
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+            }
+        }
+        Ok(())
+    }
+
     fn new(out: &Path, format: FileFormat, per_file: usize) -> Self {
         let tables = schema::CORE_TABLES
             .iter()
@@ -259,6 +281,7 @@ pub fn generate(opts: &GenOptions, progress: &dyn Progress) -> Result<GenStats> 
         path: opts.out.display().to_string(),
         source,
     })?;
+    Writers::clear(&opts.out)?;
     let mut w = Writers::new(&opts.out, opts.format, opts.events_per_file.max(1));
     let n_csms = (opts.accounts / 60).max(3);
     let teams = ["SMB", "Mid-Market", "Enterprise"];
