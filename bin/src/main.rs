@@ -23,7 +23,7 @@ mod progress;
     about = "A customer-success lakehouse: land CRM, billing, usage and support data in Delta tables, build features, score churn risk, health and expansion."
 )]
 struct Cli {
-    /// Lake location: a folder, file://, s3://bucket/prefix or memory://
+    /// Lake location: a folder, file:// or memory:// URL
     #[arg(long, global = true, env = "CSLAKE_LAKE")]
     lake: Option<String>,
     /// Configuration file (default: ./cslake.toml when it exists)

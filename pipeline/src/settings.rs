@@ -12,7 +12,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Lake location: a folder, `file://`, `s3://bucket/prefix` or `memory://`.
+    /// Lake location: a folder, `file://` or `memory://` (S3 is not wired in yet).
     pub lake: Option<String>,
     /// Passed to the object store as they are (e.g. `aws_endpoint`).
     #[serde(default)]
