@@ -1,12 +1,12 @@
 //! Micro-benchmarks of the per-row hot paths: parsing and validating raw records, generating
 //! accounts, and the ranking metrics over a large score vector.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use cslake_pipeline::records::{BatchBuilder, Mapping, RawRecords, RawRow, cast_records};
 use cslake_pipeline::schema::USAGE_EVENTS;
+use cslake_pipeline::settings::TableMapping;
 
 fn records(n: usize) -> RawRecords {
     let header = [
@@ -39,13 +39,20 @@ fn records(n: usize) -> RawRecords {
 
 fn cast(c: &mut Criterion) {
     let r = records(50_000);
-    let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &HashMap::new(), "bench").unwrap();
+    let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &TableMapping::default(), "bench").unwrap();
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(r.rows.len() as u64));
     g.bench_function("cast_usage_events_50k", |b| {
         b.iter(|| {
             let mut builder = BatchBuilder::new(&USAGE_EVENTS);
-            let rejected = cast_records(&USAGE_EVENTS, black_box(&r), &m, None, &mut builder);
+            let rejected = cast_records(
+                &USAGE_EVENTS,
+                black_box(&r),
+                &m,
+                &TableMapping::default(),
+                None,
+                &mut builder,
+            );
             black_box((builder.finish_data().unwrap(), rejected))
         });
     });

@@ -50,7 +50,7 @@ fn main() {
         let mut run = RunContext::new("bench", "bench", vec![], Some(end));
         let t = Instant::now();
         let source = opts.out.display().to_string();
-        let r = jobs::ingest(&lake, &settings, &source, &mut run, &NoProgress)
+        let r = jobs::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
             .await
             .expect("ingest");
         report("ingest", r.read, t.elapsed().as_secs_f64());

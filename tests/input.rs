@@ -116,7 +116,8 @@ fn malformed_rows_are_quarantined_and_missing_columns_load_nothing() {
 
     // Above the threshold: exit 3, reasons in quarantine, core tables untouched.
     std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.001\n").unwrap();
-    let out = cslake(&dir, &["ingest", "--source", "late"]);
+    // (the files were loaded before: --full reads them again)
+    let out = cslake(&dir, &["ingest", "--source", "late", "--full"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(
         out.stderr
@@ -135,5 +136,104 @@ fn malformed_rows_are_quarantined_and_missing_columns_load_nothing() {
             "ingest,failed"
         ],
         "{runs:?}"
+    );
+}
+
+#[test]
+fn only_new_or_changed_files_are_read_and_bad_files_lose_no_good_rows() {
+    let (_tmp, dir) = workspace(30, 40, "2026-03-31");
+    let first = cslake(&dir, &["ingest", "--source", "data"]).ok().summary();
+    let contacts = count(&dir, "core.contacts");
+    assert!(
+        first["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["files"] == 1),
+        "{first}"
+    );
+
+    // nothing changed: nothing is read
+    let again = cslake(&dir, &["ingest", "--source", "data"]).ok().summary();
+    assert_eq!(again["read"], 0, "{again}");
+    assert!(
+        again["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["files"] == 0 && t["unchanged_files"] == 1)
+    );
+
+    // a new file and a changed file are read; the rest is not
+    let mut accounts = std::fs::read_to_string(dir.join("data/accounts.csv")).unwrap();
+    accounts.push_str("ACC-NEW,New Co,Software,SMB,starter,3,75,2026-03-01,,CSM-001,US,2026-03-01,active\n");
+    std::fs::write(dir.join("data/accounts.csv"), accounts).unwrap();
+    let bad: &[u8] = b"contact_id,account_id,email,name\nC-1,ACC-000001,a@x.example,Ann\nC-2,ACC-000001,b@x.example,B\xff\xfeob\nC-3,ACC-000002,c@x.example,Cy\n";
+    std::fs::write(dir.join("data/contacts-corpus.csv"), bad).unwrap();
+    std::fs::write(dir.join("data/contacts-empty.csv"), b"").unwrap();
+    let events: &[u8] = b"{\"event_id\":\"J-1\",\"account_id\":\"ACC-000001\",\"event_type\":\"login\",\"event_time\":\"2026-03-30T08:00:00Z\"}\n\
+        {\"event_id\": \"J-2\", broken\n\
+        {\"event_id\":\"J-3\",\"account_id\":\"ACC-000001\",\"event_type\":\"l\xffgin\",\"event_time\":\"2026-03-30T08:00:00Z\"}\n\
+        [1, 2, 3]\n\
+        {\"event_id\":\"J-5\",\"account_id\":\"ACC-000002\",\"event_type\":\"export\",\"event_time\":1774857600,\"extra\":{\"nested\":true}}\n";
+    std::fs::write(dir.join("data/usage_events-feed.ndjson"), events).unwrap();
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.9\n").unwrap();
+    let third = cslake(&dir, &["ingest", "--source", "data"]).ok().summary();
+    let files: Vec<(String, u64)> = third["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap().to_string(),
+                t["files"].as_u64().unwrap(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("accounts".to_string(), 1),
+            ("contacts".to_string(), 2),
+            ("usage_events".to_string(), 1)
+        ],
+        "{third}"
+    );
+    assert_eq!(count(&dir, "core.accounts"), 31);
+    assert_eq!(count(&dir, "core.contacts"), contacts + 2);
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT event_id FROM usage_events WHERE event_id LIKE 'J-%' ORDER BY event_id"
+        )[1..],
+        ["J-1", "J-5"]
+    );
+    let reasons = query(
+        &dir,
+        "SELECT reason FROM ops.quarantine ORDER BY origin, row_number",
+    );
+    assert_eq!(
+        reasons[1..],
+        [
+            "row 2: field 'name' is not valid UTF-8",
+            "\"row 2: invalid JSON: key must be a string at line 1 column 21: {\"\"event_id\"\": \"\"J-2\"\", broken\"",
+            "row 3: the line is not valid UTF-8",
+            "\"row 4: expected a JSON object, found [1,2,3]\"",
+        ],
+        "{reasons:?}"
+    );
+    // --full reads everything again and duplicates nothing
+    let full = cslake(&dir, &["ingest", "--source", "data", "--full"])
+        .ok()
+        .summary();
+    assert!(full["read"].as_u64().unwrap() > 1000, "{full}");
+    assert_eq!(count(&dir, "core.contacts"), contacts + 2);
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT COUNT(*) - COUNT(DISTINCT event_id) FROM usage_events"
+        )[1],
+        "0"
     );
 }

@@ -86,6 +86,9 @@ enum Command {
         /// File-drop folder or URL (default: [ingest] source in cslake.toml)
         #[arg(long, env = "CSLAKE_SOURCE")]
         source: Option<String>,
+        /// Read every file again, not only new or changed ones (safe: loading is idempotent)
+        #[arg(long)]
+        full: bool,
     },
     /// Materialise every feature view as of a date
     Features {
@@ -217,13 +220,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({"status": "succeeded", "command": "generate", "out": out, "tables": stats.tables, "files": stats.files})
             );
         }
-        Command::Ingest { source } => {
+        Command::Ingest { source, full } => {
             let lake = open_lake()?;
             let source = source.or_else(|| settings.file.ingest.source.clone()).ok_or_else(|| {
                 Error::Config("no source: pass --source DIR_OR_URL, set CSLAKE_SOURCE, or set [ingest] source in cslake.toml".into())
             })?;
             let (report, run) = audited(&lake, new_run("ingest", None), async |run| {
-                jobs::ingest(&lake, &settings, &source, run, &progress).await
+                jobs::ingest(&lake, &settings, &source, full, run, &progress).await
             })
             .await?;
             output::ingested(&report);
@@ -346,7 +349,7 @@ async fn day(
     let mut summary = json!({"status": "succeeded", "command": "run", "as_of": d.to_string()});
     if let Some(source) = source {
         let (report, _) = audited(lake, new_run("ingest", Some(d)), async |run| {
-            jobs::ingest(lake, settings, source, run, progress).await
+            jobs::ingest(lake, settings, source, false, run, progress).await
         })
         .await?;
         output::ingested(&report);

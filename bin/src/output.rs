@@ -63,6 +63,12 @@ pub fn ingested(r: &IngestReport) {
         r.source, r.read, r.rejected
     );
     for t in &r.tables {
+        if t.unchanged_files > 0 && t.files == 0 {
+            println!(
+                "  core.{:<14} {} file(s) unchanged since they were loaded",
+                t.table, t.unchanged_files
+            );
+        }
         if t.files > 0 {
             println!(
                 "  core.{:<14} {:>3} file(s) {:>10} read {:>6} rejected {:>10} new {:>8} changed",

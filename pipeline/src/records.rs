@@ -11,6 +11,7 @@ use deltalake::arrow::array::{
 };
 
 use crate::schema::{ColType, TableSpec};
+use crate::settings::TableMapping;
 use crate::{Error, Result};
 
 /// Records read from one source file (or page), as text.
@@ -60,14 +61,11 @@ fn normalise(s: &str) -> String {
 }
 
 impl Mapping {
-    /// Maps a header: explicit `overrides` (canonical column → source field name) first, then
-    /// the column's own name, then its aliases, ignoring case and punctuation.
-    pub fn resolve(
-        spec: &TableSpec,
-        header: &[String],
-        overrides: &HashMap<String, String>,
-        origin: &str,
-    ) -> Result<Self> {
+    /// Maps a header: explicit `columns` of the table's configuration (canonical column → source
+    /// field name) first, then the column's own name, then its aliases, ignoring case and
+    /// punctuation. A required column may be missing when the configuration gives it a constant.
+    pub fn resolve(spec: &TableSpec, header: &[String], config: &TableMapping, origin: &str) -> Result<Self> {
+        let overrides = &config.columns;
         let norm: Vec<String> = header.iter().map(|h| normalise(h)).collect();
         let mut used = vec![false; header.len()];
         let mut columns = Vec::with_capacity(spec.columns.len());
@@ -84,7 +82,7 @@ impl Mapping {
                 .find_map(|w| (0..header.len()).find(|i| !used[*i] && norm[*i] == *w));
             if let Some(i) = found {
                 used[i] = true;
-            } else if c.required {
+            } else if c.required && !config.constants.contains_key(c.name) {
                 return Err(Error::MissingColumn {
                     origin: origin.to_string(),
                     table: spec.name.to_string(),
@@ -237,7 +235,7 @@ fn finish_builder(b: &mut Builder) -> ArrayRef {
 }
 
 /// Parses one text value as `ty`; `Err` holds the user-facing reason.
-pub fn parse_value(ty: ColType, s: &str) -> std::result::Result<Value, String> {
+pub fn parse_value(ty: ColType, s: &str, date_formats: &[String]) -> std::result::Result<Value, String> {
     let fail = || format!("expected {}, found '{}'", ty.describe(), truncate(s, 60));
     match ty {
         ColType::Str => Ok(Value::Str(s.to_string())),
@@ -263,8 +261,14 @@ pub fn parse_value(ty: ColType, s: &str) -> std::result::Result<Value, String> {
             "false" | "f" | "no" | "n" | "0" => Ok(Value::Bool(false)),
             _ => Err(fail()),
         },
-        ColType::Date => parse_date(s).map(Value::Date).ok_or_else(fail),
-        ColType::Timestamp => parse_timestamp(s).map(Value::Ts).ok_or_else(fail),
+        ColType::Date => parse_date(s)
+            .or_else(|| custom(s, date_formats).map(|t| t.date_naive()))
+            .map(Value::Date)
+            .ok_or_else(fail),
+        ColType::Timestamp => parse_timestamp(s)
+            .or_else(|| custom(s, date_formats))
+            .map(Value::Ts)
+            .ok_or_else(fail),
     }
 }
 
@@ -274,6 +278,22 @@ fn truncate(s: &str, n: usize) -> String {
     } else {
         format!("{}…", s.chars().take(n).collect::<String>())
     }
+}
+
+/// Tries the configured formats: with a time, with an offset, or a date alone (midnight UTC).
+fn custom(s: &str, formats: &[String]) -> Option<DateTime<Utc>> {
+    formats.iter().find_map(|f| {
+        DateTime::parse_from_str(s, f)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| NaiveDateTime::parse_from_str(s, f).ok().map(|t| t.and_utc()))
+            .or_else(|| {
+                NaiveDate::parse_from_str(s, f)
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc())
+            })
+    })
 }
 
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
@@ -322,9 +342,22 @@ pub fn cast_records(
     spec: &'static TableSpec,
     records: &RawRecords,
     mapping: &Mapping,
+    config: &TableMapping,
     known_accounts: Option<&std::collections::HashSet<String>>,
     builder: &mut BatchBuilder,
 ) -> Vec<Rejected> {
+    // value maps with lower-cased keys, per canonical column
+    let value_maps: Vec<Option<HashMap<String, &str>>> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            config.values.get(c.name).map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.as_str()))
+                    .collect()
+            })
+        })
+        .collect();
     let mut rejected = Vec::new();
     'rows: for row in &records.rows {
         if let Some(error) = &row.error {
@@ -338,16 +371,21 @@ pub fn cast_records(
             continue;
         }
         let mut values = Vec::with_capacity(spec.columns.len());
-        for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
+        for (j, (c, idx)) in spec.columns.iter().zip(&mapping.columns).enumerate() {
             let raw = idx
                 .and_then(|i| row.values.get(i))
                 .and_then(|v| v.as_deref())
                 .map(str::trim)
-                .filter(|v| !v.is_empty());
+                .filter(|v| !v.is_empty())
+                .or_else(|| config.constants.get(c.name).map(String::as_str));
+            let raw = match (raw, &value_maps[j]) {
+                (Some(v), Some(map)) => Some(map.get(&v.to_lowercase()).copied().unwrap_or(v)),
+                (v, _) => v,
+            };
             let value = match raw {
                 None if c.required => Err("required but empty".to_string()),
                 None => Ok(Value::Null),
-                Some(s) => parse_value(c.ty, s),
+                Some(s) => parse_value(c.ty, s, &config.date_formats),
             };
             match value {
                 Ok(v) => values.push(v),
@@ -455,9 +493,9 @@ mod tests {
                 &["e4", "a2", "", "export", "1767348000", ""],
             ],
         );
-        let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &HashMap::new(), &r.origin).unwrap();
+        let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &TableMapping::default(), &r.origin).unwrap();
         let mut b = BatchBuilder::new(&USAGE_EVENTS);
-        let rej = cast_records(&USAGE_EVENTS, &r, &m, None, &mut b);
+        let rej = cast_records(&USAGE_EVENTS, &r, &m, &TableMapping::default(), None, &mut b);
         assert_eq!(b.len(), 2);
         assert_eq!(rej.len(), 2);
         assert_eq!(
@@ -473,7 +511,7 @@ mod tests {
     #[test]
     fn missing_required_column_names_file_and_columns() {
         let r = rec(&["id", "name"], &[]);
-        let e = Mapping::resolve(&USAGE_EVENTS, &r.header, &HashMap::new(), &r.origin).unwrap_err();
+        let e = Mapping::resolve(&USAGE_EVENTS, &r.header, &TableMapping::default(), &r.origin).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("file:///x/usage.csv"), "{msg}");
         assert!(msg.contains("'account_id'"), "{msg}");
@@ -486,9 +524,9 @@ mod tests {
             &["account_id", "Name", "NPS Owner", "health_flag"],
             &[&["a1", "Acme", "Kim", "ok"]],
         );
-        let m = Mapping::resolve(&ACCOUNTS, &r.header, &HashMap::new(), &r.origin).unwrap();
+        let m = Mapping::resolve(&ACCOUNTS, &r.header, &TableMapping::default(), &r.origin).unwrap();
         let mut b = BatchBuilder::new(&ACCOUNTS);
-        assert!(cast_records(&ACCOUNTS, &r, &m, None, &mut b).is_empty());
+        assert!(cast_records(&ACCOUNTS, &r, &m, &TableMapping::default(), None, &mut b).is_empty());
         let batch = b.finish_table("test", "run", Utc::now()).unwrap();
         let attrs = deltalake::arrow::util::display::array_value_to_string(
             batch.column_by_name("attributes").unwrap(),
@@ -496,5 +534,63 @@ mod tests {
         )
         .unwrap();
         assert_eq!(attrs, r#"{"NPS Owner":"Kim","health_flag":"ok"}"#);
+    }
+
+    #[test]
+    fn configured_date_formats_value_maps_and_constants() {
+        let r = rec(
+            &["id", "Tier", "Since"],
+            &[
+                &["a1", "Small Business", "03/15/2025"],
+                &["a2", "enterprise", "15.03.2025"],
+                &["a3", "SMB", "2025-03-15"],
+            ],
+        );
+        let cfg: TableMapping = toml::from_str(
+            r#"
+            columns = { segment = "Tier", contract_start = "Since" }
+            date_formats = ["%m/%d/%Y"]
+            constants = { plan = "standard" }
+            [values.segment]
+            "small business" = "SMB"
+            "Enterprise" = "Enterprise"
+            "#,
+        )
+        .unwrap();
+        let m = Mapping::resolve(&ACCOUNTS, &r.header, &cfg, &r.origin).unwrap();
+        let mut b = BatchBuilder::new(&ACCOUNTS);
+        let rej = cast_records(&ACCOUNTS, &r, &m, &cfg, None, &mut b);
+        assert_eq!(rej.len(), 1);
+        assert_eq!(
+            rej[0].reason,
+            "row 2, field 'contract_start': expected a date (YYYY-MM-DD), found '15.03.2025'"
+        );
+        let batch = b.finish_data().unwrap();
+        let text =
+            deltalake::arrow::util::pretty::pretty_format_batches(&[batch.project(&[0, 3, 4, 7]).unwrap()])
+                .unwrap()
+                .to_string();
+        assert_eq!(
+            text,
+            "+------------+---------+----------+----------------+\n\
+             | account_id | segment | plan     | contract_start |\n\
+             +------------+---------+----------+----------------+\n\
+             | a1         | SMB     | standard | 2025-03-15     |\n\
+             | a3         | SMB     | standard | 2025-03-15     |\n\
+             +------------+---------+----------+----------------+"
+        );
+    }
+
+    #[test]
+    fn a_constant_stands_in_for_a_missing_required_column() {
+        let r = rec(
+            &["event_id", "account_id", "time"],
+            &[&["e1", "a1", "2026-01-01"]],
+        );
+        let cfg: TableMapping = toml::from_str("constants = { event_type = \"page_view\" }").unwrap();
+        let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &cfg, &r.origin).unwrap();
+        let mut b = BatchBuilder::new(&USAGE_EVENTS);
+        assert!(cast_records(&USAGE_EVENTS, &r, &m, &cfg, None, &mut b).is_empty());
+        assert_eq!(b.len(), 1);
     }
 }

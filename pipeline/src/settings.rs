@@ -58,6 +58,17 @@ pub struct TableMapping {
     /// canonical column = "source field"
     #[serde(default)]
     pub columns: HashMap<String, String>,
+    /// chrono formats tried for date and timestamp columns after the standard ones,
+    /// e.g. `["%m/%d/%Y", "%d.%m.%Y %H:%M"]`.
+    #[serde(default)]
+    pub date_formats: Vec<String>,
+    /// Value mapping per canonical column: `[ingest.tables.accounts.values.segment]`
+    /// `"Small Business" = "SMB"`. Matching ignores case.
+    #[serde(default)]
+    pub values: HashMap<String, HashMap<String, String>>,
+    /// A value for a canonical column the source lacks (or leaves empty), e.g. `plan = "standard"`.
+    #[serde(default)]
+    pub constants: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

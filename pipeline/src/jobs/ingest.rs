@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
 
+use super::source_state;
 use super::util::{dedupe, has_table, sql, strings};
 use crate::records::{BatchBuilder, Mapping, Rejected, cast_records};
 use crate::schema::{CORE_TABLES, Kind, TableSpec};
@@ -14,7 +15,10 @@ use crate::{Error, Lake, Progress, Result, RunContext, Settings, ops};
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TableLoad {
     pub table: String,
+    /// Files read in this run.
     pub files: usize,
+    /// Files skipped because an earlier run loaded them and they have not changed.
+    pub unchanged_files: usize,
     pub read: usize,
     pub rejected: usize,
     pub inserted: usize,
@@ -39,15 +43,18 @@ struct Staged {
     load: TableLoad,
 }
 
-/// Reads every file of the source, validates it, and loads it: entities merged on their key,
-/// events appended once per `event_id`. Everything is read and validated before anything is
-/// written, so a file with a missing column, or rejects above the threshold, load nothing.
+/// Reads the new and changed files of the source (every file with `full`), validates them, and
+/// loads them: entities merged on their key, events appended once per `event_id`. Everything is
+/// read and validated before anything is written, so a file with a missing column, or rejects
+/// above the threshold, load nothing. The files' state is recorded in `ops.source_state` only
+/// after the core tables are committed, so a failed run is read again in full by the next one.
 const AUDIT_COLUMNS: [&str; 3] = ["_source", "_run_id", "_ingested_at"];
 
 pub async fn ingest(
     lake: &Lake,
     settings: &Settings,
     source: &str,
+    full: bool,
     run: &mut RunContext,
     progress: &dyn Progress,
 ) -> Result<IngestReport> {
@@ -65,9 +72,19 @@ pub async fn ingest(
     }
     let keep_orphans = settings.keep_orphans();
     let ingested_at = Utc::now();
+    let seen = if full {
+        HashMap::new()
+    } else {
+        source_state::load(&ctx, drop.url.as_str()).await?
+    };
+    let mut read_files: Vec<source_state::FileState> = Vec::new();
     let mut staged = Vec::new();
     for spec in CORE_TABLES {
-        let files = drop.files_for(spec).await?;
+        let listed = drop.files_for(spec).await?;
+        let (files, unchanged): (Vec<_>, Vec<_>) = listed.into_iter().partition(|f| {
+            let state = source_state::FileState::of(&drop, f);
+            seen.get(&state.object) != Some(&state)
+        });
         let mut st = Staged {
             spec,
             present: Vec::new(),
@@ -76,6 +93,7 @@ pub async fn ingest(
             load: TableLoad {
                 table: spec.name.into(),
                 files: files.len(),
+                unchanged_files: unchanged.len(),
                 ..Default::default()
             },
         };
@@ -84,13 +102,16 @@ pub async fn ingest(
             continue;
         }
         progress.start(&format!("read {}", spec.name), Some(files.len() as u64));
-        let overrides: HashMap<String, String> = drop
-            .mapping(spec.name)
-            .map(|m| m.columns.clone())
-            .unwrap_or_default();
+        let config = drop.mapping(spec.name).cloned().unwrap_or_default();
         for file in &files {
+            read_files.push(source_state::FileState::of(&drop, file));
             let records = drop.read(spec, file).await?;
-            let mapping = Mapping::resolve(spec, &records.header, &overrides, &records.origin)?;
+            if records.header.is_empty() && records.rows.is_empty() {
+                tracing::warn!(file = records.origin.as_str(), "empty file: nothing to load");
+                progress.advance(1);
+                continue;
+            }
+            let mapping = Mapping::resolve(spec, &records.header, &config, &records.origin)?;
             for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
                 if idx.is_some() && !st.present.contains(&c.name) {
                     st.present.push(c.name);
@@ -101,8 +122,14 @@ pub async fn ingest(
             }
             let mut builder = BatchBuilder::new(spec);
             let known_ref = (!keep_orphans).then_some(&known);
-            st.rejected
-                .extend(cast_records(spec, &records, &mapping, known_ref, &mut builder));
+            st.rejected.extend(cast_records(
+                spec,
+                &records,
+                &mapping,
+                &config,
+                known_ref,
+                &mut builder,
+            ));
             st.load.read += records.rows.len();
             let batch = builder.finish_table(&records.origin, &run.run_id, ingested_at)?;
             if spec.name == "accounts" {
@@ -190,6 +217,9 @@ pub async fn ingest(
             );
         }
         report.tables.push(st.load);
+    }
+    if let Some(v) = source_state::record(lake, drop.url.as_str(), &read_files, &run.run_id).await? {
+        run.tables.insert("ops.source_state".into(), v);
     }
     Ok(report)
 }

@@ -3,6 +3,7 @@
 
 mod ingest;
 mod score;
+mod source_state;
 mod train;
 mod transform;
 pub mod util;

@@ -83,6 +83,11 @@ impl FileDrop {
             .join("/")
     }
 
+    /// The file's path relative to the source root.
+    pub fn relative_name(&self, meta: &ObjectMeta) -> String {
+        self.relative(&meta.location)
+    }
+
     pub fn origin(&self, meta: &ObjectMeta) -> String {
         format!("{}{}", self.url, self.relative(&meta.location))
     }
@@ -153,32 +158,65 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RawRecords {
+            origin,
+            header: Vec::new(),
+            rows: Vec::new(),
+        });
+    }
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
         .has_headers(true)
         .from_reader(bytes);
     let header: Vec<String> = reader
-        .headers()
+        .byte_headers()
         .map_err(|e| Error::Input {
             origin: origin.clone(),
             message: format!("unreadable header: {e}"),
         })?
         .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
         .collect();
     let mut rows = Vec::new();
-    let mut record = csv::StringRecord::new();
+    let mut record = csv::ByteRecord::new();
     let mut number = 0;
     loop {
         number += 1;
-        match reader.read_record(&mut record) {
+        match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let values: Vec<Option<String>> = record.iter().map(|v| Some(v.to_string())).collect();
+                let mut error = None;
+                let values: Vec<Option<String>> = record
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        Some(match std::str::from_utf8(v) {
+                            Ok(s) => s.to_string(),
+                            Err(_) => {
+                                let name = header
+                                    .get(i)
+                                    .map_or_else(|| format!("#{}", i + 1), |h| format!("'{h}'"));
+                                error.get_or_insert(format!("field {name} is not valid UTF-8"));
+                                String::from_utf8_lossy(v).into_owned()
+                            }
+                        })
+                    })
+                    .collect();
                 // A row with the wrong number of fields is rejected as a whole, with its text.
-                let error = (values.len() != header.len())
-                    .then(|| format!("{} fields where the header has {}", values.len(), header.len()));
+                if values.len() != header.len() && error.is_none() {
+                    error = Some(format!(
+                        "{} fields where the header has {}",
+                        values.len(),
+                        header.len()
+                    ));
+                }
                 rows.push(RawRow {
                     number,
                     values,
@@ -197,26 +235,26 @@ fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
 }
 
 fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Error::Input {
-        origin: origin.clone(),
-        message: format!("not UTF-8: {e}"),
-    })?;
-    let trimmed = text.trim_start();
-    let objects: Vec<(usize, Result<serde_json::Value, String>)> = if trimmed.starts_with('[') {
-        let arr: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| Error::Input {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let objects: Vec<(usize, Result<serde_json::Value, String>)> = if first == Some(&b'[') {
+        // a JSON array is one document: it parses whole or not at all
+        let arr: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(|e| Error::Input {
             origin: origin.clone(),
             message: format!("invalid JSON array: {e}"),
         })?;
         arr.into_iter().enumerate().map(|(i, v)| (i + 1, Ok(v))).collect()
     } else {
-        text.lines()
+        // NDJSON: a bad line (invalid JSON or UTF-8) is rejected on its own
+        bytes
+            .split(|b| *b == b'\n')
             .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
             .map(|(i, l)| {
-                (
-                    i + 1,
-                    serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}: {l}")),
-                )
+                let parsed = match std::str::from_utf8(l) {
+                    Ok(text) => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}: {text}")),
+                    Err(_) => Err("the line is not valid UTF-8".to_string()),
+                };
+                (i + 1, parsed)
             })
             .collect()
     };

@@ -1,0 +1,121 @@
+//! `ops/source_state`: which files of a source were loaded, so the next run reads only new or
+//! changed ones. Written after the core tables are committed: a run that fails never advances it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::datafusion::prelude::SessionContext;
+use object_store::ObjectMeta;
+
+use super::util::{floats, has_table, sql, strings};
+use crate::schema::ColType;
+use crate::sources::FileDrop;
+use crate::{Lake, Result};
+
+/// What identifies one version of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    /// Path relative to the source root.
+    pub object: String,
+    pub size: i64,
+    /// Last modification, microseconds since the epoch.
+    pub modified: i64,
+    pub e_tag: Option<String>,
+}
+
+impl FileState {
+    pub fn of(drop: &FileDrop, meta: &ObjectMeta) -> Self {
+        Self {
+            object: drop.relative_name(meta),
+            size: meta.size as i64,
+            modified: meta.last_modified.timestamp_micros(),
+            e_tag: meta.e_tag.clone(),
+        }
+    }
+}
+
+/// The files of `source` loaded so far, by relative path.
+pub async fn load(ctx: &SessionContext, source: &str) -> Result<HashMap<String, FileState>> {
+    let mut out = HashMap::new();
+    if !has_table(ctx, "ops.source_state") {
+        return Ok(out);
+    }
+    let q = format!(
+        "SELECT object, size, CAST(last_modified AS BIGINT) AS modified, e_tag FROM ops.source_state \
+         WHERE source = '{}'",
+        source.replace('\'', "''")
+    );
+    for b in sql(ctx, &q).await? {
+        let (objects, sizes, modified, tags) = (
+            strings(&b, "object")?,
+            floats(&b, "size")?,
+            strings(&b, "modified")?,
+            strings(&b, "e_tag")?,
+        );
+        for i in 0..b.num_rows() {
+            let object = objects[i].clone().unwrap_or_default();
+            let state = FileState {
+                object: object.clone(),
+                size: sizes[i] as i64,
+                modified: modified[i]
+                    .as_deref()
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or_default(),
+                e_tag: tags[i].clone(),
+            };
+            out.insert(object, state);
+        }
+    }
+    Ok(out)
+}
+
+/// Upserts the state of the files this run loaded.
+pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str) -> Result<Option<u64>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let n = files.len();
+    let ts = ColType::Timestamp.arrow();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("object", DataType::Utf8, false),
+        Field::new("size", DataType::Int64, false),
+        Field::new("last_modified", ts.clone(), false),
+        Field::new("e_tag", DataType::Utf8, true),
+        Field::new("_run_id", DataType::Utf8, false),
+        Field::new("loaded_at", ts, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![source; n])),
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|f| f.object.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(files.iter().map(|f| f.size))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(files.iter().map(|f| f.modified))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter(files.iter().map(|f| f.e_tag.as_deref()))),
+            Arc::new(StringArray::from(vec![run_id; n])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Utc::now().timestamp_micros(); n]).with_timezone("UTC"),
+            ),
+        ],
+    )?;
+    let stats = lake
+        .target("ops", "source_state")
+        .upsert(
+            vec![batch],
+            &["source", "object"],
+            &["size", "last_modified", "e_tag"],
+            &["_run_id", "loaded_at"],
+            run_id,
+        )
+        .await?;
+    Ok(stats.version)
+}
