@@ -176,3 +176,37 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
         "{runs:?}"
     );
 }
+
+#[test]
+fn churn_defined_by_inactivity_works_without_billing_data() {
+    let (_tmp, dir) = workspace(200, 300, D);
+    // a product company that exports only accounts, users, events and tickets
+    for f in ["subscriptions.csv", "invoices.csv", "products.csv"] {
+        std::fs::remove_file(dir.join("data").join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[churn]\ndefinition = \"inactivity\"\ninactivity_days = 30\nhorizon_days = 60\n",
+    )
+    .unwrap();
+    let out = cslake(&dir, &["run", "--as-of", D, "--source", "data"]).ok();
+    let s = out.summary();
+    let views = s["features"]["views"].as_u64().unwrap();
+    assert_eq!(views, 3, "the subscription and billing views are skipped: {s}");
+    let auc = s["train"]["test"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.6, "held-out ROC AUC {auc}");
+    assert!(s["scores"]["accounts"].as_u64().unwrap() > 50, "{s}");
+    let label = query(&dir, "SELECT COUNT(*) FROM training.churn WHERE label = 1.0");
+    assert!(
+        label[1].parse::<u64>().unwrap() > 0,
+        "some accounts went inactive"
+    );
+    // health is computed from the measures that exist, the others' weight redistributed
+    let health = query(
+        &dir,
+        &format!(
+            "SELECT COUNT(*) FROM health_scores WHERE as_of_date = DATE '{D}' AND health_score IS NOT NULL"
+        ),
+    );
+    assert_eq!(health[1], s["scores"]["accounts"].to_string());
+}

@@ -42,7 +42,10 @@ pub const BUILTIN_VIEWS: &[(&str, &str)] = &[
 ];
 
 pub const SPINE_SQL: &str = include_str!("../../sql/spine.sql");
-pub const CHURN_LABEL_SQL: &str = include_str!("../../sql/labels/churn.sql");
+pub const SPINE_ACTIVITY_SQL: &str = include_str!("../../sql/spine_activity.sql");
+pub const CHURN_SUBSCRIPTION_GAP_SQL: &str = include_str!("../../sql/labels/churn_subscription_gap.sql");
+pub const CHURN_CANCELLATION_SQL: &str = include_str!("../../sql/labels/churn_cancellation.sql");
+pub const CHURN_INACTIVITY_SQL: &str = include_str!("../../sql/labels/churn_inactivity.sql");
 
 impl Registry {
     pub fn builtin() -> Result<Self> {
@@ -75,6 +78,28 @@ impl Registry {
             self.views.push(view);
         }
         Ok(self)
+    }
+
+    /// The views whose source tables all exist; the others are left out with a warning (a
+    /// company without billing data still gets usage and support features).
+    pub fn available(&self, exists: impl Fn(&str) -> bool) -> Registry {
+        let views = self
+            .views
+            .iter()
+            .filter(|v| {
+                let missing: Vec<&String> = v.sources.iter().filter(|s| !exists(s)).collect();
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        view = v.name.as_str(),
+                        ?missing,
+                        "feature view skipped: source tables missing"
+                    );
+                }
+                missing.is_empty()
+            })
+            .cloned()
+            .collect();
+        Registry { views }
     }
 
     pub fn get(&self, name: &str) -> Option<&FeatureView> {

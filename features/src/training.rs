@@ -6,27 +6,113 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-use crate::registry::{CHURN_LABEL_SQL, SPINE_SQL};
+use crate::registry::{
+    CHURN_CANCELLATION_SQL, CHURN_INACTIVITY_SQL, CHURN_SUBSCRIPTION_GAP_SQL, SPINE_ACTIVITY_SQL, SPINE_SQL,
+};
 use crate::{Error, FeatureView, Registry, Result, render};
+
+/// What "churned" means: configuration, because every business defines it differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChurnDefinition {
+    /// A subscription period ends and no other period covers the next `grace_days` days.
+    #[default]
+    SubscriptionGap,
+    /// A subscription ends with status cancelled / canceled / churned.
+    Cancellation,
+    /// No product activity in the label window; customers are the accounts active in the
+    /// `inactivity_days` before the observation date. For products without subscription data.
+    Inactivity,
+}
+
+impl ChurnDefinition {
+    /// The name used in `cslake.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChurnDefinition::SubscriptionGap => "subscription_gap",
+            ChurnDefinition::Cancellation => "cancellation",
+            ChurnDefinition::Inactivity => "inactivity",
+        }
+    }
+
+    /// The tables the definition needs.
+    pub fn sources(self) -> &'static [&'static str] {
+        match self {
+            ChurnDefinition::SubscriptionGap | ChurnDefinition::Cancellation => {
+                &["accounts", "subscriptions"]
+            }
+            ChurnDefinition::Inactivity => &["accounts", "usage_events"],
+        }
+    }
+
+    fn label_sql(self) -> &'static str {
+        match self {
+            ChurnDefinition::SubscriptionGap => CHURN_SUBSCRIPTION_GAP_SQL,
+            ChurnDefinition::Cancellation => CHURN_CANCELLATION_SQL,
+            ChurnDefinition::Inactivity => CHURN_INACTIVITY_SQL,
+        }
+    }
+
+    fn spine_sql(self) -> &'static str {
+        match self {
+            ChurnDefinition::Inactivity => SPINE_ACTIVITY_SQL,
+            _ => SPINE_SQL,
+        }
+    }
+}
 
 /// How the churn label is observed after an observation date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LabelSpec {
+    pub definition: ChurnDefinition,
     /// Days after the observation date before the label window opens (time to act).
     pub lead_days: i64,
     /// Length of the label window in days ("cancels within 90 days").
     pub horizon_days: i64,
     /// A subscription gap longer than this many days counts as churn.
     pub grace_days: i64,
+    /// For `Inactivity`: an account is a customer while it was active in this many days.
+    pub inactivity_days: i64,
 }
 
 impl Default for LabelSpec {
     fn default() -> Self {
         Self {
+            definition: ChurnDefinition::SubscriptionGap,
             lead_days: 0,
             horizon_days: 90,
             grace_days: 30,
+            inactivity_days: 30,
         }
+    }
+}
+
+impl LabelSpec {
+    fn params(&self) -> [(&'static str, i64); 4] {
+        [
+            ("grace_days", self.grace_days),
+            ("lead_days", self.lead_days),
+            ("window_end_days", self.lead_days + self.horizon_days),
+            ("inactivity_days", self.inactivity_days),
+        ]
+    }
+
+    /// A readable statement of the label, stored with every model.
+    pub fn describe(&self) -> String {
+        let what = match self.definition {
+            ChurnDefinition::SubscriptionGap => {
+                format!(
+                    "a subscription ends and none covers the next {} days",
+                    self.grace_days
+                )
+            }
+            ChurnDefinition::Cancellation => "a subscription is cancelled".to_string(),
+            ChurnDefinition::Inactivity => "no product activity".to_string(),
+        };
+        format!(
+            "{what}, within {} days after a lead of {} days",
+            self.horizon_days, self.lead_days
+        )
     }
 }
 
@@ -60,14 +146,15 @@ fn register_batches(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>)
     Ok(())
 }
 
-/// Registers `spine`: the accounts that are customers on `as_of`, which every view starts from.
-/// Returns the number of accounts.
-pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate) -> Result<usize> {
-    let batches = collect_sql(ctx, &render(SPINE_SQL, as_of, &[]), "spine", as_of).await?;
+/// Registers `spine`: the accounts that are customers on `as_of` (as the churn definition sees
+/// them), which every view starts from. Returns the number of accounts.
+pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate, label: &LabelSpec) -> Result<usize> {
+    let sql = render(label.definition.spine_sql(), as_of, &label.params());
+    let batches = collect_sql(ctx, &sql, "spine", as_of).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let batches = if batches.is_empty() {
         // keep the schema even when nobody is a customer yet
-        let df = ctx.sql(&render(SPINE_SQL, as_of, &[])).await?;
+        let df = ctx.sql(&sql).await?;
         vec![RecordBatch::new_empty(Arc::new(df.schema().as_arrow().clone()))]
     } else {
         batches
@@ -161,8 +248,9 @@ pub async fn compute_all(
     ctx: &SessionContext,
     registry: &Registry,
     as_of: NaiveDate,
+    label: &LabelSpec,
 ) -> Result<Vec<(String, Vec<RecordBatch>)>> {
-    register_spine(ctx, as_of).await?;
+    register_spine(ctx, as_of, label).await?;
     let mut out = Vec::with_capacity(registry.views.len());
     for view in &registry.views {
         out.push((view.name.clone(), compute_view(ctx, view, as_of).await?));
@@ -181,21 +269,13 @@ pub async fn training_set(
 ) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for as_of in dates {
-        let computed = compute_all(ctx, registry, *as_of).await?;
+        let computed = compute_all(ctx, registry, *as_of, &label).await?;
         let vector = feature_vector(ctx, registry, &computed).await?;
         if vector.iter().all(|b| b.num_rows() == 0) {
             continue;
         }
         register_batches(ctx, "fv_all", vector)?;
-        let label_sql = render(
-            CHURN_LABEL_SQL,
-            *as_of,
-            &[
-                ("grace_days", label.grace_days),
-                ("lead_days", label.lead_days),
-                ("window_end_days", label.lead_days + label.horizon_days),
-            ],
-        );
+        let label_sql = render(label.definition.label_sql(), *as_of, &label.params());
         register_batches(
             ctx,
             "labels_at",

@@ -81,6 +81,10 @@ pub struct FeaturesConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChurnConfig {
+    /// What churn means: `subscription_gap` (default), `cancellation` or `inactivity`.
+    pub definition: cslake_features::ChurnDefinition,
+    /// For `inactivity`: an account counts as a customer while active within this many days.
+    pub inactivity_days: i64,
     /// Label window length: "churns within N days".
     pub horizon_days: i64,
     /// Days between the observation date and the start of the label window.
@@ -96,6 +100,8 @@ pub struct ChurnConfig {
 impl Default for ChurnConfig {
     fn default() -> Self {
         Self {
+            definition: cslake_features::ChurnDefinition::default(),
+            inactivity_days: 30,
             horizon_days: 90,
             lead_days: 0,
             grace_days: 30,
@@ -201,9 +207,14 @@ impl Settings {
 
     fn validate(&self) -> Result<()> {
         let c = &self.file.churn;
-        if c.horizon_days <= 0 || c.observation_every_days <= 0 || c.lead_days < 0 || c.grace_days < 0 {
+        if c.horizon_days <= 0
+            || c.observation_every_days <= 0
+            || c.inactivity_days <= 0
+            || c.lead_days < 0
+            || c.grace_days < 0
+        {
             return Err(Error::Config(
-                "[churn]: horizon_days and observation_every_days must be positive, lead_days and grace_days not negative".into(),
+                "[churn]: horizon_days, observation_every_days and inactivity_days must be positive, lead_days and grace_days not negative".into(),
             ));
         }
         if let Some(o) = &self.file.ingest.orphans
@@ -235,6 +246,18 @@ impl Settings {
             p.to_path_buf()
         } else {
             self.config_dir.join(p)
+        }
+    }
+
+    /// The churn label as configured.
+    pub fn label_spec(&self) -> cslake_features::LabelSpec {
+        let c = &self.file.churn;
+        cslake_features::LabelSpec {
+            definition: c.definition,
+            lead_days: c.lead_days,
+            horizon_days: c.horizon_days,
+            grace_days: c.grace_days,
+            inactivity_days: c.inactivity_days,
         }
     }
 

@@ -12,7 +12,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema};
 
-use super::transform::load_registry;
+use super::transform::{available_registry, load_registry};
 use super::util::{epoch_days, floats, has_table, sql, strings};
 use crate::{Error, Lake, Result, RunContext, Settings};
 
@@ -101,7 +101,7 @@ pub async fn score(
     as_of: NaiveDate,
     run: &mut RunContext,
 ) -> Result<ScoreReport> {
-    let registry = load_registry(settings)?;
+    let all_features = load_registry(settings)?.feature_names();
     // health profiles first: a mistake in them is found before any work is done
     let profiles = match &settings.file.health.profiles {
         Some(p) => {
@@ -110,15 +110,12 @@ pub async fn score(
                 path: path.display().to_string(),
                 source,
             })?;
-            HealthProfiles::parse(&text, &path.display().to_string(), &registry.feature_names())?
+            HealthProfiles::parse(&text, &path.display().to_string(), &all_features)?
         }
-        None => HealthProfiles::parse(
-            cslake_features::DEFAULT_PROFILES,
-            "built-in",
-            &registry.feature_names(),
-        )?,
+        None => HealthProfiles::parse(cslake_features::DEFAULT_PROFILES, "built-in", &all_features)?,
     };
     let ctx = lake.session().await?;
+    let registry = available_registry(settings, &ctx)?;
     let model = current_model(lake, &ctx).await?;
     let version = model.meta.version.clone();
 

@@ -11,7 +11,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
-use super::transform::load_registry;
+use super::transform::available_registry;
 use super::util::{epoch_days, floats, has_table, require_core, sql, strings, with_run_id};
 use crate::schema::ColType;
 use crate::{Error, Lake, Result, RunContext, Settings};
@@ -53,22 +53,23 @@ pub async fn train(
     as_of: NaiveDate,
     run: &mut RunContext,
 ) -> Result<TrainReport> {
-    let registry = load_registry(settings)?;
     let ctx = lake.session().await?;
-    require_core(&ctx)?;
+    let label = settings.label_spec();
+    require_core(&ctx, &label)?;
+    let registry = available_registry(settings, &ctx)?;
     let c = &settings.file.churn;
-    let label = LabelSpec {
-        lead_days: c.lead_days,
-        horizon_days: c.horizon_days,
-        grace_days: c.grace_days,
-    };
-    // History starts when both subscriptions and (if any) usage are recorded.
-    let mut q = "SELECT MIN(start_date) AS d FROM core.subscriptions".to_string();
-    if has_table(&ctx, "core.usage_events") {
-        q = format!(
-            "SELECT GREATEST(({q}), (SELECT MIN(CAST(event_time AS DATE)) FROM core.usage_events)) AS d"
-        );
+    // History starts when every recorded source has begun: subscriptions and usage, where loaded.
+    let mut starts = Vec::new();
+    if has_table(&ctx, "core.subscriptions") {
+        starts.push("(SELECT MIN(start_date) FROM core.subscriptions)");
     }
+    if has_table(&ctx, "core.usage_events") {
+        starts.push("(SELECT MIN(CAST(event_time AS DATE)) FROM core.usage_events)");
+    }
+    let q = match starts.as_slice() {
+        [one] => format!("SELECT {one} AS d"),
+        many => format!("SELECT GREATEST({}) AS d", many.join(", ")),
+    };
     let first = sql(&ctx, &q)
         .await?
         .first()
@@ -76,7 +77,7 @@ pub async fn train(
         .and_then(|v| v.into_iter().flatten().next());
     let first = first
         .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
-        .ok_or_else(|| Error::Job("core.subscriptions is empty: nothing to train on".into()))?;
+        .ok_or_else(|| Error::Job("the core tables hold no dated history: nothing to train on".into()))?;
     let dates = observation_dates(first, as_of, label, c.observation_every_days, c.warmup_days);
     if dates.len() < 3 {
         return Err(Error::Job(format!(
@@ -136,13 +137,7 @@ pub async fn train(
         created_at: Utc::now().to_rfc3339(),
         code_version: env!("CARGO_PKG_VERSION").into(),
         label: HashMap::from([
-            (
-                "definition".to_string(),
-                format!(
-                    "no subscription for more than {} days after a period ends",
-                    label.grace_days
-                ),
-            ),
+            ("definition".to_string(), label.describe()),
             ("lead_days".to_string(), label.lead_days.to_string()),
             ("horizon_days".to_string(), label.horizon_days.to_string()),
             ("as_of".to_string(), as_of.to_string()),

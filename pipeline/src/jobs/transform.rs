@@ -3,7 +3,9 @@
 use chrono::NaiveDate;
 use cslake_features::{Registry, compute_all};
 
-use super::util::with_run_id;
+use deltalake::datafusion::prelude::SessionContext;
+
+use super::util::{has_table, require_core, with_run_id};
 use crate::{Lake, Result, RunContext, Settings};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -23,6 +25,18 @@ pub fn load_registry(settings: &Settings) -> Result<Registry> {
     })
 }
 
+/// The views this lake can compute: those whose source tables exist.
+pub fn available_registry(settings: &Settings, ctx: &SessionContext) -> Result<Registry> {
+    let reg = load_registry(settings)?.available(|t| has_table(ctx, t));
+    if reg.views.is_empty() {
+        return Err(crate::Error::Job(
+            "no feature view can be computed: their source tables are missing; run `cslake ingest` first"
+                .into(),
+        ));
+    }
+    Ok(reg)
+}
+
 /// Computes every view as of `as_of` and replaces that date's partition of `features/<view>`.
 pub async fn features(
     lake: &Lake,
@@ -30,10 +44,11 @@ pub async fn features(
     as_of: NaiveDate,
     run: &mut RunContext,
 ) -> Result<FeaturesReport> {
-    let registry = load_registry(settings)?;
     let ctx = lake.session().await?;
-    super::util::require_core(&ctx)?;
-    let computed = compute_all(&ctx, &registry, as_of).await?;
+    let label = settings.label_spec();
+    require_core(&ctx, &label)?;
+    let registry = available_registry(settings, &ctx)?;
+    let computed = compute_all(&ctx, &registry, as_of, &label).await?;
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),
         ..Default::default()

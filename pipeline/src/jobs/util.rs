@@ -90,12 +90,15 @@ pub fn epoch_days(d: chrono::NaiveDate) -> i32 {
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
 }
 
-/// Fails with a clear message when the core tables a job reads have not been loaded yet.
-pub fn require_core(ctx: &SessionContext) -> Result<()> {
-    for t in ["core.accounts", "core.subscriptions"] {
-        if !has_table(ctx, t) {
+/// Fails with a clear message when the core tables the churn definition needs are not loaded.
+pub fn require_core(ctx: &SessionContext, label: &cslake_features::LabelSpec) -> Result<()> {
+    for t in label.definition.sources() {
+        if !has_table(ctx, &format!("core.{t}")) {
             return Err(crate::Error::Job(format!(
-                "table {t} does not exist yet: load data with `cslake ingest --source DIR_OR_URL` first"
+                "table core.{t} does not exist yet: load data with `cslake ingest --source DIR_OR_URL` first \
+                 (churn defined as {} reads core.{})",
+                label.definition.name(),
+                label.definition.sources().join(" and core.")
             )));
         }
     }
