@@ -160,7 +160,44 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
         assert!(protocol.get("readerFeatures").is_none(), "{table}: {protocol}");
     }
 
-    // Every command left its audit row.
+    // The registry knows what was materialised.
+    let list = cslake(&dir, &["features", "list"]).ok();
+    assert!(
+        list.stdout
+            .contains(&format!("billing                   3       yes {D}")),
+        "{}",
+        list.stdout
+    );
+    let describe = cslake(&dir, &["features", "describe", "support"]).ok();
+    assert!(
+        describe
+            .stdout
+            .contains("open_tickets                 Float64    tickets opened and not resolved"),
+        "{}",
+        describe.stdout
+    );
+    assert_eq!(describe.summary()["view"]["materialised_dates"], 1);
+    let missing = cslake(&dir, &["features", "describe", "nope"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing
+            .stderr
+            .contains("no feature view 'nope' (views: usage_activity,"),
+        "{}",
+        missing.stderr
+    );
+
+    // Every command left its audit row, and `cslake runs` shows them.
+    let listed = cslake(&dir, &["runs", "list", "--limit", "3"]).ok();
+    assert_eq!(listed.summary()["rows"], 3);
+    let run_id = query(&dir, "SELECT run_id FROM ops.runs WHERE command = 'train'")[1].clone();
+    let shown = cslake(&dir, &["runs", "show", &run_id]).ok();
+    let row: serde_json::Value = serde_json::from_str(shown.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(row["command"], "train");
+    assert!(
+        row["tables"].as_str().unwrap().contains("models.registry"),
+        "{row}"
+    );
     let runs = query(
         &dir,
         "SELECT command, status, COUNT(*) AS n FROM ops.runs GROUP BY command, status ORDER BY command, status",

@@ -92,8 +92,16 @@ enum Command {
     },
     /// Materialise every feature view as of a date
     Features {
-        #[command(flatten)]
-        as_of: AsOf,
+        #[command(subcommand)]
+        action: Option<FeaturesAction>,
+        /// The logical date of the run (YYYY-MM-DD)
+        #[arg(long, env = "CSLAKE_AS_OF", value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+    },
+    /// The audit log of every command (ops.runs)
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
     },
     /// Build the training set and train the churn model, evaluated out of time
     Train {
@@ -122,6 +130,25 @@ enum Command {
         #[arg(long, default_value = "table")]
         format: output::Format,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum FeaturesAction {
+    /// Every feature view: features, sources, last materialised date
+    List,
+    /// One view: its columns with labels and types, sources, materialisation
+    Describe { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsAction {
+    /// The latest runs, newest first
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Everything recorded about one run
+    Show { run_id: String },
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -235,9 +262,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({"status": "succeeded", "command": "ingest", "run_id": run.run_id, "read": report.read, "rejected": report.rejected, "tables": report.tables})
             );
         }
-        Command::Features { as_of } => {
+        Command::Features {
+            action: Some(action), ..
+        } => {
             let lake = open_lake()?;
-            let d = as_of.as_of;
+            let views = jobs::describe_views(&lake, &settings).await?;
+            match action {
+                FeaturesAction::List => {
+                    output::views(&views);
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "features list", "views": views.len()})
+                    );
+                }
+                FeaturesAction::Describe { name } => {
+                    let view = views.iter().find(|v| v.name == name).ok_or_else(|| {
+                        Error::Config(format!(
+                            "no feature view '{name}' (views: {})",
+                            views
+                                .iter()
+                                .map(|v| v.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                    output::view(view);
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "features describe", "view": view})
+                    );
+                }
+            }
+        }
+        Command::Features { action: None, as_of } => {
+            let d = as_of.ok_or_else(|| {
+                Error::Config(
+                    "cslake features needs --as-of YYYY-MM-DD (or a subcommand: list, describe NAME)".into(),
+                )
+            })?;
+            let lake = open_lake()?;
             let (report, run) = audited(&lake, new_run("features", Some(d)), async |run| {
                 jobs::features(&lake, &settings, d, run).await
             })
@@ -245,6 +308,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{}",
                 json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views})
+            );
+        }
+        Command::Runs { action } => {
+            let lake = open_lake()?;
+            let ctx = lake.session().await?;
+            if !ctx.table_exist("ops.runs").unwrap_or(false) {
+                return Err(Error::Job("no runs recorded yet in this lake".into()).into());
+            }
+            let (sql, command) = match &action {
+                RunsAction::List { limit } => (
+                    format!(
+                        "SELECT run_id, command, actor, as_of_date, started_at, \
+                         CAST(date_part('epoch', ended_at) - date_part('epoch', started_at) AS DECIMAL(10, 1)) AS seconds, \
+                         status, rows_read, rows_written, rows_rejected FROM ops.runs ORDER BY started_at DESC LIMIT {limit}"
+                    ),
+                    "runs list",
+                ),
+                RunsAction::Show { run_id } => (
+                    format!(
+                        "SELECT * FROM ops.runs WHERE run_id = '{}'",
+                        run_id.replace('\'', "''")
+                    ),
+                    "runs show",
+                ),
+            };
+            let batches = ctx
+                .sql(&sql)
+                .await
+                .map_err(Error::from)?
+                .collect()
+                .await
+                .map_err(Error::from)?;
+            let rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            if let RunsAction::Show { run_id } = &action
+                && rows == 0
+            {
+                return Err(Error::Config(format!("no run '{run_id}' in ops.runs")).into());
+            }
+            let format = if matches!(action, RunsAction::Show { .. }) {
+                output::Format::Json
+            } else {
+                output::Format::Table
+            };
+            output::print_batches(&batches, format)?;
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": command, "rows": rows})
             );
         }
         Command::Train { as_of } => {

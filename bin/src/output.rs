@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use cslake_pipeline::jobs::{IngestReport, ScoreReport, TrainReport};
+use cslake_pipeline::jobs::{IngestReport, ScoreReport, TrainReport, ViewInfo};
 use cslake_pipeline::sources::demo::GenStats;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::util::pretty::pretty_format_batches;
@@ -155,4 +155,43 @@ fn flatten_nested(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
         }
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+pub fn views(views: &[ViewInfo]) {
+    println!(
+        "{:<18} {:>8} {:>9} {:<12} {:>8}  sources",
+        "view", "features", "available", "last as-of", "rows"
+    );
+    for v in views {
+        println!(
+            "{:<18} {:>8} {:>9} {:<12} {:>8}  {}",
+            v.name,
+            v.features.len(),
+            if v.available { "yes" } else { "no" },
+            v.last_as_of.as_deref().unwrap_or("-"),
+            v.last_rows.map_or("-".to_string(), |r| r.to_string()),
+            v.sources.join(", ")
+        );
+    }
+}
+
+pub fn view(v: &ViewInfo) {
+    println!("{} ({}): {}", v.name, v.origin, v.description);
+    println!(
+        "  entity: {}   owner: {}   sources: {}",
+        v.entity,
+        if v.owner.is_empty() { "-" } else { &v.owner },
+        v.sources.join(", ")
+    );
+    match &v.last_as_of {
+        Some(d) => println!(
+            "  materialised for {} date(s), last {d} with {} rows",
+            v.materialised_dates,
+            v.last_rows.unwrap_or(0)
+        ),
+        None => println!("  not materialised yet"),
+    }
+    for (name, label, ty) in &v.features {
+        println!("  {name:<28} {:<10} {label}", ty.as_deref().unwrap_or("-"));
+    }
 }

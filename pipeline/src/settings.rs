@@ -187,7 +187,14 @@ impl Settings {
             .unwrap_or_else(|| "./lake".to_string());
         let actor = actor
             .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
             .or_else(|| std::env::var("USERNAME").ok())
+            .or_else(|| {
+                // containers often run without USER: ask the system
+                let out = std::process::Command::new("id").arg("-un").output().ok()?;
+                let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+                (!name.is_empty()).then_some(name)
+            })
             .unwrap_or_else(|| "unknown".into());
         let s = Self {
             lake,

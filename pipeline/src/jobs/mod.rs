@@ -11,4 +11,4 @@ pub mod util;
 pub use ingest::{IngestReport, TableLoad, ingest};
 pub use score::{ScoreReport, TopAccount, score};
 pub use train::{TrainReport, train};
-pub use transform::{FeaturesReport, features, load_registry};
+pub use transform::{FeaturesReport, ViewInfo, describe_views, features, load_registry};

@@ -80,3 +80,70 @@ pub async fn features(
     }
     Ok(report)
 }
+
+/// What `cslake features list | describe` shows about a view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ViewInfo {
+    pub name: String,
+    pub description: String,
+    pub entity: String,
+    pub owner: String,
+    pub sources: Vec<String>,
+    pub origin: String,
+    /// Whether every source table exists in this lake.
+    pub available: bool,
+    /// (column, label, type as materialised or `null` before the first run)
+    pub features: Vec<(String, String, Option<String>)>,
+    pub materialised_dates: u64,
+    pub last_as_of: Option<String>,
+    pub last_rows: Option<u64>,
+}
+
+/// The registry with each view's materialisation state.
+pub async fn describe_views(lake: &Lake, settings: &Settings) -> Result<Vec<ViewInfo>> {
+    let registry = load_registry(settings)?;
+    let ctx = lake.session().await?;
+    let mut out = Vec::with_capacity(registry.views.len());
+    for v in &registry.views {
+        let table = format!("features.{}", v.name);
+        let (mut dates, mut last, mut rows, mut types) = (0, None, None, std::collections::HashMap::new());
+        if has_table(&ctx, &table) {
+            let provider = ctx.table_provider(table.as_str()).await?;
+            for f in provider.schema().fields() {
+                types.insert(f.name().clone(), f.data_type().to_string());
+            }
+            let q = format!(
+                "SELECT COUNT(DISTINCT as_of_date) AS dates, CAST(MAX(as_of_date) AS VARCHAR) AS last, \
+                 SUM(CASE WHEN as_of_date = (SELECT MAX(as_of_date) FROM {table}) THEN 1 ELSE 0 END) AS rows \
+                 FROM {table}"
+            );
+            if let Some(b) = super::util::sql(&ctx, &q).await?.first() {
+                dates = super::util::floats(b, "dates")?.first().copied().unwrap_or(0.0) as u64;
+                last = super::util::strings(b, "last")?.into_iter().next().flatten();
+                rows = super::util::floats(b, "rows")?
+                    .first()
+                    .copied()
+                    .filter(|r| r.is_finite())
+                    .map(|r| r as u64);
+            }
+        }
+        out.push(ViewInfo {
+            name: v.name.clone(),
+            description: v.description.clone(),
+            entity: v.entity.clone(),
+            owner: v.owner.clone(),
+            sources: v.sources.clone(),
+            origin: v.origin.clone(),
+            available: v.sources.iter().all(|s| has_table(&ctx, s)),
+            features: v
+                .features
+                .iter()
+                .map(|(n, l)| (n.clone(), l.clone(), types.get(n).cloned()))
+                .collect(),
+            materialised_dates: dates,
+            last_as_of: last,
+            last_rows: rows,
+        });
+    }
+    Ok(out)
+}
