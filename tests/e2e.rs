@@ -87,6 +87,12 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
     ] {
         assert_eq!(duplicates(&dir, table, key), 0, "{table}");
     }
+    // the prediction log keeps both runs' predictions, with equal inputs hashing equally
+    let log = query(
+        &dir,
+        "SELECT COUNT(*), COUNT(DISTINCT _run_id), COUNT(DISTINCT account_id || inputs_hash) FROM prediction_log",
+    );
+    assert_eq!(log[1], format!("{},2,{accounts}", 2 * accounts));
     let per_date = query(
         &dir,
         &format!("SELECT COUNT(*) FROM scores.risk_scores WHERE as_of_date = DATE '{D}'"),

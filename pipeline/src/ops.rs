@@ -63,6 +63,17 @@ impl RunContext {
     /// Appends this run's row to `ops/runs` with its outcome.
     pub async fn record(&self, lake: &Lake, status: &str, message: Option<&str>) -> Result<()> {
         let ended = Utc::now();
+        // one log event per step, for log-based monitoring
+        tracing::info!(
+            run_id = self.run_id.as_str(),
+            command = self.command.as_str(),
+            status,
+            seconds = (ended - self.started_at).num_milliseconds() as f64 / 1000.0,
+            rows_read = self.rows_read,
+            rows_written = self.rows_written,
+            rows_rejected = self.rows_rejected,
+            "step finished"
+        );
         let ts = |t: DateTime<Utc>| {
             Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"))
                 as ArrayRef

@@ -170,6 +170,10 @@ pub async fn score(
     let x: Vec<f32> = (0..n)
         .flat_map(|i| columns.iter().map(move |c| c[i] as f32))
         .collect();
+    let d = names.len();
+    let input_hashes: Vec<String> = (0..n)
+        .map(|i| inputs_hash(&names, &x[i * d..(i + 1) * d]))
+        .collect();
     let predictions = model.predict(&Dataset::new(names.clone(), x, Vec::new())?)?;
 
     // account attributes
@@ -278,6 +282,45 @@ pub async fn score(
         .replace_where(vec![risk], &pred, &["as_of_date"], &run.run_id)
         .await?;
     run.wrote("scores.risk_scores", n, stats.version);
+
+    // prediction_log: every prediction ever made, with the model and a hash of its inputs
+    let log_schema = Arc::new(Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("as_of_date", DataType::Date32, false),
+        Field::new("model_version", DataType::Utf8, false),
+        Field::new("churn_probability", DataType::Float64, false),
+        Field::new("risk_score", DataType::Int32, false),
+        Field::new("inputs_hash", DataType::Utf8, false),
+        Field::new("scored_at", crate::schema::ColType::Timestamp.arrow(), false),
+        Field::new("_run_id", DataType::Utf8, false),
+    ]));
+    let log = RecordBatch::try_new(
+        log_schema,
+        vec![
+            Arc::new(StringArray::from(ids.clone())),
+            Arc::new(Date32Array::from(vec![day; n])),
+            Arc::new(StringArray::from(vec![version.as_str(); n])),
+            Arc::new(Float64Array::from_iter_values(
+                predictions.iter().map(|p| p.probability),
+            )),
+            Arc::new(Int32Array::from(scores.clone())),
+            Arc::new(StringArray::from(input_hashes)),
+            Arc::new(
+                deltalake::arrow::array::TimestampMicrosecondArray::from(vec![
+                    chrono::Utc::now()
+                        .timestamp_micros();
+                    n
+                ])
+                .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from(vec![run.run_id.as_str(); n])),
+        ],
+    )?;
+    let stats = lake
+        .target("scores", "prediction_log")
+        .append(vec![log], &["as_of_date"], &run.run_id)
+        .await?;
+    run.wrote("scores.prediction_log", n, stats.version);
 
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(ids[a.0].cmp(&ids[b.0])));
     report.top_at_risk = ranked
@@ -468,6 +511,29 @@ pub async fn score(
         .await?;
     run.wrote("scores.opportunities", m, stats.version);
     Ok(report)
+}
+
+/// FNV-1a over the feature names and the bits of their values: equal inputs, equal hash, on
+/// every platform and version (unlike `DefaultHasher`).
+fn inputs_hash(names: &[String], values: &[f32]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (n, v) in names.iter().zip(values) {
+        eat(n.as_bytes());
+        // all NaNs hash alike
+        eat(&if v.is_nan() {
+            f32::NAN.to_bits()
+        } else {
+            v.to_bits()
+        }
+        .to_le_bytes());
+    }
+    format!("{h:016x}")
 }
 
 fn probs_at(p: &[cslake_models::Prediction], i: usize) -> f64 {
