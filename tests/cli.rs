@@ -13,6 +13,14 @@ fn unknown_flag_and_bad_date_are_usage_errors() {
         out.stderr
     );
 
+    let out = cslake(dir.path(), &["query", "SELEC 1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("found: SELEC at Line: 1, Column: 1"),
+        "{}",
+        out.stderr
+    );
+
     let out = cslake(dir.path(), &["score", "--as-of", "31/01/2026"]);
     assert_eq!(out.code, 2);
     assert!(

@@ -333,13 +333,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "runs show",
                 ),
             };
-            let batches = ctx
-                .sql(&sql)
-                .await
-                .map_err(Error::from)?
-                .collect()
-                .await
-                .map_err(Error::from)?;
+            let batches = jobs::util::sql(&ctx, &sql).await?;
             let rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
             if let RunsAction::Show { run_id } = &action
                 && rows == 0
@@ -427,13 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query { sql, format } => {
             let lake = open_lake()?;
             let ctx = lake.session().await?;
-            let batches = ctx
-                .sql(&sql)
-                .await
-                .map_err(Error::from)?
-                .collect()
-                .await
-                .map_err(Error::from)?;
+            let batches = jobs::util::sql(&ctx, &sql).await?;
             let rows = output::print_batches(&batches, format)?;
             if format == output::Format::Table {
                 println!(

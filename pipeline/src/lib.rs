@@ -87,6 +87,17 @@ impl Error {
                 }
                 _ => 1,
             },
+            // SQL that does not parse or plan (`cslake query`) is the user's to fix
+            Error::DataFusion(e)
+                if matches!(
+                    e.find_root(),
+                    deltalake::datafusion::error::DataFusionError::Plan(_)
+                        | deltalake::datafusion::error::DataFusionError::SQL(..)
+                        | deltalake::datafusion::error::DataFusionError::SchemaError(..)
+                ) =>
+            {
+                2
+            }
             Error::MissingColumn { .. } | Error::Input { .. } | Error::RejectedAboveThreshold { .. } => 3,
             _ => 1,
         }
