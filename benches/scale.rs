@@ -55,7 +55,7 @@ fn main() {
             .expect("ingest");
         report("ingest", r.read, t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let f = jobs::features(&lake, &settings, end, &mut run)
+        let f = jobs::features(&lake, &settings, end, false, &mut run)
             .await
             .expect("features");
         report("features (one day)", events, t.elapsed().as_secs_f64());

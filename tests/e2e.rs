@@ -218,6 +218,46 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
         ],
         "{runs:?}"
     );
+
+    // Strict mode: a ticket dated before D that arrives later changes D's features, unless the
+    // run reproduces what the daily run of D knew.
+    let account = query(
+        &dir,
+        &format!(
+            "SELECT account_id FROM risk_scores WHERE as_of_date = DATE '{D}' ORDER BY account_id LIMIT 1"
+        ),
+    )[1]
+    .clone();
+    let open_tickets = |dir: &Path| {
+        query(dir, &format!("SELECT open_tickets FROM features.support WHERE as_of_date = DATE '{D}' AND account_id = '{account}'"))[1]
+            .parse::<f64>()
+            .unwrap()
+    };
+    let known = open_tickets(&dir);
+    let backfill = dir.join("backfill");
+    std::fs::create_dir_all(&backfill).unwrap();
+    std::fs::write(
+        backfill.join("interactions.csv"),
+        format!(
+            "interaction_id,account_id,kind,occurred_at,priority
+BACK-T,{account},ticket,2026-06-25T09:00:00Z,high
+"
+        ),
+    )
+    .unwrap();
+    cslake(&dir, &["ingest", "--source", "backfill"]).ok();
+    cslake(&dir, &["features", "--as-of", D, "--strict"]).ok();
+    assert_eq!(
+        open_tickets(&dir),
+        known,
+        "strict mode saw a row ingested after the daily run of {D}"
+    );
+    cslake(&dir, &["features", "--as-of", D]).ok();
+    assert_eq!(
+        open_tickets(&dir),
+        known + 1.0,
+        "without --strict the late ticket counts"
+    );
 }
 
 #[test]

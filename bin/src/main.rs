@@ -97,6 +97,9 @@ enum Command {
         /// The logical date of the run (YYYY-MM-DD)
         #[arg(long, env = "CSLAKE_AS_OF", value_parser = parse_date)]
         as_of: Option<NaiveDate>,
+        /// Also ignore rows ingested after the daily run of that date (reproduce what it saw)
+        #[arg(long)]
+        strict: bool,
     },
     /// The audit log of every command (ops.runs)
     Runs {
@@ -107,6 +110,9 @@ enum Command {
     Train {
         #[command(flatten)]
         as_of: AsOf,
+        /// Also ignore rows ingested after the daily run of that date (reproduce what it saw)
+        #[arg(long)]
+        strict: bool,
     },
     /// Score churn risk, health and opportunities as of a date
     Score {
@@ -122,6 +128,9 @@ enum Command {
         /// Train a new model even when one exists
         #[arg(long)]
         retrain: bool,
+        /// Also ignore rows ingested after the daily run of that date (reproduce what it saw)
+        #[arg(long)]
+        strict: bool,
     },
     /// Run SQL over the lake; tables are named `zone.table` or by their bare name
     Query {
@@ -294,7 +303,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Features { action: None, as_of } => {
+        Command::Features {
+            action: None,
+            as_of,
+            strict,
+        } => {
             let d = as_of.ok_or_else(|| {
                 Error::Config(
                     "cslake features needs --as-of YYYY-MM-DD (or a subcommand: list, describe NAME)".into(),
@@ -302,7 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             let lake = open_lake()?;
             let (report, run) = audited(&lake, new_run("features", Some(d)), async |run| {
-                jobs::features(&lake, &settings, d, run).await
+                jobs::features(&lake, &settings, d, strict, run).await
             })
             .await?;
             println!(
@@ -351,11 +364,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({"status": "succeeded", "command": command, "rows": rows})
             );
         }
-        Command::Train { as_of } => {
+        Command::Train { as_of, strict } => {
             let lake = open_lake()?;
             let d = as_of.as_of;
             let (report, run) = audited(&lake, new_run("train", Some(d)), async |run| {
-                jobs::train(&lake, &settings, d, run).await
+                jobs::train(&lake, &settings, d, strict, run).await
             })
             .await?;
             output::trained(&report);
@@ -381,6 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             as_of,
             source,
             retrain,
+            strict,
         } => {
             let lake = open_lake()?;
             let d = as_of.as_of;
@@ -389,8 +403,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &lake,
                 &settings,
                 d,
-                source.as_deref(),
-                retrain,
+                DayOptions {
+                    source: source.as_deref(),
+                    retrain,
+                    strict,
+                },
                 &new_run,
                 &progress,
             )
@@ -410,8 +427,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &lake,
                 &settings,
                 gen_args.end,
-                Some(&source),
-                true,
+                DayOptions {
+                    source: Some(&source),
+                    retrain: true,
+                    strict: false,
+                },
                 &new_run,
                 &progress,
             )
@@ -434,18 +454,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `cslake run` (and the demo) runs the day.
+struct DayOptions<'a> {
+    source: Option<&'a str>,
+    retrain: bool,
+    strict: bool,
+}
+
 /// The whole day, each step audited as its own run.
 async fn day(
     lake: &Lake,
     settings: &Settings,
     d: NaiveDate,
-    source: Option<&str>,
-    retrain: bool,
+    opts: DayOptions<'_>,
     new_run: &dyn Fn(&str, Option<NaiveDate>) -> RunContext,
     progress: &dyn Progress,
 ) -> anyhow::Result<serde_json::Value> {
     let mut summary = json!({"status": "succeeded", "command": "run", "as_of": d.to_string()});
-    if let Some(source) = source {
+    if let Some(source) = opts.source {
         let (report, _) = audited(lake, new_run("ingest", Some(d)), async |run| {
             jobs::ingest(lake, settings, source, false, run, progress).await
         })
@@ -455,15 +481,15 @@ async fn day(
             json!({"read": report.read, "rejected": report.rejected, "tables": report.tables});
     }
     let (report, _) = audited(lake, new_run("features", Some(d)), async |run| {
-        jobs::features(lake, settings, d, run).await
+        jobs::features(lake, settings, d, opts.strict, run).await
     })
     .await?;
     summary["features"] = json!({"accounts": report.accounts, "views": report.views.len()});
     let ctx = lake.session().await?;
     let has_model = ctx.table_exist("models.registry").unwrap_or(false);
-    if retrain || !has_model {
+    if opts.retrain || !has_model {
         let (report, _) = audited(lake, new_run("train", Some(d)), async |run| {
-            jobs::train(lake, settings, d, run).await
+            jobs::train(lake, settings, d, opts.strict, run).await
         })
         .await?;
         output::trained(&report);

@@ -15,8 +15,8 @@ pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, 
 pub use registry::{FeatureView, Registry};
 pub use render::render;
 pub use training::{
-    ChurnDefinition, FEATURE_TYPE, LabelSpec, compute_all, compute_view, feature_vector, register_spine,
-    training_set,
+    ChurnDefinition, FEATURE_TYPE, Knowledge, LabelSpec, compute_all, compute_view, feature_vector,
+    register_spine, restrict_knowledge, training_set,
 };
 
 /// Errors from feature views, labels and health profiles.

@@ -243,13 +243,79 @@ pub async fn feature_vector(
     Ok(out)
 }
 
+/// What a computation as of D may know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Knowledge {
+    /// `None`: everything in the lake (facts dated after D are excluded either way). `Some`:
+    /// strict mode, only rows ingested before the cutoff of D: the end of the last recorded
+    /// ingest for a date up to D, `(date, end in µs)` sorted by date, or the end of D without one.
+    strict: Option<Vec<(NaiveDate, i64)>>,
+}
+
+impl Knowledge {
+    pub fn everything() -> Self {
+        Self { strict: None }
+    }
+
+    /// Strict mode, from the ends of earlier ingest runs by their as-of date.
+    pub fn strict(mut ingests: Vec<(NaiveDate, i64)>) -> Self {
+        ingests.sort();
+        Self {
+            strict: Some(ingests),
+        }
+    }
+
+    /// The ingestion cutoff for D in µs since the epoch (UTC), `None` when not strict.
+    pub fn cutoff(&self, as_of: NaiveDate) -> Option<i64> {
+        let ingests = self.strict.as_ref()?;
+        let recorded = ingests.iter().filter(|(d, _)| *d <= as_of).map(|(_, t)| *t).max();
+        let end_of_day = (as_of + chrono::Duration::days(1))
+            .and_hms_opt(0, 0, 0)?
+            .and_utc()
+            .timestamp_micros();
+        Some(recorded.unwrap_or(end_of_day))
+    }
+}
+
+/// Points the bare table names (`usage_events`, ...) at the rows of `core` ingested before
+/// `cutoff` (µs, UTC), or back at the whole tables with `None`. Views use bare names, so every
+/// view sees the same knowledge without a change to its SQL.
+pub async fn restrict_knowledge(ctx: &SessionContext, cutoff: Option<i64>) -> Result<()> {
+    use datafusion::common::{ScalarValue, TableReference};
+    use datafusion::prelude::{col, lit};
+    let Some(core) = ctx.catalog("datafusion").and_then(|c| c.schema("core")) else {
+        return Ok(());
+    };
+    for name in core.table_names() {
+        let qualified = TableReference::partial("core", name.as_str());
+        let df = ctx.table(qualified).await?;
+        let has_ingested = df.schema().has_column_with_unqualified_name("_ingested_at");
+        let provider = match cutoff {
+            Some(c) if has_ingested => df
+                .filter(col("_ingested_at").lt(lit(ScalarValue::TimestampMicrosecond(
+                    Some(c),
+                    Some("UTC".into()),
+                ))))?
+                .into_view(),
+            _ => df.into_view(),
+        };
+        ctx.deregister_table(name.as_str())?;
+        ctx.register_table(name.as_str(), provider)?;
+    }
+    Ok(())
+}
+
 /// Computes every view of the registry as of `as_of` (registering the spine first).
 pub async fn compute_all(
     ctx: &SessionContext,
     registry: &Registry,
     as_of: NaiveDate,
     label: &LabelSpec,
+    knowledge: &Knowledge,
 ) -> Result<Vec<(String, Vec<RecordBatch>)>> {
+    if knowledge.strict.is_some() {
+        restrict_knowledge(ctx, knowledge.cutoff(as_of)).await?;
+    }
     register_spine(ctx, as_of, label).await?;
     let mut out = Vec::with_capacity(registry.views.len());
     for view in &registry.views {
@@ -266,15 +332,20 @@ pub async fn training_set(
     registry: &Registry,
     dates: &[NaiveDate],
     label: LabelSpec,
+    knowledge: &Knowledge,
 ) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for as_of in dates {
-        let computed = compute_all(ctx, registry, *as_of, &label).await?;
+        let computed = compute_all(ctx, registry, *as_of, &label, knowledge).await?;
         let vector = feature_vector(ctx, registry, &computed).await?;
         if vector.iter().all(|b| b.num_rows() == 0) {
             continue;
         }
         register_batches(ctx, "fv_all", vector)?;
+        // the label looks into the future of the observation date: it sees everything
+        if knowledge.strict.is_some() {
+            restrict_knowledge(ctx, None).await?;
+        }
         let label_sql = render(label.definition.label_sql(), *as_of, &label.params());
         register_batches(
             ctx,
@@ -295,3 +366,27 @@ pub async fn training_set(
 
 /// The type feature columns are handed to models in.
 pub const FEATURE_TYPE: DataType = DataType::Float64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_cutoff_is_the_last_ingest_up_to_the_date_or_the_end_of_the_day() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let k = Knowledge::strict(vec![
+            (d("2026-03-02"), 300),
+            (d("2026-03-01"), 100),
+            (d("2026-03-01"), 200),
+        ]);
+        assert_eq!(k.cutoff(d("2026-03-01")), Some(200));
+        assert_eq!(k.cutoff(d("2026-03-05")), Some(300));
+        let end_of_feb_28 = d("2026-03-01")
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        assert_eq!(k.cutoff(d("2026-02-28")), Some(end_of_feb_28));
+        assert_eq!(Knowledge::everything().cutoff(d("2026-03-01")), None);
+    }
+}

@@ -51,6 +51,7 @@ pub async fn train(
     lake: &Lake,
     settings: &Settings,
     as_of: NaiveDate,
+    strict: bool,
     run: &mut RunContext,
 ) -> Result<TrainReport> {
     let ctx = lake.session().await?;
@@ -89,7 +90,8 @@ pub async fn train(
         )));
     }
     tracing::info!(dates = dates.len(), first = %dates[0], last = %dates[dates.len() - 1], "building training set");
-    let batches = training_set(&ctx, &registry, &dates, label).await?;
+    let knowledge = super::util::knowledge(&ctx, strict).await?;
+    let batches = training_set(&ctx, &registry, &dates, label, &knowledge).await?;
     let features = registry.feature_names();
     let mut x = Vec::new();
     let mut y = Vec::new();

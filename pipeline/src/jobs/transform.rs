@@ -38,17 +38,20 @@ pub fn available_registry(settings: &Settings, ctx: &SessionContext) -> Result<R
 }
 
 /// Computes every view as of `as_of` and replaces that date's partition of `features/<view>`.
+/// `strict` also ignores rows ingested after the daily run of `as_of` (reproducible backfills).
 pub async fn features(
     lake: &Lake,
     settings: &Settings,
     as_of: NaiveDate,
+    strict: bool,
     run: &mut RunContext,
 ) -> Result<FeaturesReport> {
     let ctx = lake.session().await?;
     let label = settings.label_spec();
     require_core(&ctx, &label)?;
     let registry = available_registry(settings, &ctx)?;
-    let computed = compute_all(&ctx, &registry, as_of, &label).await?;
+    let knowledge = super::util::knowledge(&ctx, strict).await?;
+    let computed = compute_all(&ctx, &registry, as_of, &label, &knowledge).await?;
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),
         ..Default::default()

@@ -104,3 +104,29 @@ pub fn require_core(ctx: &SessionContext, label: &cslake_features::LabelSpec) ->
     }
     Ok(())
 }
+
+/// What features as of a date may know: everything, or (strict) only the rows ingested by the
+/// daily run of that date, found from the ingest runs recorded in `ops.runs`.
+pub async fn knowledge(ctx: &SessionContext, strict: bool) -> Result<cslake_features::Knowledge> {
+    if !strict {
+        return Ok(cslake_features::Knowledge::everything());
+    }
+    let mut ingests = Vec::new();
+    if has_table(ctx, "ops.runs") {
+        let q = "SELECT CAST(as_of_date AS VARCHAR) AS d, CAST(MAX(ended_at) AS BIGINT) AS t FROM ops.runs \
+                 WHERE command = 'ingest' AND status = 'succeeded' AND as_of_date IS NOT NULL GROUP BY as_of_date";
+        for b in sql(ctx, q).await? {
+            let (d, t) = (strings(&b, "d")?, strings(&b, "t")?);
+            for i in 0..b.num_rows() {
+                if let (Some(d), Some(t)) = (
+                    d[i].as_deref()
+                        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                    t[i].as_deref().and_then(|t| t.parse::<i64>().ok()),
+                ) {
+                    ingests.push((d, t));
+                }
+            }
+        }
+    }
+    Ok(cslake_features::Knowledge::strict(ingests))
+}
