@@ -45,8 +45,10 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let lake_path = dir.path().join("lake").display().to_string();
-        let settings = Settings::load(None, Some(lake_path.clone()), Some("bench".into())).expect("settings");
-        let lake = Lake::open(&lake_path, &Default::default(), &Default::default()).expect("lake");
+        let memory = std::env::var("CSLAKE_MEMORY_LIMIT").ok();
+        let settings =
+            Settings::load(None, Some(lake_path.clone()), Some("bench".into()), memory).expect("settings");
+        let lake = Lake::from_settings(&settings).expect("lake");
         let mut run = RunContext::new("bench", "bench", vec![], Some(end));
         let t = Instant::now();
         let source = opts.out.display().to_string();

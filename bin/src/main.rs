@@ -32,6 +32,9 @@ struct Cli {
     /// Who runs the command, for the audit log (default: the OS user)
     #[arg(long, global = true, env = "CSLAKE_ACTOR")]
     actor: Option<String>,
+    /// Memory queries may use before spilling to disk, e.g. 4G (default: unbounded)
+    #[arg(long, global = true, env = "CSLAKE_MEMORY_LIMIT")]
+    memory_limit: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -240,13 +243,18 @@ where
 
 #[allow(clippy::too_many_lines)]
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(cli.config.as_deref(), cli.lake.clone(), cli.actor.clone())?;
+    let settings = Settings::load(
+        cli.config.as_deref(),
+        cli.lake.clone(),
+        cli.actor.clone(),
+        cli.memory_limit.clone(),
+    )?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let progress = progress::Bars::new();
     let new_run = |command: &str, as_of: Option<NaiveDate>| {
         RunContext::new(command, &settings.actor, args.clone(), as_of)
     };
-    let open_lake = || Lake::open(&settings.lake, &settings.file.storage, &settings.file.datafusion);
+    let open_lake = || Lake::from_settings(&settings);
     match cli.command {
         Command::Generate { gen_args, out } => {
             let stats = generate(&gen_options(&gen_args, out.clone()), &progress)?;

@@ -8,6 +8,8 @@ use cslake_sinks::DeltaTarget;
 use deltalake::DeltaTable;
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -32,6 +34,8 @@ pub struct Lake {
     pub root: Url,
     pub storage_options: HashMap<String, String>,
     datafusion_options: HashMap<String, String>,
+    /// Bytes DataFusion may hold before it spills to disk (`None`: unbounded).
+    memory_limit: Option<usize>,
     store: Arc<dyn ObjectStore>,
     store_prefix: StorePath,
 }
@@ -80,9 +84,24 @@ impl Lake {
             root,
             storage_options: storage.clone(),
             datafusion_options: datafusion.clone(),
+            memory_limit: None,
             store: Arc::from(store),
             store_prefix: prefix,
         })
+    }
+
+    /// The lake the settings name, with their storage, DataFusion and memory options.
+    pub fn from_settings(settings: &crate::Settings) -> Result<Self> {
+        Ok(
+            Self::open(&settings.lake, &settings.file.storage, &settings.file.datafusion)?
+                .with_memory_limit(settings.memory_limit),
+        )
+    }
+
+    /// Bounds the memory of queries: sorts, joins and aggregations spill to disk beyond it.
+    pub fn with_memory_limit(mut self, bytes: Option<usize>) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 
     pub fn table_url(&self, zone: &str, name: &str) -> Url {
@@ -154,7 +173,11 @@ impl Lake {
                 .set(k, v)
                 .map_err(|e| Error::Config(format!("[datafusion] {k}: {e}")))?;
         }
-        let ctx = SessionContext::new_with_config(config);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = self.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| Error::Job("DataFusion session has no default catalog".into()))?;

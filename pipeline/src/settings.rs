@@ -14,6 +14,8 @@ use crate::{Error, Result};
 pub struct FileConfig {
     /// Lake location: a folder, `file://` or `memory://` (S3 is not wired in yet).
     pub lake: Option<String>,
+    /// Memory DataFusion may use before spilling to disk, e.g. `"4G"` or `"512M"`.
+    pub memory_limit: Option<String>,
     /// Passed to the object store as they are (e.g. `aws_endpoint`).
     #[serde(default)]
     pub storage: HashMap<String, String>,
@@ -166,12 +168,44 @@ pub struct Settings {
     /// Where `cslake.toml` was read from (for relative paths in it).
     pub config_dir: PathBuf,
     pub actor: String,
+    /// Bytes, from `--memory-limit` / `CSLAKE_MEMORY_LIMIT` / `memory_limit`.
+    pub memory_limit: Option<usize>,
+}
+
+/// Parses `512M`, `4G`, `2GiB`, `1000000` (bytes).
+pub fn parse_bytes(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::Config(format!("memory limit '{s}': expected e.g. 512M or 4G")))?;
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "K" | "KB" | "KIB" => 1024.0,
+        "M" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        "T" | "TB" | "TIB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(Error::Config(format!(
+                "memory limit '{s}': unknown unit '{unit}' (use K, M, G or T)"
+            )));
+        }
+    };
+    Ok((n * mult) as usize)
 }
 
 impl Settings {
     /// Reads `cslake.toml` (the given path, or `./cslake.toml` when it exists) and applies
     /// the overrides the CLI resolved from flags and environment.
-    pub fn load(config: Option<&Path>, lake: Option<String>, actor: Option<String>) -> Result<Self> {
+    pub fn load(
+        config: Option<&Path>,
+        lake: Option<String>,
+        actor: Option<String>,
+        memory_limit: Option<String>,
+    ) -> Result<Self> {
         let (file, config_dir) = match config {
             Some(p) => (
                 Self::read(p)?,
@@ -196,7 +230,12 @@ impl Settings {
                 (!name.is_empty()).then_some(name)
             })
             .unwrap_or_else(|| "unknown".into());
+        let memory_limit = memory_limit
+            .or_else(|| file.memory_limit.clone())
+            .map(|m| parse_bytes(&m))
+            .transpose()?;
         let s = Self {
+            memory_limit,
             lake,
             file,
             config_dir,
@@ -291,8 +330,17 @@ mod tests {
             file,
             config_dir: PathBuf::new(),
             actor: "t".into(),
+            memory_limit: None,
         };
         s.validate().unwrap();
+        assert_eq!(parse_bytes("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert!(
+            parse_bytes("lots")
+                .unwrap_err()
+                .to_string()
+                .contains("expected e.g. 512M or 4G")
+        );
     }
 
     #[test]
@@ -303,6 +351,7 @@ mod tests {
             file,
             config_dir: PathBuf::new(),
             actor: "t".into(),
+            memory_limit: None,
         };
         let e = s.validate().unwrap_err().to_string();
         assert!(
