@@ -258,6 +258,42 @@ BACK-T,{account},ticket,2026-06-25T09:00:00Z,high
         known + 1.0,
         "without --strict the late ticket counts"
     );
+
+    // The registry: a retrained model on the same data is not worse, so it is promoted; the
+    // previous one can be put back and forth.
+    let retrained = cslake(&dir, &["train", "--as-of", D]).ok();
+    let model = &retrained.summary()["model"];
+    assert_eq!(model["version"], "churn-v2");
+    assert_eq!(model["promoted"], true, "{model}");
+    assert!(model["reason"].as_str().unwrap().contains("against"), "{model}");
+    let statuses = |dir: &Path| {
+        query(
+            dir,
+            "SELECT version, status FROM models.registry ORDER BY version",
+        )[1..]
+            .to_vec()
+    };
+    assert_eq!(statuses(&dir), ["churn-v1,previous", "churn-v2,current"]);
+    cslake(&dir, &["models", "rollback"]).ok();
+    assert_eq!(statuses(&dir), ["churn-v1,current", "churn-v2,rolled_back"]);
+    cslake(&dir, &["score", "--as-of", D]).ok();
+    let used = query(
+        &dir,
+        &format!("SELECT DISTINCT model_version FROM risk_scores WHERE as_of_date = DATE '{D}'"),
+    );
+    assert_eq!(used[1..], ["churn-v1"]);
+    cslake(&dir, &["models", "promote", "churn-v2"]).ok();
+    assert_eq!(statuses(&dir), ["churn-v1,previous", "churn-v2,current"]);
+    let nope = cslake(&dir, &["models", "promote", "churn-v9"]);
+    assert_eq!(nope.code, 2);
+    assert!(
+        nope.stderr
+            .contains("no model version 'churn-v9' (versions: churn-v1, churn-v2)"),
+        "{}",
+        nope.stderr
+    );
+    let shown = cslake(&dir, &["models", "show", "churn-v1"]).ok();
+    assert!(shown.stdout.contains("\"test_metrics\""), "{}", shown.stdout);
 }
 
 #[test]

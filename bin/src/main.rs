@@ -104,6 +104,11 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// The model registry: versions, metrics, promotion and rollback
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// The audit log of every command (ops.runs)
     Runs {
         #[command(subcommand)]
@@ -150,6 +155,18 @@ enum FeaturesAction {
     List,
     /// One view: its columns with labels and types, sources, materialisation
     Describe { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsAction {
+    /// Every version with its status and out-of-time metrics, newest first
+    List,
+    /// One version's model.json: features, scaling, calibration, windows, metrics
+    Show { version: String },
+    /// Make a version the current model
+    Promote { version: String },
+    /// Put the previous model back
+    Rollback,
 }
 
 #[derive(Subcommand, Debug)]
@@ -330,6 +347,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views})
             );
+        }
+        Command::Models { action } => {
+            let lake = open_lake()?;
+            match action {
+                ModelsAction::List => {
+                    let ctx = lake.session().await?;
+                    if !ctx.table_exist("models.registry").unwrap_or(false) {
+                        return Err(Error::NoModel.into());
+                    }
+                    let q = "SELECT version, status, as_of_date, training_rows, test_rows, \
+                             ROUND(roc_auc, 3) AS roc_auc, ROUND(pr_auc, 3) AS pr_auc, ROUND(brier, 4) AS brier, \
+                             ROUND(top_decile_lift, 2) AS lift, reason FROM models.registry ORDER BY created_at DESC";
+                    let batches = jobs::util::sql(&ctx, q).await?;
+                    let rows = output::print_batches(&batches, output::Format::Table)?;
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "models list", "rows": rows})
+                    );
+                }
+                ModelsAction::Show { version } => {
+                    let ctx = lake.session().await?;
+                    let entries = jobs::registry::load(&ctx).await?;
+                    let entry = entries.iter().find(|e| e.version == version).ok_or_else(|| {
+                        Error::Config(format!(
+                            "no model version '{version}' (versions: {})",
+                            entries
+                                .iter()
+                                .map(|e| e.version.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                    let artifact = jobs::registry::load_artifact(&lake, entry).await?;
+                    println!("{}", serde_json::to_string_pretty(&artifact.meta)?);
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "models show", "version": version, "model_status": entry.status})
+                    );
+                }
+                ModelsAction::Promote { version } => {
+                    let (entry, run) = audited(&lake, new_run("models promote", None), async |run| {
+                        jobs::registry::promote(&lake, &version, run).await
+                    })
+                    .await?;
+                    println!("{} is the current model ({})", entry.version, entry.reason);
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "models promote", "run_id": run.run_id, "current": entry.version})
+                    );
+                }
+                ModelsAction::Rollback => {
+                    let (entry, run) = audited(&lake, new_run("models rollback", None), async |run| {
+                        jobs::registry::rollback(&lake, run).await
+                    })
+                    .await?;
+                    println!("{} is the current model again", entry.version);
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "models rollback", "run_id": run.run_id, "current": entry.version})
+                    );
+                }
+            }
         }
         Command::Runs { action } => {
             let lake = open_lake()?;

@@ -80,6 +80,11 @@ pub fn ingested(r: &IngestReport) {
 
 pub fn trained(r: &TrainReport) {
     let m = &r.test;
+    let verdict = if r.promoted {
+        "now the current model"
+    } else {
+        "NOT promoted"
+    };
     println!(
         "Trained {} on {} rows at {} observation dates ({} churned).",
         r.version, r.rows, r.observation_dates, r.positives
@@ -95,6 +100,7 @@ pub fn trained(r: &TrainReport) {
         "  ROC AUC {:.3} | PR AUC {:.3} | Brier {:.4} | top-decile lift {:.2} | accuracy {:.3} (always 'stays': {:.3}) | recall {:.3}",
         m.roc_auc, m.pr_auc, m.brier, m.top_decile_lift, m.accuracy, m.majority_accuracy, m.recall
     );
+    println!("  {}: {verdict} ({})", r.version, r.reason);
 }
 
 pub fn scored(r: &ScoreReport) {

@@ -209,6 +209,14 @@ impl Lake {
         Ok(())
     }
 
+    /// Removes a file; a missing file is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn get(&self, rel: &str) -> Result<Vec<u8>> {
         Ok(self.store.get(&self.path(rel)).await?.bytes().await?.to_vec())
     }

@@ -29,6 +29,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub churn: ChurnConfig,
     #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
     pub scoring: ScoringConfig,
     #[serde(default)]
     pub health: HealthConfig,
@@ -109,6 +111,22 @@ impl Default for ChurnConfig {
             grace_days: 30,
             observation_every_days: 14,
             warmup_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// A new model replaces the current one unless its out-of-time ROC AUC is lower by more
+    /// than this, measured on the same test window.
+    pub promotion_tolerance: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            promotion_tolerance: 0.005,
         }
     }
 }

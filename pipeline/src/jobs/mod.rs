@@ -2,6 +2,7 @@
 //! the CLI prints as its JSON summary line.
 
 mod ingest;
+pub mod registry;
 mod score;
 mod source_state;
 mod train;

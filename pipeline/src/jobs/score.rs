@@ -63,23 +63,9 @@ async fn current_model(
     lake: &Lake,
     ctx: &deltalake::datafusion::prelude::SessionContext,
 ) -> Result<ModelArtifact> {
-    if !has_table(ctx, "models.registry") {
-        return Err(Error::NoModel);
-    }
-    let rows = sql(
-        ctx,
-        "SELECT path FROM models.registry WHERE status = 'current' ORDER BY created_at DESC LIMIT 1",
-    )
-    .await?;
-    let path = rows
-        .first()
-        .map(|b| strings(b, "path"))
-        .transpose()?
-        .and_then(|v| v.into_iter().flatten().next())
-        .ok_or(Error::NoModel)?;
-    let meta = lake.get(&format!("{path}/model.json")).await?;
-    let weights = lake.get(&format!("{path}/model.safetensors")).await?;
-    Ok(ModelArtifact::from_bytes(&meta, &weights)?)
+    let entries = super::registry::load(ctx).await?;
+    let current = super::registry::current(&entries).ok_or(Error::NoModel)?;
+    super::registry::load_artifact(lake, current).await
 }
 
 fn band(score: f64, s: &crate::settings::ScoringConfig) -> &'static str {

@@ -1,24 +1,22 @@
 //! `cslake train`: build the training set at past observation dates and train the churn model.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, Utc};
 use cslake_features::{LabelSpec, training_set};
 use cslake_models::{Dataset, Metrics, ModelMeta, TrainOptions, train_out_of_time};
-use deltalake::arrow::array::{
-    ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
-use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
+use super::registry;
 use super::transform::available_registry;
 use super::util::{epoch_days, floats, has_table, require_core, sql, strings, with_run_id};
-use crate::schema::ColType;
 use crate::{Error, Lake, Result, RunContext, Settings};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainReport {
     pub version: String,
+    /// Whether it became the current model, and why (or why not).
+    pub promoted: bool,
+    pub reason: String,
     pub observation_dates: usize,
     pub rows: usize,
     pub positives: usize,
@@ -121,17 +119,8 @@ pub async fn train(
         .await?;
     run.wrote("training.churn", data.n_rows(), stats.version);
 
-    let previous = if has_table(&ctx, "models.registry") {
-        sql(&ctx, "SELECT COUNT(*) AS n FROM models.registry")
-            .await?
-            .first()
-            .map(|b| floats(b, "n"))
-            .transpose()?
-            .and_then(|v| v.first().copied())
-            .unwrap_or(0.0) as usize
-    } else {
-        0
-    };
+    let mut entries = registry::load(&ctx).await?;
+    let previous = entries.len();
     let version = format!("churn-v{}", previous + 1);
     let meta = ModelMeta {
         name: "churn".into(),
@@ -153,62 +142,90 @@ pub async fn train(
     lake.put(&format!("{dir}/model.json"), artifact.meta_json()?)
         .await?;
     let m = &artifact.meta.test_metrics;
-    let ts = Utc::now().timestamp_micros();
-    let f = |v: f64| Arc::new(Float64Array::from(vec![v])) as ArrayRef;
-    let s = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("model_name", DataType::Utf8, false),
-        Field::new("version", DataType::Utf8, false),
-        Field::new("family", DataType::Utf8, false),
-        Field::new("created_at", ColType::Timestamp.arrow(), false),
-        Field::new("as_of_date", DataType::Date32, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("path", DataType::Utf8, false),
-        Field::new("training_rows", DataType::Int64, false),
-        Field::new("test_rows", DataType::Int64, false),
-        Field::new("base_rate", DataType::Float64, false),
-        Field::new("roc_auc", DataType::Float64, false),
-        Field::new("pr_auc", DataType::Float64, false),
-        Field::new("brier", DataType::Float64, false),
-        Field::new("top_decile_lift", DataType::Float64, false),
-        Field::new("accuracy", DataType::Float64, false),
-        Field::new("metrics", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            s("churn"),
-            s(&version),
-            s(&artifact.meta.family),
-            Arc::new(TimestampMicrosecondArray::from(vec![ts]).with_timezone("UTC")),
-            Arc::new(Date32Array::from(vec![epoch_days(as_of)])),
-            s("current"),
-            s(&dir),
-            Arc::new(Int64Array::from(vec![data.n_rows() as i64])),
-            Arc::new(Int64Array::from(vec![m.rows as i64])),
-            f(m.base_rate),
-            f(m.roc_auc),
-            f(m.pr_auc),
-            f(m.brier),
-            f(m.top_decile_lift),
-            f(m.accuracy),
-            s(&serde_json::to_string(m).unwrap_or_default()),
-        ],
-    )?;
-    let batch = with_run_id(&batch, &run.run_id)?;
-    let stats = lake
-        .target("models", "registry")
-        .append(vec![batch], &[], &run.run_id)
-        .await?;
-    run.wrote("models.registry", 1, stats.version);
+
+    // Challenger against the current model, on the same out-of-time test window.
+    let test_from = artifact
+        .meta
+        .windows
+        .get("test")
+        .map(|w| w[0].clone())
+        .unwrap_or_default();
+    let test_rows: Vec<usize> = (0..obs.len()).filter(|i| obs[*i] >= test_from).collect();
+    let test = data.select(|i| obs[i] >= test_from);
+    let tolerance = settings.file.model.promotion_tolerance;
+    let (status, reason) = match registry::current(&entries) {
+        None => ("current", "the first model".to_string()),
+        Some(cur) => match registry::load_artifact(lake, cur)
+            .await
+            .and_then(|a| Ok(a.predict(&test)?))
+        {
+            Ok(p) => {
+                let probs: Vec<f64> = p.iter().map(|p| p.probability).collect();
+                let theirs = Metrics::compute(&probs, &test.y, 0.5).roc_auc;
+                let verdict = format!(
+                    "ROC AUC {:.3} against {:.3} for {} on the test window {test_from}.. ({} rows)",
+                    m.roc_auc,
+                    theirs,
+                    cur.version,
+                    test_rows.len()
+                );
+                if theirs.is_nan() || m.roc_auc + tolerance >= theirs {
+                    ("current", format!("promoted: {verdict}"))
+                } else {
+                    (
+                        "rejected",
+                        format!("not promoted, worse by more than {tolerance}: {verdict}"),
+                    )
+                }
+            }
+            Err(e) => (
+                "current",
+                format!("promoted: {} cannot score the new data ({e})", cur.version),
+            ),
+        },
+    };
+    let promoted = status == "current";
+    if promoted {
+        for e in &mut entries {
+            if e.status == "current" {
+                e.status = "previous".into();
+                e.reason = format!("replaced by {version}");
+            }
+        }
+    }
+    entries.push(registry::Entry {
+        model_name: "churn".into(),
+        version: version.clone(),
+        family: artifact.meta.family.clone(),
+        created_at: Utc::now().timestamp_micros(),
+        as_of_date: epoch_days(as_of),
+        status: status.into(),
+        path: dir.clone(),
+        training_rows: data.n_rows() as i64,
+        test_rows: m.rows as i64,
+        base_rate: m.base_rate,
+        roc_auc: m.roc_auc,
+        pr_auc: m.pr_auc,
+        brier: m.brier,
+        top_decile_lift: m.top_decile_lift,
+        accuracy: m.accuracy,
+        metrics: serde_json::to_string(m).unwrap_or_default(),
+        reason: reason.clone(),
+        run_id: run.run_id.clone(),
+    });
+    registry::save(lake, entries, run).await?;
     tracing::info!(
         version = version.as_str(),
         roc_auc = m.roc_auc,
         pr_auc = m.pr_auc,
+        promoted,
+        reason = reason.as_str(),
         "model trained"
     );
     Ok(TrainReport {
         version,
+        promoted,
+        reason,
         observation_dates: dates.len(),
         rows: data.n_rows(),
         positives,
