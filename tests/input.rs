@@ -237,3 +237,72 @@ fn only_new_or_changed_files_are_read_and_bad_files_lose_no_good_rows() {
         "0"
     );
 }
+
+#[test]
+fn a_segment_export_lands_in_three_tables_with_configuration_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("exports/segment")).unwrap();
+    let calls = [
+        r#"{"type":"group","groupId":"org_1","userId":"u1","messageId":"g1","timestamp":"2026-02-01T09:00:00Z","traits":{"name":"Acme","industry":"Retail","plan":"growth","employees":120}}"#,
+        r#"{"type":"group","groupId":"org_2","userId":"u2","messageId":"g2","timestamp":"2026-02-01T09:00:00Z","traits":{"name":"Beta","plan":"starter"}}"#,
+        r#"{"type":"identify","userId":"u1","messageId":"i1","timestamp":"2026-02-01T09:00:00Z","traits":{"email":"ann@acme.example","name":"Ann","company":{"id":"org_1"}}}"#,
+        r#"{"type":"track","event":"Report Created","userId":"u1","messageId":"t1","timestamp":"2026-03-01T10:00:00.123Z","context":{"groupId":"org_1","ip":"192.0.2.1"},"properties":{"format":"pdf"}}"#,
+        r#"{"type":"track","event":"Dashboard Viewed","userId":"u2","messageId":"t2","timestamp":"2026-03-01T11:00:00Z","context":{"groupId":"org_2"}}"#,
+        r#"{"type":"track","event":"Dashboard Viewed","userId":"u2","messageId":"t2","timestamp":"2026-03-01T11:00:00Z","context":{"groupId":"org_2"}}"#,
+    ];
+    std::fs::write(dir.join("exports/segment/2026-03-01.ndjson"), calls.join("\n")).unwrap();
+    std::fs::write(
+        dir.join("cslake.toml"),
+        r#"
+[ingest]
+source = "exports"
+
+[ingest.tables.accounts]
+files = "segment/*.ndjson"
+filter = { type = "group" }
+columns = { name = "traits.name", industry = "traits.industry", plan = "traits.plan" }
+
+[ingest.tables.contacts]
+files = "segment/*.ndjson"
+filter = { type = "identify" }
+columns = { contact_id = "userId", account_id = "traits.company.id", email = "traits.email", name = "traits.name" }
+
+[ingest.tables.usage_events]
+files = "segment/*.ndjson"
+filter = { type = "track" }
+"#,
+    )
+    .unwrap();
+    let out = cslake(dir, &["ingest"]).ok().summary();
+    assert_eq!(out["rejected"], 0, "{out}");
+    assert_eq!(
+        query(
+            dir,
+            "SELECT account_id, name, industry, plan FROM accounts ORDER BY account_id"
+        )[1..],
+        ["org_1,Acme,Retail,growth", "org_2,Beta,,starter"]
+    );
+    let attrs = query(dir, "SELECT attributes FROM accounts WHERE account_id = 'org_1'");
+    assert!(
+        attrs[1].contains(r#""traits.employees"":""120"""#),
+        "custom traits are kept: {attrs:?}"
+    );
+    assert_eq!(
+        query(dir, "SELECT contact_id, account_id, email FROM contacts")[1..],
+        ["u1,org_1,ann@acme.example"]
+    );
+    assert_eq!(
+        query(
+            dir,
+            "SELECT event_id, account_id, contact_id, event_type, event_time FROM usage_events ORDER BY event_id"
+        )[1..],
+        [
+            "t1,org_1,u1,Report Created,2026-03-01T10:00:00.123Z",
+            "t2,org_2,u2,Dashboard Viewed,2026-03-01T11:00:00Z"
+        ]
+    );
+    // each table remembers the file: nothing is read again
+    let again = cslake(dir, &["ingest"]).ok().summary();
+    assert_eq!(again["read"], 0, "{again}");
+}

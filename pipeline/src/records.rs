@@ -50,6 +50,9 @@ pub struct Mapping {
     pub columns: Vec<Option<usize>>,
     /// Source fields mapped to nothing: kept as attributes where the table keeps them.
     pub unmapped: Vec<usize>,
+    /// (source field index or `None` when absent, wanted value lower-cased): records that do not
+    /// match belong to another table and are skipped, not rejected.
+    pub filter: Vec<(Option<usize>, String)>,
 }
 
 fn normalise(s: &str) -> String {
@@ -65,6 +68,36 @@ impl Mapping {
     /// field name) first, then the column's own name, then its aliases, ignoring case and
     /// punctuation. A required column may be missing when the configuration gives it a constant.
     pub fn resolve(spec: &TableSpec, header: &[String], config: &TableMapping, origin: &str) -> Result<Self> {
+        Self::resolve_present(spec, header, &vec![true; header.len()], config, origin)
+    }
+
+    /// Like [`resolve`](Self::resolve), for records in hand. With a `filter` (records of several
+    /// types in one file), a field that no record of this table fills is not a candidate for any
+    /// column, so `groupId` of group calls does not shadow `context.groupId` of track calls.
+    pub fn resolve_records(spec: &TableSpec, records: &RawRecords, config: &TableMapping) -> Result<Self> {
+        let filter = filter_of(&records.header, config);
+        let mut present = vec![false; records.header.len()];
+        for row in records.rows.iter().filter(|r| belongs(&filter, r)) {
+            for (i, v) in row.values.iter().enumerate() {
+                if i < present.len() && v.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+                    present[i] = true;
+                }
+            }
+        }
+        if records.rows.is_empty() || config.filter.is_empty() {
+            // without routing, an empty column is still a column: its rows fail one by one
+            present.fill(true);
+        }
+        Self::resolve_present(spec, &records.header, &present, config, &records.origin)
+    }
+
+    fn resolve_present(
+        spec: &TableSpec,
+        header: &[String],
+        present: &[bool],
+        config: &TableMapping,
+        origin: &str,
+    ) -> Result<Self> {
         let overrides = &config.columns;
         let norm: Vec<String> = header.iter().map(|h| normalise(h)).collect();
         let mut used = vec![false; header.len()];
@@ -79,7 +112,7 @@ impl Mapping {
             };
             let found = wanted
                 .iter()
-                .find_map(|w| (0..header.len()).find(|i| !used[*i] && norm[*i] == *w));
+                .find_map(|w| (0..header.len()).find(|i| !used[*i] && present[*i] && norm[*i] == *w));
             if let Some(i) = found {
                 used[i] = true;
             } else if c.required && !config.constants.contains_key(c.name) {
@@ -93,9 +126,43 @@ impl Mapping {
             }
             columns.push(found);
         }
-        let unmapped = (0..header.len()).filter(|i| !used[*i]).collect();
-        Ok(Self { columns, unmapped })
+        let filter = filter_of(header, config);
+        // filter fields route records to tables: they are not data, so not attributes either
+        let unmapped = (0..header.len())
+            .filter(|i| !used[*i] && present[*i] && !filter.iter().any(|(f, _)| *f == Some(*i)))
+            .collect();
+        Ok(Self {
+            columns,
+            unmapped,
+            filter,
+        })
     }
+}
+
+/// The configured filter as (field index or `None` when absent, wanted value lower-cased).
+fn filter_of(header: &[String], config: &TableMapping) -> Vec<(Option<usize>, String)> {
+    config
+        .filter
+        .iter()
+        .map(|(field, value)| {
+            let f = normalise(field);
+            (
+                (0..header.len()).find(|i| normalise(&header[*i]) == f),
+                value.trim().to_lowercase(),
+            )
+        })
+        .collect()
+}
+
+/// Whether a record passes the table's filter. Records that cannot be read at all are kept, to
+/// be rejected with their reason.
+fn belongs(filter: &[(Option<usize>, String)], row: &RawRow) -> bool {
+    row.error.is_some()
+        || filter.iter().all(|(idx, want)| {
+            idx.and_then(|i| row.values.get(i))
+                .and_then(|v| v.as_deref())
+                .is_some_and(|v| v.trim().to_lowercase() == *want)
+        })
 }
 
 /// Typed values of the canonical columns of one table, being built.
@@ -360,6 +427,9 @@ pub fn cast_records(
         .collect();
     let mut rejected = Vec::new();
     'rows: for row in &records.rows {
+        if !belongs(&mapping.filter, row) {
+            continue;
+        }
         if let Some(error) = &row.error {
             rejected.push(Rejected {
                 origin: records.origin.clone(),

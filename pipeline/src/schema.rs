@@ -91,7 +91,7 @@ pub const ACCOUNTS: TableSpec = TableSpec {
             "account_id",
             Str,
             true,
-            &["id", "company_id", "customer_id", "account"],
+            &["id", "company_id", "customer_id", "account", "group_id"],
         ),
         col("name", Str, false, &["account_name", "company_name", "company"]),
         col("industry", Str, false, &["vertical", "sector"]),
@@ -203,7 +203,14 @@ pub const USAGE_EVENTS: TableSpec = TableSpec {
             "account_id",
             Str,
             true,
-            &["group_id", "company_id", "customer_id"],
+            // Segment-style exports carry the account as the group of the call
+            &[
+                "group_id",
+                "company_id",
+                "customer_id",
+                "context.groupId",
+                "properties.groupId",
+            ],
         ),
         col("contact_id", Str, false, &["user_id", "userid"]),
         col("event_type", Str, true, &["event", "event_name", "type"]),
@@ -213,7 +220,12 @@ pub const USAGE_EVENTS: TableSpec = TableSpec {
             true,
             &["timestamp", "occurred_at", "time"],
         ),
-        col("quantity", Float, false, &["count", "value"]),
+        col(
+            "quantity",
+            Float,
+            false,
+            &["count", "value", "properties.quantity", "properties.count"],
+        ),
     ],
 };
 

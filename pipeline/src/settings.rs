@@ -73,6 +73,10 @@ pub struct TableMapping {
     /// A value for a canonical column the source lacks (or leaves empty), e.g. `plan = "standard"`.
     #[serde(default)]
     pub constants: HashMap<String, String>,
+    /// Only records whose source fields have these values belong to the table, e.g.
+    /// `filter = { type = "track" }` for the track calls of a Segment export (case is ignored).
+    #[serde(default)]
+    pub filter: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -82,8 +82,8 @@ pub async fn ingest(
     for spec in CORE_TABLES {
         let listed = drop.files_for(spec).await?;
         let (files, unchanged): (Vec<_>, Vec<_>) = listed.into_iter().partition(|f| {
-            let state = source_state::FileState::of(&drop, f);
-            seen.get(&state.object) != Some(&state)
+            let state = source_state::FileState::of(&drop, f, spec.name);
+            seen.get(&(state.table.clone(), state.object.clone())) != Some(&state)
         });
         let mut st = Staged {
             spec,
@@ -104,14 +104,14 @@ pub async fn ingest(
         progress.start(&format!("read {}", spec.name), Some(files.len() as u64));
         let config = drop.mapping(spec.name).cloned().unwrap_or_default();
         for file in &files {
-            read_files.push(source_state::FileState::of(&drop, file));
+            read_files.push(source_state::FileState::of(&drop, file, spec.name));
             let records = drop.read(spec, file).await?;
             if records.header.is_empty() && records.rows.is_empty() {
                 tracing::warn!(file = records.origin.as_str(), "empty file: nothing to load");
                 progress.advance(1);
                 continue;
             }
-            let mapping = Mapping::resolve(spec, &records.header, &config, &records.origin)?;
+            let mapping = Mapping::resolve_records(spec, &records, &config)?;
             for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
                 if idx.is_some() && !st.present.contains(&c.name) {
                     st.present.push(c.name);
@@ -122,15 +122,10 @@ pub async fn ingest(
             }
             let mut builder = BatchBuilder::new(spec);
             let known_ref = (!keep_orphans).then_some(&known);
-            st.rejected.extend(cast_records(
-                spec,
-                &records,
-                &mapping,
-                &config,
-                known_ref,
-                &mut builder,
-            ));
-            st.load.read += records.rows.len();
+            let rejected = cast_records(spec, &records, &mapping, &config, known_ref, &mut builder);
+            // records a filter routes to another table are not this table's reads
+            st.load.read += builder.len() + rejected.len();
+            st.rejected.extend(rejected);
             let batch = builder.finish_table(&records.origin, &run.run_id, ingested_at)?;
             if spec.name == "accounts" {
                 known.extend(strings(&batch, "account_id")?.into_iter().flatten());

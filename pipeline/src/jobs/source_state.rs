@@ -15,9 +15,11 @@ use crate::schema::ColType;
 use crate::sources::FileDrop;
 use crate::{Lake, Result};
 
-/// What identifies one version of a file.
+/// What identifies one version of a file, as loaded into one table (one file can feed several
+/// tables, e.g. a Segment export with track, identify and group calls).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileState {
+    pub table: String,
     /// Path relative to the source root.
     pub object: String,
     pub size: i64,
@@ -27,8 +29,9 @@ pub struct FileState {
 }
 
 impl FileState {
-    pub fn of(drop: &FileDrop, meta: &ObjectMeta) -> Self {
+    pub fn of(drop: &FileDrop, meta: &ObjectMeta, table: &str) -> Self {
         Self {
+            table: table.to_string(),
             object: drop.relative_name(meta),
             size: meta.size as i64,
             modified: meta.last_modified.timestamp_micros(),
@@ -37,19 +40,20 @@ impl FileState {
     }
 }
 
-/// The files of `source` loaded so far, by relative path.
-pub async fn load(ctx: &SessionContext, source: &str) -> Result<HashMap<String, FileState>> {
+/// The files of `source` loaded so far, by table and relative path.
+pub async fn load(ctx: &SessionContext, source: &str) -> Result<HashMap<(String, String), FileState>> {
     let mut out = HashMap::new();
     if !has_table(ctx, "ops.source_state") {
         return Ok(out);
     }
     let q = format!(
-        "SELECT object, size, CAST(last_modified AS BIGINT) AS modified, e_tag FROM ops.source_state \
+        "SELECT table_name, object, size, CAST(last_modified AS BIGINT) AS modified, e_tag FROM ops.source_state \
          WHERE source = '{}'",
         source.replace('\'', "''")
     );
     for b in sql(ctx, &q).await? {
-        let (objects, sizes, modified, tags) = (
+        let (tables, objects, sizes, modified, tags) = (
+            strings(&b, "table_name")?,
             strings(&b, "object")?,
             floats(&b, "size")?,
             strings(&b, "modified")?,
@@ -57,7 +61,9 @@ pub async fn load(ctx: &SessionContext, source: &str) -> Result<HashMap<String, 
         );
         for i in 0..b.num_rows() {
             let object = objects[i].clone().unwrap_or_default();
+            let table = tables[i].clone().unwrap_or_default();
             let state = FileState {
+                table: table.clone(),
                 object: object.clone(),
                 size: sizes[i] as i64,
                 modified: modified[i]
@@ -66,7 +72,7 @@ pub async fn load(ctx: &SessionContext, source: &str) -> Result<HashMap<String, 
                     .unwrap_or_default(),
                 e_tag: tags[i].clone(),
             };
-            out.insert(object, state);
+            out.insert((table, object), state);
         }
     }
     Ok(out)
@@ -81,6 +87,7 @@ pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str
     let ts = ColType::Timestamp.arrow();
     let schema = Arc::new(Schema::new(vec![
         Field::new("source", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
         Field::new("object", DataType::Utf8, false),
         Field::new("size", DataType::Int64, false),
         Field::new("last_modified", ts.clone(), false),
@@ -92,6 +99,9 @@ pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str
         schema,
         vec![
             Arc::new(StringArray::from(vec![source; n])),
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|f| f.table.as_str()),
+            )),
             Arc::new(StringArray::from_iter_values(
                 files.iter().map(|f| f.object.as_str()),
             )),
@@ -111,7 +121,7 @@ pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str
         .target("ops", "source_state")
         .upsert(
             vec![batch],
-            &["source", "object"],
+            &["source", "table_name", "object"],
             &["size", "last_modified", "e_tag"],
             &["_run_id", "loaded_at"],
             run_id,

@@ -276,19 +276,17 @@ fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
         };
         let error = (!obj.is_object()).then(|| format!("expected a JSON object, found {obj}"));
         if let serde_json::Value::Object(map) = obj {
-            for (k, v) in map {
+            let mut fields = Vec::with_capacity(map.len());
+            flatten("", map, &mut fields);
+            for (k, v) in fields {
                 let i = *index.entry(k.clone()).or_insert_with(|| {
-                    header.push(k.clone());
+                    header.push(k);
                     header.len() - 1
                 });
                 if values.len() <= i {
                     values.resize(i + 1, None);
                 }
-                values[i] = match v {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(s) => Some(s),
-                    other => Some(other.to_string()),
-                };
+                values[i] = v;
             }
         }
         rows.push(RawRow {
@@ -301,6 +299,28 @@ fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
         r.values.resize(header.len(), None);
     }
     Ok(RawRecords { origin, header, rows })
+}
+
+/// Nested objects become dotted fields (`context.groupId`, `traits.plan`), as warehouse exports
+/// of event streams (Segment, RudderStack, Snowplow) nest them; arrays stay JSON text.
+fn flatten(
+    prefix: &str,
+    map: serde_json::Map<String, serde_json::Value>,
+    out: &mut Vec<(String, Option<String>)>,
+) {
+    for (k, v) in map {
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            serde_json::Value::Object(inner) if !inner.is_empty() => flatten(&key, inner, out),
+            serde_json::Value::Null => out.push((key, None)),
+            serde_json::Value::String(s) => out.push((key, Some(s))),
+            other => out.push((key, Some(other.to_string()))),
+        }
+    }
 }
 
 fn read_parquet(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
