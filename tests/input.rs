@@ -306,3 +306,43 @@ filter = { type = "track" }
     let again = cslake(dir, &["ingest"]).ok().summary();
     assert_eq!(again["read"], 0, "{again}");
 }
+
+#[test]
+fn calendar_meetings_land_on_the_account_of_their_attendees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("interactions")).unwrap();
+    std::fs::write(src.join("accounts.csv"), "account_id,name\nA1,Acme\nA2,Beta\n").unwrap();
+    std::fs::write(
+        src.join("contacts.csv"),
+        "contact_id,account_id,email\nC1,A1,ann@acme.example\nC2,A2,bo@beta.example\n",
+    )
+    .unwrap();
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n\
+        BEGIN:VEVENT\r\nUID:qbr-1\r\nDTSTART:20260302T150000Z\r\nSUMMARY:QBR with\r\n  Acme\r\nORGANIZER:mailto:kim@vendor.example\r\nATTENDEE:mailto:ANN@acme.example\r\nEND:VEVENT\r\n\
+        BEGIN:VEVENT\r\nUID:sync-2\r\nDTSTART:20260303T090000Z\r\nSUMMARY:Beta onboarding\r\nATTENDEE:mailto:new.admin@beta.example\r\nEND:VEVENT\r\n\
+        BEGIN:VEVENT\r\nUID:internal-3\r\nDTSTART:20260304T090000Z\r\nSUMMARY:Team stand-up\r\nATTENDEE:mailto:kim@vendor.example\r\nEND:VEVENT\r\n\
+        BEGIN:VEVENT\r\nUID:cancel-4\r\nDTSTART:20260305T090000Z\r\nSTATUS:CANCELLED\r\nATTENDEE:mailto:ann@acme.example\r\nEND:VEVENT\r\n\
+        BEGIN:VEVENT\r\nUID:bad-5\r\nDTSTART:next week\r\nATTENDEE:mailto:ann@acme.example\r\nEND:VEVENT\r\n\
+        END:VCALENDAR\r\n";
+    std::fs::write(src.join("interactions/calendar.ics"), ics).unwrap();
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.5\n").unwrap();
+    let out = cslake(dir, &["ingest", "--source", "src"]).ok().summary();
+    assert_eq!(out["rejected"], 1, "{out}");
+    assert_eq!(
+        query(
+            dir,
+            "SELECT interaction_id, account_id, contact_id, kind, occurred_at, subject FROM interactions ORDER BY interaction_id"
+        )[1..],
+        [
+            "ics:qbr-1,A1,C1,meeting,2026-03-02T15:00:00Z,QBR with Acme",
+            "ics:sync-2,A2,,meeting,2026-03-03T09:00:00Z,Beta onboarding"
+        ]
+    );
+    let reason = query(dir, "SELECT reason FROM ops.quarantine");
+    assert!(
+        reason[1].contains("DTSTART 'next week' is not a date-time"),
+        "{reason:?}"
+    );
+}

@@ -10,6 +10,8 @@ use super::util::{dedupe, has_table, sql, strings};
 use crate::records::{BatchBuilder, Mapping, Rejected, cast_records};
 use crate::schema::{CORE_TABLES, Kind, TableSpec};
 use crate::sources::FileDrop;
+use crate::sources::calendar::AttendeeIndex;
+use crate::sources::files::is_calendar;
 use crate::{Error, Lake, Progress, Result, RunContext, Settings, ops};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -43,13 +45,14 @@ struct Staged {
     load: TableLoad,
 }
 
+/// Audit columns: set on every write, not compared to decide whether a row changed.
+const AUDIT_COLUMNS: [&str; 3] = ["_source", "_run_id", "_ingested_at"];
+
 /// Reads the new and changed files of the source (every file with `full`), validates them, and
 /// loads them: entities merged on their key, events appended once per `event_id`. Everything is
 /// read and validated before anything is written, so a file with a missing column, or rejects
 /// above the threshold, load nothing. The files' state is recorded in `ops.source_state` only
 /// after the core tables are committed, so a failed run is read again in full by the next one.
-const AUDIT_COLUMNS: [&str; 3] = ["_source", "_run_id", "_ingested_at"];
-
 pub async fn ingest(
     lake: &Lake,
     settings: &Settings,
@@ -78,6 +81,7 @@ pub async fn ingest(
         source_state::load(&ctx, drop.url.as_str()).await?
     };
     let mut read_files: Vec<source_state::FileState> = Vec::new();
+    let mut attendees: Option<AttendeeIndex> = None;
     let mut staged = Vec::new();
     for spec in CORE_TABLES {
         let listed = drop.files_for(spec).await?;
@@ -105,7 +109,20 @@ pub async fn ingest(
         let config = drop.mapping(spec.name).cloned().unwrap_or_default();
         for file in &files {
             read_files.push(source_state::FileState::of(&drop, file, spec.name));
-            let records = drop.read(spec, file).await?;
+            let mut records = drop.read(spec, file).await?;
+            if spec.name == "interactions" && is_calendar(&records.origin) {
+                if attendees.is_none() {
+                    attendees = Some(attendee_index(&ctx, &staged).await?);
+                }
+                if let Some(index) = &attendees {
+                    let skipped = index.assign(&mut records);
+                    tracing::info!(
+                        file = records.origin.as_str(),
+                        skipped,
+                        "calendar events without a customer attendee skipped"
+                    );
+                }
+            }
             if records.header.is_empty() && records.rows.is_empty() {
                 tracing::warn!(file = records.origin.as_str(), "empty file: nothing to load");
                 progress.advance(1);
@@ -217,4 +234,41 @@ pub async fn ingest(
         run.tables.insert("ops.source_state".into(), v);
     }
     Ok(report)
+}
+
+/// Contacts known to the lake and loaded earlier in this run, for matching meeting attendees.
+async fn attendee_index(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    staged: &[Staged],
+) -> Result<AttendeeIndex> {
+    let mut index = AttendeeIndex::default();
+    let mut add = |b: &RecordBatch| -> Result<()> {
+        let (email, account, contact) = (
+            strings(b, "email")?,
+            strings(b, "account_id")?,
+            strings(b, "contact_id")?,
+        );
+        for i in 0..b.num_rows() {
+            if let (Some(e), Some(a), Some(c)) = (&email[i], &account[i], &contact[i]) {
+                index.add(e, a, c);
+            }
+        }
+        Ok(())
+    };
+    if has_table(ctx, "core.contacts") {
+        for b in sql(
+            ctx,
+            "SELECT email, account_id, contact_id FROM core.contacts WHERE email IS NOT NULL",
+        )
+        .await?
+        {
+            add(&b)?;
+        }
+    }
+    for st in staged.iter().filter(|s| s.spec.name == "contacts") {
+        for b in &st.batches {
+            add(b)?;
+        }
+    }
+    Ok(index)
 }

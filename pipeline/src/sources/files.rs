@@ -61,7 +61,7 @@ impl FileDrop {
             .into_iter()
             .filter(|m| {
                 let rel = self.relative(&m.location);
-                if FileFormat::from_path(&rel).is_none() {
+                if FileFormat::from_path(&rel).is_none() && !is_calendar(&rel) {
                     return false;
                 }
                 match &glob {
@@ -96,6 +96,9 @@ impl FileDrop {
     pub async fn read(&self, table: &TableSpec, meta: &ObjectMeta) -> Result<RawRecords> {
         let origin = self.origin(meta);
         let bytes = self.store.get(&meta.location).await?.bytes().await?;
+        if is_calendar(&origin) {
+            return Ok(super::calendar::read_ics(&bytes, origin));
+        }
         let format = FileFormat::from_path(&origin).ok_or_else(|| Error::Input {
             origin: origin.clone(),
             message: "unknown file type".into(),
@@ -122,6 +125,11 @@ impl FileDrop {
             FileFormat::Parquet => read_parquet(bytes, origin),
         }
     }
+}
+
+/// iCalendar files: meetings, read by [`super::calendar`].
+pub fn is_calendar(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".ics")
 }
 
 fn default_match(table: &str, rel: &str) -> bool {
