@@ -369,16 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ModelsAction::Show { version } => {
                     let ctx = lake.session().await?;
                     let entries = jobs::registry::load(&ctx).await?;
-                    let entry = entries.iter().find(|e| e.version == version).ok_or_else(|| {
-                        Error::Config(format!(
-                            "no model version '{version}' (versions: {})",
-                            entries
-                                .iter()
-                                .map(|e| e.version.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ))
-                    })?;
+                    let entry = &entries[jobs::registry::position(&entries, &version)?];
                     let artifact = jobs::registry::load_artifact(&lake, entry).await?;
                     println!("{}", serde_json::to_string_pretty(&artifact.meta)?);
                     println!(

@@ -225,20 +225,25 @@ pub async fn save(lake: &Lake, mut entries: Vec<Entry>, run: &mut RunContext) ->
     Ok(())
 }
 
-/// Makes `version` the current model (the current one becomes `previous`).
-pub async fn promote(lake: &Lake, version: &str, run: &mut RunContext) -> Result<Entry> {
-    let ctx = lake.session().await?;
-    let mut entries = load(&ctx).await?;
-    let Some(target) = entries.iter().position(|e| e.version == version) else {
-        return Err(Error::Config(format!(
+/// Where `version` is in `entries`, or an error listing the versions there are.
+pub fn position(entries: &[Entry], version: &str) -> Result<usize> {
+    entries.iter().position(|e| e.version == version).ok_or_else(|| {
+        Error::Config(format!(
             "no model version '{version}' (versions: {})",
             entries
                 .iter()
                 .map(|e| e.version.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        )));
-    };
+        ))
+    })
+}
+
+/// Makes `version` the current model (the current one becomes `previous`).
+pub async fn promote(lake: &Lake, version: &str, run: &mut RunContext) -> Result<Entry> {
+    let ctx = lake.session().await?;
+    let mut entries = load(&ctx).await?;
+    let target = position(&entries, version)?;
     load_artifact(lake, &entries[target]).await?;
     for e in &mut entries {
         if e.status == "current" {
