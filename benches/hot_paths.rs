@@ -34,6 +34,7 @@ fn records(n: usize) -> RawRecords {
                 error: None,
             })
             .collect(),
+        meetings: false,
     }
 }
 

@@ -2,7 +2,9 @@
 //! One test binary for the whole suite (linking is the slow part on small machines).
 
 mod cli;
+mod connectors;
 mod e2e;
+mod fixture;
 mod input;
 
 use std::path::{Path, PathBuf};
@@ -40,8 +42,14 @@ impl Out {
 
 /// Runs `cslake` in `dir` with a clean environment for its own variables.
 pub fn cslake(dir: &Path, args: &[&str]) -> Out {
+    cslake_env(dir, args, &[])
+}
+
+/// Like [`cslake`], with extra environment variables (credentials of API sources).
+pub fn cslake_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cslake"));
     cmd.current_dir(dir).args(args).env("RUST_LOG", "warn");
+    cmd.envs(env.iter().copied());
     for (k, _) in std::env::vars() {
         if k.starts_with("CSLAKE_") {
             cmd.env_remove(k);

@@ -86,7 +86,8 @@ enum Command {
     },
     /// Load a folder or URL of exported files into the core tables
     Ingest {
-        /// File-drop folder or URL (default: [ingest] source in cslake.toml)
+        /// A [[sources]] name from cslake.toml, or a file-drop folder or URL (default: every
+        /// configured source: the [ingest] file drop, then each [[sources]] in order)
         #[arg(long, env = "CSLAKE_SOURCE")]
         source: Option<String>,
         /// Read every file again, not only new or changed ones (safe: loading is idempotent)
@@ -131,6 +132,7 @@ enum Command {
     Run {
         #[command(flatten)]
         as_of: AsOf,
+        /// A [[sources]] name or a file-drop folder or URL (default: every configured source)
         #[arg(long, env = "CSLAKE_SOURCE")]
         source: Option<String>,
         /// Train a new model even when one exists
@@ -283,18 +285,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ingest { source, full } => {
             let lake = open_lake()?;
-            let source = source.or_else(|| settings.file.ingest.source.clone()).ok_or_else(|| {
-                Error::Config("no source: pass --source DIR_OR_URL, set CSLAKE_SOURCE, or set [ingest] source in cslake.toml".into())
-            })?;
-            let (report, run) = audited(&lake, new_run("ingest", None), async |run| {
-                jobs::ingest(&lake, &settings, &source, full, run, &progress).await
-            })
+            let sources = sources_to_ingest(&settings, source);
+            if sources.is_empty() {
+                return Err(Error::Config("no source: pass --source NAME_DIR_OR_URL, set CSLAKE_SOURCE, set [ingest] source or add [[sources]] in cslake.toml".into()).into());
+            }
+            let mut summary = json!({"status": "succeeded", "command": "ingest"});
+            ingest_all(
+                &lake,
+                &settings,
+                &sources,
+                full,
+                None,
+                &new_run,
+                &progress,
+                &mut summary,
+            )
             .await?;
-            output::ingested(&report);
-            println!(
-                "{}",
-                json!({"status": "succeeded", "command": "ingest", "run_id": run.run_id, "read": report.read, "rejected": report.rejected, "tables": report.tables})
-            );
+            println!("{summary}");
         }
         Command::Features {
             action: Some(action), ..
@@ -476,13 +483,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let lake = open_lake()?;
             let d = as_of.as_of;
-            let source = source.or_else(|| settings.file.ingest.source.clone());
             let summary = day(
                 &lake,
                 &settings,
                 d,
                 DayOptions {
-                    source: source.as_deref(),
+                    sources: sources_to_ingest(&settings, source),
                     retrain,
                     strict,
                 },
@@ -506,7 +512,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &settings,
                 gen_args.end,
                 DayOptions {
-                    source: Some(&source),
+                    sources: vec![source],
                     retrain: true,
                     strict: false,
                 },
@@ -532,9 +538,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--source` when given, else every configured source: the file drop, then each `[[sources]]`.
+fn sources_to_ingest(settings: &Settings, given: Option<String>) -> Vec<String> {
+    match given {
+        Some(s) => vec![s],
+        None => settings
+            .file
+            .ingest
+            .source
+            .iter()
+            .cloned()
+            .chain(settings.file.sources.iter().map(|s| s.name.clone()))
+            .collect(),
+    }
+}
+
+/// Ingests each source as its own audited run (each commits completely or not at all); stops
+/// at the first that fails. Adds totals, and per source its run and tables, to `summary`.
+#[allow(clippy::too_many_arguments)]
+async fn ingest_all(
+    lake: &Lake,
+    settings: &Settings,
+    sources: &[String],
+    full: bool,
+    as_of: Option<NaiveDate>,
+    new_run: &dyn Fn(&str, Option<NaiveDate>) -> RunContext,
+    progress: &dyn Progress,
+    summary: &mut serde_json::Value,
+) -> anyhow::Result<()> {
+    let (mut read, mut rejected) = (0, 0);
+    let mut per_source = Vec::new();
+    for source in sources {
+        let (report, run) = audited(lake, new_run("ingest", as_of), async |run| {
+            jobs::ingest(lake, settings, source, full, run, progress).await
+        })
+        .await?;
+        output::ingested(&report);
+        read += report.read;
+        rejected += report.rejected;
+        per_source.push(json!({"source": report.source, "run_id": run.run_id, "read": report.read, "rejected": report.rejected, "tables": report.tables}));
+    }
+    summary["read"] = json!(read);
+    summary["rejected"] = json!(rejected);
+    if let [one] = per_source.as_slice() {
+        summary["run_id"] = one["run_id"].clone();
+        summary["tables"] = one["tables"].clone();
+    }
+    summary["sources"] = json!(per_source);
+    Ok(())
+}
+
 /// How `cslake run` (and the demo) runs the day.
-struct DayOptions<'a> {
-    source: Option<&'a str>,
+struct DayOptions {
+    sources: Vec<String>,
     retrain: bool,
     strict: bool,
 }
@@ -544,19 +600,25 @@ async fn day(
     lake: &Lake,
     settings: &Settings,
     d: NaiveDate,
-    opts: DayOptions<'_>,
+    opts: DayOptions,
     new_run: &dyn Fn(&str, Option<NaiveDate>) -> RunContext,
     progress: &dyn Progress,
 ) -> anyhow::Result<serde_json::Value> {
     let mut summary = json!({"status": "succeeded", "command": "run", "as_of": d.to_string()});
-    if let Some(source) = opts.source {
-        let (report, _) = audited(lake, new_run("ingest", Some(d)), async |run| {
-            jobs::ingest(lake, settings, source, false, run, progress).await
-        })
+    if !opts.sources.is_empty() {
+        let mut ingest = json!({});
+        ingest_all(
+            lake,
+            settings,
+            &opts.sources,
+            false,
+            Some(d),
+            new_run,
+            progress,
+            &mut ingest,
+        )
         .await?;
-        output::ingested(&report);
-        summary["ingest"] =
-            json!({"read": report.read, "rejected": report.rejected, "tables": report.tables});
+        summary["ingest"] = ingest;
     }
     let (report, _) = audited(lake, new_run("features", Some(d)), async |run| {
         jobs::features(lake, settings, d, opts.strict, run).await

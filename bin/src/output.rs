@@ -69,6 +69,12 @@ pub fn ingested(r: &IngestReport) {
                 t.table, t.unchanged_files
             );
         }
+        if t.pages > 0 {
+            println!(
+                "  core.{:<14} {:>3} page(s) {:>10} read {:>6} rejected {:>10} new {:>8} changed",
+                t.table, t.pages, t.read, t.rejected, t.inserted, t.updated
+            );
+        }
         if t.files > 0 {
             println!(
                 "  core.{:<14} {:>3} file(s) {:>10} read {:>6} rejected {:>10} new {:>8} changed",

@@ -46,6 +46,12 @@ pub enum Error {
     },
     #[error("{0}")]
     Job(String),
+    /// An API call that failed for good (after retries where retrying makes sense).
+    #[error("source '{name}': {message}")]
+    Http { name: String, message: String },
+    /// 401/403: retrying cannot help, the configured credentials must change.
+    #[error("source '{name}': credentials rejected: {message}")]
+    Credentials { name: String, message: String },
     #[error("no churn model has been trained yet: run `cslake train --as-of DATE` first")]
     NoModel,
     #[error(transparent)]
@@ -74,7 +80,7 @@ impl Error {
     /// 2 for usage and configuration errors, 3 for input rejected, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::Credentials { .. } => 2,
             Error::Features(e) => match e.as_ref() {
                 cslake_features::Error::Health { .. } | cslake_features::Error::View { .. } => 2,
                 // a view's SQL that does not plan is the user's SQL to fix, not a failed job

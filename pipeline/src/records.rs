@@ -21,6 +21,8 @@ pub struct RawRecords {
     pub origin: String,
     pub header: Vec<String>,
     pub rows: Vec<RawRow>,
+    /// Calendar events (`sources::calendar::HEADER`): their account comes from the attendees.
+    pub meetings: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -383,6 +385,10 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
+    // Salesforce and others: an offset without a colon (`2026-01-31T09:30:00.000+0000`)
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(t.with_timezone(&Utc));
+    }
     if let Some(t) = s
         .strip_suffix(" UTC")
         .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
@@ -402,6 +408,61 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         };
     }
     None
+}
+
+/// Column mappings that combine fields, like `name = "{firstname} {lastname}"`: each becomes a
+/// field of that name, filled per record (a missing field counts as empty; all empty is null).
+pub fn apply_templates(records: &mut RawRecords, config: &TableMapping) {
+    let mut templates: Vec<&String> = config
+        .columns
+        .values()
+        .filter(|t| t.contains('{') && t.contains('}'))
+        .collect();
+    templates.sort();
+    templates.dedup();
+    for t in templates {
+        if records.header.contains(t) {
+            continue;
+        }
+        // split into literal text and field references
+        let mut parts: Vec<(bool, String)> = Vec::new();
+        let mut rest = t.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            parts.push((false, rest[..open].to_string()));
+            parts.push((true, rest[open + 1..open + close].trim().to_string()));
+            rest = &rest[open + close + 1..];
+        }
+        parts.push((false, rest.to_string()));
+        let index: Vec<Option<usize>> = parts
+            .iter()
+            .map(|(field, name)| {
+                if *field {
+                    records.header.iter().position(|h| h == name)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        records.header.push(t.clone());
+        for row in &mut records.rows {
+            let mut out = String::new();
+            let mut any = false;
+            for ((field, text), i) in parts.iter().zip(&index) {
+                if !*field {
+                    out.push_str(text);
+                } else if let Some(v) = i.and_then(|i| row.values.get(i)).and_then(|v| v.as_deref()) {
+                    any |= !v.trim().is_empty();
+                    out.push_str(v);
+                }
+            }
+            let value = any.then(|| out.split_whitespace().collect::<Vec<_>>().join(" "));
+            row.values.resize(records.header.len() - 1, None);
+            row.values.push(value);
+        }
+    }
 }
 
 /// Validates and casts raw records into `builder`; returns the rejected rows.
@@ -540,6 +601,7 @@ mod tests {
         RawRecords {
             origin: "file:///x/usage.csv".into(),
             header: header.iter().map(|s| s.to_string()).collect(),
+            meetings: false,
             rows: rows
                 .iter()
                 .enumerate()

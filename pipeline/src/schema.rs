@@ -285,12 +285,35 @@ pub const PRODUCTS: TableSpec = TableSpec {
     ],
 };
 
+/// Sales opportunities (HubSpot deals, Salesforce opportunities): renewals and expansions.
+pub const DEALS: TableSpec = TableSpec {
+    name: "deals",
+    key: "deal_id",
+    kind: Kind::Entity,
+    keeps_attributes: true,
+    references_account: true,
+    columns: &[
+        col("deal_id", Str, true, &["id", "opportunity_id"]),
+        col("account_id", Str, true, &["company_id", "customer_id"]),
+        col("name", Str, false, &["deal_name", "title"]),
+        col("stage", Str, false, &["deal_stage", "stage_name"]),
+        col("kind", Str, false, &["type", "deal_type"]),
+        col("amount", Float, false, &["value"]),
+        col("close_date", Date, false, &["closed_at", "expected_close"]),
+        col("is_closed", Bool, false, &["closed"]),
+        col("is_won", Bool, false, &["won"]),
+        col("csm_id", Str, false, &["owner_id"]),
+        col("created_date", Date, false, &["created_at", "created"]),
+    ],
+};
+
 /// Every core table, in load order (accounts first so references can be checked).
 pub const CORE_TABLES: &[TableSpec] = &[
     ACCOUNTS,
     CSMS,
     PRODUCTS,
     CONTACTS,
+    DEALS,
     SUBSCRIPTIONS,
     INVOICES,
     INTERACTIONS,

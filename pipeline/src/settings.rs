@@ -24,6 +24,9 @@ pub struct FileConfig {
     pub datafusion: HashMap<String, String>,
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// API connectors (`[[sources]]`), ingested in the order they are listed.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub features: FeaturesConfig,
     #[serde(default)]
@@ -77,6 +80,207 @@ pub struct TableMapping {
     /// `filter = { type = "track" }` for the track calls of a Segment export (case is ignored).
     #[serde(default)]
     pub filter: HashMap<String, String>,
+
+    // --- API sources only ([sources.tables.NAME]) ---
+    /// Endpoint path, relative to the source's `base_url` (or an absolute URL).
+    pub path: Option<String>,
+    /// `GET` (default) or `POST`.
+    pub method: Option<String>,
+    /// JSON body sent with `POST`.
+    pub body: Option<String>,
+    /// Dotted path of the records array in the response (`data`, `results`, `items`, `records`
+    /// are found without it; `""` when the response is the array itself).
+    pub records: Option<String>,
+    /// Query parameters sent with every request.
+    #[serde(default)]
+    pub params: HashMap<String, String>,
+    pub paging: Option<PagingConfig>,
+    pub incremental: Option<IncrementalConfig>,
+    /// Extra source fields to ask for (HubSpot properties, Salesforce SOQL fields): they land
+    /// as attributes unless a column maps them.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Salesforce: the SOQL query (default: the connector's query for the table).
+    pub query: Option<String>,
+    /// Source fields (or dotted prefixes) not kept as attributes, e.g. `["attributes"]`.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+impl TableMapping {
+    /// Fills what `self` leaves unset from `defaults` (a connector's built-in mapping): the user's
+    /// configuration wins field by field and column by column.
+    pub fn over(mut self, defaults: &TableMapping) -> TableMapping {
+        fn or<T: Clone>(a: &mut Option<T>, b: &Option<T>) {
+            if a.is_none() {
+                a.clone_from(b);
+            }
+        }
+        fn merge<V: Clone>(a: &mut HashMap<String, V>, b: &HashMap<String, V>) {
+            for (k, v) in b {
+                a.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        or(&mut self.files, &defaults.files);
+        or(&mut self.delimiter, &defaults.delimiter);
+        merge(&mut self.columns, &defaults.columns);
+        self.date_formats.extend(defaults.date_formats.iter().cloned());
+        merge(&mut self.values, &defaults.values);
+        merge(&mut self.constants, &defaults.constants);
+        merge(&mut self.filter, &defaults.filter);
+        or(&mut self.path, &defaults.path);
+        or(&mut self.method, &defaults.method);
+        or(&mut self.body, &defaults.body);
+        or(&mut self.records, &defaults.records);
+        merge(&mut self.params, &defaults.params);
+        or(&mut self.paging, &defaults.paging);
+        or(&mut self.incremental, &defaults.incremental);
+        for f in &defaults.fields {
+            if !self.fields.contains(f) {
+                self.fields.push(f.clone());
+            }
+        }
+        or(&mut self.query, &defaults.query);
+        self.ignore.extend(defaults.ignore.iter().cloned());
+        self
+    }
+
+    /// Keys that only mean something for API sources, set here.
+    pub fn api_keys_set(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (set, name) in [
+            (self.path.is_some(), "path"),
+            (self.method.is_some(), "method"),
+            (self.body.is_some(), "body"),
+            (self.records.is_some(), "records"),
+            (!self.params.is_empty(), "params"),
+            (self.paging.is_some(), "paging"),
+            (self.incremental.is_some(), "incremental"),
+            (!self.fields.is_empty(), "fields"),
+            (self.query.is_some(), "query"),
+        ] {
+            if set {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+/// How an API returns the next page.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagingConfig {
+    /// `none`, `cursor` (a token in the body), `next_url` (a URL in the body), `link` (the
+    /// `Link: <…>; rel="next"` header), `offset`, `page`, or `last_id` (`starting_after` = the
+    /// last record's id).
+    #[serde(rename = "type")]
+    pub kind: PagingKind,
+    /// `cursor` / `next_url`: dotted path of the token or URL in the response.
+    pub next: Option<String>,
+    /// The query parameter (or POST body field) that receives the cursor, offset, page or id.
+    pub param: Option<String>,
+    /// The query parameter of the page size, e.g. `limit`.
+    pub limit_param: Option<String>,
+    pub page_size: Option<u32>,
+    /// Dotted path of a boolean that is true while more pages follow (`has_more`).
+    pub has_more: Option<String>,
+    /// Dotted path of a boolean that is true on the last page (`done`).
+    pub done: Option<String>,
+    /// `last_id`: the record field holding the id (default `id`).
+    pub id_field: Option<String>,
+    /// `page`: the number of the first page (default 1).
+    pub first_page: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PagingKind {
+    #[default]
+    None,
+    Cursor,
+    NextUrl,
+    Link,
+    Offset,
+    Page,
+    LastId,
+}
+
+/// Incremental reads: the next run asks only for records changed since the last one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalConfig {
+    /// The record field that holds its last-modified (or created) time.
+    pub field: String,
+    /// The query parameter that receives the cursor (the largest `field` value loaded so far).
+    pub param: Option<String>,
+    /// Re-read this far behind the cursor to catch late changes, e.g. `"35d"`, `"6h"`.
+    pub lookback: Option<String>,
+}
+
+/// One API connector: `[[sources]]` in `cslake.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// What `cslake ingest --source NAME` calls it; also recorded as each row's source.
+    pub name: String,
+    pub kind: SourceKind,
+    /// API root (default: the vendor's public endpoint; required for `rest`).
+    pub base_url: Option<String>,
+    pub auth: Option<AuthConfig>,
+    /// Requests per second this source may make (default: unlimited for `rest`, the vendor's
+    /// documented limit for the others).
+    pub requests_per_second: Option<f64>,
+    /// Per request (default 60).
+    pub timeout_seconds: Option<u64>,
+    /// Retries of a 429, a 5xx or a network error (default 5).
+    pub max_retries: Option<u32>,
+    /// First retry delay in milliseconds, doubled each time, with jitter (default 500).
+    pub backoff_ms: Option<u64>,
+    /// Connectors with built-in tables: load only these (default: all of them).
+    #[serde(default)]
+    pub only: Vec<String>,
+    /// Google Calendar: the calendar ids to read (default `["primary"]`).
+    #[serde(default)]
+    pub calendars: Vec<String>,
+    /// Salesforce: the REST API version (default `v60.0`).
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub tables: HashMap<String, TableMapping>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    #[default]
+    Rest,
+    Hubspot,
+    Salesforce,
+    Stripe,
+    GoogleCalendar,
+}
+
+/// Credentials are always read from environment variables named here, never from the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `none`, `bearer`, `header`, `query`, `basic`, `oauth2_client_credentials` or
+    /// `oauth2_refresh_token`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `bearer`, `header`, `query`: the variable holding the token or key.
+    pub token_env: Option<String>,
+    /// `header` / `query`: the header or parameter name, e.g. `X-Api-Key`.
+    pub name: Option<String>,
+    /// `basic`
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+    /// OAuth 2.0
+    pub token_url: Option<String>,
+    pub client_id_env: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub refresh_token_env: Option<String>,
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -293,15 +497,59 @@ impl Settings {
                 "[ingest] orphans = '{o}': expected 'quarantine' or 'keep'"
             )));
         }
-        for name in self.file.ingest.tables.keys() {
+        let tables = || {
+            crate::schema::CORE_TABLES
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (name, t) in &self.file.ingest.tables {
             if crate::schema::core_table(name).is_none() {
                 return Err(Error::Config(format!(
                     "[ingest.tables.{name}]: no such core table (tables: {})",
-                    crate::schema::CORE_TABLES
-                        .iter()
-                        .map(|t| t.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    tables()
+                )));
+            }
+            if let Some(key) = t.api_keys_set().first() {
+                return Err(Error::Config(format!(
+                    "[ingest.tables.{name}] {key}: only API sources ([[sources]]) have it"
+                )));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.file.sources {
+            if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
+                return Err(Error::Config(format!(
+                    "[[sources]]: every source needs a unique name ('{}' is empty or repeated)",
+                    s.name
+                )));
+            }
+            for (name, t) in &s.tables {
+                if crate::schema::core_table(name).is_none() {
+                    return Err(Error::Config(format!(
+                        "source '{}': [sources.tables.{name}]: no such core table (tables: {})",
+                        s.name,
+                        tables()
+                    )));
+                }
+                if t.files.is_some() || t.delimiter.is_some() {
+                    return Err(Error::Config(format!(
+                        "source '{}': [sources.tables.{name}]: `files` and `delimiter` are for file drops ([ingest.tables])",
+                        s.name
+                    )));
+                }
+                if s.kind == SourceKind::Rest && t.path.is_none() {
+                    return Err(Error::Config(format!(
+                        "source '{}': [sources.tables.{name}] needs a `path` (the endpoint)",
+                        s.name
+                    )));
+                }
+            }
+            if s.kind == SourceKind::Rest && s.base_url.is_none() {
+                return Err(Error::Config(format!(
+                    "source '{}': a `rest` source needs a `base_url`",
+                    s.name
                 )));
             }
         }
@@ -347,6 +595,21 @@ mod tests {
         let file: FileConfig = toml::from_str(include_str!("../../cslake.example.toml")).unwrap();
         assert_eq!(file.churn.horizon_days, 90);
         assert_eq!(file.ingest.tables["accounts"].columns["account_id"], "Company ID");
+        let kinds: Vec<_> = file.sources.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("crm", SourceKind::Hubspot),
+                ("billing", SourceKind::Stripe),
+                ("helpdesk", SourceKind::Rest)
+            ]
+        );
+        let helpdesk = &file.sources[2].tables["interactions"];
+        assert_eq!(helpdesk.paging.as_ref().unwrap().kind, PagingKind::Cursor);
+        assert_eq!(
+            helpdesk.incremental.as_ref().unwrap().lookback.as_deref(),
+            Some("1h")
+        );
         let s = Settings {
             lake: "x".into(),
             file,
@@ -381,5 +644,25 @@ mod tests {
             "{e}"
         );
         assert_eq!(Error::Config(e).exit_code(), 2);
+
+        let check = |text: &str| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            Settings {
+                lake: "x".into(),
+                file,
+                config_dir: PathBuf::new(),
+                actor: "t".into(),
+                memory_limit: None,
+            }
+            .validate()
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(check("[[sources]]\nname = \"api\"\nkind = \"rest\"\n").contains("a `rest` source needs a `base_url`"));
+        assert!(
+            check("[[sources]]\nname = \"a\"\nkind = \"stripe\"\n[sources.tables.invoices]\nfiles = \"x\"\n")
+                .contains("`files` and `delimiter` are for file drops")
+        );
+        assert!(check("[ingest.tables.accounts]\npath = \"x\"\n").contains("only API sources"));
     }
 }

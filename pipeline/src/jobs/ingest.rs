@@ -5,13 +5,16 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
 
+use deltalake::datafusion::prelude::SessionContext;
+
 use super::source_state;
 use super::util::{dedupe, has_table, sql, strings};
-use crate::records::{BatchBuilder, Mapping, Rejected, cast_records};
+use crate::records::{BatchBuilder, Mapping, RawRecords, Rejected, apply_templates, cast_records};
 use crate::schema::{CORE_TABLES, Kind, TableSpec};
+use crate::settings::{SourceConfig, TableMapping};
 use crate::sources::FileDrop;
+use crate::sources::api::ApiSource;
 use crate::sources::calendar::AttendeeIndex;
-use crate::sources::files::is_calendar;
 use crate::{Error, Lake, Progress, Result, RunContext, Settings, ops};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -21,6 +24,8 @@ pub struct TableLoad {
     pub files: usize,
     /// Files skipped because an earlier run loaded them and they have not changed.
     pub unchanged_files: usize,
+    /// API pages read in this run.
+    pub pages: usize,
     pub read: usize,
     pub rejected: usize,
     pub inserted: usize,
@@ -48,12 +53,119 @@ struct Staged {
 /// Audit columns: set on every write, not compared to decide whether a row changed.
 const AUDIT_COLUMNS: [&str; 3] = ["_source", "_run_id", "_ingested_at"];
 
+/// Loads one source: a `[[sources]]` API connector when `source` names one, otherwise a file
+/// drop at that folder or URL.
+pub async fn ingest(
+    lake: &Lake,
+    settings: &Settings,
+    source: &str,
+    full: bool,
+    run: &mut RunContext,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
+    match settings.file.sources.iter().find(|s| s.name == source) {
+        Some(api) => ingest_api(lake, settings, api, full, run, progress).await,
+        None => ingest_files(lake, settings, source, full, run, progress).await,
+    }
+}
+
+/// Validates and casts records into the table they belong to, keeping what the run learns
+/// (accounts loaded so far, meeting attendees) for the records that follow.
+struct Stager {
+    known: HashSet<String>,
+    keep_orphans: bool,
+    ingested_at: chrono::DateTime<Utc>,
+    attendees: Option<AttendeeIndex>,
+}
+
+impl Stager {
+    async fn new(ctx: &SessionContext, settings: &Settings) -> Result<Self> {
+        let mut known: HashSet<String> = HashSet::new();
+        if has_table(ctx, "core.accounts") {
+            for b in sql(ctx, "SELECT account_id FROM core.accounts").await? {
+                known.extend(strings(&b, "account_id")?.into_iter().flatten());
+            }
+        }
+        Ok(Self {
+            known,
+            keep_orphans: settings.keep_orphans(),
+            ingested_at: Utc::now(),
+            attendees: None,
+        })
+    }
+
+    fn staged(spec: &'static TableSpec) -> Staged {
+        Staged {
+            spec,
+            present: Vec::new(),
+            batches: Vec::new(),
+            rejected: Vec::new(),
+            load: TableLoad {
+                table: spec.name.into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn add(
+        &mut self,
+        ctx: &SessionContext,
+        earlier: &[Staged],
+        st: &mut Staged,
+        mut records: RawRecords,
+        config: &TableMapping,
+        run_id: &str,
+    ) -> Result<()> {
+        let spec = st.spec;
+        if spec.name == "interactions" && records.meetings {
+            if self.attendees.is_none() {
+                self.attendees = Some(attendee_index(ctx, earlier).await?);
+            }
+            if let Some(index) = &self.attendees {
+                let skipped = index.assign(&mut records);
+                tracing::info!(
+                    origin = records.origin.as_str(),
+                    skipped,
+                    "calendar events without a customer attendee skipped"
+                );
+            }
+        }
+        if records.header.is_empty() && records.rows.is_empty() {
+            tracing::warn!(origin = records.origin.as_str(), "empty: nothing to load");
+            return Ok(());
+        }
+        apply_templates(&mut records, config);
+        let mapping = Mapping::resolve_records(spec, &records, config)?;
+        for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
+            if idx.is_some() && !st.present.contains(&c.name) {
+                st.present.push(c.name);
+            }
+        }
+        if spec.keeps_attributes && !mapping.unmapped.is_empty() && !st.present.contains(&"attributes") {
+            st.present.push("attributes");
+        }
+        let mut builder = BatchBuilder::new(spec);
+        let known_ref = (!self.keep_orphans).then_some(&self.known);
+        let rejected = cast_records(spec, &records, &mapping, config, known_ref, &mut builder);
+        // records a filter routes to another table are not this table's reads
+        st.load.read += builder.len() + rejected.len();
+        st.rejected.extend(rejected);
+        let batch = builder.finish_table(&records.origin, run_id, self.ingested_at)?;
+        if spec.name == "accounts" {
+            self.known
+                .extend(strings(&batch, "account_id")?.into_iter().flatten());
+        }
+        st.batches.push(batch);
+        Ok(())
+    }
+}
+
 /// Reads the new and changed files of the source (every file with `full`), validates them, and
 /// loads them: entities merged on their key, events appended once per `event_id`. Everything is
 /// read and validated before anything is written, so a file with a missing column, or rejects
 /// above the threshold, load nothing. The files' state is recorded in `ops.source_state` only
 /// after the core tables are committed, so a failed run is read again in full by the next one.
-pub async fn ingest(
+async fn ingest_files(
     lake: &Lake,
     settings: &Settings,
     source: &str,
@@ -67,40 +179,23 @@ pub async fn ingest(
         settings.file.ingest.tables.clone(),
     )?;
     let ctx = lake.session().await?;
-    let mut known: HashSet<String> = HashSet::new();
-    if has_table(&ctx, "core.accounts") {
-        for b in sql(&ctx, "SELECT account_id FROM core.accounts").await? {
-            known.extend(strings(&b, "account_id")?.into_iter().flatten());
-        }
-    }
-    let keep_orphans = settings.keep_orphans();
-    let ingested_at = Utc::now();
+    let mut stager = Stager::new(&ctx, settings).await?;
     let seen = if full {
         HashMap::new()
     } else {
         source_state::load(&ctx, drop.url.as_str()).await?
     };
     let mut read_files: Vec<source_state::FileState> = Vec::new();
-    let mut attendees: Option<AttendeeIndex> = None;
-    let mut staged = Vec::new();
+    let mut staged: Vec<Staged> = Vec::new();
     for spec in CORE_TABLES {
         let listed = drop.files_for(spec).await?;
         let (files, unchanged): (Vec<_>, Vec<_>) = listed.into_iter().partition(|f| {
             let state = source_state::FileState::of(&drop, f, spec.name);
             seen.get(&(state.table.clone(), state.object.clone())) != Some(&state)
         });
-        let mut st = Staged {
-            spec,
-            present: Vec::new(),
-            batches: Vec::new(),
-            rejected: Vec::new(),
-            load: TableLoad {
-                table: spec.name.into(),
-                files: files.len(),
-                unchanged_files: unchanged.len(),
-                ..Default::default()
-            },
-        };
+        let mut st = Stager::staged(spec);
+        st.load.files = files.len();
+        st.load.unchanged_files = unchanged.len();
         if files.is_empty() {
             staged.push(st);
             continue;
@@ -109,64 +204,100 @@ pub async fn ingest(
         let config = drop.mapping(spec.name).cloned().unwrap_or_default();
         for file in &files {
             read_files.push(source_state::FileState::of(&drop, file, spec.name));
-            let mut records = drop.read(spec, file).await?;
-            if spec.name == "interactions" && is_calendar(&records.origin) {
-                if attendees.is_none() {
-                    attendees = Some(attendee_index(&ctx, &staged).await?);
-                }
-                if let Some(index) = &attendees {
-                    let skipped = index.assign(&mut records);
-                    tracing::info!(
-                        file = records.origin.as_str(),
-                        skipped,
-                        "calendar events without a customer attendee skipped"
-                    );
-                }
-            }
-            if records.header.is_empty() && records.rows.is_empty() {
-                tracing::warn!(file = records.origin.as_str(), "empty file: nothing to load");
-                progress.advance(1);
-                continue;
-            }
-            let mapping = Mapping::resolve_records(spec, &records, &config)?;
-            for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
-                if idx.is_some() && !st.present.contains(&c.name) {
-                    st.present.push(c.name);
-                }
-            }
-            if spec.keeps_attributes && !mapping.unmapped.is_empty() && !st.present.contains(&"attributes") {
-                st.present.push("attributes");
-            }
-            let mut builder = BatchBuilder::new(spec);
-            let known_ref = (!keep_orphans).then_some(&known);
-            let rejected = cast_records(spec, &records, &mapping, &config, known_ref, &mut builder);
-            // records a filter routes to another table are not this table's reads
-            st.load.read += builder.len() + rejected.len();
-            st.rejected.extend(rejected);
-            let batch = builder.finish_table(&records.origin, &run.run_id, ingested_at)?;
-            if spec.name == "accounts" {
-                known.extend(strings(&batch, "account_id")?.into_iter().flatten());
-            }
-            st.batches.push(batch);
+            let records = drop.read(spec, file).await?;
+            stager
+                .add(&ctx, &staged, &mut st, records, &config, &run.run_id)
+                .await?;
             progress.advance(1);
         }
         progress.finish();
-        st.load.rejected = st.rejected.len();
         tracing::info!(
             table = spec.name,
             files = files.len(),
             read = st.load.read,
-            rejected = st.load.rejected,
+            rejected = st.rejected.len(),
             "read"
         );
         staged.push(st);
+    }
+    let report = commit(lake, settings, run, drop.url.as_str(), staged, progress).await?;
+    if let Some(v) = source_state::record(lake, drop.url.as_str(), &read_files, &run.run_id).await? {
+        run.tables.insert("ops.source_state".into(), v);
+    }
+    Ok(report)
+}
+
+/// Reads every stream of an API source from its cursor (from the start with `full`), then loads
+/// it like files; the cursors advance in `ops.source_cursors` only after the core tables are
+/// committed, so a failed run is read again from the last good cursor.
+async fn ingest_api(
+    lake: &Lake,
+    settings: &Settings,
+    config: &SourceConfig,
+    full: bool,
+    run: &mut RunContext,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
+    let api = ApiSource::open(config)?;
+    let ctx = lake.session().await?;
+    let mut stager = Stager::new(&ctx, settings).await?;
+    let cursors = if full {
+        HashMap::new()
+    } else {
+        source_state::load_cursors(&ctx, &config.name).await?
+    };
+    let streams = api.streams(&cursors).await?;
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut reached: Vec<(String, String)> = Vec::new();
+    for spec in CORE_TABLES {
+        let mut st = Stager::staged(spec);
+        for stream in streams.iter().filter(|s| s.table.name == spec.name) {
+            let fetched = api
+                .fetch(stream, cursors.get(&stream.key).map(String::as_str), progress)
+                .await?;
+            st.load.pages += fetched.pages.len();
+            for page in fetched.pages {
+                stager
+                    .add(&ctx, &staged, &mut st, page, &stream.mapping, &run.run_id)
+                    .await?;
+            }
+            if let Some(c) = fetched.cursor {
+                reached.push((stream.key.clone(), c));
+            }
+            tracing::info!(
+                source = api.name(),
+                stream = stream.key.as_str(),
+                records = fetched.records,
+                "read"
+            );
+        }
+        staged.push(st);
+    }
+    let report = commit(lake, settings, run, api.name(), staged, progress).await?;
+    if let Some(v) = source_state::record_cursors(lake, api.name(), &reached, &run.run_id).await? {
+        run.tables.insert("ops.source_cursors".into(), v);
+    }
+    Ok(report)
+}
+
+/// Quarantines the rejects, checks the threshold, then loads every table.
+async fn commit(
+    lake: &Lake,
+    settings: &Settings,
+    run: &mut RunContext,
+    source: &str,
+    mut staged: Vec<Staged>,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
+    for st in &mut staged {
+        st.load.rejected = st.rejected.len();
     }
     let read: usize = staged.iter().map(|s| s.load.read).sum();
     let rejected: usize = staged.iter().map(|s| s.load.rejected).sum();
     run.rows_read += read as u64;
     run.rows_rejected += rejected as u64;
     for st in &staged {
-        if let Some(v) = ops::quarantine(lake, run, drop.url.as_str(), st.spec.name, &st.rejected).await? {
+        if let Some(v) = ops::quarantine(lake, run, source, st.spec.name, &st.rejected).await? {
             run.tables.insert("ops.quarantine".into(), v);
         }
     }
@@ -188,7 +319,7 @@ pub async fn ingest(
         });
     }
     let mut report = IngestReport {
-        source: drop.url.to_string(),
+        source: source.to_string(),
         read,
         rejected,
         tables: Vec::new(),
@@ -228,19 +359,17 @@ pub async fn ingest(
                 "loaded"
             );
         }
-        report.tables.push(st.load);
-    }
-    if let Some(v) = source_state::record(lake, drop.url.as_str(), &read_files, &run.run_id).await? {
-        run.tables.insert("ops.source_state".into(), v);
+        // a table the source does not provide at all is not part of its report
+        let l = &st.load;
+        if l.files + l.unchanged_files + l.pages + l.read > 0 {
+            report.tables.push(st.load);
+        }
     }
     Ok(report)
 }
 
 /// Contacts known to the lake and loaded earlier in this run, for matching meeting attendees.
-async fn attendee_index(
-    ctx: &deltalake::datafusion::prelude::SessionContext,
-    staged: &[Staged],
-) -> Result<AttendeeIndex> {
+async fn attendee_index(ctx: &SessionContext, staged: &[Staged]) -> Result<AttendeeIndex> {
     let mut index = AttendeeIndex::default();
     let mut add = |b: &RecordBatch| -> Result<()> {
         let (email, account, contact) = (

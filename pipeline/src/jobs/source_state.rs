@@ -129,3 +129,72 @@ pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str
         .await?;
     Ok(stats.version)
 }
+
+/// The cursors of an API source's streams (`ops.source_cursors`): the newest change loaded.
+pub async fn load_cursors(ctx: &SessionContext, source: &str) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    if !has_table(ctx, "ops.source_cursors") {
+        return Ok(out);
+    }
+    let q = format!(
+        "SELECT stream, cursor FROM ops.source_cursors WHERE source = '{}'",
+        source.replace('\'', "''")
+    );
+    for b in sql(ctx, &q).await? {
+        let (streams, cursors) = (strings(&b, "stream")?, strings(&b, "cursor")?);
+        for (s, c) in streams.into_iter().zip(cursors) {
+            if let (Some(s), Some(c)) = (s, c) {
+                out.insert(s, c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Upserts the cursors a run reached. Called only after the core tables are committed.
+pub async fn record_cursors(
+    lake: &Lake,
+    source: &str,
+    cursors: &[(String, String)],
+    run_id: &str,
+) -> Result<Option<u64>> {
+    if cursors.is_empty() {
+        return Ok(None);
+    }
+    let n = cursors.len();
+    let ts = ColType::Timestamp.arrow();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("cursor", DataType::Utf8, false),
+        Field::new("_run_id", DataType::Utf8, false),
+        Field::new("updated_at", ts, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![source; n])),
+            Arc::new(StringArray::from_iter_values(
+                cursors.iter().map(|c| c.0.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                cursors.iter().map(|c| c.1.as_str()),
+            )),
+            Arc::new(StringArray::from(vec![run_id; n])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Utc::now().timestamp_micros(); n]).with_timezone("UTC"),
+            ),
+        ],
+    )?;
+    let stats = lake
+        .target("ops", "source_cursors")
+        .upsert(
+            vec![batch],
+            &["source", "stream"],
+            &["cursor"],
+            &["_run_id", "updated_at"],
+            run_id,
+        )
+        .await?;
+    Ok(stats.version)
+}

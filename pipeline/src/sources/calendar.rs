@@ -68,6 +68,7 @@ pub fn read_ics(bytes: &[u8], origin: String) -> RawRecords {
         origin,
         header: HEADER.iter().map(|h| h.to_string()).collect(),
         rows,
+        meetings: true,
     }
 }
 

@@ -169,8 +169,7 @@ fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(RawRecords {
             origin,
-            header: Vec::new(),
-            rows: Vec::new(),
+            ..Default::default()
         });
     }
     let mut reader = csv::ReaderBuilder::new()
@@ -239,7 +238,12 @@ fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
             }
         }
     }
-    Ok(RawRecords { origin, header, rows })
+    Ok(RawRecords {
+        origin,
+        header,
+        rows,
+        meetings: false,
+    })
 }
 
 fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
@@ -266,6 +270,17 @@ fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
             })
             .collect()
     };
+    Ok(records_from_json(origin, objects, false))
+}
+
+/// Records from parsed JSON objects, numbered, nested objects flattened to dotted fields. With
+/// `index_arrays`, arrays of objects flatten too (`associations.companies.results.0.id`), as API
+/// responses nest related records that way; otherwise arrays stay JSON text.
+pub fn records_from_json(
+    origin: String,
+    objects: Vec<(usize, Result<serde_json::Value, String>)>,
+    index_arrays: bool,
+) -> RawRecords {
     let mut header: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut rows = Vec::with_capacity(objects.len());
@@ -285,7 +300,7 @@ fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
         let error = (!obj.is_object()).then(|| format!("expected a JSON object, found {obj}"));
         if let serde_json::Value::Object(map) = obj {
             let mut fields = Vec::with_capacity(map.len());
-            flatten("", map, &mut fields);
+            flatten("", map, index_arrays, &mut fields);
             for (k, v) in fields {
                 let i = *index.entry(k.clone()).or_insert_with(|| {
                     header.push(k);
@@ -306,7 +321,12 @@ fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
     for r in &mut rows {
         r.values.resize(header.len(), None);
     }
-    Ok(RawRecords { origin, header, rows })
+    RawRecords {
+        origin,
+        header,
+        rows,
+        meetings: false,
+    }
 }
 
 /// Nested objects become dotted fields (`context.groupId`, `traits.plan`), as warehouse exports
@@ -314,6 +334,7 @@ fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
 fn flatten(
     prefix: &str,
     map: serde_json::Map<String, serde_json::Value>,
+    index_arrays: bool,
     out: &mut Vec<(String, Option<String>)>,
 ) {
     for (k, v) in map {
@@ -323,7 +344,16 @@ fn flatten(
             format!("{prefix}.{k}")
         };
         match v {
-            serde_json::Value::Object(inner) if !inner.is_empty() => flatten(&key, inner, out),
+            serde_json::Value::Object(inner) if !inner.is_empty() => flatten(&key, inner, index_arrays, out),
+            serde_json::Value::Array(items)
+                if index_arrays && !items.is_empty() && items.iter().all(serde_json::Value::is_object) =>
+            {
+                for (i, item) in items.into_iter().enumerate() {
+                    if let serde_json::Value::Object(inner) = item {
+                        flatten(&format!("{key}.{i}"), inner, index_arrays, out);
+                    }
+                }
+            }
             serde_json::Value::Null => out.push((key, None)),
             serde_json::Value::String(s) => out.push((key, Some(s))),
             other => out.push((key, Some(other.to_string()))),
@@ -372,7 +402,12 @@ fn read_parquet(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
             });
         }
     }
-    Ok(RawRecords { origin, header, rows })
+    Ok(RawRecords {
+        origin,
+        header,
+        rows,
+        meetings: false,
+    })
 }
 
 #[cfg(test)]
