@@ -346,3 +346,36 @@ fn calendar_meetings_land_on_the_account_of_their_attendees() {
         "{reason:?}"
     );
 }
+
+#[test]
+fn a_50_mb_field_is_quarantined_without_losing_the_rows_around_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("drop")).unwrap();
+    let huge = "x".repeat(50 << 20);
+    std::fs::write(
+        dir.join("drop/accounts.csv"),
+        format!("account_id,name,seats\nA1,Acme,10\nA2,\"{huge}\",5\nA3,Initech,7\n"),
+    )
+    .unwrap();
+    drop(huge);
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.5\n").unwrap();
+    let s = cslake(dir, &["ingest", "--source", "drop"]).ok().summary();
+    assert_eq!(
+        (s["read"].as_u64(), s["rejected"].as_u64()),
+        (Some(3), Some(1)),
+        "{s}"
+    );
+    assert_eq!(
+        query(dir, "SELECT account_id FROM core.accounts ORDER BY 1"),
+        ["account_id", "A1", "A3"]
+    );
+    let q = query(
+        dir,
+        "SELECT row_number, field, reason, length(raw) < 100000 AS short_raw FROM ops.quarantine",
+    );
+    assert_eq!(
+        q[1],
+        "2,name,\"row 2, field 'name': 52428800 bytes, above the 1 MiB a field may hold (an unclosed quote?)\",true"
+    );
+}

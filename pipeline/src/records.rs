@@ -465,6 +465,11 @@ pub fn apply_templates(records: &mut RawRecords, config: &TableMapping) {
     }
 }
 
+/// A longer field rejects its row.
+pub const MAX_FIELD_BYTES: usize = 1 << 20;
+/// How much of a long field the quarantine keeps in `raw`.
+const RAW_FIELD_KEPT: usize = 64 << 10;
+
 /// Validates and casts raw records into `builder`; returns the rejected rows.
 pub fn cast_records(
     spec: &'static TableSpec,
@@ -497,6 +502,33 @@ pub fn cast_records(
                 row: row.number,
                 field: String::new(),
                 reason: format!("row {}: {error}", row.number),
+                raw: raw_json(&records.header, &row.values),
+            });
+            continue;
+        }
+        if let Some(i) = row
+            .values
+            .iter()
+            .position(|v| v.as_ref().is_some_and(|v| v.len() > MAX_FIELD_BYTES))
+        {
+            // a runaway field (an unclosed quote, a blob in a text column) is not data to keep
+            let field = spec
+                .columns
+                .iter()
+                .zip(&mapping.columns)
+                .find(|(_, idx)| **idx == Some(i))
+                .map(|(c, _)| c.name.to_string())
+                .unwrap_or_else(|| records.header.get(i).cloned().unwrap_or_default());
+            let len = row.values[i].as_ref().map_or(0, String::len);
+            rejected.push(Rejected {
+                origin: records.origin.clone(),
+                row: row.number,
+                field: field.clone(),
+                reason: format!(
+                    "row {}, field '{field}': {len} bytes, above the {} a field may hold (an unclosed quote?)",
+                    row.number,
+                    "1 MiB"
+                ),
                 raw: raw_json(&records.header, &row.values),
             });
             continue;
@@ -583,11 +615,18 @@ pub fn raw_json(header: &[String], values: &[Option<String>]) -> String {
             .get(i)
             .cloned()
             .unwrap_or_else(|| format!("field_{}", i + 1));
-        obj.insert(
-            key,
-            v.clone()
-                .map_or(serde_json::Value::Null, serde_json::Value::String),
-        );
+        let v = v.as_ref().map(|v| {
+            if v.len() <= RAW_FIELD_KEPT {
+                v.clone()
+            } else {
+                let mut end = RAW_FIELD_KEPT;
+                while !v.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{}… [{} bytes in all]", &v[..end], v.len())
+            }
+        });
+        obj.insert(key, v.map_or(serde_json::Value::Null, serde_json::Value::String));
     }
     serde_json::Value::Object(obj).to_string()
 }

@@ -658,7 +658,10 @@ mod tests {
             .unwrap_err()
             .to_string()
         };
-        assert!(check("[[sources]]\nname = \"api\"\nkind = \"rest\"\n").contains("a `rest` source needs a `base_url`"));
+        assert!(
+            check("[[sources]]\nname = \"api\"\nkind = \"rest\"\n")
+                .contains("a `rest` source needs a `base_url`")
+        );
         assert!(
             check("[[sources]]\nname = \"a\"\nkind = \"stripe\"\n[sources.tables.invoices]\nfiles = \"x\"\n")
                 .contains("`files` and `delimiter` are for file drops")
