@@ -545,6 +545,24 @@ pub fn cast_records(
                 (Some(v), Some(map)) => Some(map.get(&v.to_lowercase()).copied().unwrap_or(v)),
                 (v, _) => v,
             };
+            if let (Some(v), Some(allowed)) = (raw, config.allowed.get(c.name))
+                && !allowed.iter().any(|a| a.eq_ignore_ascii_case(v))
+            {
+                rejected.push(Rejected {
+                    origin: records.origin.clone(),
+                    row: row.number,
+                    field: c.name.to_string(),
+                    reason: format!(
+                        "row {}, field '{}': '{}' is not one of the allowed values ({})",
+                        row.number,
+                        c.name,
+                        truncate(v, 60),
+                        allowed.join(", ")
+                    ),
+                    raw: raw_json(&records.header, &row.values),
+                });
+                continue 'rows;
+            }
             let value = match raw {
                 None if c.required => Err("required but empty".to_string()),
                 None => Ok(Value::Null),
@@ -749,6 +767,30 @@ mod tests {
              | a1         | SMB     | standard | 2025-03-15     |\n\
              | a3         | SMB     | standard | 2025-03-15     |\n\
              +------------+---------+----------+----------------+"
+        );
+    }
+
+    #[test]
+    fn values_outside_the_allowed_list_are_rejected_after_mapping() {
+        let r = rec(
+            &["id", "Tier"],
+            &[&["a1", "Small Business"], &["a2", "Gold"], &["a3", "enterprise"]],
+        );
+        let cfg: TableMapping = toml::from_str(
+            r#"
+            columns = { segment = "Tier" }
+            allowed = { segment = ["SMB", "Enterprise"] }
+            values.segment = { "small business" = "SMB" }
+            "#,
+        )
+        .unwrap();
+        let m = Mapping::resolve(&ACCOUNTS, &r.header, &cfg, &r.origin).unwrap();
+        let mut b = BatchBuilder::new(&ACCOUNTS);
+        let rej = cast_records(&ACCOUNTS, &r, &m, &cfg, None, &mut b);
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            rej.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(),
+            ["row 2, field 'segment': 'Gold' is not one of the allowed values (SMB, Enterprise)"]
         );
     }
 

@@ -76,6 +76,10 @@ pub struct TableMapping {
     /// A value for a canonical column the source lacks (or leaves empty), e.g. `plan = "standard"`.
     #[serde(default)]
     pub constants: HashMap<String, String>,
+    /// The only values a column may take (after `values` mapping; case is ignored), e.g.
+    /// `allowed = { status = ["active", "canceled", "past_due"] }`: other values are rejected.
+    #[serde(default)]
+    pub allowed: HashMap<String, Vec<String>>,
     /// Only records whose source fields have these values belong to the table, e.g.
     /// `filter = { type = "track" }` for the track calls of a Segment export (case is ignored).
     #[serde(default)]
@@ -127,6 +131,7 @@ impl TableMapping {
         self.date_formats.extend(defaults.date_formats.iter().cloned());
         merge(&mut self.values, &defaults.values);
         merge(&mut self.constants, &defaults.constants);
+        merge(&mut self.allowed, &defaults.allowed);
         merge(&mut self.filter, &defaults.filter);
         or(&mut self.path, &defaults.path);
         or(&mut self.method, &defaults.method);
