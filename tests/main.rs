@@ -6,6 +6,7 @@ mod connectors;
 mod e2e;
 mod fixture;
 mod input;
+mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

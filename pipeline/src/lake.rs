@@ -78,14 +78,14 @@ impl Lake {
         datafusion: &HashMap<String, String>,
     ) -> Result<Self> {
         let root = location_url(location, true)?;
-        let (store, prefix) = object_store::parse_url_opts(&root, storage.iter())
+        let (store, prefix) = crate::storage::open(&root, storage)
             .map_err(|e| Error::Config(format!("lake '{location}': {e}")))?;
         Ok(Self {
             root,
             storage_options: storage.clone(),
             datafusion_options: datafusion.clone(),
             memory_limit: None,
-            store: Arc::from(store),
+            store,
             store_prefix: prefix,
         })
     }

@@ -9,6 +9,7 @@ pub mod records;
 pub mod schema;
 pub mod settings;
 pub mod sources;
+pub mod storage;
 
 pub use lake::Lake;
 pub use ops::RunContext;

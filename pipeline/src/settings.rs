@@ -12,7 +12,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Lake location: a folder, `file://` or `memory://` (S3 is not wired in yet).
+    /// Lake location: a folder, `file://`, `memory://` or `s3://bucket/prefix`.
     pub lake: Option<String>,
     /// Memory DataFusion may use before spilling to disk, e.g. `"4G"` or `"512M"`.
     pub memory_limit: Option<String>,

@@ -38,11 +38,11 @@ impl FileDrop {
                 "source folder '{location}' does not exist"
             )));
         }
-        let (store, prefix) = object_store::parse_url_opts(&url, storage.iter())
+        let (store, prefix) = crate::storage::open(&url, storage)
             .map_err(|e| Error::Config(format!("source '{location}': {e}")))?;
         Ok(Self {
             url,
-            store: Arc::from(store),
+            store,
             prefix,
             tables,
         })
@@ -132,13 +132,16 @@ pub fn is_calendar(path: &str) -> bool {
     path.to_ascii_lowercase().ends_with(".ics")
 }
 
+/// A file belongs to a table by a folder named after the table anywhere in its path
+/// (`usage_events/part-1.csv`, `2026-03-31/usage_events/part-1.csv`), or else by its file name
+/// (`accounts.csv`, `accounts-2026-01.csv`, `2026-03-31/accounts.csv`).
 fn default_match(table: &str, rel: &str) -> bool {
-    let mut parts = rel.split('/');
-    let first = parts.next().unwrap_or_default();
-    if rel.contains('/') {
-        return first == table;
+    let parts: Vec<&str> = rel.split('/').collect();
+    let (file, dirs) = parts.split_last().unwrap_or((&"", &[]));
+    if let Some(dir) = dirs.iter().rev().find(|d| crate::schema::core_table(d).is_some()) {
+        return *dir == table;
     }
-    let stem = first.split('.').next().unwrap_or_default();
+    let stem = file.split('.').next().unwrap_or_default();
     stem == table
         || stem.strip_prefix(table).is_some_and(|rest| {
             rest.starts_with('-') || rest.starts_with('_') && !rest[1..].starts_with(char::is_alphabetic)
@@ -425,6 +428,12 @@ mod tests {
         assert!(default_match("usage_events", "usage_events/part-00001.parquet"));
         assert!(!default_match("accounts", "accounts_extra.csv"));
         assert!(!default_match("contacts", "accounts.csv"));
+        assert!(default_match("accounts", "2026-03-31/accounts.csv"));
+        assert!(default_match(
+            "usage_events",
+            "2026-03-31/usage_events/part-1.csv"
+        ));
+        assert!(!default_match("contacts", "2026-03-31/usage_events/contacts.csv"));
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! The lake and file drops on S3, against a real S3-compatible server (moto, installed by
+//! `.ci/setup`) that each test starts on a free loopback port and stops when it ends.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Out, cslake};
+
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    host: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let bin = std::env::var_os("CSLAKE_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/cslake-moto/bin/moto_server")
+            });
+        assert!(
+            bin.exists(),
+            "the S3 test server is not installed: run .ci/setup (it puts moto into ~/.cache/cslake-moto), \
+             or point CSLAKE_MOTO_SERVER at a moto_server"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let host = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        while TcpStream::connect(&host).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            endpoint: format!("http://{host}"),
+            host,
+        }
+    }
+
+    /// A plain HTTP request (moto does not check signatures); returns the status code.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> u16 {
+        let mut s = TcpStream::connect(&self.host).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.host,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok();
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Uploads every file under `dir` to `bucket/prefix/…`.
+    pub fn upload(&self, dir: &Path, bucket: &str, prefix: &str) -> usize {
+        let mut n = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                    let status = self.request(
+                        "PUT",
+                        &format!("/{bucket}/{prefix}/{rel}"),
+                        &std::fs::read(&p).unwrap(),
+                    );
+                    assert_eq!(status, 200, "upload {rel}");
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// `cslake` with the standard AWS variables pointing at this server.
+    pub fn cslake(&self, dir: &Path, args: &[&str]) -> Out {
+        crate::cslake_env(
+            dir,
+            args,
+            &[
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ENDPOINT_URL", &self.endpoint),
+                ("AWS_ALLOW_HTTP", "true"),
+            ],
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+#[test]
+fn the_lake_and_a_file_drop_on_s3_end_to_end() {
+    let s3 = Moto::start();
+    for bucket in ["lake", "drops"] {
+        assert_eq!(s3.request("PUT", &format!("/{bucket}"), b""), 200);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cslake(
+        dir,
+        &[
+            "generate",
+            "--out",
+            "data",
+            "--accounts",
+            "40",
+            "--days",
+            "60",
+            "--end",
+            "2026-03-31",
+        ],
+    )
+    .ok();
+    let files = s3.upload(&dir.join("data"), "drops", "exports/2026-03-31");
+    assert!(files >= 8, "{files} files");
+
+    let lake = ["--lake", "s3://lake/prod"];
+    let ingest = |extra: &[&str]| {
+        let args: Vec<&str> = lake
+            .iter()
+            .chain(&["ingest", "--source", "s3://drops/exports"])
+            .chain(extra)
+            .copied()
+            .collect();
+        s3.cslake(dir, &args).ok().summary()
+    };
+    let first = ingest(&[]);
+    assert_eq!(first["rejected"], 0, "{first}");
+    assert!(first["read"].as_u64().unwrap() > 1000, "{first}");
+    assert_eq!(ingest(&[])["read"], 0, "unchanged objects are not read again");
+
+    let q = |sql: &str| -> Vec<String> {
+        let args: Vec<&str> = lake
+            .iter()
+            .copied()
+            .chain(["query", sql, "--format", "csv"])
+            .collect();
+        s3.cslake(dir, &args)
+            .ok()
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(q("SELECT COUNT(*) AS n FROM core.accounts"), ["n", "40"]);
+    let args: Vec<&str> = lake
+        .iter()
+        .copied()
+        .chain(["features", "--as-of", "2026-03-31"])
+        .collect();
+    s3.cslake(dir, &args).ok();
+    let rows = q("SELECT COUNT(*) AS n FROM features.usage_activity WHERE as_of_date = DATE '2026-03-31'");
+    assert!(rows[1].parse::<u64>().unwrap() > 0, "{rows:?}");
+
+    // two writers at once: both finish or one fails clearly, and nothing is duplicated
+    let spawn = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cslake"));
+        cmd.current_dir(dir)
+            .args([
+                "--lake",
+                "s3://lake/prod",
+                "ingest",
+                "--source",
+                "s3://drops/exports",
+                "--full",
+            ])
+            .env("RUST_LOG", "warn")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &s3.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("Delta"),
+            "a concurrent writer fails with a clear message: {stderr}"
+        );
+    }
+    assert_eq!(
+        q("SELECT COUNT(*) - COUNT(DISTINCT event_id) AS duplicates FROM core.usage_events"),
+        ["duplicates", "0"]
+    );
+    assert_eq!(q("SELECT COUNT(*) AS n FROM core.accounts"), ["n", "40"]);
+}
