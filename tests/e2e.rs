@@ -294,6 +294,51 @@ BACK-T,{account},ticket,2026-06-25T09:00:00Z,high
     );
     let shown = cslake(&dir, &["models", "show", "churn-v1"]).ok();
     assert!(shown.stdout.contains("\"test_metrics\""), "{}", shown.stdout);
+
+    // a scheduler runs one step per task, or resumes a day from the step that failed
+    let only = cslake(&dir, &["run", "--as-of", "2026-05-15", "--only", "features"])
+        .ok()
+        .summary();
+    assert_eq!(only["steps"], serde_json::json!(["features"]), "{only}");
+    assert!(
+        only.get("scores").is_none() && only.get("ingest").is_none(),
+        "{only}"
+    );
+    let resumed = cslake(&dir, &["run", "--as-of", "2026-05-15", "--from-step", "score"])
+        .ok()
+        .summary();
+    assert_eq!(resumed["steps"], serde_json::json!(["score"]), "{resumed}");
+    assert!(resumed["scores"]["accounts"].as_u64().unwrap() > 100, "{resumed}");
+
+    // a backfill materialises a range; dates already done are replaced, not duplicated
+    let range = [
+        "backfill",
+        "--from",
+        "2026-05-01",
+        "--to",
+        "2026-05-15",
+        "--every",
+        "7",
+    ];
+    let b = cslake(&dir, &range).ok().summary();
+    assert_eq!(b["dates"], 3, "{b}");
+    cslake(&dir, &range).ok();
+    let per_day = query(
+        &dir,
+        "SELECT as_of_date, COUNT(*) = COUNT(DISTINCT account_id) AS unique_accounts FROM scores.risk_scores \
+         WHERE as_of_date BETWEEN DATE '2026-05-01' AND DATE '2026-05-15' GROUP BY as_of_date ORDER BY as_of_date",
+    );
+    assert_eq!(
+        per_day,
+        [
+            "as_of_date,unique_accounts",
+            "2026-05-01,true",
+            "2026-05-08,true",
+            "2026-05-15,true"
+        ]
+    );
+    let bad = cslake(&dir, &["backfill", "--from", "2026-05-15", "--to", "2026-05-01"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
 
 #[test]

@@ -46,6 +46,28 @@ struct AsOf {
     as_of: NaiveDate,
 }
 
+/// The steps of a day, in order.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Ingest,
+    Features,
+    Train,
+    Score,
+}
+
+impl Step {
+    const ALL: [Step; 4] = [Step::Ingest, Step::Features, Step::Train, Step::Score];
+
+    /// The steps `--only` / `--from-step` select (all of them by default).
+    fn selected(only: Option<Step>, from: Option<Step>) -> Vec<Step> {
+        match (only, from) {
+            (Some(s), _) => vec![s],
+            (None, Some(f)) => Self::ALL.into_iter().filter(|s| *s >= f).collect(),
+            (None, None) => Self::ALL.to_vec(),
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 struct GenArgs {
     /// Number of accounts
@@ -139,6 +161,31 @@ enum Command {
         #[arg(long)]
         retrain: bool,
         /// Also ignore rows ingested after the daily run of that date (reproduce what it saw)
+        #[arg(long)]
+        strict: bool,
+        /// Run only this step (a scheduler task per step); `train` always trains
+        #[arg(long, value_enum, conflicts_with = "from_step")]
+        only: Option<Step>,
+        /// Run this step and the ones after it (resume a day that failed part-way)
+        #[arg(long, value_enum)]
+        from_step: Option<Step>,
+    },
+    /// Materialise features (and scores) for every date of a range: re-runs are idempotent
+    Backfill {
+        /// First date (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_date)]
+        from: NaiveDate,
+        /// Last date, included
+        #[arg(long, value_parser = parse_date)]
+        to: NaiveDate,
+        /// Days between materialised dates
+        #[arg(long, default_value_t = 1)]
+        every: u32,
+        /// Features only: do not score (scores use the current model, trained later than the
+        /// earlier dates of the range)
+        #[arg(long)]
+        features_only: bool,
+        /// Ignore rows ingested after each date's daily run: reproduce what those runs saw
         #[arg(long)]
         strict: bool,
     },
@@ -480,23 +527,79 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             source,
             retrain,
             strict,
+            only,
+            from_step,
         } => {
             let lake = open_lake()?;
             let d = as_of.as_of;
+            let steps = Step::selected(only, from_step);
             let summary = day(
                 &lake,
                 &settings,
                 d,
                 DayOptions {
                     sources: sources_to_ingest(&settings, source),
-                    retrain,
+                    // a train step asked for by name trains, model or not
+                    retrain: retrain || only == Some(Step::Train) || from_step == Some(Step::Train),
                     strict,
+                    steps,
                 },
                 &new_run,
                 &progress,
             )
             .await?;
             println!("{summary}");
+        }
+        Command::Backfill {
+            from,
+            to,
+            every,
+            features_only,
+            strict,
+        } => {
+            if to < from || every == 0 {
+                return Err(Error::Config(format!(
+                    "backfill: --to ({to}) must not be before --from ({from}), and --every at least 1"
+                ))
+                .into());
+            }
+            let lake = open_lake()?;
+            let dates: Vec<NaiveDate> = from
+                .iter_days()
+                .step_by(every as usize)
+                .take_while(|d| *d <= to)
+                .collect();
+            let mut days = Vec::new();
+            for d in &dates {
+                let steps = if features_only {
+                    vec![Step::Features]
+                } else {
+                    vec![Step::Features, Step::Score]
+                };
+                let summary = day(
+                    &lake,
+                    &settings,
+                    *d,
+                    DayOptions {
+                        sources: vec![],
+                        retrain: false,
+                        strict,
+                        steps,
+                    },
+                    &new_run,
+                    &progress,
+                )
+                .await
+                .with_context(|| {
+                    format!("backfill stopped at {d} (dates before it are done; re-run with --from {d})")
+                })?;
+                tracing::info!(as_of = %d, "backfilled");
+                days.push(json!({"as_of": d.to_string(), "features": summary["features"], "scores": summary["scores"]["accounts"]}));
+            }
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "backfill", "from": from.to_string(), "to": to.to_string(), "dates": dates.len(), "days": days})
+            );
         }
         Command::Demo { gen_args, data } => {
             let lake = open_lake()?;
@@ -515,6 +618,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     sources: vec![source],
                     retrain: true,
                     strict: false,
+                    steps: Step::ALL.to_vec(),
                 },
                 &new_run,
                 &progress,
@@ -591,6 +695,8 @@ async fn ingest_all(
 /// How `cslake run` (and the demo) runs the day.
 struct DayOptions {
     sources: Vec<String>,
+    /// Which steps run; train also needs `retrain` or a lake without a model.
+    steps: Vec<Step>,
     retrain: bool,
     strict: bool,
 }
@@ -604,8 +710,9 @@ async fn day(
     new_run: &dyn Fn(&str, Option<NaiveDate>) -> RunContext,
     progress: &dyn Progress,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut summary = json!({"status": "succeeded", "command": "run", "as_of": d.to_string()});
-    if !opts.sources.is_empty() {
+    let mut summary = json!({"status": "succeeded", "command": "run", "as_of": d.to_string(), "steps": opts.steps.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>()});
+    let step = |s: Step| opts.steps.contains(&s);
+    if step(Step::Ingest) && !opts.sources.is_empty() {
         let mut ingest = json!({});
         ingest_all(
             lake,
@@ -620,14 +727,16 @@ async fn day(
         .await?;
         summary["ingest"] = ingest;
     }
-    let (report, _) = audited(lake, new_run("features", Some(d)), async |run| {
-        jobs::features(lake, settings, d, opts.strict, run).await
-    })
-    .await?;
-    summary["features"] = json!({"accounts": report.accounts, "views": report.views.len()});
+    if step(Step::Features) {
+        let (report, _) = audited(lake, new_run("features", Some(d)), async |run| {
+            jobs::features(lake, settings, d, opts.strict, run).await
+        })
+        .await?;
+        summary["features"] = json!({"accounts": report.accounts, "views": report.views.len()});
+    }
     let ctx = lake.session().await?;
     let has_model = ctx.table_exist("models.registry").unwrap_or(false);
-    if opts.retrain || !has_model {
+    if step(Step::Train) && (opts.retrain || !has_model) {
         let (report, _) = audited(lake, new_run("train", Some(d)), async |run| {
             jobs::train(lake, settings, d, opts.strict, run).await
         })
@@ -635,11 +744,13 @@ async fn day(
         output::trained(&report);
         summary["train"] = json!(report);
     }
-    let (report, _) = audited(lake, new_run("score", Some(d)), async |run| {
-        jobs::score(lake, settings, d, run).await
-    })
-    .await?;
-    output::scored(&report);
-    summary["scores"] = json!(report);
+    if step(Step::Score) {
+        let (report, _) = audited(lake, new_run("score", Some(d)), async |run| {
+            jobs::score(lake, settings, d, run).await
+        })
+        .await?;
+        output::scored(&report);
+        summary["scores"] = json!(report);
+    }
     Ok(summary)
 }

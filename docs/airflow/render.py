@@ -1,0 +1,28 @@
+"""Loads the DAG file the way the scheduler does (a DagBag: import errors fail here) and prints, as
+JSON, each task's command rendered for a logical date: {"dag_id": [[task_id, command], ...]} in
+dependency order. The test suite runs the commands it prints; handy to check a deployment too:
+    AIRFLOW_HOME=/tmp/af python docs/airflow/render.py 2026-11-25
+"""
+
+import json
+import pathlib
+import sys
+
+import jinja2
+from airflow.dag_processing.dagbag import DagBag
+
+ds = sys.argv[1]
+bag = DagBag(dag_folder=str(pathlib.Path(__file__).with_name("cslake_dags.py")))
+if bag.import_errors:
+    sys.exit(f"DAG import errors: {bag.import_errors}")
+
+out = {}
+for dag_id in sorted(bag.dag_ids):
+    dag = bag.dags[dag_id]
+    tasks = []
+    for task in dag.topological_sort():
+        context = {"ds": ds, "run_id": f"scheduled__{ds}", "dag": dag}
+        command = jinja2.Template(task.bash_command, undefined=jinja2.StrictUndefined).render(context)
+        tasks.append([task.task_id, command, task.retries])
+    out[dag_id] = tasks
+print(json.dumps(out))
