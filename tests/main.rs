@@ -6,6 +6,7 @@ mod cli;
 mod connectors;
 mod e2e;
 mod fixture;
+mod gdpr;
 mod input;
 mod s3;
 

@@ -132,6 +132,11 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// Data-subject requests: erase a contact or an account everywhere, or export their data
+    Gdpr {
+        #[command(subcommand)]
+        action: GdprAction,
+    },
     /// The audit log of every command (ops.runs)
     Runs {
         #[command(subcommand)]
@@ -216,6 +221,48 @@ enum ModelsAction {
     Promote { version: String },
     /// Put the previous model back
     Rollback,
+}
+
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+struct SubjectArgs {
+    /// A contact, by e-mail address
+    #[arg(long)]
+    contact: Option<String>,
+    /// An account, by id: the account, its contacts and every row about it
+    #[arg(long)]
+    account: Option<String>,
+}
+
+impl SubjectArgs {
+    fn subject(&self) -> jobs::gdpr::Subject {
+        match (&self.contact, &self.account) {
+            (Some(c), _) => jobs::gdpr::Subject::Contact(c.clone()),
+            (None, Some(a)) => jobs::gdpr::Subject::Account(a.clone()),
+            (None, None) => unreachable!("clap requires one"),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum GdprAction {
+    /// Remove the subject from every table and from the tables' history (files and log entries);
+    /// ops.erasures keeps a hash so later ingests do not land it again
+    Erase {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// Only report what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write everything the lake holds on the subject as JSON
+    Export {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// The JSON file to write
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -451,6 +498,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!(
                         "{}",
                         json!({"status": "succeeded", "command": "models rollback", "run_id": run.run_id, "current": entry.version})
+                    );
+                }
+            }
+        }
+        Command::Gdpr { action } => {
+            let lake = open_lake()?;
+            let (command, subject) = match &action {
+                GdprAction::Erase { subject, .. } => ("gdpr erase", subject.subject()),
+                GdprAction::Export { subject, .. } => ("gdpr export", subject.subject()),
+            };
+            // the audit row names the subject only by its hash
+            let raw = match &subject {
+                jobs::gdpr::Subject::Contact(c) | jobs::gdpr::Subject::Account(c) => c.clone(),
+            };
+            let scrubbed: Vec<String> = args.iter().map(|a| a.replace(&raw, &subject.hashed())).collect();
+            let run = RunContext::new(command, &settings.actor, scrubbed, None);
+            match action {
+                GdprAction::Erase { dry_run, .. } => {
+                    let (report, run) = audited(&lake, run, async |run| {
+                        jobs::gdpr::erase(&lake, &subject, dry_run, run).await
+                    })
+                    .await?;
+                    output::erased(&report);
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "gdpr erase", "run_id": run.run_id, "erasure": report})
+                    );
+                }
+                GdprAction::Export { out, .. } => {
+                    let (data, run) =
+                        audited(&lake, run, async |_| jobs::gdpr::export(&lake, &subject).await).await?;
+                    let text = serde_json::to_string_pretty(&data)?;
+                    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+                    let tables: serde_json::Map<String, serde_json::Value> = data["tables"]
+                        .as_object()
+                        .map(|t| {
+                            t.iter()
+                                .map(|(k, v)| (k.clone(), json!(v.as_array().map_or(0, Vec::len))))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "Wrote {} ({} tables with data on the subject)",
+                        out.display(),
+                        tables.len()
+                    );
+                    println!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "gdpr export", "run_id": run.run_id, "out": out, "rows": tables})
                     );
                 }
             }

@@ -207,3 +207,14 @@ pub fn view(v: &ViewInfo) {
         println!("  {name:<28} {:<10} {label}", ty.as_deref().unwrap_or("-"));
     }
 }
+
+pub fn erased(r: &cslake_pipeline::jobs::gdpr::ErasureReport) {
+    let verb = if r.dry_run { "Would erase" } else { "Erased" };
+    println!("{verb} {} from {} table(s)", r.subject, r.tables.len());
+    for t in &r.tables {
+        println!(
+            "  {:<26} {:>7} rows deleted {:>7} blanked {:>5} old files and log entries purged",
+            t.table, t.deleted, t.blanked, t.files_purged
+        );
+    }
+}

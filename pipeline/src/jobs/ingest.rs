@@ -73,6 +73,9 @@ pub async fn ingest(
 /// (accounts loaded so far, meeting attendees) for the records that follow.
 struct Stager {
     known: HashSet<String>,
+    /// Hashes of erased identifiers (`ops.erasures`): their records are not landed again.
+    erased: HashSet<(String, String)>,
+    suppressed: usize,
     keep_orphans: bool,
     ingested_at: chrono::DateTime<Utc>,
     attendees: Option<AttendeeIndex>,
@@ -88,6 +91,8 @@ impl Stager {
         }
         Ok(Self {
             known,
+            erased: super::gdpr::erased(ctx).await?,
+            suppressed: 0,
             keep_orphans: settings.keep_orphans(),
             ingested_at: Utc::now(),
             attendees: None,
@@ -150,13 +155,69 @@ impl Stager {
         // records a filter routes to another table are not this table's reads
         st.load.read += builder.len() + rejected.len();
         st.rejected.extend(rejected);
-        let batch = builder.finish_table(&records.origin, run_id, self.ingested_at)?;
+        let mut batch = builder.finish_table(&records.origin, run_id, self.ingested_at)?;
+        if !self.erased.is_empty() {
+            let before = batch.num_rows();
+            batch = self.suppress(spec, batch)?;
+            if batch.num_rows() < before {
+                self.suppressed += before - batch.num_rows();
+                tracing::info!(
+                    origin = records.origin.as_str(),
+                    rows = before - batch.num_rows(),
+                    "records of erased subjects not landed (ops.erasures)"
+                );
+            }
+        }
         if spec.name == "accounts" {
             self.known
                 .extend(strings(&batch, "account_id")?.into_iter().flatten());
         }
         st.batches.push(batch);
         Ok(())
+    }
+}
+
+impl Stager {
+    /// Drops the rows of erased subjects (their account, their contact record, their e-mail) and
+    /// blanks an erased contact id elsewhere, so a re-export of the source does not bring back what
+    /// `cslake gdpr erase` removed.
+    fn suppress(&self, spec: &TableSpec, batch: RecordBatch) -> Result<RecordBatch> {
+        use super::gdpr::sha256;
+        let hit = |kind: &str, v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|v| self.erased.contains(&(kind.to_string(), sha256(v.trim()))))
+        };
+        let accounts = strings(&batch, "account_id")?;
+        let emails: Vec<Option<String>> = strings(&batch, "email")?
+            .into_iter()
+            .map(|e| e.map(|e| e.trim().to_lowercase()))
+            .collect();
+        let contacts = strings(&batch, "contact_id")?;
+        let keep: Vec<bool> = (0..batch.num_rows())
+            .map(|i| {
+                let own_contact = spec.name == "contacts" && hit("contact_id", &contacts[i]);
+                !(hit("account_id", &accounts[i]) || hit("email", &emails[i]) || own_contact)
+            })
+            .collect();
+        let mut batch = deltalake::arrow::compute::filter_record_batch(
+            &batch,
+            &deltalake::arrow::array::BooleanArray::from(keep),
+        )?;
+        if spec.name != "contacts"
+            && let Ok(i) = batch.schema().index_of("contact_id")
+        {
+            let values = strings(&batch, "contact_id")?;
+            if values.iter().any(|c| hit("contact_id", c)) {
+                let blanked: deltalake::arrow::array::StringArray = values
+                    .iter()
+                    .map(|c| if hit("contact_id", c) { None } else { c.as_deref() })
+                    .collect();
+                let mut cols = batch.columns().to_vec();
+                cols[i] = std::sync::Arc::new(blanked);
+                batch = RecordBatch::try_new(batch.schema(), cols)?;
+            }
+        }
+        Ok(batch)
     }
 }
 

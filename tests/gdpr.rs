@@ -1,0 +1,184 @@
+//! Data-subject requests: export everything on a subject, erase it from every table and from
+//! the tables' history, and keep it erased when the source is loaded again.
+
+use std::path::Path;
+
+use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::{cslake, query, workspace};
+
+/// Every file under `dir` whose content (Parquet decoded, everything else as bytes) contains
+/// `needle`, ignoring case.
+fn files_mentioning(dir: &Path, needle: &str) -> Vec<String> {
+    let needle = needle.to_lowercase();
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            let mut text = String::from_utf8_lossy(&bytes).to_lowercase();
+            if p.extension().is_some_and(|x| x == "parquet") {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    for col in batch.columns() {
+                        let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).unwrap();
+                        for i in 0..batch.num_rows() {
+                            text.push_str(&f.value(i).to_string().to_lowercase());
+                            text.push('\n');
+                        }
+                    }
+                }
+            }
+            if text.contains(&needle) {
+                found.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
+    let (_tmp, dir) = workspace(40, 120, "2026-03-31");
+    let contacts = std::fs::read_to_string(dir.join("data/contacts.csv")).unwrap();
+    let row: Vec<&str> = contacts.lines().nth(1).unwrap().split(',').collect();
+    let (contact_id, account_id, email) = (row[0].to_string(), row[1].to_string(), row[2].to_string());
+    // the e-mail also sits in a quarantined record and in an account's custom attribute
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.5\n").unwrap();
+    std::fs::create_dir_all(dir.join("late")).unwrap();
+    std::fs::write(
+        dir.join("late/contacts.csv"),
+        format!(
+            "contact_id,account_id,email,created_date\nX1,{account_id},{},not-a-date\n",
+            email.to_uppercase()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("late/accounts.csv"),
+        format!("account_id,name,Billing Contact\n{account_id},Renamed,{email}\n"),
+    )
+    .unwrap();
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    cslake(&dir, &["ingest", "--source", "late"]).ok();
+    cslake(&dir, &["features", "--as-of", "2026-03-31"]).ok();
+    // the search below finds the subject where it is stored before the erasure
+    assert!(files_mentioning(&dir.join("lake"), &email).len() >= 3);
+
+    // access request: everything on the subject, as JSON
+    let out = cslake(
+        &dir,
+        &["gdpr", "export", "--contact", &email, "--out", "subject.json"],
+    )
+    .ok();
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("subject.json")).unwrap()).unwrap();
+    assert_eq!(
+        exported["tables"]["core.contacts"][0]["contact_id"],
+        contact_id.as_str(),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        exported["tables"]["core.usage_events"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert!(
+        exported["tables"]["ops.quarantine"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
+    );
+
+    let s = cslake(&dir, &["gdpr", "erase", "--contact", &email])
+        .ok()
+        .summary();
+    let tables: Vec<&str> = s["erasure"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "core.accounts",
+            "core.contacts",
+            "core.usage_events",
+            "ops.quarantine"
+        ],
+        "{s}"
+    );
+
+    // not in any table, any older version, any data file, any log entry or checkpoint
+    assert_eq!(files_mentioning(&dir.join("lake"), &email), Vec::<String>::new());
+    assert_eq!(
+        files_mentioning(&dir.join("lake"), &contact_id),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        query(
+            &dir,
+            &format!("SELECT name, attributes FROM core.accounts WHERE account_id = '{account_id}'")
+        ),
+        [
+            "name,attributes",
+            "Renamed,\"{\"\"Billing Contact\"\":\"\"[erased]\"\"}\""
+        ]
+    );
+    // the audit keeps a hash, and the command line it records is hashed too
+    let audit = query(&dir, "SELECT identifier_kind FROM ops.erasures ORDER BY 1");
+    assert_eq!(audit, ["identifier_kind", "contact", "contact_id", "email"]);
+    let args = query(&dir, "SELECT args FROM ops.runs WHERE command = 'gdpr erase'");
+    assert!(args[1].contains("contact:sha256:"), "{args:?}");
+
+    // the source still has the contact: loading it again does not bring it back
+    cslake(&dir, &["ingest", "--source", "data", "--full"]).ok();
+    assert_eq!(
+        query(
+            &dir,
+            &format!(
+                "SELECT COUNT(*) AS n FROM core.contacts WHERE contact_id = '{contact_id}' OR lower(email) = '{email}'"
+            )
+        ),
+        ["n", "0"]
+    );
+    assert_eq!(
+        query(
+            &dir,
+            &format!("SELECT COUNT(*) AS n FROM core.usage_events WHERE contact_id = '{contact_id}'")
+        ),
+        ["n", "0"]
+    );
+
+    // an account goes with every row about it, features included
+    let other = "ACC-000002";
+    cslake(&dir, &["gdpr", "erase", "--account", other]).ok();
+    for table in [
+        "core.accounts",
+        "core.contacts",
+        "core.usage_events",
+        "features.usage_activity",
+    ] {
+        assert_eq!(
+            query(
+                &dir,
+                &format!("SELECT COUNT(*) AS n FROM {table} WHERE account_id = '{other}'")
+            ),
+            ["n", "0"],
+            "{table}"
+        );
+    }
+    assert_eq!(files_mentioning(&dir.join("lake"), other), Vec::<String>::new());
+}
