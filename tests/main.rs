@@ -6,7 +6,7 @@ mod cli;
 mod connectors;
 mod e2e;
 mod fixture;
-mod gdpr;
+mod governance;
 mod input;
 mod s3;
 

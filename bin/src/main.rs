@@ -132,6 +132,15 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// Housekeeping: delete rows past their [retention], compact small files, checkpoint, vacuum
+    Maintain {
+        /// Retention is counted back from this date (default: today)
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+        /// Only report what would be deleted and vacuumed
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Data-subject requests: erase a contact or an account everywhere, or export their data
     Gdpr {
         #[command(subcommand)]
@@ -501,6 +510,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Maintain { as_of, dry_run } => {
+            let lake = open_lake()?;
+            let d = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let (report, run) = audited(&lake, new_run("maintain", Some(d)), async |run| {
+                jobs::maintain::maintain(&lake, &settings, d, dry_run, run).await
+            })
+            .await?;
+            output::maintained(&report);
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "maintain", "run_id": run.run_id, "maintenance": report})
+            );
         }
         Command::Gdpr { action } => {
             let lake = open_lake()?;

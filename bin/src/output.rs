@@ -218,3 +218,23 @@ pub fn erased(r: &cslake_pipeline::jobs::gdpr::ErasureReport) {
         );
     }
 }
+
+pub fn maintained(r: &cslake_pipeline::jobs::maintain::MaintainReport) {
+    let verb = if r.dry_run { "Would maintain" } else { "Maintained" };
+    println!(
+        "{verb} {} table(s) as of {} (history kept: {} days)",
+        r.tables.len(),
+        r.as_of,
+        r.keep_history_days
+    );
+    for t in &r.tables {
+        let retention = t
+            .retention_days
+            .map(|d| format!("{d}d"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<26} retention {:>6} {:>9} expired {:>4} files compacted {:>4} vacuumed {:>4} log entries removed",
+            t.table, retention, t.expired_rows, t.files_compacted, t.files_vacuumed, t.log_entries_removed
+        );
+    }
+}

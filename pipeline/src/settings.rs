@@ -39,6 +39,22 @@ pub struct FileConfig {
     pub health: HealthConfig,
     #[serde(default)]
     pub opportunities: OpportunityConfig,
+    /// How long rows are kept, by table (`usage_events`, `ops.quarantine`) or zone (`scores`):
+    /// `"730d"`, `"104w"`, `"2y"`. Applied by `cslake maintain` and by ingest.
+    #[serde(default)]
+    pub retention: HashMap<String, String>,
+    #[serde(default)]
+    pub maintain: MaintainConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintainConfig {
+    /// Versions younger than this stay readable (time travel); older files and log entries are
+    /// removed by `cslake maintain` (default 7).
+    pub keep_history_days: Option<i64>,
+    /// Compaction target (default 128 MB).
+    pub target_file_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -519,6 +535,37 @@ impl Settings {
             if let Some(key) = t.api_keys_set().first() {
                 return Err(Error::Config(format!(
                     "[ingest.tables.{name}] {key}: only API sources ([[sources]]) have it"
+                )));
+            }
+        }
+        for (key, value) in &self.file.retention {
+            crate::jobs::maintain::parse_days(value)
+                .map_err(|e| Error::Config(format!("[retention] {key}: {e}")))?;
+            let (zone, table) = match key.split_once('.') {
+                Some((z, t)) => (z, Some(t)),
+                None if crate::lake::ZONES.contains(&key.as_str()) => (key.as_str(), None),
+                None => ("core", Some(key.as_str())),
+            };
+            let aged = [
+                "usage_events",
+                "interactions",
+                "invoices",
+                "subscriptions",
+                "deals",
+            ];
+            let ok = match (zone, table) {
+                ("core", Some(t)) => aged.contains(&t),
+                ("core", None) => false,
+                ("ops", Some(t)) => t == "runs" || t == "quarantine",
+                ("models" | "ops", _) => false,
+                (z, _) => crate::lake::ZONES.contains(&z),
+            };
+            if !ok {
+                return Err(Error::Config(format!(
+                    "[retention] {key}: not a table rows can age out of (core: {}; ops.runs, ops.quarantine; \
+                     or a zone of dated tables: features, scores, training, actions, analytics). Accounts and contacts \
+                     leave with `cslake gdpr erase --account`",
+                    aged.join(", ")
                 )));
             }
         }

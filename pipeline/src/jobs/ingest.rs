@@ -76,6 +76,8 @@ struct Stager {
     /// Hashes of erased identifiers (`ops.erasures`): their records are not landed again.
     erased: HashSet<(String, String)>,
     suppressed: usize,
+    /// `[retention]`: per table, the first date still kept (older rows are not landed).
+    retention: HashMap<&'static str, String>,
     keep_orphans: bool,
     ingested_at: chrono::DateTime<Utc>,
     attendees: Option<AttendeeIndex>,
@@ -93,6 +95,21 @@ impl Stager {
             known,
             erased: super::gdpr::erased(ctx).await?,
             suppressed: 0,
+            retention: CORE_TABLES
+                .iter()
+                .filter_map(|t| {
+                    let days = super::maintain::retention_days(
+                        &settings.file.retention,
+                        &format!("core.{}", t.name),
+                    )
+                    .ok()
+                    .flatten()?;
+                    Some((
+                        t.name,
+                        (Utc::now().date_naive() - chrono::Duration::days(days)).to_string(),
+                    ))
+                })
+                .collect(),
             keep_orphans: settings.keep_orphans(),
             ingested_at: Utc::now(),
             attendees: None,
@@ -165,6 +182,30 @@ impl Stager {
                     origin = records.origin.as_str(),
                     rows = before - batch.num_rows(),
                     "records of erased subjects not landed (ops.erasures)"
+                );
+            }
+        }
+        if let Some(first_kept) = self.retention.get(spec.name)
+            && let Some(col) = super::maintain::time_column(&format!("core.{}", spec.name), &batch.schema())
+        {
+            let keep: Vec<bool> = strings(&batch, &col)?
+                .iter()
+                .map(|v| {
+                    v.as_deref()
+                        .is_none_or(|v| v.get(..10).unwrap_or(v) >= first_kept.as_str())
+                })
+                .collect();
+            let before = batch.num_rows();
+            batch = deltalake::arrow::compute::filter_record_batch(
+                &batch,
+                &deltalake::arrow::array::BooleanArray::from(keep),
+            )?;
+            if batch.num_rows() < before {
+                tracing::info!(
+                    origin = records.origin.as_str(),
+                    rows = before - batch.num_rows(),
+                    first_kept = first_kept.as_str(),
+                    "rows older than the table's retention not landed"
                 );
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod gdpr;
 mod ingest;
+pub mod maintain;
 pub mod registry;
 mod score;
 mod source_state;

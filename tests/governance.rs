@@ -1,5 +1,5 @@
-//! Data-subject requests: export everything on a subject, erase it from every table and from
-//! the tables' history, and keep it erased when the source is loaded again.
+//! Governance: data-subject requests (export, erasure from every table and from history, kept
+//! erased on reload) and retention with housekeeping (`cslake maintain`).
 
 use std::path::Path;
 
@@ -181,4 +181,104 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
         );
     }
     assert_eq!(files_mentioning(&dir.join("lake"), other), Vec::<String>::new());
+}
+
+#[test]
+fn maintain_ages_out_rows_compacts_and_keeps_them_out() {
+    let (_tmp, dir) = workspace(30, 120, "2026-03-31");
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    // a second load: a second data file and a second version in the table
+    std::fs::create_dir_all(dir.join("late/usage_events")).unwrap();
+    std::fs::write(
+        dir.join("late/usage_events/extra.csv"),
+        "event_id,account_id,event_type,event_time\nL-1,ACC-000001,login,2026-03-30T10:00:00Z\n",
+    )
+    .unwrap();
+    cslake(&dir, &["ingest", "--source", "late"]).ok();
+    // retention is configured once the history is in
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[retention]\nusage_events = \"60d\"\n\n[maintain]\nkeep_history_days = 0\n",
+    )
+    .unwrap();
+    let dated = query(&dir, "SELECT COUNT(*) AS n FROM core.usage_events");
+    let before: usize = dated[1].parse().unwrap();
+    let expired: usize = query(
+        &dir,
+        "SELECT COUNT(*) AS n FROM core.usage_events WHERE event_time < TIMESTAMP '2026-01-30T00:00:00Z'",
+    )[1]
+    .parse()
+    .unwrap();
+    assert!(expired > 0 && expired < before);
+
+    let dry = cslake(&dir, &["maintain", "--as-of", "2026-03-31", "--dry-run"])
+        .ok()
+        .summary();
+    let events = |s: &serde_json::Value| {
+        s["maintenance"]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "core.usage_events")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(events(&dry)["expired_rows"], expired, "{dry}");
+    assert_eq!(
+        query(&dir, "SELECT COUNT(*) AS n FROM core.usage_events")[1],
+        before.to_string()
+    );
+
+    let done = cslake(&dir, &["maintain", "--as-of", "2026-03-31"])
+        .ok()
+        .summary();
+    assert_eq!(events(&done)["retention_days"], 60, "{done}");
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT COUNT(*) AS n, MIN(event_time) >= TIMESTAMP '2026-01-30T00:00:00Z' AS kept FROM core.usage_events"
+        ),
+        ["n,kept".to_string(), format!("{},true", before - expired)]
+    );
+    // with no history kept, only the current files and the latest log entry remain
+    let table = dir.join("lake/core/usage_events");
+    let data_files = std::fs::read_dir(&table)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count();
+    assert_eq!(data_files, 1, "compacted into one file, the rest vacuumed");
+    let logs = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(logs, 1);
+
+    // reloading the source does not bring aged-out rows back
+    cslake(&dir, &["ingest", "--source", "data", "--full"]).ok();
+    assert_eq!(
+        query(&dir, "SELECT COUNT(*) AS n FROM core.usage_events")[1],
+        (before - expired).to_string()
+    );
+    let bad = std::fs::write(dir.join("cslake.toml"), "[retention]\naccounts = \"7y\"\n");
+    bad.unwrap();
+    let out = cslake(&dir, &["maintain"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("[retention] accounts: not a table rows can age out of"),
+        "{}",
+        out.stderr
+    );
 }
