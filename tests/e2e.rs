@@ -2,40 +2,9 @@
 
 use std::path::Path;
 
-use crate::{cslake, query, workspace};
+use crate::{cslake, query, snapshot, workspace};
 
 const D: &str = "2026-06-30";
-
-/// Every feature and score of date D, in a stable order, without audit columns.
-fn snapshot(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for (table, key) in [
-        ("features.usage_activity", "account_id"),
-        ("features.subscription", "account_id"),
-        ("features.support", "account_id"),
-        ("features.billing", "account_id"),
-        ("features.relationship", "account_id"),
-        ("scores.risk_scores", "account_id"),
-        ("scores.health_scores", "account_id"),
-        ("scores.opportunities", "opportunity_id"),
-    ] {
-        let cols = query(dir, &format!("SELECT * FROM {table} LIMIT 1"))[0].clone();
-        let keep: Vec<&str> = cols
-            .split(',')
-            .filter(|c| !c.starts_with('_') && *c != "top_factors")
-            .collect();
-        let rows = query(
-            dir,
-            &format!(
-                "SELECT {} FROM {table} WHERE as_of_date = DATE '{D}' ORDER BY {key}",
-                keep.join(", ")
-            ),
-        );
-        out.push(format!("== {table}: {} rows", rows.len() - 1));
-        out.extend(rows);
-    }
-    out
-}
 
 fn duplicates(dir: &Path, table: &str, key: &str) -> usize {
     let r = query(
@@ -64,7 +33,7 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
     let accounts = s["scores"]["accounts"].as_u64().unwrap();
     assert!(accounts > 150, "{s}");
 
-    let before = snapshot(&dir);
+    let before = snapshot(&dir, D);
     assert_eq!(
         before
             .iter()
@@ -78,7 +47,7 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
         .ok()
         .summary();
     assert!(second.get("train").is_none(), "an existing model is reused");
-    assert_eq!(snapshot(&dir), before);
+    assert_eq!(snapshot(&dir, D), before);
     for (table, key) in [
         ("core.accounts", "account_id"),
         ("core.usage_events", "event_id"),
@@ -124,7 +93,7 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
     cslake(&dir, &["ingest", "--source", "late"]).ok();
     cslake(&dir, &["run", "--as-of", D]).ok();
     assert_eq!(
-        snapshot(&dir),
+        snapshot(&dir, D),
         before,
         "data dated after {D} changed the features or scores of {D}"
     );

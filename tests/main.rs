@@ -5,6 +5,7 @@ mod airflow;
 mod cli;
 mod connectors;
 mod e2e;
+mod faults;
 mod fixture;
 mod governance;
 mod input;
@@ -92,4 +93,35 @@ pub fn workspace(accounts: usize, days: usize, end: &str) -> (tempfile::TempDir,
     .ok();
     let path = dir.path().to_path_buf();
     (dir, path)
+}
+
+/// Every feature and score of `date`, in a stable order, without audit columns.
+pub fn snapshot(dir: &Path, date: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, key) in [
+        ("features.usage_activity", "account_id"),
+        ("features.subscription", "account_id"),
+        ("features.support", "account_id"),
+        ("features.billing", "account_id"),
+        ("features.relationship", "account_id"),
+        ("scores.risk_scores", "account_id"),
+        ("scores.health_scores", "account_id"),
+        ("scores.opportunities", "opportunity_id"),
+    ] {
+        let cols = query(dir, &format!("SELECT * FROM {table} LIMIT 1"))[0].clone();
+        let keep: Vec<&str> = cols
+            .split(',')
+            .filter(|c| !c.starts_with('_') && *c != "top_factors")
+            .collect();
+        let rows = query(
+            dir,
+            &format!(
+                "SELECT {} FROM {table} WHERE as_of_date = DATE '{date}' ORDER BY {key}",
+                keep.join(", ")
+            ),
+        );
+        out.push(format!("== {table}: {} rows", rows.len() - 1));
+        out.extend(rows);
+    }
+    out
 }

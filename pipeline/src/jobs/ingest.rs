@@ -323,6 +323,7 @@ async fn ingest_files(
         staged.push(st);
     }
     let report = commit(lake, settings, run, drop.url.as_str(), staged, progress).await?;
+    crate::fault_point("ingest:before-state");
     if let Some(v) = source_state::record(lake, drop.url.as_str(), &read_files, &run.run_id).await? {
         run.tables.insert("ops.source_state".into(), v);
     }
@@ -376,6 +377,7 @@ async fn ingest_api(
         staged.push(st);
     }
     let report = commit(lake, settings, run, api.name(), staged, progress).await?;
+    crate::fault_point("ingest:before-state");
     if let Some(v) = source_state::record_cursors(lake, api.name(), &reached, &run.run_id).await? {
         run.tables.insert("ops.source_cursors".into(), v);
     }
@@ -453,6 +455,7 @@ async fn commit(
                 stats.inserted + stats.updated,
                 stats.version,
             );
+            crate::fault_point("ingest:mid-load");
             tracing::info!(
                 table = st.spec.name,
                 inserted = stats.inserted,

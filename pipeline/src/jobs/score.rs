@@ -268,6 +268,7 @@ pub async fn score(
         .replace_where(vec![risk], &pred, &["as_of_date"], &run.run_id)
         .await?;
     run.wrote("scores.risk_scores", n, stats.version);
+    crate::fault_point("score:mid-write");
 
     // prediction_log: every prediction ever made, with the model and a hash of its inputs
     let log_schema = Arc::new(Schema::new(vec![

@@ -141,6 +141,7 @@ pub async fn train(
         .await?;
     lake.put(&format!("{dir}/model.json"), artifact.meta_json()?)
         .await?;
+    crate::fault_point("train:before-registry");
     let m = &artifact.meta.test_metrics;
 
     // Challenger against the current model, on the same out-of-time test window.

@@ -73,6 +73,7 @@ pub async fn features(
             )
             .await?;
         run.wrote(&format!("features.{name}"), rows, stats.version);
+        crate::fault_point("features:mid-write");
         tracing::info!(
             view = name.as_str(),
             rows,
