@@ -33,6 +33,22 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
     let accounts = s["scores"]["accounts"].as_u64().unwrap();
     assert!(accounts > 150, "{s}");
 
+    // lineage: the scores' commit names the run and the versions it was built from
+    let scores = cslake(&dir, &["lineage", "scores.risk_scores", "--limit", "1"])
+        .ok()
+        .summary();
+    let features = cslake(&dir, &["lineage", "features.usage_activity", "--limit", "1"])
+        .ok()
+        .summary();
+    let latest = &scores["versions"][0];
+    let score_run = query(&dir, "SELECT run_id FROM ops.runs WHERE command = 'score'");
+    assert_eq!(latest["run_id"], score_run[1].as_str(), "{scores}");
+    assert_eq!(
+        latest["inputs"]["features.usage_activity"], features["versions"][0]["version"],
+        "{scores}"
+    );
+    assert!(latest["inputs"]["models.registry"].is_u64(), "{scores}");
+
     let before = snapshot(&dir, D);
     assert_eq!(
         before

@@ -132,6 +132,13 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// The versions of a table, the run that wrote each, and the input versions it was built from
+    Lineage {
+        /// zone.table, e.g. scores.risk_scores
+        table: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
     /// Housekeeping: delete rows past their [retention], compact small files, checkpoint, vacuum
     Maintain {
         /// Retention is counted back from this date (default: today)
@@ -510,6 +517,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Lineage { table, limit } => {
+            let lake = open_lake()?;
+            let versions = jobs::lineage::lineage(&lake, &table, limit).await?;
+            for v in &versions {
+                let inputs = v
+                    .inputs
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(t, n)| format!("{t}@{n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{table}@{} {} {} run {}\n    inputs: {}",
+                    v.version.map(|v| v.to_string()).unwrap_or_default(),
+                    v.timestamp.as_deref().unwrap_or("-"),
+                    v.operation.as_deref().unwrap_or("-"),
+                    v.run_id.as_deref().unwrap_or("-"),
+                    if inputs.is_empty() { "-".into() } else { inputs }
+                );
+            }
+            println!(
+                "{}",
+                json!({"status": "succeeded", "command": "lineage", "table": table, "versions": versions})
+            );
         }
         Command::Maintain { as_of, dry_run } => {
             let lake = open_lake()?;

@@ -38,6 +38,9 @@ pub struct Lake {
     memory_limit: Option<usize>,
     store: Arc<dyn ObjectStore>,
     store_prefix: StorePath,
+    /// The version of every table the last session registered: what jobs could read, recorded as
+    /// lineage with what they write.
+    read_versions: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -87,6 +90,7 @@ impl Lake {
             memory_limit: None,
             store,
             store_prefix: prefix,
+            read_versions: Arc::default(),
         })
     }
 
@@ -112,11 +116,27 @@ impl Lake {
     }
 
     pub fn target(&self, zone: &str, name: &str) -> DeltaTarget {
-        DeltaTarget::new(
-            format!("{zone}.{name}"),
+        let full = format!("{zone}.{name}");
+        let target = DeltaTarget::new(
+            full.clone(),
             self.table_url(zone, name),
             self.storage_options.clone(),
-        )
+        );
+        let inputs: serde_json::Map<String, serde_json::Value> = self
+            .read_versions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(t, _)| **t != full && !t.starts_with("ops."))
+                    .map(|(t, v)| (t.clone(), serde_json::json!(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if inputs.is_empty() {
+            target
+        } else {
+            target.with_inputs(serde_json::Value::Object(inputs))
+        }
     }
 
     pub async fn open_table(&self, zone: &str, name: &str) -> Result<Option<DeltaTable>> {
@@ -190,6 +210,9 @@ impl Lake {
                 continue;
             };
             table.update_datafusion_session(&ctx.state())?;
+            if let (Some(v), Ok(mut seen)) = (table.version(), self.read_versions.lock()) {
+                seen.insert(format!("{zone}.{name}"), v);
+            }
             let provider = table.table_provider().await?;
             ctx.register_table(
                 TableReference::partial(zone.as_str(), name.as_str()),

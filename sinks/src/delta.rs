@@ -15,6 +15,9 @@ pub struct DeltaTarget {
     pub name: String,
     pub url: Url,
     pub storage_options: HashMap<String, String>,
+    /// Lineage: the versions of the tables the writing job could read, recorded with each
+    /// commit as `cslake_inputs` (`{"features.billing": 12, ...}`).
+    pub inputs: Option<serde_json::Value>,
 }
 
 /// What a write did.
@@ -33,7 +36,14 @@ impl DeltaTarget {
             name: name.into(),
             url,
             storage_options,
+            inputs: None,
         }
+    }
+
+    /// Records `inputs` (table → version) with every commit this target makes.
+    pub fn with_inputs(mut self, inputs: serde_json::Value) -> Self {
+        self.inputs = Some(inputs);
+        self
     }
 
     fn err(&self, source: DeltaTableError) -> Error {
@@ -76,11 +86,16 @@ impl DeltaTarget {
         Ok(table.version().is_some().then_some(table))
     }
 
-    fn commit(run_id: &str) -> CommitProperties {
-        CommitProperties::default().with_metadata([(
+    /// The commit metadata: the run, and the input versions when known.
+    pub fn commit(&self, run_id: &str) -> CommitProperties {
+        let mut meta = vec![(
             "cslake_run_id".to_string(),
             serde_json::Value::String(run_id.to_string()),
-        )])
+        )];
+        if let Some(inputs) = &self.inputs {
+            meta.push(("cslake_inputs".to_string(), inputs.clone()));
+        }
+        CommitProperties::default().with_metadata(meta)
     }
 
     /// Appends rows (creating the table on first write).
@@ -97,7 +112,7 @@ impl DeltaTarget {
             .write(batches)
             .with_save_mode(SaveMode::Append)
             .with_partition_columns(partition_by.iter().map(|s| s.to_string()))
-            .with_commit_properties(Self::commit(run_id))
+            .with_commit_properties(self.commit(run_id))
             .await
             .map_err(|e| self.err(e))?;
         Ok(WriteStats {
@@ -126,7 +141,7 @@ impl DeltaTarget {
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(predicate.to_string())
             .with_partition_columns(partition_by.iter().map(|s| s.to_string()))
-            .with_commit_properties(Self::commit(run_id))
+            .with_commit_properties(self.commit(run_id))
             .await
             .map_err(|e| self.err(e))?;
         Ok(WriteStats {
@@ -173,7 +188,7 @@ impl DeltaTarget {
             .merge(source, on)
             .with_source_alias("source")
             .with_target_alias("target")
-            .with_commit_properties(Self::commit(run_id))
+            .with_commit_properties(self.commit(run_id))
             .when_matched_update(|u| {
                 compare
                     .iter()
@@ -216,7 +231,7 @@ impl DeltaTarget {
             .merge(source, format!("target.{key} = source.{key}"))
             .with_source_alias("source")
             .with_target_alias("target")
-            .with_commit_properties(Self::commit(run_id))
+            .with_commit_properties(self.commit(run_id))
             .when_not_matched_insert(|i| {
                 columns
                     .iter()
@@ -242,7 +257,7 @@ impl DeltaTarget {
             .await?
             .write(batches)
             .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(Self::commit(run_id))
+            .with_commit_properties(self.commit(run_id))
             .await
             .map_err(|e| self.err(e))?;
         Ok(WriteStats {

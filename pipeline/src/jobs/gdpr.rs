@@ -238,7 +238,7 @@ async fn rewrite_and_purge(
         .with_save_mode(SaveMode::Overwrite)
         .with_commit_properties(
             deltalake::kernel::transaction::CommitProperties::default()
-                .with_metadata([("cslake.run_id".to_string(), serde_json::json!(run_id))]),
+                .with_metadata([("cslake_run_id".to_string(), serde_json::json!(run_id))]),
         );
     if !partitions.is_empty() {
         write = write.with_partition_columns(partitions);

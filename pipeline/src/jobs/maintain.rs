@@ -201,7 +201,7 @@ pub async fn maintain(
 
 fn commit(run_id: &str) -> deltalake::kernel::transaction::CommitProperties {
     deltalake::kernel::transaction::CommitProperties::default()
-        .with_metadata([("cslake.run_id".to_string(), serde_json::json!(run_id))])
+        .with_metadata([("cslake_run_id".to_string(), serde_json::json!(run_id))])
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod gdpr;
 mod ingest;
+pub mod lineage;
 pub mod maintain;
 pub mod registry;
 mod score;
