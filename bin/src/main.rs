@@ -13,6 +13,23 @@ use cslake_pipeline::{Error, Lake, Progress, RunContext, Settings};
 use cslake_sinks::FileFormat;
 use serde_json::json;
 
+/// `println!` for stdout that ends the process quietly when the reader has gone away
+/// (`cslake query ... | head`), instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::emit(format_args!($($arg)*))
+    };
+}
+
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
 mod output;
 mod progress;
 
@@ -131,6 +148,27 @@ enum Command {
     Models {
         #[command(subcommand)]
         action: ModelsAction,
+    },
+    /// Copy the lake incrementally to a second store (folder or s3://), with checksums
+    Backup {
+        /// Where the backup lives (created on first use)
+        #[arg(long)]
+        to: String,
+        /// Re-read the backup and check every object against its manifest instead
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Bring tables back: from a backup into a lake without them, or one table to an earlier version
+    Restore {
+        /// A backup made by `cslake backup --to`
+        #[arg(long, conflicts_with = "version", required_unless_present = "version")]
+        from: Option<String>,
+        /// Only this table (zone.table); required with --version
+        #[arg(long)]
+        table: Option<String>,
+        /// Roll the live table back to this version (Delta RESTORE; history is kept)
+        #[arg(long, requires = "table")]
+        version: Option<u64>,
     },
     /// The versions of a table, the run that wrote each, and the input versions it was built from
     Lineage {
@@ -308,7 +346,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             let first = e.to_string().lines().next().unwrap_or_default().to_string();
-            println!("{}", json!({"status": "failed", "exit_code": 2, "error": first}));
+            out!("{}", json!({"status": "failed", "exit_code": 2, "error": first}));
             return ExitCode::from(2);
         }
     };
@@ -328,7 +366,7 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            println!(
+            out!(
                 "{}",
                 json!({"status": "failed", "exit_code": code, "error": e.to_string()})
             );
@@ -388,7 +426,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate { gen_args, out } => {
             let stats = generate(&gen_options(&gen_args, out.clone()), &progress)?;
             output::generated(&stats, &out);
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": "generate", "out": out, "tables": stats.tables, "files": stats.files})
             );
@@ -411,7 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &mut summary,
             )
             .await?;
-            println!("{summary}");
+            out!("{summary}");
         }
         Command::Features {
             action: Some(action), ..
@@ -421,7 +459,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match action {
                 FeaturesAction::List => {
                     output::views(&views);
-                    println!(
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "features list", "views": views.len()})
                     );
@@ -438,7 +476,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         ))
                     })?;
                     output::view(view);
-                    println!(
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "features describe", "view": view})
                     );
@@ -460,7 +498,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 jobs::features(&lake, &settings, d, strict, run).await
             })
             .await?;
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views})
             );
@@ -478,7 +516,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                              ROUND(top_decile_lift, 2) AS lift, reason FROM models.registry ORDER BY created_at DESC";
                     let batches = jobs::util::sql(&ctx, q).await?;
                     let rows = output::print_batches(&batches, output::Format::Table)?;
-                    println!(
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "models list", "rows": rows})
                     );
@@ -488,8 +526,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let entries = jobs::registry::load(&ctx).await?;
                     let entry = &entries[jobs::registry::position(&entries, &version)?];
                     let artifact = jobs::registry::load_artifact(&lake, entry).await?;
-                    println!("{}", serde_json::to_string_pretty(&artifact.meta)?);
-                    println!(
+                    out!("{}", serde_json::to_string_pretty(&artifact.meta)?);
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "models show", "version": version, "model_status": entry.status})
                     );
@@ -499,8 +537,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         jobs::registry::promote(&lake, &version, run).await
                     })
                     .await?;
-                    println!("{} is the current model ({})", entry.version, entry.reason);
-                    println!(
+                    out!("{} is the current model ({})", entry.version, entry.reason);
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "models promote", "run_id": run.run_id, "current": entry.version})
                     );
@@ -510,10 +548,104 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         jobs::registry::rollback(&lake, run).await
                     })
                     .await?;
-                    println!("{} is the current model again", entry.version);
-                    println!(
+                    out!("{} is the current model again", entry.version);
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "models rollback", "run_id": run.run_id, "current": entry.version})
+                    );
+                }
+            }
+        }
+        Command::Backup { to, verify } => {
+            let lake = open_lake()?;
+            if verify {
+                let report = jobs::backup::verify(&to, &settings.file.storage).await?;
+                out!(
+                    "Checked {} objects of the backup at {}: {} damaged or missing",
+                    report.checked,
+                    to,
+                    report.bad.len()
+                );
+                for b in &report.bad {
+                    out!("  damaged or missing: {b}");
+                }
+                let status = if report.bad.is_empty() {
+                    "succeeded"
+                } else {
+                    "failed"
+                };
+                out!(
+                    "{}",
+                    json!({"status": status, "command": "backup verify", "verify": report})
+                );
+                if !report.bad.is_empty() {
+                    return Err(Error::Job(format!(
+                        "{} object(s) of the backup at {to} do not match the manifest",
+                        report.bad.len()
+                    ))
+                    .into());
+                }
+            } else {
+                let (report, run) = audited(&lake, new_run("backup", None), async |run| {
+                    jobs::backup::backup(&lake, &to, &settings.file.storage, run).await
+                })
+                .await?;
+                out!(
+                    "Backed up to {}: {} objects copied ({} bytes), {} already there",
+                    report.to,
+                    report.copied,
+                    report.bytes,
+                    report.unchanged
+                );
+                out!(
+                    "{}",
+                    json!({"status": "succeeded", "command": "backup", "run_id": run.run_id, "backup": report})
+                );
+            }
+        }
+        Command::Restore { from, table, version } => {
+            let lake = open_lake()?;
+            match (from, table, version) {
+                (_, Some(table), Some(version)) => {
+                    let (v, run) = audited(&lake, new_run("restore", None), async |run| {
+                        jobs::backup::restore_version(&lake, &table, version, run).await
+                    })
+                    .await?;
+                    out!(
+                        "Restored {table} to its version {version} (as its new version {})",
+                        v.unwrap_or_default()
+                    );
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "restore", "run_id": run.run_id, "table": table, "restored_version": version, "new_version": v})
+                    );
+                }
+                (Some(from), table, None) => {
+                    let (report, run) = audited(&lake, new_run("restore", None), async |run| {
+                        jobs::backup::restore_from(
+                            &lake,
+                            &from,
+                            table.as_deref(),
+                            &settings.file.storage,
+                            run,
+                        )
+                        .await
+                    })
+                    .await?;
+                    out!(
+                        "Restored {} table(s) from {} ({} objects, checksums verified)",
+                        report.tables.len(),
+                        report.from,
+                        report.objects
+                    );
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "restore", "run_id": run.run_id, "restore": report})
+                    );
+                }
+                _ => {
+                    return Err(
+                        Error::Config("restore: pass --from BACKUP, or --table T --version V".into()).into(),
                     );
                 }
             }
@@ -532,7 +664,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             .join(", ")
                     })
                     .unwrap_or_default();
-                println!(
+                out!(
                     "{table}@{} {} {} run {}\n    inputs: {}",
                     v.version.map(|v| v.to_string()).unwrap_or_default(),
                     v.timestamp.as_deref().unwrap_or("-"),
@@ -541,7 +673,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     if inputs.is_empty() { "-".into() } else { inputs }
                 );
             }
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": "lineage", "table": table, "versions": versions})
             );
@@ -554,7 +686,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             output::maintained(&report);
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": "maintain", "run_id": run.run_id, "maintenance": report})
             );
@@ -578,7 +710,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                     .await?;
                     output::erased(&report);
-                    println!(
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "gdpr erase", "run_id": run.run_id, "erasure": report})
                     );
@@ -596,12 +728,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    println!(
+                    out!(
                         "Wrote {} ({} tables with data on the subject)",
                         out.display(),
                         tables.len()
                     );
-                    println!(
+                    out!(
                         "{}",
                         json!({"status": "succeeded", "command": "gdpr export", "run_id": run.run_id, "out": out, "rows": tables})
                     );
@@ -644,7 +776,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 output::Format::Table
             };
             output::print_batches(&batches, format)?;
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": command, "rows": rows})
             );
@@ -657,7 +789,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             output::trained(&report);
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": "train", "run_id": run.run_id, "model": report})
             );
@@ -670,7 +802,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             output::scored(&report);
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": "score", "run_id": run.run_id, "scores": report})
             );
@@ -701,7 +833,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &progress,
             )
             .await?;
-            println!("{summary}");
+            out!("{summary}");
         }
         Command::Backfill {
             from,
@@ -749,7 +881,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!(as_of = %d, "backfilled");
                 days.push(json!({"as_of": d.to_string(), "features": summary["features"], "scores": summary["scores"]["accounts"]}));
             }
-            println!(
+            out!(
                 "{}",
                 json!({"status": "succeeded", "command": "backfill", "from": from.to_string(), "to": to.to_string(), "dates": dates.len(), "days": days})
             );
@@ -777,7 +909,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &progress,
             )
             .await?;
-            println!("{summary}");
+            out!("{summary}");
         }
         Command::Query { sql, format } => {
             let lake = open_lake()?;
@@ -785,7 +917,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let batches = jobs::util::sql(&ctx, &sql).await?;
             let rows = output::print_batches(&batches, format)?;
             if format == output::Format::Table {
-                println!(
+                out!(
                     "{}",
                     json!({"status": "succeeded", "command": "query", "rows": rows})
                 );

@@ -27,20 +27,39 @@ impl FromStr for Format {
     }
 }
 
+/// Standard output that ends the process quietly once the reader is gone (`| head`).
+struct QuietStdout;
+
+impl std::io::Write for QuietStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::io::stdout().write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match std::io::stdout().flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            r => r,
+        }
+    }
+}
+
 pub fn print_batches(batches: &[RecordBatch], format: Format) -> anyhow::Result<usize> {
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     match format {
-        Format::Table => println!("{}", pretty_format_batches(batches)?),
+        Format::Table => out!("{}", pretty_format_batches(batches)?),
         Format::Csv => {
             let mut w = deltalake::arrow::csv::WriterBuilder::new()
                 .with_header(true)
-                .build(std::io::stdout());
+                .build(QuietStdout);
             for b in batches {
                 w.write(&flatten_nested(b)?)?;
             }
         }
         Format::Json => {
-            let mut w = deltalake::arrow::json::LineDelimitedWriter::new(std::io::stdout());
+            let mut w = deltalake::arrow::json::LineDelimitedWriter::new(QuietStdout);
             for b in batches {
                 w.write(b)?;
             }
@@ -51,34 +70,47 @@ pub fn print_batches(batches: &[RecordBatch], format: Format) -> anyhow::Result<
 }
 
 pub fn generated(stats: &GenStats, out: &Path) {
-    println!("Generated {} files in {}:", stats.files, out.display());
+    out!("Generated {} files in {}:", stats.files, out.display());
     for (t, n) in &stats.tables {
-        println!("  {t:<14} {n:>10} rows");
+        out!("  {t:<14} {n:>10} rows");
     }
 }
 
 pub fn ingested(r: &IngestReport) {
-    println!(
+    out!(
         "Landed from {}: {} rows read, {} rejected (see ops.quarantine)",
-        r.source, r.read, r.rejected
+        r.source,
+        r.read,
+        r.rejected
     );
     for t in &r.tables {
         if t.unchanged_files > 0 && t.files == 0 {
-            println!(
+            out!(
                 "  core.{:<14} {} file(s) unchanged since they were loaded",
-                t.table, t.unchanged_files
+                t.table,
+                t.unchanged_files
             );
         }
         if t.pages > 0 {
-            println!(
+            out!(
                 "  core.{:<14} {:>3} page(s) {:>10} read {:>6} rejected {:>10} new {:>8} changed",
-                t.table, t.pages, t.read, t.rejected, t.inserted, t.updated
+                t.table,
+                t.pages,
+                t.read,
+                t.rejected,
+                t.inserted,
+                t.updated
             );
         }
         if t.files > 0 {
-            println!(
+            out!(
                 "  core.{:<14} {:>3} file(s) {:>10} read {:>6} rejected {:>10} new {:>8} changed",
-                t.table, t.files, t.read, t.rejected, t.inserted, t.updated
+                t.table,
+                t.files,
+                t.read,
+                t.rejected,
+                t.inserted,
+                t.updated
             );
         }
     }
@@ -91,22 +123,31 @@ pub fn trained(r: &TrainReport) {
     } else {
         "NOT promoted"
     };
-    println!(
+    out!(
         "Trained {} on {} rows at {} observation dates ({} churned).",
-        r.version, r.rows, r.observation_dates, r.positives
+        r.version,
+        r.rows,
+        r.observation_dates,
+        r.positives
     );
     if let Some([a, b]) = r.windows.get("test") {
-        println!(
+        out!(
             "  Held-out window {a} .. {b} (never seen in training): {} rows, churn rate {:.1}%",
             m.rows,
             100.0 * m.base_rate
         );
     }
-    println!(
+    out!(
         "  ROC AUC {:.3} | PR AUC {:.3} | Brier {:.4} | top-decile lift {:.2} | accuracy {:.3} (always 'stays': {:.3}) | recall {:.3}",
-        m.roc_auc, m.pr_auc, m.brier, m.top_decile_lift, m.accuracy, m.majority_accuracy, m.recall
+        m.roc_auc,
+        m.pr_auc,
+        m.brier,
+        m.top_decile_lift,
+        m.accuracy,
+        m.majority_accuracy,
+        m.recall
     );
-    println!("  {}: {verdict} ({})", r.version, r.reason);
+    out!("  {}: {verdict} ({})", r.version, r.reason);
 }
 
 pub fn scored(r: &ScoreReport) {
@@ -116,24 +157,30 @@ pub fn scored(r: &ScoreReport) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!(
+    out!(
         "Scored {} accounts as of {} with {}.",
-        r.accounts, r.as_of, r.model_version
+        r.accounts,
+        r.as_of,
+        r.model_version
     );
-    println!("  Risk bands: {}", bands(&r.risk_bands));
-    println!("  Health bands: {}", bands(&r.health_bands));
-    println!(
+    out!("  Risk bands: {}", bands(&r.risk_bands));
+    out!("  Health bands: {}", bands(&r.health_bands));
+    out!(
         "  Opportunities: {} seat expansions, expected MRR {:.0}",
-        r.opportunities, r.expansion_mrr
+        r.opportunities,
+        r.expansion_mrr
     );
-    println!("  Top at-risk accounts:");
+    out!("  Top at-risk accounts:");
     for a in &r.top_at_risk {
-        println!(
+        out!(
             "    {} {:<32} risk {:>3}  MRR {:>8.0}",
-            a.account_id, a.name, a.risk_score, a.mrr
+            a.account_id,
+            a.name,
+            a.risk_score,
+            a.mrr
         );
         for reason in &a.reasons {
-            println!("        - {reason}");
+            out!("        - {reason}");
         }
     }
 }
@@ -170,12 +217,16 @@ fn flatten_nested(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
 }
 
 pub fn views(views: &[ViewInfo]) {
-    println!(
+    out!(
         "{:<18} {:>8} {:>9} {:<12} {:>8}  sources",
-        "view", "features", "available", "last as-of", "rows"
+        "view",
+        "features",
+        "available",
+        "last as-of",
+        "rows"
     );
     for v in views {
-        println!(
+        out!(
             "{:<18} {:>8} {:>9} {:<12} {:>8}  {}",
             v.name,
             v.features.len(),
@@ -188,40 +239,43 @@ pub fn views(views: &[ViewInfo]) {
 }
 
 pub fn view(v: &ViewInfo) {
-    println!("{} ({}): {}", v.name, v.origin, v.description);
-    println!(
+    out!("{} ({}): {}", v.name, v.origin, v.description);
+    out!(
         "  entity: {}   owner: {}   sources: {}",
         v.entity,
         if v.owner.is_empty() { "-" } else { &v.owner },
         v.sources.join(", ")
     );
     match &v.last_as_of {
-        Some(d) => println!(
+        Some(d) => out!(
             "  materialised for {} date(s), last {d} with {} rows",
             v.materialised_dates,
             v.last_rows.unwrap_or(0)
         ),
-        None => println!("  not materialised yet"),
+        None => out!("  not materialised yet"),
     }
     for (name, label, ty) in &v.features {
-        println!("  {name:<28} {:<10} {label}", ty.as_deref().unwrap_or("-"));
+        out!("  {name:<28} {:<10} {label}", ty.as_deref().unwrap_or("-"));
     }
 }
 
 pub fn erased(r: &cslake_pipeline::jobs::gdpr::ErasureReport) {
     let verb = if r.dry_run { "Would erase" } else { "Erased" };
-    println!("{verb} {} from {} table(s)", r.subject, r.tables.len());
+    out!("{verb} {} from {} table(s)", r.subject, r.tables.len());
     for t in &r.tables {
-        println!(
+        out!(
             "  {:<26} {:>7} rows deleted {:>7} blanked {:>5} old files and log entries purged",
-            t.table, t.deleted, t.blanked, t.files_purged
+            t.table,
+            t.deleted,
+            t.blanked,
+            t.files_purged
         );
     }
 }
 
 pub fn maintained(r: &cslake_pipeline::jobs::maintain::MaintainReport) {
     let verb = if r.dry_run { "Would maintain" } else { "Maintained" };
-    println!(
+    out!(
         "{verb} {} table(s) as of {} (history kept: {} days)",
         r.tables.len(),
         r.as_of,
@@ -232,9 +286,14 @@ pub fn maintained(r: &cslake_pipeline::jobs::maintain::MaintainReport) {
             .retention_days
             .map(|d| format!("{d}d"))
             .unwrap_or_else(|| "-".into());
-        println!(
+        out!(
             "  {:<26} retention {:>6} {:>9} expired {:>4} files compacted {:>4} vacuumed {:>4} log entries removed",
-            t.table, retention, t.expired_rows, t.files_compacted, t.files_vacuumed, t.log_entries_removed
+            t.table,
+            retention,
+            t.expired_rows,
+            t.files_compacted,
+            t.files_vacuumed,
+            t.log_entries_removed
         );
     }
 }

@@ -56,10 +56,11 @@ impl Subject {
 }
 
 pub fn sha256(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_bytes(s.as_bytes())
+}
+
+pub fn sha256_bytes(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
