@@ -644,9 +644,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 _ => {
-                    return Err(
-                        Error::Config("restore: pass --from BACKUP, or --table T --version V".into()).into(),
-                    );
+                    return Err(Error::Config(
+                        "restore: pass --from BACKUP, or --table T --version V".into(),
+                    )
+                    .into());
                 }
             }
         }
