@@ -366,3 +366,118 @@ fn backups_are_incremental_verified_and_restore_a_lost_lake() {
     let nope = cslake(&dir, &["restore", "--table", "core.accounts", "--version", "99"]);
     assert_eq!(nope.code, 2, "{}", nope.stderr);
 }
+
+#[test]
+fn personal_data_is_encrypted_at_rest_revealed_on_request_and_rotated() {
+    let (_tmp, dir) = workspace(30, 120, "2026-03-31");
+    let contacts = std::fs::read_to_string(dir.join("data/contacts.csv")).unwrap();
+    let row: Vec<&str> = contacts.lines().nth(1).unwrap().split(',').collect();
+    let (contact_id, account_id, email, name) = (row[0], row[1], row[2], row[3]);
+    std::fs::write(dir.join("cslake.toml"), "[pii]\nmode = \"encrypt\"\n").unwrap();
+    let k1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let k2 = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let missing = cslake(&dir, &["ingest", "--source", "data"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("CSLAKE_PII_KEY is not set"),
+        "{}",
+        missing.stderr
+    );
+
+    let env1 = [("CSLAKE_PII_KEY", k1)];
+    crate::cslake_env(&dir, &["ingest", "--source", "data"], &env1).ok();
+    // a meeting with the contact still lands on the account: attendees are matched in protected form
+    std::fs::create_dir_all(dir.join("late")).unwrap();
+    std::fs::write(
+        dir.join("late/interactions.ics"),
+        format!(
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:m1\r\nDTSTART:20260330T150000Z\r\nSUMMARY:QBR\r\n\
+             ATTENDEE:mailto:{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            email.to_uppercase()
+        ),
+    )
+    .unwrap();
+    crate::cslake_env(&dir, &["ingest", "--source", "late"], &env1).ok();
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT account_id, contact_id FROM core.interactions WHERE interaction_id = 'ics:m1'"
+        ),
+        [
+            "account_id,contact_id".to_string(),
+            format!("{account_id},{contact_id}")
+        ]
+    );
+
+    // neither the e-mail nor the name is stored in clear anywhere
+    assert_eq!(files_mentioning(&dir.join("lake"), email), Vec::<String>::new());
+    assert_eq!(files_mentioning(&dir.join("lake"), name), Vec::<String>::new());
+    let stored = query(
+        &dir,
+        &format!("SELECT email FROM core.contacts WHERE contact_id = '{contact_id}'"),
+    );
+    let domain = email.split('@').nth(1).unwrap();
+    assert!(
+        stored[1].starts_with("pii1.k") && stored[1].ends_with(&format!("@{domain}")),
+        "{stored:?}"
+    );
+
+    // in clear only on request, with the key, and audited
+    let sql = format!("SELECT email, name FROM core.contacts WHERE contact_id = '{contact_id}'");
+    let shown: Vec<String> = crate::cslake_env(&dir, &["query", &sql, "--format", "csv", "--reveal"], &env1)
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(shown, ["email,name".to_string(), format!("{email},{name}")]);
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT COUNT(*) AS n FROM ops.runs WHERE command = 'query --reveal'"
+        ),
+        ["n", "1"]
+    );
+
+    // a new key: old values stay readable, rotation re-encrypts them, reloads change nothing
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[pii]\nmode = \"encrypt\"\nold_key_envs = [\"CSLAKE_PII_KEY_OLD\"]\n",
+    )
+    .unwrap();
+    let env2 = [("CSLAKE_PII_KEY", k2), ("CSLAKE_PII_KEY_OLD", k1)];
+    let r = crate::cslake_env(&dir, &["pii", "rotate"], &env2).ok().summary();
+    let n_contacts = contacts.lines().count() - 1;
+    assert_eq!(
+        r["rotation"]["tables"]["core.contacts"],
+        serde_json::json!(2 * n_contacts),
+        "{r}"
+    );
+    let rotated = query(
+        &dir,
+        &format!("SELECT email FROM core.contacts WHERE contact_id = '{contact_id}'"),
+    );
+    assert_ne!(rotated[1], stored[1]);
+    let shown: Vec<String> = crate::cslake_env(&dir, &["query", &sql, "--format", "csv", "--reveal"], &env2)
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(shown[1], format!("{email},{name}"));
+    let again = crate::cslake_env(&dir, &["ingest", "--source", "data", "--full"], &env2)
+        .ok()
+        .summary();
+    let c = again["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "contacts")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (c["inserted"].as_u64(), c["updated"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+}

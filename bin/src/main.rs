@@ -254,7 +254,21 @@ enum Command {
         /// table, csv or json
         #[arg(long, default_value = "table")]
         format: output::Format,
+        /// Show [pii] encrypted values in clear (needs the key; recorded in ops.runs)
+        #[arg(long)]
+        reveal: bool,
     },
+    /// Personal data at rest ([pii]): re-encrypt with the current key
+    Pii {
+        #[command(subcommand)]
+        action: PiiAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PiiAction {
+    /// Re-encrypt every value made with an old key (old_key_envs) under the current one
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -704,10 +718,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let scrubbed: Vec<String> = args.iter().map(|a| a.replace(&raw, &subject.hashed())).collect();
             let run = RunContext::new(command, &settings.actor, scrubbed, None);
+            let pii = settings.pii()?;
             match action {
                 GdprAction::Erase { dry_run, .. } => {
                     let (report, run) = audited(&lake, run, async |run| {
-                        jobs::gdpr::erase(&lake, &subject, dry_run, run).await
+                        jobs::gdpr::erase(&lake, &subject, pii.as_ref(), dry_run, run).await
                     })
                     .await?;
                     output::erased(&report);
@@ -717,8 +732,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 GdprAction::Export { out, .. } => {
-                    let (data, run) =
-                        audited(&lake, run, async |_| jobs::gdpr::export(&lake, &subject).await).await?;
+                    let (data, run) = audited(&lake, run, async |_| {
+                        jobs::gdpr::export(&lake, &subject, pii.as_ref()).await
+                    })
+                    .await?;
                     let text = serde_json::to_string_pretty(&data)?;
                     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
                     let tables: serde_json::Map<String, serde_json::Value> = data["tables"]
@@ -912,10 +929,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             out!("{summary}");
         }
-        Command::Query { sql, format } => {
+        Command::Pii {
+            action: PiiAction::Rotate,
+        } => {
+            let lake = open_lake()?;
+            let pii = settings
+                .pii()?
+                .ok_or_else(|| Error::Config("[pii] is not configured: nothing to rotate".into()))?;
+            let (report, run) = audited(&lake, new_run("pii rotate", None), async |run| {
+                jobs::gdpr::rotate(&lake, &pii, run).await
+            })
+            .await?;
+            out!("Re-encrypted under key {}:", report.key);
+            for (t, n) in &report.tables {
+                out!("  {t:<26} {n:>8} values");
+            }
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "pii rotate", "run_id": run.run_id, "rotation": report})
+            );
+        }
+        Command::Query { sql, format, reveal } => {
             let lake = open_lake()?;
             let ctx = lake.session().await?;
-            let batches = jobs::util::sql(&ctx, &sql).await?;
+            let mut batches = jobs::util::sql(&ctx, &sql).await?;
+            if reveal {
+                let pii = settings
+                    .pii()?
+                    .ok_or_else(|| Error::Config("--reveal: [pii] is not configured".into()))?;
+                // revealing personal data is audited
+                let (revealed, _) = audited(&lake, new_run("query --reveal", None), async |run| {
+                    run.rows_read = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    batches
+                        .iter()
+                        .map(|b| pii.reveal_batch(b))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
+                batches = revealed;
+            }
             let rows = output::print_batches(&batches, format)?;
             if format == output::Format::Table {
                 out!(

@@ -5,6 +5,7 @@
 pub mod jobs;
 pub mod lake;
 pub mod ops;
+pub mod pii;
 pub mod records;
 pub mod schema;
 pub mod settings;

@@ -45,6 +45,25 @@ pub struct FileConfig {
     pub retention: HashMap<String, String>,
     #[serde(default)]
     pub maintain: MaintainConfig,
+    #[serde(default)]
+    pub pii: PiiConfig,
+}
+
+/// Personal data at rest: see `pii.rs`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiConfig {
+    /// `encrypt` (AES-256-GCM, reversible with the key), `pseudonymise` (HMAC, irreversible) or
+    /// `off` (default).
+    pub mode: Option<String>,
+    /// The environment variable with the current key (default `CSLAKE_PII_KEY`).
+    pub key_env: Option<String>,
+    /// Variables with earlier keys, still accepted for reading until `cslake pii rotate` ran.
+    #[serde(default)]
+    pub old_key_envs: Vec<String>,
+    /// `table.column` to protect (default: contacts.email, contacts.name, csms.email, csms.name).
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -569,6 +588,17 @@ impl Settings {
                 )));
             }
         }
+        for c in &self.file.pii.columns {
+            let known = c
+                .split_once('.')
+                .and_then(|(t, col)| crate::schema::core_table(t).and_then(|s| s.column(col)))
+                .is_some_and(|col| col.ty == crate::schema::ColType::Str);
+            if !known {
+                return Err(Error::Config(format!(
+                    "[pii] columns: '{c}' is not a text column of a core table (write it as table.column)"
+                )));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for s in &self.file.sources {
             if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
@@ -631,6 +661,11 @@ impl Settings {
 
     pub fn reject_threshold(&self) -> f64 {
         self.file.ingest.reject_threshold.unwrap_or(0.001)
+    }
+
+    /// The `[pii]` protector, when configured (its keys are read from the environment here).
+    pub fn pii(&self) -> Result<Option<crate::pii::Protector>> {
+        crate::pii::Protector::from_config(&self.file.pii)
     }
 
     pub fn keep_orphans(&self) -> bool {

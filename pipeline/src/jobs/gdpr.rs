@@ -85,7 +85,10 @@ pub struct ErasureReport {
 struct Identifiers {
     accounts: Vec<String>,
     contacts: Vec<String>,
+    /// In clear, matched ignoring case.
     emails: Vec<String>,
+    /// Protected forms (`[pii]`), matched exactly.
+    tokens: Vec<String>,
 }
 
 fn lit(s: &str) -> String {
@@ -96,12 +99,23 @@ fn list(v: &[String]) -> String {
     v.iter().map(|s| lit(s)).collect::<Vec<_>>().join(", ")
 }
 
-async fn identifiers(ctx: &SessionContext, subject: &Subject) -> Result<Identifiers> {
+async fn identifiers(
+    ctx: &SessionContext,
+    subject: &Subject,
+    pii: Option<&crate::pii::Protector>,
+) -> Result<Identifiers> {
     let mut ids = Identifiers::default();
     let contacts_where = match subject {
         Subject::Contact(_) => {
             ids.emails.push(subject.value());
-            format!("lower(trim(email)) = {}", lit(&subject.value()))
+            if let Some(p) = pii {
+                ids.tokens.extend(p.forms("email", &subject.value()));
+            }
+            let mut w = format!("lower(trim(email)) = {}", lit(&subject.value()));
+            if !ids.tokens.is_empty() {
+                w.push_str(&format!(" OR email IN ({})", list(&ids.tokens)));
+            }
+            w
         }
         Subject::Account(a) => {
             ids.accounts.push(a.trim().to_string());
@@ -109,15 +123,27 @@ async fn identifiers(ctx: &SessionContext, subject: &Subject) -> Result<Identifi
         }
     };
     if has_table(ctx, "core.contacts") {
-        let q = format!(
-            "SELECT contact_id, lower(trim(email)) AS email FROM core.contacts WHERE {contacts_where}"
-        );
+        let q = format!("SELECT contact_id, email FROM core.contacts WHERE {contacts_where}");
         for b in sql(ctx, &q).await? {
             ids.contacts
                 .extend(strings(&b, "contact_id")?.into_iter().flatten());
             for e in strings(&b, "email")?.into_iter().flatten() {
-                if !e.is_empty() && !ids.emails.contains(&e) {
-                    ids.emails.push(e);
+                if crate::pii::Protector::is_protected(&e) {
+                    // the protected e-mail, and its clear form for records loaded before [pii]
+                    if let Some(p) = pii {
+                        let clear = p.reveal(&e);
+                        if clear != e && !ids.emails.contains(&clear) {
+                            ids.emails.push(clear);
+                        }
+                    }
+                    if !ids.tokens.contains(&e) {
+                        ids.tokens.push(e);
+                    }
+                } else {
+                    let e = e.trim().to_lowercase();
+                    if !e.is_empty() && !ids.emails.contains(&e) {
+                        ids.emails.push(e);
+                    }
                 }
             }
         }
@@ -138,6 +164,9 @@ fn predicates(table: &str, schema: &Schema, ids: &Identifiers) -> (Option<String
         let c = format!("\"{}\"", f.name());
         for e in &ids.emails {
             mention.push(format!("strpos(lower({c}), {}) > 0", lit(e)));
+        }
+        for t in &ids.tokens {
+            mention.push(format!("strpos({c}, {}) > 0", lit(t)));
         }
         let exact: Vec<String> = ids.accounts.iter().chain(&ids.contacts).cloned().collect();
         if !exact.is_empty() {
@@ -177,6 +206,12 @@ fn rewrite_query(table: &str, schema: &Schema, ids: &Identifiers, delete: Option
                 let pattern = format!("(?i){}", regex_escape(e));
                 expr = format!("regexp_replace({expr}, {}, '[erased]', 'g')", lit(&pattern));
             }
+            for t in &ids.tokens {
+                expr = format!(
+                    "regexp_replace({expr}, {}, '[erased]', 'g')",
+                    lit(&regex_escape(t))
+                );
+            }
             if !exact.is_empty() {
                 let blank = if f.is_nullable() { "NULL" } else { "'[erased]'" };
                 expr = format!("CASE WHEN {c} IN ({}) THEN {blank} ELSE {expr} END", list(&exact));
@@ -215,9 +250,36 @@ async fn rewrite_and_purge(
     batches: Vec<RecordBatch>,
     run_id: &str,
 ) -> Result<(Option<u64>, usize)> {
+    let Some(table) = overwrite(lake, zone, name, batches, run_id).await? else {
+        return Ok((None, 0));
+    };
+    let version = table.version();
+    let (table, vacuumed) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::zero())
+        .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Full)
+        .await?;
+    let mut table = table;
+    table.load().await?;
+    create_checkpoint(&table, None).await?;
+    let latest = table.version().unwrap_or_default();
+    // every log entry before the checkpoint, whatever its age
+    let logs = cleanup_expired_logs_for(latest, table.log_store().as_ref(), i64::MAX, None).await?;
+    Ok((version, vacuumed.files_deleted.len() + logs))
+}
+
+/// Replaces a table's rows with `batches` (cast to its schema, partitioning kept) as a new version.
+pub(crate) async fn overwrite(
+    lake: &Lake,
+    zone: &str,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    run_id: &str,
+) -> Result<Option<DeltaTable>> {
     let target = lake.target(zone, name);
     let Some(table) = target.open().await? else {
-        return Ok((None, 0));
+        return Ok(None);
     };
     let (schema, partitions) = {
         let state = table.snapshot()?;
@@ -237,28 +299,11 @@ async fn rewrite_and_purge(
     let mut write = table
         .write(batches)
         .with_save_mode(SaveMode::Overwrite)
-        .with_commit_properties(
-            deltalake::kernel::transaction::CommitProperties::default()
-                .with_metadata([("cslake_run_id".to_string(), serde_json::json!(run_id))]),
-        );
+        .with_commit_properties(target.commit(run_id));
     if !partitions.is_empty() {
         write = write.with_partition_columns(partitions);
     }
-    let table: DeltaTable = write.await?;
-    let version = table.version();
-    let (table, vacuumed) = table
-        .vacuum()
-        .with_retention_period(chrono::Duration::zero())
-        .with_enforce_retention_duration(false)
-        .with_mode(VacuumMode::Full)
-        .await?;
-    let mut table = table;
-    table.load().await?;
-    create_checkpoint(&table, None).await?;
-    let latest = table.version().unwrap_or_default();
-    // every log entry before the checkpoint, whatever its age
-    let logs = cleanup_expired_logs_for(latest, table.log_store().as_ref(), i64::MAX, None).await?;
-    Ok((version, vacuumed.files_deleted.len() + logs))
+    Ok(Some(write.await?))
 }
 
 /// Casts a batch to the table's schema (string views back to strings, nullability as declared).
@@ -280,11 +325,12 @@ fn conform(batch: &RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch> {
 pub async fn erase(
     lake: &Lake,
     subject: &Subject,
+    pii: Option<&crate::pii::Protector>,
     dry_run: bool,
     run: &mut RunContext,
 ) -> Result<ErasureReport> {
     let ctx = lake.session().await?;
-    let ids = identifiers(&ctx, subject).await?;
+    let ids = identifiers(&ctx, subject, pii).await?;
     let mut report = ErasureReport {
         subject: subject.hashed(),
         dry_run,
@@ -415,9 +461,13 @@ pub async fn erased(ctx: &SessionContext) -> Result<HashSet<(String, String)>> {
 }
 
 /// Everything the lake holds on the subject, table by table, as JSON rows (Art. 15).
-pub async fn export(lake: &Lake, subject: &Subject) -> Result<serde_json::Value> {
+pub async fn export(
+    lake: &Lake,
+    subject: &Subject,
+    pii: Option<&crate::pii::Protector>,
+) -> Result<serde_json::Value> {
     let ctx = lake.session().await?;
-    let ids = identifiers(&ctx, subject).await?;
+    let ids = identifiers(&ctx, subject, pii).await?;
     let mut out = serde_json::Map::new();
     for (zone, name) in lake.tables().await? {
         let table = format!("{zone}.{name}");
@@ -444,9 +494,104 @@ pub async fn export(lake: &Lake, subject: &Subject) -> Result<serde_json::Value>
                 rows.extend(r);
             }
         }
+        if let Some(p) = pii {
+            // the subject receives their data in clear
+            rows.iter_mut().for_each(|r| p.reveal_json(r));
+        }
         if !rows.is_empty() {
             out.insert(table, serde_json::Value::Array(rows));
         }
     }
     Ok(serde_json::json!({"subject": subject.hashed(), "kind": subject.kind(), "tables": out}))
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RotationReport {
+    pub key: String,
+    /// Table → values re-encrypted.
+    pub tables: BTreeMap<String, usize>,
+}
+
+/// `cslake pii rotate`: every value encrypted under an old key, re-encrypted under the current
+/// one (the protected columns, and e-mails inside quarantined records). Older table versions keep
+/// the old ciphertexts until `cslake maintain` vacuums them; retire the old key after that.
+pub async fn rotate(
+    lake: &Lake,
+    pii: &crate::pii::Protector,
+    run: &mut RunContext,
+) -> Result<RotationReport> {
+    use deltalake::arrow::array::{Array, AsArray};
+    let ctx = lake.session().await?;
+    let mut report = RotationReport {
+        key: pii.key_id().to_string(),
+        ..Default::default()
+    };
+    let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in &pii.columns {
+        if let Some((t, col)) = c.split_once('.') {
+            targets
+                .entry(format!("core.{t}"))
+                .or_default()
+                .push(col.to_string());
+        }
+    }
+    targets
+        .entry("ops.quarantine".into())
+        .or_default()
+        .push("raw".into());
+    for (table, columns) in targets {
+        if !has_table(&ctx, &table) {
+            continue;
+        }
+        let batches = sql(&ctx, &format!("SELECT * FROM {table}")).await?;
+        let mut changed = 0usize;
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            let mut cols = b.columns().to_vec();
+            let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            for col in &columns {
+                let Ok(i) = b.schema().index_of(col) else { continue };
+                let s = cast(b.column(i), &DataType::Utf8)?;
+                let s = s.as_string::<i32>();
+                let values: StringArray = (0..s.len())
+                    .map(|r| {
+                        (!s.is_null(r)).then(|| {
+                            let v = s.value(r);
+                            let new = if col == "raw" {
+                                let mut j: serde_json::Value = serde_json::from_str(v)
+                                    .unwrap_or(serde_json::Value::String(v.to_string()));
+                                if let serde_json::Value::Object(m) = &mut j {
+                                    for x in m.values_mut() {
+                                        if let serde_json::Value::String(t) = x {
+                                            *t = pii.rekey("email", t);
+                                        }
+                                    }
+                                }
+                                match j {
+                                    serde_json::Value::String(x) => x,
+                                    other => other.to_string(),
+                                }
+                            } else {
+                                pii.rekey(col, v)
+                            };
+                            if new != v {
+                                changed += 1;
+                            }
+                            new
+                        })
+                    })
+                    .collect();
+                cols[i] = Arc::new(values);
+                fields[i] = fields[i].clone().with_data_type(DataType::Utf8);
+            }
+            out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?);
+        }
+        if changed > 0 {
+            let (zone, name) = table.split_once('.').unwrap_or(("core", &table));
+            let t = overwrite(lake, zone, name, out, &run.run_id).await?;
+            run.wrote(&table, changed, t.and_then(|t| t.version()));
+            report.tables.insert(table, changed);
+        }
+    }
+    Ok(report)
 }

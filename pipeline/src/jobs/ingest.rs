@@ -78,6 +78,8 @@ struct Stager {
     suppressed: usize,
     /// `[retention]`: per table, the first date still kept (older rows are not landed).
     retention: HashMap<&'static str, String>,
+    /// `[pii]`: personal columns are stored protected.
+    pii: Option<crate::pii::Protector>,
     keep_orphans: bool,
     ingested_at: chrono::DateTime<Utc>,
     attendees: Option<AttendeeIndex>,
@@ -94,6 +96,7 @@ impl Stager {
         Ok(Self {
             known,
             erased: super::gdpr::erased(ctx).await?,
+            pii: settings.pii()?,
             suppressed: 0,
             retention: CORE_TABLES
                 .iter()
@@ -139,6 +142,22 @@ impl Stager {
         run_id: &str,
     ) -> Result<()> {
         let spec = st.spec;
+        if spec.name == "interactions"
+            && records.meetings
+            && let Some(p) = self.pii.as_ref().filter(|p| p.covers("contacts", "email"))
+        {
+            // contacts' e-mails are stored protected: match attendees in the same form
+            for row in &mut records.rows {
+                if let Some(Some(a)) = row.values.get_mut(6) {
+                    *a = a
+                        .split(';')
+                        .filter(|e| !e.is_empty())
+                        .map(|e| p.protect("email", e))
+                        .collect::<Vec<_>>()
+                        .join(";");
+                }
+            }
+        }
         if spec.name == "interactions" && records.meetings {
             if self.attendees.is_none() {
                 self.attendees = Some(attendee_index(ctx, earlier).await?);
@@ -168,7 +187,12 @@ impl Stager {
         }
         let mut builder = BatchBuilder::new(spec);
         let known_ref = (!self.keep_orphans).then_some(&self.known);
-        let rejected = cast_records(spec, &records, &mapping, config, known_ref, &mut builder);
+        let mut rejected = cast_records(spec, &records, &mapping, config, known_ref, &mut builder);
+        if let Some(p) = &self.pii {
+            for r in &mut rejected {
+                r.raw = p.protect_raw(&r.raw);
+            }
+        }
         // records a filter routes to another table are not this table's reads
         st.load.read += builder.len() + rejected.len();
         st.rejected.extend(rejected);
@@ -208,6 +232,9 @@ impl Stager {
                     "rows older than the table's retention not landed"
                 );
             }
+        }
+        if let Some(p) = &self.pii {
+            batch = protect_columns(p, spec, batch)?;
         }
         if spec.name == "accounts" {
             self.known
@@ -260,6 +287,29 @@ impl Stager {
         }
         Ok(batch)
     }
+}
+
+/// The batch with the `[pii]` columns of its table protected.
+fn protect_columns(p: &crate::pii::Protector, spec: &TableSpec, batch: RecordBatch) -> Result<RecordBatch> {
+    let mut cols = batch.columns().to_vec();
+    let mut changed = false;
+    for (i, f) in batch.schema().fields().iter().enumerate() {
+        if !p.covers(spec.name, f.name()) {
+            continue;
+        }
+        let values = strings(&batch, f.name())?;
+        let protected: deltalake::arrow::array::StringArray = values
+            .iter()
+            .map(|v| v.as_deref().map(|v| p.protect(f.name(), v)))
+            .collect();
+        cols[i] = std::sync::Arc::new(protected);
+        changed = true;
+    }
+    Ok(if changed {
+        RecordBatch::try_new(batch.schema(), cols)?
+    } else {
+        batch
+    })
 }
 
 /// Reads the new and changed files of the source (every file with `full`), validates them, and

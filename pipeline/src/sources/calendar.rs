@@ -457,7 +457,12 @@ pub struct AttendeeIndex {
 
 impl AttendeeIndex {
     pub fn add(&mut self, email: &str, account_id: &str, contact_id: &str) {
-        let email = email.trim().to_ascii_lowercase();
+        // a [pii]-protected address is case-sensitive text; a clear one is matched ignoring case
+        let email = if crate::pii::Protector::is_protected(email) {
+            email.trim().to_string()
+        } else {
+            email.trim().to_ascii_lowercase()
+        };
         if let Some((_, domain)) = email.split_once('@') {
             self.by_domain
                 .entry(domain.to_string())
