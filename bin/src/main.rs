@@ -402,7 +402,17 @@ fn gen_options(g: &GenArgs, out: PathBuf) -> GenOptions {
 }
 
 /// Runs a job with its audit row: the row is written whether the job succeeds or fails.
-async fn audited<T, F>(lake: &Lake, mut run: RunContext, job: F) -> anyhow::Result<(T, RunContext)>
+async fn audited<T, F>(lake: &Lake, run: RunContext, job: F) -> anyhow::Result<(T, RunContext)>
+where
+    F: AsyncFnOnce(&mut RunContext) -> cslake_pipeline::Result<T>,
+{
+    run.begin(lake).await.context("writing ops.runs")?;
+    finish(lake, run, job).await
+}
+
+/// Runs the job and records its outcome, without a `running` row first (for `restore`, whose
+/// job brings back the audit table itself).
+async fn finish<T, F>(lake: &Lake, mut run: RunContext, job: F) -> anyhow::Result<(T, RunContext)>
 where
     F: AsyncFnOnce(&mut RunContext) -> cslake_pipeline::Result<T>,
 {
@@ -635,7 +645,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 (Some(from), table, None) => {
-                    let (report, run) = audited(&lake, new_run("restore", None), async |run| {
+                    let (report, run) = finish(&lake, new_run("restore", None), async |run| {
                         jobs::backup::restore_from(
                             &lake,
                             &from,

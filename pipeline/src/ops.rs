@@ -60,7 +60,17 @@ impl RunContext {
         }
     }
 
-    /// Appends this run's row to `ops/runs` with its outcome.
+    /// Writes this run's row as `running` before the job starts: a run that is killed keeps that
+    /// row, so the audit log shows every command that started, finished or not.
+    pub async fn begin(&self, lake: &Lake) -> Result<()> {
+        let batch = self.row(self.started_at, "running", None)?;
+        lake.target("ops", "runs")
+            .append(vec![batch], &[], &self.run_id)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the run's outcome (replacing its `running` row).
     pub async fn record(&self, lake: &Lake, status: &str, message: Option<&str>) -> Result<()> {
         let ended = Utc::now();
         // one log event per step, for log-based monitoring
@@ -74,6 +84,20 @@ impl RunContext {
             rows_rejected = self.rows_rejected,
             "step finished"
         );
+        let batch = self.row(ended, status, message)?;
+        lake.target("ops", "runs")
+            .upsert(
+                vec![batch],
+                &["run_id"],
+                &["status", "ended_at"],
+                &["rows_read", "rows_written", "rows_rejected", "tables", "message"],
+                &self.run_id,
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn row(&self, ended: DateTime<Utc>, status: &str, message: Option<&str>) -> Result<RecordBatch> {
         let ts = |t: DateTime<Utc>| {
             Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"))
                 as ArrayRef
@@ -98,10 +122,7 @@ impl RunContext {
                 Arc::new(StringArray::from(vec![message])),
             ],
         )?;
-        lake.target("ops", "runs")
-            .append(vec![batch], &[], &self.run_id)
-            .await?;
-        Ok(())
+        Ok(batch)
     }
 }
 
