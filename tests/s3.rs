@@ -55,6 +55,10 @@ impl Moto {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A plain HTTP request (moto does not check signatures); returns the status code.
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> u16 {
         let mut s = TcpStream::connect(&self.host).unwrap();
@@ -221,4 +225,136 @@ fn the_lake_and_a_file_drop_on_s3_end_to_end() {
         ["duplicates", "0"]
     );
     assert_eq!(q("SELECT COUNT(*) AS n FROM core.accounts"), ["n", "40"]);
+
+    // credentials from a named profile of the shared AWS files, as the AWS CLI reads them
+    std::fs::create_dir_all(dir.join(".aws")).unwrap();
+    std::fs::write(
+        dir.join(".aws/credentials"),
+        "[default]\naws_access_key_id = nope\n\n[cslake]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join(".aws/config"), "[profile cslake]\nregion = us-east-1\n").unwrap();
+    let home = dir.display().to_string();
+    let out = crate::cslake_env(
+        dir,
+        &[
+            "--lake",
+            "s3://lake/prod",
+            "query",
+            "SELECT COUNT(*) AS n FROM core.accounts",
+            "--format",
+            "csv",
+        ],
+        &[
+            ("HOME", home.as_str()),
+            ("AWS_PROFILE", "cslake"),
+            ("AWS_ENDPOINT_URL", &s3.endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().nth(1), Some("40"));
+}
+
+#[test]
+fn an_s3_outage_is_ridden_out_or_fails_cleanly_and_reruns_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cslake(
+        dir,
+        &[
+            "generate",
+            "--out",
+            "data",
+            "--accounts",
+            "30",
+            "--days",
+            "60",
+            "--end",
+            "2026-03-31",
+        ],
+    )
+    .ok();
+    let lake = |args: &[&str]| -> Vec<String> {
+        ["--lake", "s3://lake/prod"]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |s3: &Moto, args: &[&str]| {
+        let a = lake(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        s3.cslake(dir, &a)
+    };
+    let s3 = Moto::start();
+    assert_eq!(s3.request("PUT", "/lake", b""), 200);
+    run(&s3, &["ingest", "--source", "data"]).ok();
+
+    // the server freezes for a while mid-command: requests wait and the command finishes
+    let pid = s3.pid().to_string();
+    let a = lake(&["features", "--as-of", "2026-03-31"]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cslake"))
+        .current_dir(dir)
+        .args(&a)
+        .env("RUST_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &s3.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // the server is gone: bounded retries, then a clean failure naming the storage error
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[storage]\nmax_retries = \"2\"\nretry_timeout = \"5s\"\n",
+    )
+    .unwrap();
+    let endpoint = s3.endpoint.clone();
+    drop(s3);
+    let out = crate::cslake_env(
+        dir,
+        &["--lake", "s3://lake/prod", "features", "--as-of", "2026-03-31"],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("error: "), "{}", out.stderr);
+
+    // a new server (moto keeps nothing across restarts): the day runs again from the source
+    let s3 = Moto::start();
+    assert_eq!(s3.request("PUT", "/lake", b""), 200);
+    run(&s3, &["ingest", "--source", "data"]).ok();
+    run(&s3, &["features", "--as-of", "2026-03-31"]).ok();
+    let n = run(
+        &s3,
+        &[
+            "query",
+            "SELECT COUNT(*) AS n FROM core.accounts",
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    assert_eq!(n.stdout.lines().nth(1), Some("30"));
 }
