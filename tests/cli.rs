@@ -135,3 +135,79 @@ fn a_user_feature_view_with_an_unknown_column_names_view_and_column() {
     );
     assert!(out.stderr.contains("region_seats"), "{}", out.stderr);
 }
+
+#[test]
+fn feature_drift_and_stale_sources_are_caught_before_features_are_written() {
+    let (_tmp, dir) = crate::workspace(60, 200, "2026-03-31");
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    cslake(&dir, &["features", "--as-of", "2026-03-24"]).ok();
+    // a burst of events: the usage distribution of 31 March is not the one of the week before
+    std::fs::create_dir_all(dir.join("burst/usage_events")).unwrap();
+    let mut csv = String::from("event_id,account_id,event_type,event_time\n");
+    for a in 1..=60 {
+        for i in 0..300 {
+            csv.push_str(&format!("B-{a}-{i},ACC-{a:06},login,2026-03-30T10:00:00Z\n"));
+        }
+    }
+    std::fs::write(dir.join("burst/usage_events/burst.csv"), csv).unwrap();
+    cslake(&dir, &["ingest", "--source", "burst"]).ok();
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[features.checks]\n\"usage_activity.events_30d\" = { max_psi = 0.25, action = \"fail\" }\n",
+    )
+    .unwrap();
+    let out = cslake(&dir, &["features", "--as-of", "2026-03-31"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("features of 2026-03-31 not written: usage_activity.events_30d: drift against the previous day: PSI"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        crate::query(
+            &dir,
+            "SELECT COUNT(*) AS n FROM features.usage_activity WHERE as_of_date = DATE '2026-03-31'"
+        ),
+        ["n", "0"]
+    );
+    let stats = cslake(&dir, &["features", "stats", "--as-of", "2026-03-31"]).ok();
+    assert!(
+        stats.stdout.contains("| usage_activity | events_30d"),
+        "{}",
+        stats.stdout
+    );
+    assert_eq!(stats.summary()["checks"]["fail"], 1, "{}", stats.stdout);
+
+    // as a warning the day is built and the warning reported
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[features.checks]\n\"usage_activity.events_30d\" = { max_psi = 0.25 }\n\n\
+         [freshness]\ninteractions = { warn_after = \"1d\" }\n",
+    )
+    .unwrap();
+    let s = cslake(&dir, &["features", "--as-of", "2026-03-31"])
+        .ok()
+        .summary();
+    assert!(
+        s["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("usage_activity.events_30d: drift"),
+        "{s}"
+    );
+
+    // a source older than allowed stops the day
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[freshness]\ninteractions = { error_after = \"30d\" }\n",
+    )
+    .unwrap();
+    let out = cslake(&dir, &["features", "--as-of", "2026-06-30"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("stale sources: core.interactions: newest row 2026-03-"),
+        "{}",
+        out.stderr
+    );
+}

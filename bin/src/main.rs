@@ -277,6 +277,13 @@ enum FeaturesAction {
     List,
     /// One view: its columns with labels and types, sources, materialisation
     Describe { name: String },
+    /// Data quality of one day's features: null rate, range, distinct values, drift (PSI)
+    /// against the previous day and the training set, and the checks' verdicts
+    Stats {
+        /// The day (default: the latest with statistics)
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -505,6 +512,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         json!({"status": "succeeded", "command": "features describe", "view": view})
                     );
                 }
+                FeaturesAction::Stats { as_of } => {
+                    let ctx = lake.session().await?;
+                    if !ctx.table_exist("ops.feature_stats").unwrap_or(false) {
+                        return Err(Error::Job(
+                            "no feature statistics yet: run `cslake features --as-of DATE`".into(),
+                        )
+                        .into());
+                    }
+                    let day = match as_of {
+                        Some(d) => format!("DATE '{d}'"),
+                        None => "(SELECT MAX(as_of_date) FROM ops.feature_stats)".into(),
+                    };
+                    let batches = jobs::util::sql(
+                        &ctx,
+                        &format!(
+                            "SELECT view, feature, rows, round(null_rate, 3) AS null_rate, round(min, 3) AS min, \
+                             round(max, 3) AS max, round(mean, 3) AS mean, distinct_values, \
+                             round(psi_previous, 3) AS psi_previous, round(psi_training, 3) AS psi_training, status, problems \
+                             FROM ops.feature_stats WHERE as_of_date = {day} ORDER BY view, feature"
+                        ),
+                    )
+                    .await?;
+                    let rows = output::print_batches(&batches, output::Format::Table)?;
+                    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+                    for b in &batches {
+                        for s in jobs::util::strings(b, "status")?.into_iter().flatten() {
+                            *statuses.entry(s).or_default() += 1;
+                        }
+                    }
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "features stats", "features": rows, "checks": statuses})
+                    );
+                }
             }
         }
         Command::Features {
@@ -524,7 +565,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             out!(
                 "{}",
-                json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views})
+                json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views, "warnings": report.warnings, "freshness": report.freshness})
             );
         }
         Command::Models { action } => {
@@ -1080,7 +1121,8 @@ async fn day(
             jobs::features(lake, settings, d, opts.strict, run).await
         })
         .await?;
-        summary["features"] = json!({"accounts": report.accounts, "views": report.views.len()});
+        summary["features"] =
+            json!({"accounts": report.accounts, "views": report.views.len(), "warnings": report.warnings});
     }
     let ctx = lake.session().await?;
     let has_model = ctx.table_exist("models.registry").unwrap_or(false);

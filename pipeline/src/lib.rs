@@ -48,6 +48,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Job(String),
+    /// Data that fails a configured quality check (features, source freshness).
+    #[error("data quality: {0}")]
+    Quality(String),
     /// An API call that failed for good (after retries where retrying makes sense).
     #[error("source '{name}': {message}")]
     Http { name: String, message: String },
@@ -106,7 +109,10 @@ impl Error {
             {
                 2
             }
-            Error::MissingColumn { .. } | Error::Input { .. } | Error::RejectedAboveThreshold { .. } => 3,
+            Error::MissingColumn { .. }
+            | Error::Input { .. }
+            | Error::RejectedAboveThreshold { .. }
+            | Error::Quality(_) => 3,
             _ => 1,
         }
     }

@@ -47,6 +47,10 @@ pub struct FileConfig {
     pub maintain: MaintainConfig,
     #[serde(default)]
     pub pii: PiiConfig,
+    /// How old the newest row of a core table may be when features are built:
+    /// `usage_events = { warn_after = "2d", error_after = "7d" }`.
+    #[serde(default)]
+    pub freshness: HashMap<String, crate::jobs::quality::FreshnessCheck>,
 }
 
 /// Personal data at rest: see `pii.rs`.
@@ -328,6 +332,9 @@ pub struct AuthConfig {
 pub struct FeaturesConfig {
     /// A folder of extra `.sql` feature views (a view of the same name replaces the built-in).
     pub dir: Option<PathBuf>,
+    /// Quality thresholds per feature (`view.feature`, `feature` or `default`).
+    #[serde(default)]
+    pub checks: HashMap<String, crate::jobs::quality::FeatureCheck>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -585,6 +592,26 @@ impl Settings {
                      or a zone of dated tables: features, scores, training, actions, analytics). Accounts and contacts \
                      leave with `cslake gdpr erase --account`",
                     aged.join(", ")
+                )));
+            }
+        }
+        for (table, check) in &self.file.freshness {
+            let name = table.strip_prefix("core.").unwrap_or(table);
+            if crate::schema::core_table(name).is_none() {
+                return Err(Error::Config(format!("[freshness] {table}: no such core table")));
+            }
+            for v in [&check.warn_after, &check.error_after].into_iter().flatten() {
+                crate::jobs::maintain::parse_days(v)
+                    .map_err(|e| Error::Config(format!("[freshness] {table}: {e}")))?;
+            }
+        }
+        for (key, check) in &self.file.features.checks {
+            if let Some(a) = check.action.as_deref()
+                && a != "warn"
+                && a != "fail"
+            {
+                return Err(Error::Config(format!(
+                    "[features.checks] {key}: action = '{a}': expected 'warn' or 'fail'"
                 )));
             }
         }

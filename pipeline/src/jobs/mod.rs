@@ -6,6 +6,7 @@ pub mod gdpr;
 mod ingest;
 pub mod lineage;
 pub mod maintain;
+pub mod quality;
 pub mod registry;
 mod score;
 mod source_state;

@@ -5,6 +5,7 @@ use cslake_features::{Registry, compute_all};
 
 use deltalake::datafusion::prelude::SessionContext;
 
+use super::quality;
 use super::util::{has_table, require_core, with_run_id};
 use crate::{Lake, Result, RunContext, Settings};
 
@@ -14,6 +15,9 @@ pub struct FeaturesReport {
     pub accounts: usize,
     /// (view, rows, table version)
     pub views: Vec<(String, usize, Option<u64>)>,
+    /// Features whose checks warned (`view.feature: problems`).
+    pub warnings: Vec<String>,
+    pub freshness: Vec<super::quality::Freshness>,
 }
 
 /// The built-in views plus the user's folder, if configured.
@@ -50,12 +54,64 @@ pub async fn features(
     let label = settings.label_spec();
     require_core(&ctx, &label)?;
     let registry = available_registry(settings, &ctx)?;
+    let freshness = quality::freshness(&ctx, &settings.file.freshness, as_of).await?;
     let knowledge = super::util::knowledge(&ctx, strict).await?;
     let computed = compute_all(&ctx, &registry, as_of, &label, &knowledge).await?;
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),
+        freshness,
         ..Default::default()
     };
+
+    // quality: statistics and drift of every feature, checked before anything is written
+    let previous = quality::previous(&ctx, as_of).await?;
+    let names: Vec<String> = registry
+        .views
+        .iter()
+        .flat_map(|v| v.features.iter().map(|(c, _)| c.clone()))
+        .collect();
+    let training = quality::training_values(&ctx, &names).await?;
+    let mut stats = Vec::new();
+    let mut failures = Vec::new();
+    for (name, batches) in &computed {
+        let Some(view) = registry.views.iter().find(|v| &v.name == name) else {
+            continue;
+        };
+        for (col, _) in &view.features {
+            let vals = quality::values(batches, col)?;
+            let mut s = quality::summarize(name, col, &vals);
+            let present: Vec<f64> = vals.iter().flatten().copied().collect();
+            if let Some((edges, fractions)) = previous.get(&(name.clone(), col.clone())) {
+                s.psi_previous = quality::psi(edges, fractions, &present);
+            }
+            if let Some(t) = training.get(col) {
+                let (edges, fractions) = quality::bins(t);
+                s.psi_training = quality::psi(&edges, &fractions, &present);
+            }
+            let fail = quality::judge(&mut s, &settings.file.features.checks);
+            if !s.problems.is_empty() {
+                let line = format!("{name}.{col}: {}", s.problems.join("; "));
+                tracing::warn!(
+                    feature = line.as_str(),
+                    status = s.status.as_str(),
+                    "feature check"
+                );
+                if fail {
+                    failures.push(line);
+                } else {
+                    report.warnings.push(line);
+                }
+            }
+            stats.push(s);
+        }
+    }
+    quality::store(lake, as_of, &stats, run).await?;
+    if !failures.is_empty() {
+        return Err(crate::Error::Quality(format!(
+            "features of {as_of} not written: {} (see ops.feature_stats)",
+            failures.join(" | ")
+        )));
+    }
     for (name, batches) in computed {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         report.accounts = report.accounts.max(rows);
