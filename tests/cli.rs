@@ -211,3 +211,78 @@ fn feature_drift_and_stale_sources_are_caught_before_features_are_written() {
         out.stderr
     );
 }
+
+#[test]
+fn the_training_set_matches_the_daily_features_and_ignores_later_facts() {
+    let (_tmp, dir) = crate::workspace(120, 300, "2026-06-30");
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    let s = cslake(
+        &dir,
+        &[
+            "features",
+            "training-set",
+            "--as-of",
+            "2026-06-30",
+            "--out",
+            "ts.csv",
+        ],
+    )
+    .ok()
+    .summary();
+    let ts = &s["training_set"];
+    assert!(ts["observation_dates"].as_u64().unwrap() >= 3, "{s}");
+    assert!(ts["positives"].as_u64().unwrap() > 0, "{s}");
+    let lines = std::fs::read_to_string(dir.join("ts.csv"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        lines as u64,
+        ts["rows"].as_u64().unwrap() + 1,
+        "the file holds the same rows"
+    );
+
+    // at an observation date, the training rows carry exactly the features the daily run computes
+    let second = crate::query(
+        &dir,
+        "SELECT CAST(as_of_date AS VARCHAR) AS d FROM training.churn GROUP BY as_of_date ORDER BY as_of_date LIMIT 2",
+    )[2]
+    .clone();
+    cslake(&dir, &["features", "--as-of", &second]).ok();
+    let mismatches = crate::query(
+        &dir,
+        &format!(
+            "SELECT COUNT(*) AS n, SUM(CASE WHEN (t.events_30d IS DISTINCT FROM u.events_30d) \
+               OR (t.days_to_renewal IS DISTINCT FROM s.days_to_renewal) \
+               OR (t.tickets_90d IS DISTINCT FROM p.tickets_90d) THEN 1 ELSE 0 END) AS different \
+             FROM training.churn t \
+             JOIN features.usage_activity u ON u.account_id = t.account_id AND u.as_of_date = t.as_of_date \
+             JOIN features.subscription s ON s.account_id = t.account_id AND s.as_of_date = t.as_of_date \
+             JOIN features.support p ON p.account_id = t.account_id AND p.as_of_date = t.as_of_date \
+             WHERE t.as_of_date = DATE '{second}'"
+        ),
+    );
+    let counts: Vec<&str> = mismatches[1].split(',').collect();
+    assert!(counts[0].parse::<u64>().unwrap() > 50, "{mismatches:?}");
+    assert_eq!(counts[1], "0", "{mismatches:?}");
+
+    // facts dated after the training date do not change a single training row
+    let before = crate::query(
+        &dir,
+        "SELECT * EXCLUDE (_run_id) FROM training.churn ORDER BY as_of_date, account_id",
+    );
+    std::fs::create_dir_all(dir.join("late/usage_events")).unwrap();
+    let mut csv = String::from("event_id,account_id,event_type,event_time\n");
+    for a in 1..=120 {
+        csv.push_str(&format!("LATE-{a},ACC-{a:06},login,2026-07-02T10:00:00Z\n"));
+    }
+    std::fs::write(dir.join("late/usage_events/late.csv"), csv).unwrap();
+    cslake(&dir, &["ingest", "--source", "late"]).ok();
+    cslake(&dir, &["features", "training-set", "--as-of", "2026-06-30"]).ok();
+    let after = crate::query(
+        &dir,
+        "SELECT * EXCLUDE (_run_id) FROM training.churn ORDER BY as_of_date, account_id",
+    );
+    assert_eq!(before.len(), after.len());
+    assert!(before == after, "a later fact changed the training set");
+}

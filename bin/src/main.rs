@@ -277,6 +277,18 @@ enum FeaturesAction {
     List,
     /// One view: its columns with labels and types, sources, materialisation
     Describe { name: String },
+    /// The training set a model trained on a date would use (observation dates, features as of
+    /// each, the churn label after it), written to training.churn and optionally to a file
+    TrainingSet {
+        #[arg(long, value_parser = parse_date)]
+        as_of: NaiveDate,
+        /// Also ignore rows ingested after each observation date's daily run
+        #[arg(long)]
+        strict: bool,
+        /// Also write it to a .csv, .ndjson or .parquet file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Data quality of one day's features: null rate, range, distinct values, drift (PSI)
     /// against the previous day and the training set, and the checks' verdicts
     Stats {
@@ -510,6 +522,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     out!(
                         "{}",
                         json!({"status": "succeeded", "command": "features describe", "view": view})
+                    );
+                }
+                FeaturesAction::TrainingSet { as_of, strict, out } => {
+                    let (report, run) = audited(
+                        &lake,
+                        new_run("features training-set", Some(as_of)),
+                        async |run| {
+                            jobs::write_training_set(&lake, &settings, as_of, strict, out.as_deref(), run)
+                                .await
+                        },
+                    )
+                    .await?;
+                    out!(
+                        "Training set as of {}: {} rows ({} churned) at {} observation dates {}..{}, {} features; label: {}",
+                        report.as_of,
+                        report.rows,
+                        report.positives,
+                        report.observation_dates,
+                        report.first,
+                        report.last,
+                        report.features,
+                        report.label
+                    );
+                    if let Some(f) = &report.out {
+                        out!("  written to {f} and training.churn");
+                    }
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "features training-set", "run_id": run.run_id, "training_set": report})
                     );
                 }
                 FeaturesAction::Stats { as_of } => {

@@ -16,5 +16,5 @@ pub mod util;
 
 pub use ingest::{IngestReport, TableLoad, ingest};
 pub use score::{ScoreReport, TopAccount, score};
-pub use train::{TrainReport, train};
+pub use train::{TrainReport, TrainingSetReport, train, write_training_set};
 pub use transform::{FeaturesReport, ViewInfo, describe_views, features, load_registry};

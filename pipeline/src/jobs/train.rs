@@ -45,14 +45,38 @@ pub fn observation_dates(
     dates
 }
 
-pub async fn train(
-    lake: &Lake,
+/// A training set: one row per (observation date, customer account), features as of that date
+/// and the churn label observed after it.
+pub struct TrainingSet {
+    pub batches: Vec<deltalake::arrow::array::RecordBatch>,
+    pub dates: Vec<NaiveDate>,
+    pub features: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainingSetReport {
+    pub as_of: String,
+    pub observation_dates: usize,
+    pub first: String,
+    pub last: String,
+    pub rows: usize,
+    pub positives: usize,
+    pub features: usize,
+    pub label: String,
+    pub version: Option<u64>,
+    pub out: Option<String>,
+}
+
+/// Builds the training set for a model trained on `as_of`: observation dates every
+/// `[churn] observation_every_days` from the warm-up to the last date whose label window has
+/// closed by `as_of`, with features as of each date only (and, `strict`, only rows ingested by
+/// that date's daily run).
+pub async fn build_training_set(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
     settings: &Settings,
     as_of: NaiveDate,
     strict: bool,
-    run: &mut RunContext,
-) -> Result<TrainReport> {
-    let ctx = lake.session().await?;
+) -> Result<TrainingSet> {
     let label = settings.label_spec();
     require_core(&ctx, &label)?;
     let registry = available_registry(settings, &ctx)?;
@@ -88,9 +112,87 @@ pub async fn train(
         )));
     }
     tracing::info!(dates = dates.len(), first = %dates[0], last = %dates[dates.len() - 1], "building training set");
-    let knowledge = super::util::knowledge(&ctx, strict).await?;
-    let batches = training_set(&ctx, &registry, &dates, label, &knowledge).await?;
-    let features = registry.feature_names();
+    let knowledge = super::util::knowledge(ctx, strict).await?;
+    let batches = training_set(ctx, &registry, &dates, label, &knowledge).await?;
+    Ok(TrainingSet {
+        batches,
+        dates,
+        features: registry.feature_names(),
+    })
+}
+
+/// `cslake features training-set`: the training set to `training.churn` (and to a file).
+pub async fn write_training_set(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    strict: bool,
+    out: Option<&std::path::Path>,
+    run: &mut RunContext,
+) -> Result<TrainingSetReport> {
+    let ctx = lake.session().await?;
+    let set = build_training_set(&ctx, settings, as_of, strict).await?;
+    let rows: usize = set.batches.iter().map(|b| b.num_rows()).sum();
+    let mut positives = 0usize;
+    for b in &set.batches {
+        positives += floats(b, "label")?.iter().filter(|v| **v > 0.5).count();
+    }
+    let with_id = set
+        .batches
+        .iter()
+        .map(|b| with_run_id(b, &run.run_id))
+        .collect::<Result<Vec<_>>>()?;
+    let stats = lake
+        .target("training", "churn")
+        .overwrite(with_id.clone(), &run.run_id)
+        .await?;
+    run.wrote("training.churn", rows, stats.version);
+    let out = match (out, with_id.first()) {
+        (Some(path), Some(first)) => {
+            let format =
+                cslake_sinks::FileFormat::from_path(&path.display().to_string()).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{}: the file type must be .csv, .ndjson or .parquet",
+                        path.display()
+                    ))
+                })?;
+            let mut w = cslake_sinks::FileWriter::create(path, format, first.schema())?;
+            for b in &with_id {
+                w.write(b)?;
+            }
+            Some(w.finish()?.display().to_string())
+        }
+        _ => None,
+    };
+    let l = settings.label_spec();
+    Ok(TrainingSetReport {
+        as_of: as_of.to_string(),
+        observation_dates: set.dates.len(),
+        first: set.dates.first().map(|d| d.to_string()).unwrap_or_default(),
+        last: set.dates.last().map(|d| d.to_string()).unwrap_or_default(),
+        rows,
+        positives,
+        features: set.features.len(),
+        label: l.describe(),
+        version: stats.version,
+        out,
+    })
+}
+
+pub async fn train(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    strict: bool,
+    run: &mut RunContext,
+) -> Result<TrainReport> {
+    let ctx = lake.session().await?;
+    let TrainingSet {
+        batches,
+        dates,
+        features,
+    } = build_training_set(&ctx, settings, as_of, strict).await?;
+    let label = settings.label_spec();
     let mut x = Vec::new();
     let mut y = Vec::new();
     let mut obs = Vec::new();
