@@ -78,22 +78,22 @@ pub async fn build_training_set(
     strict: bool,
 ) -> Result<TrainingSet> {
     let label = settings.label_spec();
-    require_core(&ctx, &label)?;
-    let registry = available_registry(settings, &ctx)?;
+    require_core(ctx, &label)?;
+    let registry = available_registry(settings, ctx)?;
     let c = &settings.file.churn;
     // History starts when every recorded source has begun: subscriptions and usage, where loaded.
     let mut starts = Vec::new();
-    if has_table(&ctx, "core.subscriptions") {
+    if has_table(ctx, "core.subscriptions") {
         starts.push("(SELECT MIN(start_date) FROM core.subscriptions)");
     }
-    if has_table(&ctx, "core.usage_events") {
+    if has_table(ctx, "core.usage_events") {
         starts.push("(SELECT MIN(CAST(event_time AS DATE)) FROM core.usage_events)");
     }
     let q = match starts.as_slice() {
         [one] => format!("SELECT {one} AS d"),
         many => format!("SELECT GREATEST({}) AS d", many.join(", ")),
     };
-    let first = sql(&ctx, &q)
+    let first = sql(ctx, &q)
         .await?
         .first()
         .and_then(|b| strings(b, "d").ok())
