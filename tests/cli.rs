@@ -286,3 +286,62 @@ fn the_training_set_matches_the_daily_features_and_ignores_later_facts() {
     assert_eq!(before.len(), after.len());
     assert!(before == after, "a later fact changed the training set");
 }
+
+#[test]
+fn an_incremental_day_equals_a_full_rebuild_and_reads_only_new_days() {
+    let d = "2026-06-30";
+    let (_a, inc) = crate::workspace(60, 200, d);
+    let (_b, full) = crate::workspace(60, 200, d);
+    // split the usage export: history up to 15 June, then the last two weeks plus late events
+    // for early May (a backfilled export)
+    let dir = inc.join("data/usage_events");
+    let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let time_col = header.split(',').position(|c| c == "event_time").unwrap();
+    let (mut old, mut new) = (vec![header.to_string()], vec![header.to_string()]);
+    for (i, l) in lines.enumerate() {
+        let t = l.split(',').nth(time_col).unwrap();
+        if t < "2026-06-16" && !(t.starts_with("2026-05-0") && i % 10 == 0) {
+            old.push(l.to_string());
+        } else {
+            new.push(l.to_string());
+        }
+    }
+    std::fs::write(&file, old.join("\n") + "\n").unwrap();
+    std::fs::create_dir_all(inc.join("later/usage_events")).unwrap();
+    std::fs::write(inc.join("later/usage_events/later.csv"), new.join("\n") + "\n").unwrap();
+
+    cslake(&inc, &["ingest", "--source", "data"]).ok();
+    let first = cslake(&inc, &["features", "--as-of", "2026-06-15"])
+        .ok()
+        .summary();
+    assert_eq!(first["rollup"]["mode"], "full", "{first}");
+    cslake(&inc, &["ingest", "--source", "later"]).ok();
+    let next = cslake(&inc, &["features", "--as-of", d]).ok().summary();
+    assert_eq!(next["rollup"]["mode"], "incremental", "{next}");
+    let days = next["rollup"]["days"].as_u64().unwrap();
+    assert!(
+        (15..=24).contains(&days),
+        "only the new and the backfilled days are recomputed: {next}"
+    );
+
+    cslake(&full, &["ingest", "--source", "data"]).ok();
+    cslake(&full, &["features", "--as-of", d]).ok();
+    for sql in [
+        format!(
+            "SELECT * EXCLUDE (_run_id) FROM features.usage_activity WHERE as_of_date = DATE '{d}' ORDER BY account_id"
+        ),
+        format!(
+            "SELECT * EXCLUDE (_run_id) FROM features.subscription WHERE as_of_date = DATE '{d}' ORDER BY account_id"
+        ),
+        "SELECT account_id, event_date, contact_id, event_type, quantity, events FROM features.usage_daily \
+         ORDER BY account_id, event_date, contact_id, event_type"
+            .to_string(),
+    ] {
+        let (a, b) = (crate::query(&inc, &sql), crate::query(&full, &sql));
+        assert!(a.len() > 10, "{sql}");
+        assert!(a == b, "incremental and full differ: {sql}");
+    }
+}

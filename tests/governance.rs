@@ -116,6 +116,7 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
             "core.accounts",
             "core.contacts",
             "core.usage_events",
+            "features.usage_daily",
             "ops.quarantine"
         ],
         "{s}"

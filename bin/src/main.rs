@@ -606,7 +606,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             out!(
                 "{}",
-                json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views, "warnings": report.warnings, "freshness": report.freshness})
+                json!({"status": "succeeded", "command": "features", "run_id": run.run_id, "as_of": report.as_of, "accounts": report.accounts, "views": report.views, "warnings": report.warnings, "freshness": report.freshness, "rollup": report.rollup})
             );
         }
         Command::Models { action } => {

@@ -12,11 +12,11 @@ mod render;
 mod training;
 
 pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, Measure};
-pub use registry::{FeatureView, Registry};
+pub use registry::{FeatureView, Registry, USAGE_DAILY_SQL};
 pub use render::render;
 pub use training::{
     ChurnDefinition, FEATURE_TYPE, Knowledge, LabelSpec, compute_all, compute_view, feature_vector,
-    register_spine, restrict_knowledge, training_set,
+    register_spine, register_usage_daily, restrict_knowledge, training_set,
 };
 
 /// Errors from feature views, labels and health profiles.

@@ -42,6 +42,8 @@ pub const BUILTIN_VIEWS: &[(&str, &str)] = &[
 ];
 
 pub const SPINE_SQL: &str = include_str!("../../sql/spine.sql");
+/// The daily usage rollup; `{{where}}` narrows it to some days when it is refreshed.
+pub const USAGE_DAILY_SQL: &str = include_str!("../../sql/rollups/usage_daily.sql");
 pub const SPINE_ACTIVITY_SQL: &str = include_str!("../../sql/spine_activity.sql");
 pub const CHURN_SUBSCRIPTION_GAP_SQL: &str = include_str!("../../sql/labels/churn_subscription_gap.sql");
 pub const CHURN_CANCELLATION_SQL: &str = include_str!("../../sql/labels/churn_cancellation.sql");

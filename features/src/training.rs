@@ -305,6 +305,28 @@ pub async fn restrict_knowledge(ctx: &SessionContext, cutoff: Option<i64>) -> Re
     Ok(())
 }
 
+/// Makes `usage_daily` (the daily usage rollup the usage views read) available: the materialised
+/// table when the session has one, else (or with `force`, for a knowledge-restricted session) a
+/// view computed from `usage_events`.
+pub async fn register_usage_daily(ctx: &SessionContext, force: bool) -> Result<()> {
+    if !ctx.table_exist("usage_events")? || (!force && ctx.table_exist("usage_daily")?) {
+        return Ok(());
+    }
+    let has_ingested = ctx
+        .table("usage_events")
+        .await?
+        .schema()
+        .has_column_with_unqualified_name("_ingested_at");
+    let mut sql = crate::registry::USAGE_DAILY_SQL.replace("{{where}}", "");
+    if !has_ingested {
+        sql = sql.replace("MAX(_ingested_at)", "CAST(NULL AS TIMESTAMP)");
+    }
+    let view = ctx.sql(&sql).await?.into_view();
+    ctx.deregister_table("usage_daily")?;
+    ctx.register_table("usage_daily", view)?;
+    Ok(())
+}
+
 /// Computes every view of the registry as of `as_of` (registering the spine first).
 pub async fn compute_all(
     ctx: &SessionContext,
@@ -315,6 +337,10 @@ pub async fn compute_all(
 ) -> Result<Vec<(String, Vec<RecordBatch>)>> {
     if knowledge.strict.is_some() {
         restrict_knowledge(ctx, knowledge.cutoff(as_of)).await?;
+        // the materialised rollup knows rows the cutoff excludes: derive it from what is left
+        register_usage_daily(ctx, true).await?;
+    } else {
+        register_usage_daily(ctx, false).await?;
     }
     register_spine(ctx, as_of, label).await?;
     let mut out = Vec::with_capacity(registry.views.len());

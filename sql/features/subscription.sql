@@ -31,9 +31,8 @@ first_start AS (
 ),
 users AS (
     SELECT account_id, COUNT(DISTINCT contact_id) AS active_users_30d
-    FROM usage_events
-    WHERE CAST(event_time AS DATE) <= {{as_of}}
-      AND CAST(event_time AS DATE) > {{as_of}} - INTERVAL '30' DAY
+    FROM usage_daily
+    WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '30' DAY
     GROUP BY account_id
 ),
 anchor AS (

@@ -14,14 +14,16 @@
 -- feature: event_types_30d | distinct event types used in the last 30 days
 -- feature: days_since_last_event | days since the last product event
 WITH e AS (
-    SELECT
-        account_id,
-        contact_id,
-        event_type,
-        CAST(event_time AS DATE) AS event_date,
-        COALESCE(quantity, 1.0) AS quantity
-    FROM usage_events
-    WHERE CAST(event_time AS DATE) <= {{as_of}}
+    -- the daily rollup of usage_events (sql/rollups/usage_daily.sql): same sums and distinct counts
+    SELECT account_id, contact_id, event_type, event_date, quantity
+    FROM usage_daily
+    WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '90' DAY
+),
+last_event AS (
+    SELECT account_id, MAX(event_date) AS last_event_date
+    FROM usage_daily
+    WHERE event_date <= {{as_of}}
+    GROUP BY account_id
 ),
 agg AS (
     SELECT
@@ -34,8 +36,7 @@ agg AS (
         COUNT(DISTINCT CASE WHEN event_date > {{as_of}} - INTERVAL '7' DAY THEN contact_id END) AS active_users_7d,
         COUNT(DISTINCT CASE WHEN event_date > {{as_of}} - INTERVAL '30' DAY THEN contact_id END) AS active_users_30d,
         COUNT(DISTINCT CASE WHEN event_date > {{as_of}} - INTERVAL '30' DAY THEN event_date END) AS active_days_30d,
-        COUNT(DISTINCT CASE WHEN event_date > {{as_of}} - INTERVAL '30' DAY THEN event_type END) AS event_types_30d,
-        MAX(event_date) AS last_event_date
+        COUNT(DISTINCT CASE WHEN event_date > {{as_of}} - INTERVAL '30' DAY THEN event_type END) AS event_types_30d
     FROM e
     GROUP BY account_id
 )
@@ -50,6 +51,7 @@ SELECT
     CAST(COALESCE(agg.active_users_30d, 0) AS DOUBLE) AS active_users_30d,
     CAST(COALESCE(agg.active_days_30d, 0) AS DOUBLE) AS active_days_30d,
     CAST(COALESCE(agg.event_types_30d, 0) AS DOUBLE) AS event_types_30d,
-    CAST({{as_of}} - agg.last_event_date AS DOUBLE) AS days_since_last_event
+    CAST({{as_of}} - l.last_event_date AS DOUBLE) AS days_since_last_event
 FROM spine s
 LEFT JOIN agg ON agg.account_id = s.account_id
+LEFT JOIN last_event l ON l.account_id = s.account_id

@@ -8,6 +8,7 @@ pub mod lineage;
 pub mod maintain;
 pub mod quality;
 pub mod registry;
+pub mod rollup;
 mod score;
 mod source_state;
 mod train;

@@ -130,6 +130,7 @@ pub async fn write_training_set(
     out: Option<&std::path::Path>,
     run: &mut RunContext,
 ) -> Result<TrainingSetReport> {
+    super::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
     let set = build_training_set(&ctx, settings, as_of, strict).await?;
     let rows: usize = set.batches.iter().map(|b| b.num_rows()).sum();
@@ -186,6 +187,7 @@ pub async fn train(
     strict: bool,
     run: &mut RunContext,
 ) -> Result<TrainReport> {
+    super::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
     let TrainingSet {
         batches,

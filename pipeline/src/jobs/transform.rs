@@ -18,6 +18,8 @@ pub struct FeaturesReport {
     /// Features whose checks warned (`view.feature: problems`).
     pub warnings: Vec<String>,
     pub freshness: Vec<super::quality::Freshness>,
+    /// How the daily usage rollup was brought up to date.
+    pub rollup: Option<super::rollup::RollupReport>,
 }
 
 /// The built-in views plus the user's folder, if configured.
@@ -50,6 +52,7 @@ pub async fn features(
     strict: bool,
     run: &mut RunContext,
 ) -> Result<FeaturesReport> {
+    let rollup = super::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
     let label = settings.label_spec();
     require_core(&ctx, &label)?;
@@ -60,6 +63,7 @@ pub async fn features(
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),
         freshness,
+        rollup,
         ..Default::default()
     };
 
