@@ -1,5 +1,7 @@
 //! The end-to-end scale benchmark: generate N accounts × D days, land them, build the features of
-//! the last day, and report rows, seconds and rows per second for each stage.
+//! the last day (the full build, rollup included), then land one more day of events and build
+//! that day (the incremental run), reporting rows, seconds, rows per second and the peak memory
+//! (resident set) of each stage.
 //!
 //! `CSLAKE_BENCH_ACCOUNTS` (default 2000) and `CSLAKE_BENCH_DAYS` (default 365) set the size;
 //! `cargo bench -p cslake-benches --bench scale`. 100K accounts × 365 days is the target scale.
@@ -60,14 +62,69 @@ fn main() {
         let f = jobs::features(&lake, &settings, end, false, &mut run)
             .await
             .expect("features");
-        report("features (one day)", events, t.elapsed().as_secs_f64());
+        report("features (full)", events, t.elapsed().as_secs_f64());
         eprintln!("{} accounts with features as of {end}", f.accounts);
+
+        // one more day: the last day's events again, a day later and with new ids
+        let next = end + chrono::Duration::days(1);
+        let ctx = lake.session().await.expect("session");
+        let day = jobs::util::sql(
+            &ctx,
+            &format!(
+                "SELECT 'N-' || event_id AS event_id, account_id, contact_id, event_type, \
+                 event_time + INTERVAL '1' DAY AS event_time, quantity FROM core.usage_events \
+                 WHERE CAST(event_time AS DATE) = DATE '{end}'"
+            ),
+        )
+        .await
+        .expect("last day");
+        let drop = dir.path().join("next/usage_events");
+        std::fs::create_dir_all(&drop).expect("folder");
+        let mut w =
+            cslake_sinks::FileWriter::create(&drop.join("day.parquet"), FileFormat::Parquet, day[0].schema())
+                .expect("writer");
+        for b in &day {
+            w.write(b).expect("write");
+        }
+        let new_events = w.rows();
+        w.finish().expect("finish");
+        let t = Instant::now();
+        let mut run = RunContext::new("bench", "bench", vec![], Some(next));
+        let source = dir.path().join("next").display().to_string();
+        jobs::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
+            .await
+            .expect("ingest day");
+        report("ingest (one day)", new_events, t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let f = jobs::features(&lake, &settings, next, false, &mut run)
+            .await
+            .expect("features day");
+        report("features (next day)", new_events, t.elapsed().as_secs_f64());
+        if let Some(r) = f.rollup {
+            eprintln!("rollup: {} refresh of {} day(s), {} rows", r.mode, r.days, r.rows);
+        }
     });
+}
+
+/// The peak resident memory since the last call, in MB (Linux; 0 elsewhere).
+fn peak_mb() -> f64 {
+    let kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .unwrap_or(0.0);
+    // reset the high-water mark so the next stage reports its own peak
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    kb / 1024.0
 }
 
 fn report(stage: &str, rows: usize, secs: f64) {
     eprintln!(
-        "{stage:<20} {rows:>12} rows {secs:>8.2} s {:>12.0} rows/s",
-        rows as f64 / secs.max(1e-9)
+        "{stage:<20} {rows:>12} rows {secs:>8.2} s {:>12.0} rows/s {:>8.0} MB peak",
+        rows as f64 / secs.max(1e-9),
+        peak_mb()
     );
 }
