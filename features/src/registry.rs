@@ -39,6 +39,10 @@ pub const BUILTIN_VIEWS: &[(&str, &str)] = &[
         "relationship.sql",
         include_str!("../../sql/features/relationship.sql"),
     ),
+    (
+        "engagement.sql",
+        include_str!("../../sql/features/engagement.sql"),
+    ),
 ];
 
 pub const SPINE_SQL: &str = include_str!("../../sql/spine.sql");
