@@ -345,3 +345,68 @@ fn an_incremental_day_equals_a_full_rebuild_and_reads_only_new_days() {
         assert!(a == b, "incremental and full differ: {sql}");
     }
 }
+
+#[test]
+fn an_expansion_training_set_labels_mrr_growth_in_the_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("drop")).unwrap();
+    std::fs::write(
+        dir.join("drop/accounts.csv"),
+        "account_id,name\nA1,Grows\nA2,Flat\nA3,Nudged\n",
+    )
+    .unwrap();
+    // A1 upgrades by half on 1 February 2026, A3 by 5% (below the 10% that counts), A2 stays
+    std::fs::write(
+        dir.join("drop/subscriptions.csv"),
+        "subscription_id,account_id,mrr,start_date,end_date\n\
+         s1,A1,100,2025-01-01,2026-02-01\ns2,A1,150,2026-02-01,\n\
+         s3,A2,100,2025-01-01,\n\
+         s4,A3,100,2025-01-01,2026-02-01\ns5,A3,105,2026-02-01,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("drop/usage_events.csv"),
+        "event_id,account_id,event_type,event_time\ne1,A1,login,2025-01-05T10:00:00Z\ne2,A2,login,2025-01-05T10:00:00Z\ne3,A3,login,2025-01-05T10:00:00Z\n",
+    )
+    .unwrap();
+    cslake(dir, &["ingest", "--source", "drop"]).ok();
+    let s = cslake(
+        dir,
+        &[
+            "features",
+            "training-set",
+            "--as-of",
+            "2026-06-30",
+            "--label",
+            "expansion",
+        ],
+    )
+    .ok()
+    .summary();
+    assert_eq!(s["training_set"]["table"], "training.expansion", "{s}");
+    assert!(
+        s["training_set"]["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("MRR at least 10% above"),
+        "{s}"
+    );
+    // A1 is labelled exactly at the observation dates whose 90-day window contains its upgrade
+    assert_eq!(
+        crate::query(
+            dir,
+            "SELECT account_id, MIN(as_of_date) >= DATE '2025-11-03' AND MAX(as_of_date) < DATE '2026-02-01' AS in_window, \
+             COUNT(*) > 0 AS any FROM training.expansion WHERE label = 1.0 GROUP BY account_id"
+        ),
+        ["account_id,in_window,any", "A1,true,true"]
+    );
+    assert_eq!(
+        crate::query(
+            dir,
+            "SELECT COUNT(*) AS n FROM training.expansion WHERE account_id = 'A1' AND label = 0.0 \
+             AND as_of_date >= DATE '2025-11-03' AND as_of_date < DATE '2026-02-01'"
+        ),
+        ["n", "0"]
+    );
+}

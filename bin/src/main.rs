@@ -63,6 +63,12 @@ struct AsOf {
     as_of: NaiveDate,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum LabelArg {
+    Churn,
+    Expansion,
+}
+
 /// The steps of a day, in order.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Step {
@@ -288,6 +294,10 @@ enum FeaturesAction {
         /// Also write it to a .csv, .ndjson or .parquet file
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The label: churn (default; `[churn]`) or expansion (MRR up by
+        /// `[opportunities] expansion_min_increase_pct`); written to training.<label>
+        #[arg(long, value_enum, default_value = "churn")]
+        label: LabelArg,
     },
     /// Data quality of one day's features: null rate, range, distinct values, drift (PSI)
     /// against the previous day and the training set, and the checks' verdicts
@@ -524,13 +534,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         json!({"status": "succeeded", "command": "features describe", "view": view})
                     );
                 }
-                FeaturesAction::TrainingSet { as_of, strict, out } => {
+                FeaturesAction::TrainingSet {
+                    as_of,
+                    strict,
+                    out,
+                    label,
+                } => {
+                    let target = match label {
+                        LabelArg::Churn => cslake_features::Target::Churn,
+                        LabelArg::Expansion => cslake_features::Target::Expansion,
+                    };
                     let (report, run) = audited(
                         &lake,
                         new_run("features training-set", Some(as_of)),
                         async |run| {
-                            jobs::write_training_set(&lake, &settings, as_of, strict, out.as_deref(), run)
-                                .await
+                            jobs::write_training_set(
+                                &lake,
+                                &settings,
+                                target,
+                                as_of,
+                                strict,
+                                out.as_deref(),
+                                run,
+                            )
+                            .await
                         },
                     )
                     .await?;
@@ -546,7 +573,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         report.label
                     );
                     if let Some(f) = &report.out {
-                        out!("  written to {f} and training.churn");
+                        out!("  written to {f} and {}", report.table);
                     }
                     out!(
                         "{}",

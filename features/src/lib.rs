@@ -15,7 +15,7 @@ pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, 
 pub use registry::{FeatureView, Registry, USAGE_DAILY_SQL};
 pub use render::render;
 pub use training::{
-    ChurnDefinition, FEATURE_TYPE, Knowledge, LabelSpec, compute_all, compute_view, feature_vector,
+    ChurnDefinition, FEATURE_TYPE, Knowledge, LabelSpec, Target, compute_all, compute_view, feature_vector,
     register_spine, register_usage_daily, restrict_knowledge, training_set,
 };
 

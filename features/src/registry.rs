@@ -52,6 +52,7 @@ pub const SPINE_ACTIVITY_SQL: &str = include_str!("../../sql/spine_activity.sql"
 pub const CHURN_SUBSCRIPTION_GAP_SQL: &str = include_str!("../../sql/labels/churn_subscription_gap.sql");
 pub const CHURN_CANCELLATION_SQL: &str = include_str!("../../sql/labels/churn_cancellation.sql");
 pub const CHURN_INACTIVITY_SQL: &str = include_str!("../../sql/labels/churn_inactivity.sql");
+pub const EXPANSION_SQL: &str = include_str!("../../sql/labels/expansion_mrr_increase.sql");
 
 impl Registry {
     pub fn builtin() -> Result<Self> {

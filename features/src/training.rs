@@ -61,9 +61,23 @@ impl ChurnDefinition {
     }
 }
 
-/// How the churn label is observed after an observation date.
+/// What a training label predicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The account stops being a customer (by the churn definition).
+    #[default]
+    Churn,
+    /// The account's MRR grows by at least `min_increase_pct`.
+    Expansion,
+}
+
+/// How the label is observed after an observation date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LabelSpec {
+    pub target: Target,
+    /// For `Expansion`: the MRR increase that counts, in percent.
+    pub min_increase_pct: i64,
     pub definition: ChurnDefinition,
     /// Days after the observation date before the label window opens (time to act).
     pub lead_days: i64,
@@ -78,6 +92,8 @@ pub struct LabelSpec {
 impl Default for LabelSpec {
     fn default() -> Self {
         Self {
+            target: Target::Churn,
+            min_increase_pct: 10,
             definition: ChurnDefinition::SubscriptionGap,
             lead_days: 0,
             horizon_days: 90,
@@ -88,17 +104,31 @@ impl Default for LabelSpec {
 }
 
 impl LabelSpec {
-    fn params(&self) -> [(&'static str, i64); 4] {
+    fn params(&self) -> [(&'static str, i64); 5] {
         [
             ("grace_days", self.grace_days),
             ("lead_days", self.lead_days),
             ("window_end_days", self.lead_days + self.horizon_days),
             ("inactivity_days", self.inactivity_days),
+            ("min_increase_pct", self.min_increase_pct),
         ]
+    }
+
+    fn label_sql(&self) -> &'static str {
+        match self.target {
+            Target::Churn => self.definition.label_sql(),
+            Target::Expansion => crate::registry::EXPANSION_SQL,
+        }
     }
 
     /// A readable statement of the label, stored with every model.
     pub fn describe(&self) -> String {
+        if self.target == Target::Expansion {
+            return format!(
+                "MRR at least {}% above the observation date's, {} days after a lead of {} days",
+                self.min_increase_pct, self.horizon_days, self.lead_days
+            );
+        }
         let what = match self.definition {
             ChurnDefinition::SubscriptionGap => {
                 format!(
@@ -372,7 +402,7 @@ pub async fn training_set(
         if knowledge.strict.is_some() {
             restrict_knowledge(ctx, None).await?;
         }
-        let label_sql = render(label.definition.label_sql(), *as_of, &label.params());
+        let label_sql = render(label.label_sql(), *as_of, &label.params());
         register_batches(
             ctx,
             "labels_at",

@@ -422,6 +422,8 @@ pub struct OpportunityConfig {
     pub seat_utilisation_min: f64,
     /// Seats proposed: enough for active users × (1 + headroom).
     pub seat_headroom: f64,
+    /// The expansion label: MRR at least this many percent higher at the end of the window.
+    pub expansion_min_increase_pct: i64,
 }
 
 impl Default for OpportunityConfig {
@@ -429,6 +431,7 @@ impl Default for OpportunityConfig {
         Self {
             seat_utilisation_min: 0.85,
             seat_headroom: 0.2,
+            expansion_min_increase_pct: 10,
         }
     }
 }
@@ -678,11 +681,21 @@ impl Settings {
     pub fn label_spec(&self) -> cslake_features::LabelSpec {
         let c = &self.file.churn;
         cslake_features::LabelSpec {
+            target: cslake_features::Target::Churn,
+            min_increase_pct: self.file.opportunities.expansion_min_increase_pct,
             definition: c.definition,
             lead_days: c.lead_days,
             horizon_days: c.horizon_days,
             grace_days: c.grace_days,
             inactivity_days: c.inactivity_days,
+        }
+    }
+
+    /// The label of `target` as configured (expansion uses the churn windows).
+    pub fn label_for(&self, target: cslake_features::Target) -> cslake_features::LabelSpec {
+        cslake_features::LabelSpec {
+            target,
+            ..self.label_spec()
         }
     }
 

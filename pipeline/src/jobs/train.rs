@@ -56,6 +56,8 @@ pub struct TrainingSet {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainingSetReport {
     pub as_of: String,
+    /// `training.churn` or `training.expansion`
+    pub table: String,
     pub observation_dates: usize,
     pub first: String,
     pub last: String,
@@ -74,10 +76,10 @@ pub struct TrainingSetReport {
 pub async fn build_training_set(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     settings: &Settings,
+    label: LabelSpec,
     as_of: NaiveDate,
     strict: bool,
 ) -> Result<TrainingSet> {
-    let label = settings.label_spec();
     require_core(ctx, &label)?;
     let registry = available_registry(settings, ctx)?;
     let c = &settings.file.churn;
@@ -125,6 +127,7 @@ pub async fn build_training_set(
 pub async fn write_training_set(
     lake: &Lake,
     settings: &Settings,
+    target: cslake_features::Target,
     as_of: NaiveDate,
     strict: bool,
     out: Option<&std::path::Path>,
@@ -132,7 +135,12 @@ pub async fn write_training_set(
 ) -> Result<TrainingSetReport> {
     super::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
-    let set = build_training_set(&ctx, settings, as_of, strict).await?;
+    let label = settings.label_for(target);
+    let set = build_training_set(&ctx, settings, label, as_of, strict).await?;
+    let table = match target {
+        cslake_features::Target::Churn => "churn",
+        cslake_features::Target::Expansion => "expansion",
+    };
     let rows: usize = set.batches.iter().map(|b| b.num_rows()).sum();
     let mut positives = 0usize;
     for b in &set.batches {
@@ -144,10 +152,10 @@ pub async fn write_training_set(
         .map(|b| with_run_id(b, &run.run_id))
         .collect::<Result<Vec<_>>>()?;
     let stats = lake
-        .target("training", "churn")
+        .target("training", table)
         .overwrite(with_id.clone(), &run.run_id)
         .await?;
-    run.wrote("training.churn", rows, stats.version);
+    run.wrote(&format!("training.{table}"), rows, stats.version);
     let out = match (out, with_id.first()) {
         (Some(path), Some(first)) => {
             let format =
@@ -165,9 +173,10 @@ pub async fn write_training_set(
         }
         _ => None,
     };
-    let l = settings.label_spec();
+    let l = label;
     Ok(TrainingSetReport {
         as_of: as_of.to_string(),
+        table: format!("training.{table}"),
         observation_dates: set.dates.len(),
         first: set.dates.first().map(|d| d.to_string()).unwrap_or_default(),
         last: set.dates.last().map(|d| d.to_string()).unwrap_or_default(),
@@ -193,7 +202,7 @@ pub async fn train(
         batches,
         dates,
         features,
-    } = build_training_set(&ctx, settings, as_of, strict).await?;
+    } = build_training_set(&ctx, settings, settings.label_spec(), as_of, strict).await?;
     let label = settings.label_spec();
     let mut x = Vec::new();
     let mut y = Vec::new();
