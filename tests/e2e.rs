@@ -29,6 +29,18 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
         first.stdout.contains("ROC AUC"),
         "the summary prints the model metrics"
     );
+    // the backtest: three folds forward in time, each tested after everything it trained on
+    let folds = s["train"]["backtest"].as_array().unwrap();
+    assert_eq!(folds.len(), 3, "{s}");
+    for f in folds {
+        assert!(
+            f["train"][1].as_str().unwrap() < f["test"][0].as_str().unwrap(),
+            "{f}"
+        );
+        let auc = f["metrics"]["roc_auc"].as_f64().unwrap();
+        assert!(auc > 0.5 && auc < 0.99, "{f}");
+    }
+    assert!(first.stdout.contains("mean ROC AUC"), "{}", first.stdout);
     assert!(first.stdout.contains("Top at-risk accounts"), "{}", first.stdout);
     let accounts = s["scores"]["accounts"].as_u64().unwrap();
     assert!(accounts > 150, "{s}");

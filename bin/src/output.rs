@@ -147,6 +147,25 @@ pub fn trained(r: &TrainReport) {
         m.majority_accuracy,
         m.recall
     );
+    if !r.backtest.is_empty() {
+        out!("  Backtest, one model per fold trained only on earlier dates:");
+        for f in &r.backtest {
+            out!(
+                "    {} .. {}: ROC AUC {:.3} | PR AUC {:.3} | lift {:.2} | {} rows, churn rate {:.1}%",
+                f.test[0],
+                f.test[1],
+                f.metrics.roc_auc,
+                f.metrics.pr_auc,
+                f.metrics.top_decile_lift,
+                f.metrics.rows,
+                100.0 * f.metrics.base_rate
+            );
+        }
+        let aucs: Vec<f64> = r.backtest.iter().map(|f| f.metrics.roc_auc).collect();
+        let mean = aucs.iter().sum::<f64>() / aucs.len() as f64;
+        let sd = (aucs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / aucs.len() as f64).sqrt();
+        out!("    mean ROC AUC {mean:.3} ± {sd:.3}");
+    }
     out!("  {}: {verdict} ({})", r.version, r.reason);
 }
 

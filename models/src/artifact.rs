@@ -31,6 +31,9 @@ pub struct ModelMeta {
     pub test_metrics: Metrics,
     /// Metrics on the validation window (used for early stopping and calibration).
     pub validation_metrics: Option<Metrics>,
+    /// The forward-in-time backtest: one model per fold, each tested on dates after all it saw.
+    #[serde(default)]
+    pub backtest: Vec<crate::Fold>,
 }
 
 /// A trained model: metadata, scaling, calibration and weights.

@@ -118,3 +118,71 @@ pub fn train_out_of_time(
     meta.test_metrics = Metrics::compute(&test_p, &test.y, opts.threshold);
     Ok(ModelArtifact::new(meta, model))
 }
+
+/// One fold of the forward-in-time backtest.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Fold {
+    /// Observation dates trained (and calibrated) on, `[first, last]`.
+    pub train: [String; 2],
+    /// Observation dates evaluated, `[first, last]`: all later than every training date.
+    pub test: [String; 2],
+    pub metrics: Metrics,
+}
+
+/// An expanding-window backtest: the latest observation dates are cut into `folds` consecutive
+/// blocks, and each block is scored by a model trained on every date before it (its own latest
+/// dates for early stopping and calibration), as if deployed then. Says how stable the model's
+/// quality is across time, which one test window cannot.
+pub fn backtest(data: &Dataset, dates: &[String], opts: &TrainOptions, folds: usize) -> Result<Vec<Fold>> {
+    let unique: Vec<&String> = dates.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let n = unique.len();
+    // each fold tests at least one date and trains on at least two (one to fit, one to calibrate)
+    let folds = folds.min(n.saturating_sub(2));
+    if folds == 0 {
+        return Ok(Vec::new());
+    }
+    let block = ((n as f64 * opts.test_share) / folds as f64).ceil().max(1.0) as usize;
+    let mut out = Vec::new();
+    for k in (0..folds).rev() {
+        let test_end = n - k * block; // exclusive
+        let Some(test_start) = test_end.checked_sub(block).filter(|s| *s >= 2) else {
+            continue;
+        };
+        let before = test_start;
+        let n_valid = ((before as f64 * opts.validation_share).round() as usize).clamp(1, before - 1);
+        let valid_from = unique[before - n_valid].clone();
+        let test_from = unique[test_start].clone();
+        let test_to = unique[test_end - 1].clone();
+        let train = data.select(|i| dates[i] < valid_from);
+        let valid = data.select(|i| dates[i] >= valid_from && dates[i] < test_from);
+        let test = data.select(|i| dates[i] >= test_from && dates[i] <= test_to);
+        if train.n_rows() == 0 || valid.n_rows() == 0 || test.n_rows() == 0 {
+            continue;
+        }
+        let scaler = Scaler::fit(&train);
+        let cfg = LogisticConfig {
+            n_features: data.n_features(),
+            ..opts.logistic.clone()
+        };
+        let valid_x = scaler.transform(&valid);
+        let (model, _) = LogisticRegression::fit(
+            &cfg,
+            &scaler.transform(&train),
+            &train.y,
+            Some((&valid_x, &valid.y)),
+        )?;
+        let valid_logits: Vec<f64> = model.logits(&valid_x)?.into_iter().map(f64::from).collect();
+        let platt = Platt::fit(&valid_logits, &valid.y);
+        let test_p: Vec<f64> = model
+            .logits(&scaler.transform(&test))?
+            .into_iter()
+            .map(|z| platt.probability(f64::from(z)))
+            .collect();
+        out.push(Fold {
+            train: [unique[0].clone(), unique[test_start - 1].clone()],
+            test: [test_from, test_to],
+            metrics: Metrics::compute(&test_p, &test.y, opts.threshold),
+        });
+    }
+    Ok(out)
+}

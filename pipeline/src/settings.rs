@@ -376,12 +376,15 @@ pub struct ModelConfig {
     /// A new model replaces the current one unless its out-of-time ROC AUC is lower by more
     /// than this, measured on the same test window.
     pub promotion_tolerance: f64,
+    /// Folds of the forward-in-time backtest run with every training (0 to skip it).
+    pub backtest_folds: usize,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             promotion_tolerance: 0.005,
+            backtest_folds: 3,
         }
     }
 }

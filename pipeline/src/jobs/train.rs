@@ -22,6 +22,8 @@ pub struct TrainReport {
     pub positives: usize,
     pub windows: HashMap<String, [String; 2]>,
     pub test: Metrics,
+    /// One model per fold, each tested on dates after all it was trained on.
+    pub backtest: Vec<cslake_models::Fold>,
 }
 
 /// Observation dates every `every` days, ending at the last date whose label window has closed
@@ -248,7 +250,22 @@ pub async fn train(
         ]),
         ..Default::default()
     };
-    let artifact = train_out_of_time(&data, &obs, &TrainOptions::default(), meta)?;
+    let mut artifact = train_out_of_time(&data, &obs, &TrainOptions::default(), meta)?;
+    artifact.meta.backtest = cslake_models::backtest(
+        &data,
+        &obs,
+        &TrainOptions::default(),
+        settings.file.model.backtest_folds,
+    )?;
+    for f in &artifact.meta.backtest {
+        tracing::info!(
+            test_from = f.test[0].as_str(),
+            test_to = f.test[1].as_str(),
+            roc_auc = f.metrics.roc_auc,
+            pr_auc = f.metrics.pr_auc,
+            "backtest fold"
+        );
+    }
     let dir = format!("models/churn/{version}");
     lake.put(&format!("{dir}/model.safetensors"), artifact.weights_bytes()?)
         .await?;
@@ -345,5 +362,6 @@ pub async fn train(
         positives,
         windows: artifact.meta.windows.clone(),
         test: m.clone(),
+        backtest: artifact.meta.backtest.clone(),
     })
 }
