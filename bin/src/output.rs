@@ -147,6 +147,9 @@ pub fn trained(r: &TrainReport) {
         m.majority_accuracy,
         m.recall
     );
+    if !r.calibration.is_empty() {
+        out!("  Calibration: {}", r.calibration);
+    }
     if !r.backtest.is_empty() {
         out!("  Backtest, one model per fold trained only on earlier dates:");
         for f in &r.backtest {

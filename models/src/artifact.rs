@@ -34,6 +34,22 @@ pub struct ModelMeta {
     /// The forward-in-time backtest: one model per fold, each tested on dates after all it saw.
     #[serde(default)]
     pub backtest: Vec<crate::Fold>,
+    /// Isotonic calibration, when it beat Platt's on held-out rows (else `calibration` applies).
+    #[serde(default)]
+    pub isotonic: Option<crate::calibration::Isotonic>,
+    /// Which calibration was chosen, and why.
+    #[serde(default)]
+    pub calibration_choice: String,
+}
+
+impl ModelMeta {
+    /// The calibrated probability of a logit.
+    pub fn calibrate(&self, logit: f64) -> f64 {
+        match &self.isotonic {
+            Some(iso) => iso.probability(logit),
+            None => self.calibration.probability(logit),
+        }
+    }
 }
 
 /// A trained model: metadata, scaling, calibration and weights.
@@ -147,7 +163,7 @@ impl ModelArtifact {
                 let z = f64::from(*z);
                 let raw: Vec<f32> = cols.iter().map(|c| data.row(i)[*c]).collect();
                 Prediction {
-                    probability: self.meta.calibration.probability(z),
+                    probability: self.meta.calibrate(z),
                     logit: z,
                     contributions: crate::explain::contributions(
                         &self.meta.scaling,

@@ -88,14 +88,18 @@ pub fn train_out_of_time(
     let (model, report) = LogisticRegression::fit(&cfg, &train_x, &train.y, Some((&valid_x, &valid.y)))?;
 
     let valid_logits: Vec<f64> = model.logits(&valid_x)?.into_iter().map(f64::from).collect();
-    let platt = Platt::fit(&valid_logits, &valid.y);
-    let valid_p: Vec<f64> = valid_logits.iter().map(|z| platt.probability(*z)).collect();
+    let (platt, isotonic, choice) = crate::calibration::choose_calibration(&valid_logits, &valid.y);
+    let calibrate = |z: f64| match &isotonic {
+        Some(i) => i.probability(z),
+        None => platt.probability(z),
+    };
+    let valid_p: Vec<f64> = valid_logits.iter().map(|z| calibrate(*z)).collect();
     let test_logits: Vec<f64> = model
         .logits(&scaler.transform(&test))?
         .into_iter()
         .map(f64::from)
         .collect();
-    let test_p: Vec<f64> = test_logits.iter().map(|z| platt.probability(*z)).collect();
+    let test_p: Vec<f64> = test_logits.iter().map(|z| calibrate(*z)).collect();
     tracing::debug!(
         raw_test_mean =
             test_logits.iter().map(|z| sigmoid(*z)).sum::<f64>() / test_logits.len().max(1) as f64,
@@ -107,6 +111,8 @@ pub fn train_out_of_time(
     meta.features = data.feature_names.clone();
     meta.scaling = scaler;
     meta.calibration = platt;
+    meta.isotonic = isotonic.clone();
+    meta.calibration_choice = choice;
     meta.config = cfg;
     meta.train_report = report;
     meta.windows = HashMap::from([

@@ -24,6 +24,8 @@ pub struct TrainReport {
     pub test: Metrics,
     /// One model per fold, each tested on dates after all it was trained on.
     pub backtest: Vec<cslake_models::Fold>,
+    /// The calibration chosen on the validation window, and why.
+    pub calibration: String,
 }
 
 /// Observation dates every `every` days, ending at the last date whose label window has closed
@@ -363,5 +365,6 @@ pub async fn train(
         windows: artifact.meta.windows.clone(),
         test: m.clone(),
         backtest: artifact.meta.backtest.clone(),
+        calibration: artifact.meta.calibration_choice.clone(),
     })
 }
