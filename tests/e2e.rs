@@ -370,4 +370,21 @@ fn churn_defined_by_inactivity_works_without_billing_data() {
         ),
     );
     assert_eq!(health[1], s["scores"]["accounts"].to_string());
+
+    // the trainer against a plain logistic regression, same rows, same test window
+    let e = cslake(&dir, &["evaluate", "--as-of", D, "--out", "ts.parquet"]).ok();
+    let r = &e.summary()["evaluation"];
+    assert_eq!(r["test_window"], s["train"]["windows"]["test"], "{r}");
+    for m in ["model", "reference"] {
+        let auc = r[m]["roc_auc"].as_f64().unwrap();
+        assert!(auc > 0.55 && auc < 0.99, "{m}: {r}");
+        assert_eq!(
+            r[m]["rows"], r["model"]["rows"],
+            "both scored on the same rows: {r}"
+        );
+    }
+    assert!(e.stdout.contains("plain logistic regression"), "{}", e.stdout);
+    assert!(dir.join("ts.parquet").exists());
+    let models = query(&dir, "SELECT COUNT(*) FROM models.registry");
+    assert_eq!(models[1], "1", "evaluate registers nothing");
 }

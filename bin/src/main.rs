@@ -210,6 +210,15 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// The trainer against a plain logistic-regression reference on the same training set and
+    /// test window (nothing is registered); optionally exports that training set
+    Evaluate {
+        #[command(flatten)]
+        as_of: AsOf,
+        /// Also write the training set to a .csv, .ndjson or .parquet file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Score churn risk, health and opportunities as of a date
     Score {
         #[command(flatten)]
@@ -688,6 +697,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Evaluate { as_of, out } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let (r, run) = audited(&lake, new_run("evaluate", Some(d)), async |run| {
+                jobs::evaluate(&lake, &settings, d, out.as_deref(), run).await
+            })
+            .await?;
+            out!(
+                "Evaluated on {} rows ({} churned); test window {} .. {}",
+                r.rows,
+                r.positives,
+                r.test_window[0],
+                r.test_window[1]
+            );
+            out!(
+                "  {:<28} {:>8} {:>8} {:>8} {:>6}",
+                "",
+                "ROC AUC",
+                "PR AUC",
+                "Brier",
+                "lift"
+            );
+            for (name, m) in [
+                ("cslake trainer", &r.model),
+                ("plain logistic regression", &r.reference),
+            ] {
+                out!(
+                    "  {:<28} {:>8.3} {:>8.3} {:>8.4} {:>6.2}",
+                    name,
+                    m.roc_auc,
+                    m.pr_auc,
+                    m.brier,
+                    m.top_decile_lift
+                );
+            }
+            out!("  calibration: {}", r.calibration);
+            if let Some(f) = &r.out {
+                out!("  training set written to {f}");
+            }
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "evaluate", "run_id": run.run_id, "evaluation": r})
+            );
         }
         Command::Backup { to, verify } => {
             let lake = open_lake()?;

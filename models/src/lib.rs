@@ -19,7 +19,7 @@ pub use explain::Contribution;
 pub use logistic::{LogisticConfig, LogisticRegression, TrainReport};
 pub use metrics::{Metrics, ReliabilityBin};
 pub use scaling::{FeatureScaling, Scaler, Transform};
-pub use train::{Fold, TrainOptions, backtest, train_out_of_time};
+pub use train::{Fold, TrainOptions, backtest, reference, train_out_of_time};
 
 /// Errors from training, scoring and loading models.
 #[derive(Debug, thiserror::Error)]

@@ -192,3 +192,32 @@ pub fn backtest(data: &Dataset, dates: &[String], opts: &TrainOptions, folds: us
     }
     Ok(out)
 }
+
+/// The plain logistic-regression reference for `cslake evaluate`: no class weights, no penalty,
+/// no early stopping, no calibration, trained on every date before the same test window the
+/// production trainer holds out, and scored there. What the trainer's choices must beat.
+pub fn reference(data: &Dataset, dates: &[String], opts: &TrainOptions, test_from: &str) -> Result<Metrics> {
+    let train = data.select(|i| dates[i].as_str() < test_from);
+    let test = data.select(|i| dates[i].as_str() >= test_from);
+    if train.n_rows() == 0 || test.n_rows() == 0 {
+        return Err(Error::Data(format!(
+            "no rows on one side of the test window starting {test_from}"
+        )));
+    }
+    let scaler = Scaler::fit(&train);
+    let cfg = LogisticConfig {
+        n_features: data.n_features(),
+        l1: 0.0,
+        l2: 0.0,
+        balance_classes: false,
+        patience: usize::MAX,
+        ..opts.logistic.clone()
+    };
+    let (model, _) = LogisticRegression::fit(&cfg, &scaler.transform(&train), &train.y, None)?;
+    let p: Vec<f64> = model
+        .logits(&scaler.transform(&test))?
+        .into_iter()
+        .map(|z| sigmoid(f64::from(z)))
+        .collect();
+    Ok(Metrics::compute(&p, &test.y, opts.threshold))
+}

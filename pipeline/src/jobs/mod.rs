@@ -17,5 +17,5 @@ pub mod util;
 
 pub use ingest::{IngestReport, TableLoad, ingest};
 pub use score::{ScoreReport, TopAccount, score};
-pub use train::{TrainReport, TrainingSetReport, train, write_training_set};
+pub use train::{EvaluateReport, TrainReport, TrainingSetReport, evaluate, train, write_training_set};
 pub use transform::{FeaturesReport, ViewInfo, describe_views, features, load_registry};

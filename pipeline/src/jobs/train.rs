@@ -193,6 +193,97 @@ pub async fn write_training_set(
     })
 }
 
+/// The model's view of a training set: feature matrix and labels, and each row's observation date.
+fn to_dataset(
+    batches: &[deltalake::arrow::array::RecordBatch],
+    features: &[String],
+) -> Result<(Dataset, Vec<String>)> {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut obs = Vec::new();
+    for b in batches {
+        let cols: Vec<Vec<f64>> = features.iter().map(|f| floats(b, f)).collect::<Result<_>>()?;
+        let labels = floats(b, "label")?;
+        let when = strings(b, "as_of_date")?;
+        for i in 0..b.num_rows() {
+            x.extend(cols.iter().map(|c| c[i] as f32));
+            y.push(labels[i] as f32);
+            obs.push(when[i].clone().unwrap_or_default());
+        }
+    }
+    Ok((Dataset::new(features.to_vec(), x, y)?, obs))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvaluateReport {
+    pub as_of: String,
+    pub rows: usize,
+    pub positives: usize,
+    pub test_window: [String; 2],
+    /// The production trainer (weights, penalty, early stopping, chosen calibration).
+    pub model: Metrics,
+    pub calibration: String,
+    /// A plain logistic regression on the same rows and the same test window.
+    pub reference: Metrics,
+    pub backtest: Vec<cslake_models::Fold>,
+    pub out: Option<String>,
+}
+
+/// `cslake evaluate`: the trainer against a plain logistic-regression reference, on the same
+/// training set and test window, without registering anything; the training set can be exported
+/// for other tools to compare against.
+pub async fn evaluate(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    out: Option<&std::path::Path>,
+    run: &mut RunContext,
+) -> Result<EvaluateReport> {
+    super::rollup::refresh_usage_daily(lake, false, run).await?;
+    let ctx = lake.session().await?;
+    let set = build_training_set(&ctx, settings, settings.label_spec(), as_of, false).await?;
+    let (data, obs) = to_dataset(&set.batches, &set.features)?;
+    let opts = TrainOptions::default();
+    let meta = ModelMeta {
+        name: "churn".into(),
+        version: "evaluation".into(),
+        ..Default::default()
+    };
+    let mut artifact = train_out_of_time(&data, &obs, &opts, meta)?;
+    artifact.meta.backtest = cslake_models::backtest(&data, &obs, &opts, settings.file.model.backtest_folds)?;
+    let window = artifact.meta.windows.get("test").cloned().unwrap_or_default();
+    let reference = cslake_models::reference(&data, &obs, &opts, &window[0])?;
+    let out = match (out, set.batches.first()) {
+        (Some(path), Some(first)) => {
+            let format =
+                cslake_sinks::FileFormat::from_path(&path.display().to_string()).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{}: the file type must be .csv, .ndjson or .parquet",
+                        path.display()
+                    ))
+                })?;
+            let mut w = cslake_sinks::FileWriter::create(path, format, first.schema())?;
+            for b in &set.batches {
+                w.write(b)?;
+            }
+            Some(w.finish()?.display().to_string())
+        }
+        _ => None,
+    };
+    run.rows_read += data.n_rows() as u64;
+    Ok(EvaluateReport {
+        as_of: as_of.to_string(),
+        rows: data.n_rows(),
+        positives: data.positives(),
+        test_window: window,
+        model: artifact.meta.test_metrics.clone(),
+        calibration: artifact.meta.calibration_choice.clone(),
+        reference,
+        backtest: artifact.meta.backtest.clone(),
+        out,
+    })
+}
+
 pub async fn train(
     lake: &Lake,
     settings: &Settings,
@@ -208,20 +299,7 @@ pub async fn train(
         features,
     } = build_training_set(&ctx, settings, settings.label_spec(), as_of, strict).await?;
     let label = settings.label_spec();
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    let mut obs = Vec::new();
-    for b in &batches {
-        let cols: Vec<Vec<f64>> = features.iter().map(|f| floats(b, f)).collect::<Result<_>>()?;
-        let labels = floats(b, "label")?;
-        let when = strings(b, "as_of_date")?;
-        for i in 0..b.num_rows() {
-            x.extend(cols.iter().map(|c| c[i] as f32));
-            y.push(labels[i] as f32);
-            obs.push(when[i].clone().unwrap_or_default());
-        }
-    }
-    let data = Dataset::new(features.clone(), x, y)?;
+    let (data, obs) = to_dataset(&batches, &features)?;
     let positives = data.positives();
     tracing::info!(rows = data.n_rows(), positives, "training set built");
 
