@@ -378,6 +378,11 @@ pub struct ModelConfig {
     pub promotion_tolerance: f64,
     /// Folds of the forward-in-time backtest run with every training (0 to skip it).
     pub backtest_folds: usize,
+    /// Weight churners and stayers equally in the loss (default on). With few churners an
+    /// unweighted model can stop learning early (250 demo accounts: ROC AUC 0.54 against 0.75);
+    /// with many it can rank a little better (2,000: PR AUC 0.238 against 0.226). `cslake
+    /// evaluate` shows the effect on your data.
+    pub balance_classes: bool,
 }
 
 impl Default for ModelConfig {
@@ -385,6 +390,7 @@ impl Default for ModelConfig {
         Self {
             promotion_tolerance: 0.005,
             backtest_folds: 3,
+            balance_classes: true,
         }
     }
 }

@@ -193,6 +193,13 @@ pub async fn write_training_set(
     })
 }
 
+/// The trainer's options from `[model]`.
+fn train_options(settings: &Settings) -> TrainOptions {
+    let mut opts = TrainOptions::default();
+    opts.logistic.balance_classes = settings.file.model.balance_classes;
+    opts
+}
+
 /// The model's view of a training set: feature matrix and labels, and each row's observation date.
 fn to_dataset(
     batches: &[deltalake::arrow::array::RecordBatch],
@@ -243,7 +250,7 @@ pub async fn evaluate(
     let ctx = lake.session().await?;
     let set = build_training_set(&ctx, settings, settings.label_spec(), as_of, false).await?;
     let (data, obs) = to_dataset(&set.batches, &set.features)?;
-    let opts = TrainOptions::default();
+    let opts = train_options(settings);
     let meta = ModelMeta {
         name: "churn".into(),
         version: "evaluation".into(),
@@ -330,11 +337,11 @@ pub async fn train(
         ]),
         ..Default::default()
     };
-    let mut artifact = train_out_of_time(&data, &obs, &TrainOptions::default(), meta)?;
+    let mut artifact = train_out_of_time(&data, &obs, &train_options(settings), meta)?;
     artifact.meta.backtest = cslake_models::backtest(
         &data,
         &obs,
-        &TrainOptions::default(),
+        &train_options(settings),
         settings.file.model.backtest_folds,
     )?;
     for f in &artifact.meta.backtest {
