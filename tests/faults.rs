@@ -67,17 +67,7 @@ fn two_runs_of_the_same_day_at_once_leave_it_consistent() {
     let day = ["run", "--as-of", D, "--source", "data"];
     cslake(&dir, &day).ok();
     let reference = snapshot(&dir, D);
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cslake"))
-            .current_dir(&dir)
-            .args(day)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (start(), start());
+    let (a, b) = (crate::spawn(&dir, &day, &[]), crate::spawn(&dir, &day, &[]));
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -13,38 +13,29 @@ use crate::{cslake, query, workspace};
 fn files_mentioning(dir: &Path, needle: &str) -> Vec<String> {
     let needle = needle.to_lowercase();
     let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let bytes = std::fs::read(&p).unwrap();
-            let mut text = String::from_utf8_lossy(&bytes).to_lowercase();
-            if p.extension().is_some_and(|x| x == "parquet") {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                for batch in reader {
-                    let batch = batch.unwrap();
-                    for col in batch.columns() {
-                        let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).unwrap();
-                        for i in 0..batch.num_rows() {
-                            text.push_str(&f.value(i).to_string().to_lowercase());
-                            text.push('\n');
-                        }
+    for p in crate::files_under(dir) {
+        let bytes = std::fs::read(&p).unwrap();
+        let mut text = String::from_utf8_lossy(&bytes).to_lowercase();
+        if p.extension().is_some_and(|x| x == "parquet") {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                for col in batch.columns() {
+                    let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).unwrap();
+                    for i in 0..batch.num_rows() {
+                        text.push_str(&f.value(i).to_string().to_lowercase());
+                        text.push('\n');
                     }
                 }
             }
-            if text.contains(&needle) {
-                found.push(p.strip_prefix(dir).unwrap().display().to_string());
-            }
+        }
+        if text.contains(&needle) {
+            found.push(p.strip_prefix(dir).unwrap().display().to_string());
         }
     }
-    found.sort();
     found
 }
 
@@ -145,7 +136,23 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
     assert!(args[1].contains("contact:sha256:"), "{args:?}");
 
     // the source still has the contact: loading it again does not bring it back
-    cslake(&dir, &["ingest", "--source", "data", "--full"]).ok();
+    let reload = cslake(&dir, &["ingest", "--source", "data", "--full"])
+        .ok()
+        .summary();
+    let table = |name: &str| {
+        reload["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        table("contacts")["erased"],
+        1,
+        "the report counts what was kept out: {reload}"
+    );
     assert_eq!(
         query(
             &dir,
@@ -267,7 +274,17 @@ fn maintain_ages_out_rows_compacts_and_keeps_them_out() {
     assert_eq!(logs, 1);
 
     // reloading the source does not bring aged-out rows back
-    cslake(&dir, &["ingest", "--source", "data", "--full"]).ok();
+    let reload = cslake(&dir, &["ingest", "--source", "data", "--full"])
+        .ok()
+        .summary();
+    let events = reload["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "usage_events")
+        .cloned()
+        .unwrap();
+    assert!(events["expired"].as_u64().unwrap() >= expired as u64, "{reload}");
     assert_eq!(
         query(&dir, "SELECT COUNT(*) AS n FROM core.usage_events")[1],
         (before - expired).to_string()

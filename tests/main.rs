@@ -49,22 +49,54 @@ pub fn cslake(dir: &Path, args: &[&str]) -> Out {
     cslake_env(dir, args, &[])
 }
 
-/// Like [`cslake`], with extra environment variables (credentials of API sources).
-pub fn cslake_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+/// The `cslake` command in `dir`, with `env` and none of the caller's own `CSLAKE_*` variables.
+fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cslake"));
     cmd.current_dir(dir).args(args).env("RUST_LOG", "warn");
-    cmd.envs(env.iter().copied());
     for (k, _) in std::env::vars() {
         if k.starts_with("CSLAKE_") {
             cmd.env_remove(k);
         }
     }
-    let out = cmd.output().expect("cslake runs");
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// `cslake` started in the background with its output captured (concurrency and outage tests).
+pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    command(dir, args, env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cslake starts")
+}
+
+/// Like [`cslake`], with extra environment variables (credentials of API sources).
+pub fn cslake_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let out = command(dir, args, env).output().expect("cslake runs");
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Every file below `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 /// `cslake query ... --format csv`, as rows of text.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Out, cslake};
+use crate::Out;
 
 pub struct Moto {
     child: Child,
@@ -80,42 +80,39 @@ impl Moto {
 
     /// Uploads every file under `dir` to `bucket/prefix/…`.
     pub fn upload(&self, dir: &Path, bucket: &str, prefix: &str) -> usize {
-        let mut n = 0;
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let rel = p.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
-                    let status = self.request(
-                        "PUT",
-                        &format!("/{bucket}/{prefix}/{rel}"),
-                        &std::fs::read(&p).unwrap(),
-                    );
-                    assert_eq!(status, 200, "upload {rel}");
-                    n += 1;
-                }
-            }
+        let files = crate::files_under(dir);
+        for p in &files {
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+            let status = self.request(
+                "PUT",
+                &format!("/{bucket}/{prefix}/{rel}"),
+                &std::fs::read(p).unwrap(),
+            );
+            assert_eq!(status, 200, "upload {rel}");
         }
-        n
+        files.len()
     }
 
     /// `cslake` with the standard AWS variables pointing at this server.
     pub fn cslake(&self, dir: &Path, args: &[&str]) -> Out {
-        crate::cslake_env(
-            dir,
-            args,
-            &[
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_ENDPOINT_URL", &self.endpoint),
-                ("AWS_ALLOW_HTTP", "true"),
-            ],
-        )
+        crate::cslake_env(dir, args, &aws_env(&self.endpoint))
     }
+
+    /// The same, started in the background.
+    pub fn spawn(&self, dir: &Path, args: &[&str]) -> std::process::Child {
+        crate::spawn(dir, args, &aws_env(&self.endpoint))
+    }
+}
+
+/// The standard AWS variables for an S3-compatible server at `endpoint` (moto accepts any keys).
+fn aws_env(endpoint: &str) -> [(&'static str, &str); 5] {
+    [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+    ]
 }
 
 impl Drop for Moto {
@@ -131,23 +128,8 @@ fn the_lake_and_a_file_drop_on_s3_end_to_end() {
     for bucket in ["lake", "drops"] {
         assert_eq!(s3.request("PUT", &format!("/{bucket}"), b""), 200);
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    cslake(
-        dir,
-        &[
-            "generate",
-            "--out",
-            "data",
-            "--accounts",
-            "40",
-            "--days",
-            "60",
-            "--end",
-            "2026-03-31",
-        ],
-    )
-    .ok();
+    let (_tmp, dir) = crate::workspace(40, 60, "2026-03-31");
+    let dir = dir.as_path();
     let files = s3.upload(&dir.join("data"), "drops", "exports/2026-03-31");
     assert!(files >= 8, "{files} files");
 
@@ -190,28 +172,15 @@ fn the_lake_and_a_file_drop_on_s3_end_to_end() {
     assert!(rows[1].parse::<u64>().unwrap() > 0, "{rows:?}");
 
     // two writers at once: both finish or one fails clearly, and nothing is duplicated
-    let spawn = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cslake"));
-        cmd.current_dir(dir)
-            .args([
-                "--lake",
-                "s3://lake/prod",
-                "ingest",
-                "--source",
-                "s3://drops/exports",
-                "--full",
-            ])
-            .env("RUST_LOG", "warn")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", &s3.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd.spawn().unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
+    let full = [
+        "--lake",
+        "s3://lake/prod",
+        "ingest",
+        "--source",
+        "s3://drops/exports",
+        "--full",
+    ];
+    let (a, b) = (s3.spawn(dir, &full), s3.spawn(dir, &full));
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -258,23 +227,8 @@ fn the_lake_and_a_file_drop_on_s3_end_to_end() {
 
 #[test]
 fn an_s3_outage_is_ridden_out_or_fails_cleanly_and_reruns_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    cslake(
-        dir,
-        &[
-            "generate",
-            "--out",
-            "data",
-            "--accounts",
-            "30",
-            "--days",
-            "60",
-            "--end",
-            "2026-03-31",
-        ],
-    )
-    .ok();
+    let (_tmp, dir) = crate::workspace(30, 60, "2026-03-31");
+    let dir = dir.as_path();
     let lake = |args: &[&str]| -> Vec<String> {
         ["--lake", "s3://lake/prod"]
             .iter()
@@ -294,19 +248,8 @@ fn an_s3_outage_is_ridden_out_or_fails_cleanly_and_reruns_cleanly() {
     // the server freezes for a while mid-command: requests wait and the command finishes
     let pid = s3.pid().to_string();
     let a = lake(&["features", "--as-of", "2026-03-31"]);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cslake"))
-        .current_dir(dir)
-        .args(&a)
-        .env("RUST_LOG", "warn")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", &s3.endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let child = s3.spawn(dir, &a);
     std::process::Command::new("kill")
         .args(["-STOP", &pid])
         .status()
@@ -330,13 +273,7 @@ fn an_s3_outage_is_ridden_out_or_fails_cleanly_and_reruns_cleanly() {
     let out = crate::cslake_env(
         dir,
         &["--lake", "s3://lake/prod", "features", "--as-of", "2026-03-31"],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_ALLOW_HTTP", "true"),
-        ],
+        &aws_env(&endpoint),
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("error: "), "{}", out.stderr);

@@ -71,7 +71,8 @@ pub fn print_batches(batches: &[RecordBatch], format: Format) -> anyhow::Result<
 
 pub fn generated(stats: &GenStats, out: &Path) {
     out!("Generated {} files in {}:", stats.files, out.display());
-    for (t, n) in &stats.tables {
+    // the generator has no CRM deals: tables it leaves empty are not listed
+    for (t, n) in stats.tables.iter().filter(|(_, n)| *n > 0) {
         out!("  {t:<14} {n:>10} rows");
     }
 }
@@ -111,6 +112,14 @@ pub fn ingested(r: &IngestReport) {
                 t.rejected,
                 t.inserted,
                 t.updated
+            );
+        }
+        if t.erased + t.expired > 0 {
+            out!(
+                "  core.{:<14} not landed: {} row(s) of erased subjects, {} past the table's retention",
+                t.table,
+                t.erased,
+                t.expired
             );
         }
     }

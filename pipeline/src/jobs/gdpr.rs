@@ -232,6 +232,47 @@ fn regex_escape(s: &str) -> String {
         .collect()
 }
 
+/// A table that can hold something of the subject, and the conditions that find it.
+struct SubjectTable {
+    zone: String,
+    name: String,
+    table: String,
+    schema: Schema,
+    /// Rows that are the subject (deleted on erasure).
+    delete: Option<String>,
+    /// Rows that are the subject or mention it.
+    any: String,
+}
+
+/// Every lake table (but the erasure audit itself) with a column the subject could be in.
+async fn subject_tables(lake: &Lake, ctx: &SessionContext, ids: &Identifiers) -> Result<Vec<SubjectTable>> {
+    let mut out = Vec::new();
+    for (zone, name) in lake.tables().await? {
+        let table = format!("{zone}.{name}");
+        if table == "ops.erasures" {
+            continue;
+        }
+        let schema = ctx.table(table.as_str()).await?.schema().as_arrow().clone();
+        let (delete, mention) = predicates(&table, &schema, ids);
+        let Some(any) = [delete.clone(), mention]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| format!("({a}) OR ({b})"))
+        else {
+            continue;
+        };
+        out.push(SubjectTable {
+            zone,
+            name,
+            table,
+            schema,
+            delete,
+            any,
+        });
+    }
+    Ok(out)
+}
+
 async fn count(ctx: &SessionContext, table: &str, pred: &str) -> Result<usize> {
     let b = sql(ctx, &format!("SELECT COUNT(*) AS n FROM {table} WHERE {pred}")).await?;
     Ok(b.first()
@@ -336,20 +377,15 @@ pub async fn erase(
         dry_run,
         tables: Vec::new(),
     };
-    for (zone, name) in lake.tables().await? {
-        let table = format!("{zone}.{name}");
-        if table == "ops.erasures" {
-            continue;
-        }
-        let schema = ctx.table(table.as_str()).await?.schema().as_arrow().clone();
-        let (delete, mention) = predicates(&table, &schema, &ids);
-        let Some(any) = [delete.clone(), mention.clone()]
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| format!("({a}) OR ({b})"))
-        else {
-            continue;
-        };
+    for SubjectTable {
+        zone,
+        name,
+        table,
+        schema,
+        delete,
+        any,
+    } in subject_tables(lake, &ctx, &ids).await?
+    {
         let hits = count(&ctx, &table, &any).await?;
         if hits == 0 {
             continue;
@@ -469,20 +505,7 @@ pub async fn export(
     let ctx = lake.session().await?;
     let ids = identifiers(&ctx, subject, pii).await?;
     let mut out = serde_json::Map::new();
-    for (zone, name) in lake.tables().await? {
-        let table = format!("{zone}.{name}");
-        if table == "ops.erasures" {
-            continue;
-        }
-        let schema = ctx.table(table.as_str()).await?.schema().as_arrow().clone();
-        let (delete, mention) = predicates(&table, &schema, &ids);
-        let Some(any) = [delete, mention]
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| format!("({a}) OR ({b})"))
-        else {
-            continue;
-        };
+    for SubjectTable { table, any, .. } in subject_tables(lake, &ctx, &ids).await? {
         let batches = sql(&ctx, &format!("SELECT * FROM {table} WHERE {any}")).await?;
         let mut rows: Vec<serde_json::Value> = Vec::new();
         for b in &batches {

@@ -26,6 +26,10 @@ pub struct TableLoad {
     pub unchanged_files: usize,
     /// API pages read in this run.
     pub pages: usize,
+    /// Rows not landed because their subject was erased (`cslake gdpr erase`).
+    pub erased: usize,
+    /// Rows not landed because they are older than the table's `[retention]`.
+    pub expired: usize,
     pub read: usize,
     pub rejected: usize,
     pub inserted: usize,
@@ -75,9 +79,8 @@ struct Stager {
     known: HashSet<String>,
     /// Hashes of erased identifiers (`ops.erasures`): their records are not landed again.
     erased: HashSet<(String, String)>,
-    suppressed: usize,
     /// `[retention]`: per table, the first date still kept (older rows are not landed).
-    retention: HashMap<&'static str, String>,
+    retention: HashMap<&'static str, chrono::NaiveDate>,
     /// `[pii]`: personal columns are stored protected.
     pii: Option<crate::pii::Protector>,
     keep_orphans: bool,
@@ -97,7 +100,6 @@ impl Stager {
             known,
             erased: super::gdpr::erased(ctx).await?,
             pii: settings.pii()?,
-            suppressed: 0,
             retention: CORE_TABLES
                 .iter()
                 .filter_map(|t| {
@@ -107,10 +109,7 @@ impl Stager {
                     )
                     .ok()
                     .flatten()?;
-                    Some((
-                        t.name,
-                        (Utc::now().date_naive() - chrono::Duration::days(days)).to_string(),
-                    ))
+                    Some((t.name, Utc::now().date_naive() - chrono::Duration::days(days)))
                 })
                 .collect(),
             keep_orphans: settings.keep_orphans(),
@@ -147,8 +146,9 @@ impl Stager {
             && let Some(p) = self.pii.as_ref().filter(|p| p.covers("contacts", "email"))
         {
             // contacts' e-mails are stored protected: match attendees in the same form
+            let at = records.header.iter().position(|h| h == "attendees");
             for row in &mut records.rows {
-                if let Some(Some(a)) = row.values.get_mut(6) {
+                if let Some(Some(a)) = at.and_then(|i| row.values.get_mut(i)) {
                     *a = a
                         .split(';')
                         .filter(|e| !e.is_empty())
@@ -201,7 +201,7 @@ impl Stager {
             let before = batch.num_rows();
             batch = self.suppress(spec, batch)?;
             if batch.num_rows() < before {
-                self.suppressed += before - batch.num_rows();
+                st.load.erased += before - batch.num_rows();
                 tracing::info!(
                     origin = records.origin.as_str(),
                     rows = before - batch.num_rows(),
@@ -212,23 +212,25 @@ impl Stager {
         if let Some(first_kept) = self.retention.get(spec.name)
             && let Some(col) = super::maintain::time_column(&format!("core.{}", spec.name), &batch.schema())
         {
-            let keep: Vec<bool> = strings(&batch, &col)?
-                .iter()
-                .map(|v| {
-                    v.as_deref()
-                        .is_none_or(|v| v.get(..10).unwrap_or(v) >= first_kept.as_str())
-                })
-                .collect();
-            let before = batch.num_rows();
-            batch = deltalake::arrow::compute::filter_record_batch(
-                &batch,
-                &deltalake::arrow::array::BooleanArray::from(keep),
+            use deltalake::arrow::array::Date32Array;
+            use deltalake::arrow::compute::kernels::{boolean, cmp};
+            use deltalake::arrow::compute::{cast, filter_record_batch, is_null};
+            use deltalake::arrow::datatypes::DataType;
+            // rows dated on or after the first day kept, and rows without a date (an open period)
+            let days = cast(
+                batch.column_by_name(&col).expect("time column"),
+                &DataType::Date32,
             )?;
+            let first = Date32Array::new_scalar(super::util::epoch_days(*first_kept));
+            let keep = boolean::or(&is_null(&days)?, &cmp::gt_eq(&days, &first)?)?;
+            let before = batch.num_rows();
+            batch = filter_record_batch(&batch, &keep)?;
+            st.load.expired += before - batch.num_rows();
             if batch.num_rows() < before {
                 tracing::info!(
                     origin = records.origin.as_str(),
                     rows = before - batch.num_rows(),
-                    first_kept = first_kept.as_str(),
+                    first_kept = %first_kept,
                     "rows older than the table's retention not landed"
                 );
             }
@@ -251,9 +253,15 @@ impl Stager {
     /// `cslake gdpr erase` removed.
     fn suppress(&self, spec: &TableSpec, batch: RecordBatch) -> Result<RecordBatch> {
         use super::gdpr::sha256;
-        let hit = |kind: &str, v: &Option<String>| {
-            v.as_deref()
-                .is_some_and(|v| self.erased.contains(&(kind.to_string(), sha256(v.trim()))))
+        // one hash per distinct value: a day of events names few accounts and users many times
+        let mut known: HashMap<(&str, String), bool> = HashMap::new();
+        let mut hit = |kind: &'static str, v: &Option<String>| {
+            let Some(v) = v.as_deref().map(str::trim) else {
+                return false;
+            };
+            *known
+                .entry((kind, v.to_string()))
+                .or_insert_with(|| self.erased.contains(&(kind.to_string(), sha256(v))))
         };
         let accounts = strings(&batch, "account_id")?;
         let emails: Vec<Option<String>> = strings(&batch, "email")?

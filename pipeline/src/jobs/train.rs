@@ -127,6 +127,32 @@ pub async fn build_training_set(
     })
 }
 
+/// The file `--out` names and its format, checked before any work is done.
+fn export_target(path: &std::path::Path) -> Result<(&std::path::Path, cslake_sinks::FileFormat)> {
+    let format = cslake_sinks::FileFormat::from_path(&path.display().to_string()).ok_or_else(|| {
+        Error::Config(format!(
+            "{}: the file type must be .csv, .ndjson or .parquet",
+            path.display()
+        ))
+    })?;
+    Ok((path, format))
+}
+
+/// Writes a training set to the `--out` file, if any; returns where it went.
+fn export(
+    out: Option<(&std::path::Path, cslake_sinks::FileFormat)>,
+    batches: &[deltalake::arrow::array::RecordBatch],
+) -> Result<Option<String>> {
+    let (Some((path, format)), Some(first)) = (out, batches.first()) else {
+        return Ok(None);
+    };
+    let mut w = cslake_sinks::FileWriter::create(path, format, first.schema())?;
+    for b in batches {
+        w.write(b)?;
+    }
+    Ok(Some(w.finish()?.display().to_string()))
+}
+
 /// `cslake features training-set`: the training set to `training.churn` (and to a file).
 pub async fn write_training_set(
     lake: &Lake,
@@ -137,6 +163,7 @@ pub async fn write_training_set(
     out: Option<&std::path::Path>,
     run: &mut RunContext,
 ) -> Result<TrainingSetReport> {
+    let out = out.map(export_target).transpose()?;
     super::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
     let label = settings.label_for(target);
@@ -160,23 +187,7 @@ pub async fn write_training_set(
         .overwrite(with_id.clone(), &run.run_id)
         .await?;
     run.wrote(&format!("training.{table}"), rows, stats.version);
-    let out = match (out, with_id.first()) {
-        (Some(path), Some(first)) => {
-            let format =
-                cslake_sinks::FileFormat::from_path(&path.display().to_string()).ok_or_else(|| {
-                    Error::Config(format!(
-                        "{}: the file type must be .csv, .ndjson or .parquet",
-                        path.display()
-                    ))
-                })?;
-            let mut w = cslake_sinks::FileWriter::create(path, format, first.schema())?;
-            for b in &with_id {
-                w.write(b)?;
-            }
-            Some(w.finish()?.display().to_string())
-        }
-        _ => None,
-    };
+    let out = export(out, &with_id)?;
     let l = label;
     Ok(TrainingSetReport {
         as_of: as_of.to_string(),
@@ -246,6 +257,7 @@ pub async fn evaluate(
     out: Option<&std::path::Path>,
     run: &mut RunContext,
 ) -> Result<EvaluateReport> {
+    let out = out.map(export_target).transpose()?;
     super::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
     let set = build_training_set(&ctx, settings, settings.label_spec(), as_of, false).await?;
@@ -260,23 +272,7 @@ pub async fn evaluate(
     artifact.meta.backtest = cslake_models::backtest(&data, &obs, &opts, settings.file.model.backtest_folds)?;
     let window = artifact.meta.windows.get("test").cloned().unwrap_or_default();
     let reference = cslake_models::reference(&data, &obs, &opts, &window[0])?;
-    let out = match (out, set.batches.first()) {
-        (Some(path), Some(first)) => {
-            let format =
-                cslake_sinks::FileFormat::from_path(&path.display().to_string()).ok_or_else(|| {
-                    Error::Config(format!(
-                        "{}: the file type must be .csv, .ndjson or .parquet",
-                        path.display()
-                    ))
-                })?;
-            let mut w = cslake_sinks::FileWriter::create(path, format, first.schema())?;
-            for b in &set.batches {
-                w.write(b)?;
-            }
-            Some(w.finish()?.display().to_string())
-        }
-        _ => None,
-    };
+    let out = export(out, &set.batches)?;
     run.rows_read += data.n_rows() as u64;
     Ok(EvaluateReport {
         as_of: as_of.to_string(),
