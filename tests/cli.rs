@@ -216,6 +216,25 @@ fn feature_drift_and_stale_sources_are_caught_before_features_are_written() {
 fn the_training_set_matches_the_daily_features_and_ignores_later_facts() {
     let (_tmp, dir) = crate::workspace(120, 300, "2026-06-30");
     cslake(&dir, &["ingest", "--source", "data"]).ok();
+    // a file type cslake cannot write is refused before the training set is built
+    let bad = cslake(
+        &dir,
+        &[
+            "features",
+            "training-set",
+            "--as-of",
+            "2026-06-30",
+            "--out",
+            "ts.xlsx",
+        ],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("ts.xlsx: the file type must be .csv, .ndjson or .parquet"),
+        "{}",
+        bad.stderr
+    );
     let s = cslake(
         &dir,
         &[
@@ -409,4 +428,25 @@ fn an_expansion_training_set_labels_mrr_growth_in_the_window() {
         ),
         ["n", "0"]
     );
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    // `cslake query ... | head`: once the reader is gone, no panic and no error
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = crate::spawn(
+        tmp.path(),
+        &[
+            "query",
+            "SELECT * FROM generate_series(1, 500000)",
+            "--format",
+            "csv",
+        ],
+        &[],
+    );
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
