@@ -76,10 +76,11 @@ enum Step {
     Features,
     Train,
     Score,
+    Act,
 }
 
 impl Step {
-    const ALL: [Step; 4] = [Step::Ingest, Step::Features, Step::Train, Step::Score];
+    const ALL: [Step; 5] = [Step::Ingest, Step::Features, Step::Train, Step::Score, Step::Act];
 
     /// The steps `--only` / `--from-step` select (all of them by default).
     fn selected(only: Option<Step>, from: Option<Step>) -> Vec<Step> {
@@ -224,7 +225,36 @@ enum Command {
         #[command(flatten)]
         as_of: AsOf,
     },
-    /// The whole day: ingest (when a source is set), features, train (when no model exists or --retrain), score
+    /// Turn the day's scores into actions: playbooks enrol accounts and advance their steps
+    /// (tasks, alerts, campaigns), alerts and e-mails are delivered, scores written to the CRM
+    Act {
+        #[command(flatten)]
+        as_of: AsOf,
+        /// Show what would fire, for whom and why; write and send nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The playbook and campaign library
+    Playbooks {
+        #[command(subcommand)]
+        action: PlaybooksAction,
+    },
+    /// Tasks the playbooks created (actions.tasks)
+    Tasks {
+        #[command(subcommand)]
+        action: TasksAction,
+    },
+    /// Alerts the playbooks raised (actions.alerts)
+    Alerts {
+        #[command(subcommand)]
+        action: AlertsAction,
+    },
+    /// A/B campaigns and their control groups
+    Campaigns {
+        #[command(subcommand)]
+        action: CampaignsAction,
+    },
+    /// The whole day: ingest (when a source is set), features, train (when no model exists or --retrain), score, act
     Run {
         #[command(flatten)]
         as_of: AsOf,
@@ -277,6 +307,72 @@ enum Command {
     Pii {
         #[command(subcommand)]
         action: PiiAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PlaybooksAction {
+    /// Every playbook and campaign: version, trigger, steps, file
+    List,
+    /// Parse the library and run every trigger, exit and only_if predicate against the day's
+    /// table (the latest scored date, or --as-of)
+    Validate {
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+    },
+    /// What would fire on a day, for whom and why (nothing is written or sent)
+    DryRun {
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// Enrolments, completion and outcomes per playbook and version (actions.playbook_stats)
+    Stats {
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TasksAction {
+    /// Open and overdue tasks (or --all), by due date
+    List {
+        #[arg(long)]
+        all: bool,
+        /// Only this CSM's tasks (csm_id)
+        #[arg(long)]
+        assignee: Option<String>,
+    },
+    /// Mark a task done
+    Complete {
+        task_id: String,
+        /// Who completed it (default: the actor)
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AlertsAction {
+    /// Open alerts (or --all), most urgent first
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Acknowledge an alert: it is not re-notified any more
+    Ack {
+        alert_id: String,
+        /// Who acknowledged it (default: the actor)
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CampaignsAction {
+    /// Retention, expansion and engagement per arm against the control group, with 95% intervals
+    Report {
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
     },
 }
 
@@ -997,6 +1093,151 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({"status": "succeeded", "command": "score", "run_id": run.run_id, "scores": report})
             );
         }
+        Command::Act { as_of, dry_run } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let report = if dry_run {
+                // reads only: no audit row
+                let mut run = new_run("act", Some(d));
+                jobs::act::act(&lake, &settings, d, true, &mut run).await?
+            } else {
+                audited(&lake, new_run("act", Some(d)), async |run| {
+                    jobs::act::act(&lake, &settings, d, false, run).await
+                })
+                .await?
+                .0
+            };
+            output::acted(&report);
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "act", "actions": report})
+            );
+        }
+        Command::Playbooks { action } => {
+            let lake = open_lake()?;
+            match action {
+                PlaybooksAction::List => {
+                    let entries = jobs::act::list(&settings)?;
+                    output::playbooks(&entries);
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "playbooks list", "playbooks": entries})
+                    );
+                }
+                PlaybooksAction::Validate { as_of } => {
+                    let entries = jobs::act::list(&settings)?;
+                    let warnings = jobs::act::validate(&lake, &settings, as_of).await?;
+                    for w in &warnings {
+                        out!("warning: {w}");
+                    }
+                    out!("{} playbooks and campaigns are valid.", entries.len());
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "playbooks validate", "checked": entries.len(), "warnings": warnings})
+                    );
+                }
+                PlaybooksAction::DryRun { as_of } => {
+                    let mut run = new_run("act", Some(as_of.as_of));
+                    let report = jobs::act::act(&lake, &settings, as_of.as_of, true, &mut run).await?;
+                    output::acted(&report);
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "playbooks dry-run", "actions": report})
+                    );
+                }
+                PlaybooksAction::Stats { as_of } => {
+                    let (date, batches) = jobs::act::stats(&lake, as_of).await?;
+                    let Some(date) = date else {
+                        return Err(Error::Job(
+                            "no playbook statistics yet: run `cslake act --as-of DATE` first".into(),
+                        )
+                        .into());
+                    };
+                    out!("Playbook performance as of {date}:");
+                    output::print_batches(&batches, output::Format::Table)?;
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "playbooks stats", "as_of": date})
+                    );
+                }
+            }
+        }
+        Command::Tasks { action } => {
+            let lake = open_lake()?;
+            match action {
+                TasksAction::List { all, assignee } => {
+                    let mut filter = if all {
+                        "TRUE".to_string()
+                    } else {
+                        "status IN ('open', 'overdue')".to_string()
+                    };
+                    if let Some(a) = assignee {
+                        filter.push_str(&format!(" AND assignee = '{}'", a.replace('\'', "''")));
+                    }
+                    let q = format!(
+                        "SELECT task_id, account_id, title, assignee, priority, CAST(due_date AS VARCHAR) AS due_date, status FROM actions.tasks WHERE {filter} ORDER BY due_date, task_id"
+                    );
+                    let batches = table_query(&lake, "actions.tasks", &q).await?;
+                    let n = output::print_batches(&batches, output::Format::Table)?;
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "tasks list", "rows": n})
+                    );
+                }
+                TasksAction::Complete { task_id, by } => {
+                    let by = by.unwrap_or_else(|| settings.actor.clone());
+                    let (task, run) = audited(&lake, new_run("tasks complete", None), async |run| {
+                        jobs::act::complete_task(&lake, &task_id, &by, run).await
+                    })
+                    .await?;
+                    out!("Task {} completed by {by}: {}", task.task_id, task.title);
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "tasks complete", "run_id": run.run_id, "task_id": task.task_id, "completed_by": by})
+                    );
+                }
+            }
+        }
+        Command::Alerts { action } => {
+            let lake = open_lake()?;
+            match action {
+                AlertsAction::List { all } => {
+                    let filter = if all { "TRUE" } else { "status = 'open'" };
+                    let q = format!(
+                        "SELECT alert_id, account_id, priority, title, recipients, CAST(as_of_date AS VARCHAR) AS raised_on, notified_count, status FROM actions.alerts WHERE {filter} ORDER BY priority, as_of_date, alert_id"
+                    );
+                    let batches = table_query(&lake, "actions.alerts", &q).await?;
+                    let n = output::print_batches(&batches, output::Format::Table)?;
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "alerts list", "rows": n})
+                    );
+                }
+                AlertsAction::Ack { alert_id, by } => {
+                    let by = by.unwrap_or_else(|| settings.actor.clone());
+                    let (alert, run) = audited(&lake, new_run("alerts ack", None), async |run| {
+                        jobs::act::ack_alert(&lake, &alert_id, &by, run).await
+                    })
+                    .await?;
+                    out!("Alert {} acknowledged by {by}: {}", alert.alert_id, alert.title);
+                    out!(
+                        "{}",
+                        json!({"status": "succeeded", "command": "alerts ack", "run_id": run.run_id, "alert_id": alert.alert_id, "acknowledged_by": by})
+                    );
+                }
+            }
+        }
+        Command::Campaigns {
+            action: CampaignsAction::Report { as_of },
+        } => {
+            let lake = open_lake()?;
+            let arms = jobs::act::campaign_report(&lake, &settings, as_of).await?;
+            output::campaigns(&arms);
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "campaigns report", "arms": arms})
+            );
+        }
         Command::Run {
             as_of,
             source,
@@ -1152,6 +1393,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A query over an actions table, with a clear message when nothing has created it yet.
+async fn table_query(
+    lake: &Lake,
+    table: &str,
+    q: &str,
+) -> anyhow::Result<Vec<deltalake::arrow::array::RecordBatch>> {
+    let ctx = lake.session().await?;
+    if !jobs::util::has_table(&ctx, table) {
+        return Err(Error::Job(format!(
+            "{table} does not exist yet: run `cslake act --as-of DATE` first"
+        ))
+        .into());
+    }
+    Ok(jobs::util::sql(&ctx, q).await?)
+}
+
 /// `--source` when given, else every configured source: the file drop, then each `[[sources]]`.
 fn sources_to_ingest(settings: &Settings, given: Option<String>) -> Vec<String> {
     match given {
@@ -1262,6 +1519,14 @@ async fn day(
         .await?;
         output::scored(&report);
         summary["scores"] = json!(report);
+    }
+    if step(Step::Act) {
+        let (report, _) = audited(lake, new_run("act", Some(d)), async |run| {
+            jobs::act::act(lake, settings, d, false, run).await
+        })
+        .await?;
+        output::acted(&report);
+        summary["actions"] = json!(report);
     }
     Ok(summary)
 }

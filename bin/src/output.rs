@@ -328,3 +328,118 @@ pub fn maintained(r: &cslake_pipeline::jobs::maintain::MaintainReport) {
         );
     }
 }
+
+pub fn acted(r: &cslake_pipeline::jobs::act::ActReport) {
+    let verb = if r.dry_run { "Would act" } else { "Acted" };
+    out!(
+        "{verb} on {} scored accounts as of {}: {} enrolled, {} exited, {} completed, {} still active.",
+        r.accounts,
+        r.as_of,
+        r.enrolled,
+        r.exited,
+        r.completed,
+        r.active
+    );
+    out!(
+        "  Tasks created {}, overdue {}; alerts {}, re-notified {}; campaign assignments {}.",
+        r.tasks_created,
+        r.tasks_overdue,
+        r.alerts_created,
+        r.renotified,
+        r.campaign_assignments
+    );
+    if !r.dry_run {
+        let d = &r.deliveries;
+        out!(
+            "  Deliveries: {} sent, {} failed (retried next run), {} dead-lettered, {} already sent before.",
+            d.sent,
+            d.failed,
+            d.dead,
+            d.already_sent
+        );
+    }
+    for c in &r.crm {
+        out!(
+            "  CRM {}: {} records updated ({} fields), {} unchanged, {} failed; {} tasks created.",
+            c.name,
+            c.records_updated,
+            c.fields_sent,
+            c.unchanged,
+            c.failed,
+            c.tasks_created
+        );
+    }
+    for p in &r.playbooks {
+        out!(
+            "  {} v{}: {} matched, {} enrolled, {} exited, {} completed, {} steps run",
+            p.playbook,
+            p.version,
+            p.matched,
+            p.enrolled,
+            p.exited,
+            p.completed,
+            p.steps_run
+        );
+        let shown = if r.dry_run { usize::MAX } else { 3 };
+        for f in p.enrolments.iter().take(shown) {
+            out!("      {} {}: {}", f.account_id, f.name, f.reason);
+            for s in &f.steps_today {
+                out!("        -> {s}");
+            }
+        }
+    }
+}
+
+pub fn playbooks(entries: &[cslake_pipeline::jobs::act::LibraryEntry]) {
+    for e in entries {
+        out!(
+            "{} {} v{} [{}]{} — {}",
+            e.kind,
+            e.name,
+            e.version,
+            e.category.as_deref().unwrap_or("-"),
+            if e.enabled { "" } else { " (disabled)" },
+            e.origin
+        );
+        out!("    when: {}", e.trigger);
+        for s in &e.steps {
+            out!("    {s}");
+        }
+    }
+}
+
+pub fn campaigns(arms: &[cslake_pipeline::jobs::act::ArmReport]) {
+    if arms.is_empty() {
+        out!("No campaign assignments yet.");
+        return;
+    }
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+    let ci = |v: Option<(f64, f64)>| {
+        v.map_or(String::new(), |(a, b)| {
+            format!(" [{:+.1}, {:+.1}]", a * 100.0, b * 100.0)
+        })
+    };
+    for a in arms {
+        out!(
+            "{} / {:<10} accounts {:>5} (matured {:>5})  retained {:>6}  expanded {:>6}  engagement {:>7}{}",
+            a.campaign,
+            a.arm,
+            a.accounts,
+            a.matured,
+            pct(a.retention_rate),
+            pct(a.expansion_rate),
+            pct(a.engagement_change),
+            match a.retention_lift {
+                Some(l) => format!(
+                    "  retention lift {:+.1} pts{}, engagement lift {}{}",
+                    l * 100.0,
+                    ci(a.retention_lift_ci),
+                    a.engagement_lift
+                        .map_or("-".into(), |v| format!("{:+.1} pts", v * 100.0)),
+                    ci(a.engagement_lift_ci)
+                ),
+                None => String::new(),
+            }
+        );
+    }
+}

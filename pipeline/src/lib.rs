@@ -2,6 +2,7 @@
 //! train, score, run). Jobs emit `tracing` events and report progress through [`Progress`]; they
 //! never print.
 
+pub mod actions;
 pub mod jobs;
 pub mod lake;
 pub mod ops;

@@ -51,6 +51,9 @@ pub struct FileConfig {
     /// `usage_events = { warn_after = "2d", error_after = "7d" }`.
     #[serde(default)]
     pub freshness: HashMap<String, crate::jobs::quality::FreshnessCheck>,
+    /// Playbooks, channels, routing, assignment and CRM write-back (`cslake act`).
+    #[serde(default)]
+    pub actions: crate::actions::ActionsConfig,
 }
 
 /// Personal data at rest: see `pii.rs`.

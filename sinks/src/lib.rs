@@ -1,7 +1,9 @@
 //! Writing Arrow batches out of cslake: Delta tables (append, merge on keys, insert new keys,
-//! replace a partition) and files (Parquet, CSV, NDJSON). Sinks never decide *what* to write.
+//! replace a partition), files (Parquet, CSV, NDJSON) and e-mail over SMTP. Sinks never decide
+//! *what* to write.
 
 mod delta;
+pub mod email;
 mod files;
 
 pub use delta::{DeltaTarget, WriteStats};

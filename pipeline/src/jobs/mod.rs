@@ -1,6 +1,8 @@
 //! The jobs. Each takes the lake, the settings and the run's audit context, and returns a report
 //! the CLI prints as its JSON summary line.
 
+pub mod act;
+mod act_tables;
 pub mod backup;
 pub mod gdpr;
 mod ingest;

@@ -328,7 +328,7 @@ impl ApiSource {
     }
 }
 
-fn default_auth(kind: SourceKind) -> AuthConfig {
+pub(crate) fn default_auth(kind: SourceKind) -> AuthConfig {
     let env = |s: &str| Some(s.to_string());
     match kind {
         SourceKind::Rest => AuthConfig {

@@ -333,6 +333,39 @@ impl HttpClient {
 
     /// Sends one request and parses the JSON answer, retrying what is worth retrying.
     pub async fn json(&self, method: Method, url: &Url, body: Option<&Value>) -> Result<Page> {
+        let body = body.map(|b| Body::Json(b.clone()));
+        let (status, headers, text, shown) = self.send(method.clone(), url, &[], body.as_ref()).await?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self.rejected(status, &format!("{method} {shown}"), &text));
+        }
+        if !status.is_success() {
+            return Err(self.http_err(format!(
+                "{method} {shown} answered HTTP {status}{}",
+                snippet(&text).map(|s| format!(": {s}")).unwrap_or_default()
+            )));
+        }
+        let body: Value = serde_json::from_str(&text).map_err(|e| {
+            self.http_err(format!(
+                "{method} {shown} sent malformed JSON ({e}){}",
+                snippet(&text).map(|s| format!(": {s}")).unwrap_or_default()
+            ))
+        })?;
+        Ok(Page {
+            body,
+            next_link: next_link(&headers),
+        })
+    }
+
+    /// Sends one request with extra headers, retrying network errors, 408, 429 and 5xx (and
+    /// renewing an expired OAuth token once). Any other answer is returned as it is, with the
+    /// URL as shown in messages (secrets masked); `Err` means the retries ran out.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        extra_headers: &[(String, String)],
+        body: Option<&Body>,
+    ) -> Result<(StatusCode, HeaderMap, String, String)> {
         let mut url = url.clone();
         if let Auth::Query(name, value) = &self.auth {
             url.query_pairs_mut().append_pair(name, value);
@@ -354,8 +387,17 @@ impl HttpClient {
                 (Auth::Basic(user, pass), _) => req.basic_auth(user, Some(pass)),
                 _ => req,
             };
-            if let Some(b) = body {
-                req = req.json(b);
+            for (k, v) in extra_headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            match body {
+                Some(Body::Json(b)) => req = req.json(b),
+                Some(Body::Raw { bytes, content_type }) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                        .body(bytes.clone());
+                }
+                None => {}
             }
             let started = Instant::now();
             let resp = match req.send().await {
@@ -414,34 +456,24 @@ impl HttpClient {
                 .text()
                 .await
                 .map_err(|e| self.http_err(format!("{method} {shown}: reading the response: {e}")))?;
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(self.rejected(status, &format!("{method} {shown}"), &text));
-            }
-            if !status.is_success() {
-                return Err(self.http_err(format!(
-                    "{method} {shown} answered HTTP {status}{}",
-                    snippet(&text).map(|s| format!(": {s}")).unwrap_or_default()
-                )));
-            }
             tracing::debug!(
                 source = self.source.as_str(),
                 url = shown.as_str(),
+                status = status.as_u16(),
                 ms = started.elapsed().as_millis() as u64,
                 bytes = text.len(),
                 "response"
             );
-            let body: Value = serde_json::from_str(&text).map_err(|e| {
-                self.http_err(format!(
-                    "{method} {shown} sent malformed JSON ({e}){}",
-                    snippet(&text).map(|s| format!(": {s}")).unwrap_or_default()
-                ))
-            })?;
-            return Ok(Page {
-                body,
-                next_link: next_link(&headers),
-            });
+            return Ok((status, headers, text, shown));
         }
     }
+}
+
+/// A request body: JSON, or bytes sent exactly as given (what a signature was computed over).
+#[derive(Debug, Clone)]
+pub enum Body {
+    Json(Value),
+    Raw { bytes: Vec<u8>, content_type: String },
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -481,7 +513,7 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The start of a response body, for error messages.
-fn snippet(text: &str) -> Option<String> {
+pub fn snippet(text: &str) -> Option<String> {
     let t = text.trim();
     if t.is_empty() {
         return None;
