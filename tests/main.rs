@@ -1,6 +1,7 @@
 //! End-to-end tests: they run the built `cslake` binary in a temporary folder, as a user would.
 //! One test binary for the whole suite (linking is the slow part on small machines).
 
+mod actions;
 mod airflow;
 mod cli;
 mod connectors;

@@ -358,6 +358,9 @@ pub fn acted(r: &cslake_pipeline::jobs::act::ActReport) {
             d.already_sent
         );
     }
+    for w in &r.warnings {
+        out!("  warning: {w}");
+    }
     for c in &r.crm {
         out!(
             "  CRM {}: {} records updated ({} fields), {} unchanged, {} failed; {} tasks created.",

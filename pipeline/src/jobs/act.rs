@@ -88,6 +88,7 @@ pub struct ActReport {
     pub deliveries: DeliveryCounts,
     pub crm: Vec<CrmReport>,
     pub playbooks: Vec<PlaybookDay>,
+    pub warnings: Vec<String>,
 }
 
 /// The template library the settings point at.
@@ -186,6 +187,57 @@ impl Day {
             shown.join(", ")
         }
     }
+}
+
+/// Feature columns `act_day` always has (null when no feature view provides them).
+const WELL_KNOWN: &[&str] = &[
+    "mrr",
+    "seats",
+    "days_to_renewal",
+    "events_30d",
+    "active_users_30d",
+];
+
+/// The library without the built-in playbooks this lake cannot evaluate (their SQL names a column
+/// no view provides, e.g. billing features for a company without billing data), with a warning
+/// for each. A user's own playbook that does not plan stays, and fails the run with its file.
+async fn usable(lib: Library, ctx: &SessionContext) -> (Library, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut out = Library {
+        campaigns: lib.campaigns,
+        playbooks: Vec::new(),
+    };
+    for p in lib.playbooks {
+        if p.origin.starts_with("builtin:") {
+            let mut predicates = vec![p.trigger.predicate()];
+            predicates.extend(p.exit.as_ref().map(|x| x.when.clone()));
+            predicates.extend(
+                p.steps
+                    .iter()
+                    .filter_map(|s| s.only_if.clone())
+                    .filter(|c| c != "task_open" && c != "task_completed"),
+            );
+            let mut failed = None;
+            for pred in predicates {
+                let q = format!("SELECT account_id FROM act_day WHERE {pred} LIMIT 0");
+                if let Err(e) = ctx.sql(&q).await {
+                    failed = Some(e.to_string().lines().next().unwrap_or_default().to_string());
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                let w = format!(
+                    "built-in playbook '{}' skipped: this lake lacks what it reads ({e})",
+                    p.name
+                );
+                tracing::warn!("{w}");
+                warnings.push(w);
+                continue;
+            }
+        }
+        out.playbooks.push(p);
+    }
+    (out, warnings)
 }
 
 /// The last scored date before `as_of` (for "entered the band" and "appeared" triggers).
@@ -338,6 +390,12 @@ pub async fn day_table(
             joins.push(format!(
                 "LEFT JOIN {table} f{k} ON f{k}.account_id = r.account_id AND f{k}.as_of_date = {d}"
             ));
+        }
+    }
+    // columns the built-in playbooks read are there even when no view provides them (null)
+    for c in WELL_KNOWN {
+        if taken.insert((*c).to_string()) {
+            select.push(format!("CAST(NULL AS DOUBLE) AS {c}"));
         }
     }
     let q = format!(
@@ -664,6 +722,8 @@ struct Plan {
     new_tasks: Vec<Task>,
     changed_tasks: Vec<Task>,
     new_alerts: Vec<Alert>,
+    /// Open alerts of enrolments that ended today: resolved.
+    resolved_alerts: Vec<Alert>,
     new_assignments: Vec<Assignment>,
     report: ActReport,
 }
@@ -696,6 +756,7 @@ async fn plan_day(
     day: &Day,
     prev: Vec<Enrolment>,
     tasks: &[Task],
+    alerts: &[Alert],
     assignments: &[Assignment],
     dry_run: bool,
 ) -> Result<Plan> {
@@ -732,6 +793,7 @@ async fn plan_day(
         csms,
         unresolved: BTreeMap::new(),
     };
+    let known_alerts: HashSet<&str> = alerts.iter().map(|a| a.alert_id.as_str()).collect();
     let mut assigned: HashSet<String> = assignments.iter().map(|a| a.assignment_id.clone()).collect();
     let playbook = |name: &str| lib.playbooks.iter().find(|p| p.name == name);
     let mut days: BTreeMap<String, PlaybookDay> = lib
@@ -1007,8 +1069,10 @@ async fn plan_day(
                         last_notified_on: None,
                     };
                     steps_today.push(format!("{} alert: {}", alert.priority, alert.title));
+                    if !known_alerts.contains(alert.alert_id.as_str()) {
+                        plan.report.alerts_created += 1;
+                    }
                     plan.new_alerts.push(alert);
-                    plan.report.alerts_created += 1;
                 }
                 StepAction::Campaign => {
                     let name = s.campaign.as_deref().unwrap_or_default();
@@ -1084,8 +1148,28 @@ async fn plan_day(
         .into_iter()
         .filter(|t| original.get(&t.task_id).is_some_and(|o| o != t))
         .collect();
+    // the alerts of enrolments that ended today have done their work
+    let ended: HashSet<&str> = enrolments
+        .iter()
+        .filter(|e| e.status != "active" && e.ended_on == Some(as_of))
+        .map(|e| e.enrollment_id.as_str())
+        .collect();
+    plan.resolved_alerts = alerts
+        .iter()
+        .filter(|a| a.status == "open" && a.enrollment_id.as_deref().is_some_and(|e| ended.contains(e)))
+        .map(|a| Alert {
+            status: "resolved".into(),
+            ..a.clone()
+        })
+        .collect();
     plan.report.active = enrolments.iter().filter(|e| e.status == "active").count();
-    plan.report.playbooks = days.into_values().collect();
+    plan.report.playbooks = days
+        .into_values()
+        .map(|mut d| {
+            d.enrolments.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+            d
+        })
+        .collect();
     enrolments.sort_by(|a, b| a.enrollment_id.cmp(&b.enrollment_id));
     plan.enrolments = enrolments;
     Ok(plan)
@@ -1150,19 +1234,34 @@ pub async fn act(
     };
     let ctx = lake.session().await?;
     let day = day_table(&ctx, settings, as_of, &health_days(&lib)).await?;
+    let (lib, skipped) = usable(lib, &ctx).await;
     let prev = previous_state(&ctx, as_of).await?;
     let tasks = Task::read(&read(&ctx, "actions.tasks", "").await?)?;
+    let alerts = Alert::read(&read(&ctx, "actions.alerts", "").await?)?;
     let assignments = Assignment::read(&read(&ctx, "actions.campaign_assignments", "").await?)?;
     let Plan {
         enrolments,
         new_tasks,
         changed_tasks,
         new_alerts,
+        resolved_alerts,
         new_assignments,
         mut report,
-    } = plan_day(&ctx, settings, &lib, &day, prev, &tasks, &assignments, dry_run).await?;
+    } = plan_day(
+        &ctx,
+        settings,
+        &lib,
+        &day,
+        prev,
+        &tasks,
+        &alerts,
+        &assignments,
+        dry_run,
+    )
+    .await?;
     report.as_of = as_of.to_string();
     report.dry_run = dry_run;
+    report.warnings = skipped;
     report.accounts = day.ids.len();
     let Some(dispatcher) = dispatcher else {
         return Ok(report);
@@ -1193,6 +1292,9 @@ pub async fn act(
             )
             .await?;
         run.wrote("actions.alerts", s.inserted, s.version);
+    }
+    if !resolved_alerts.is_empty() {
+        upsert_alerts(lake, &resolved_alerts, run).await?;
     }
     if !new_assignments.is_empty() {
         let s = lake
@@ -1235,7 +1337,12 @@ pub async fn act(
         pii.as_ref(),
     )
     .await?;
-    report.renotified = wanted.iter().filter(|d| d.kind == "renotify").count();
+    report.renotified = wanted
+        .iter()
+        .filter(|d| d.kind == "renotify")
+        .map(|d| d.ref_id.as_str())
+        .collect::<HashSet<_>>()
+        .len();
     let logged = DeliveryRow::read(&read(&ctx, "actions.deliveries", "").await?)?;
     let counts = dispatch(lake, settings, &dispatcher, wanted, logged, &alerts, as_of, run).await?;
     report.deliveries = counts;
@@ -1579,7 +1686,6 @@ async fn dispatch(
             pending.push(row.clone());
         }
     }
-    let mut notified: HashMap<String, ()> = HashMap::new();
     let backoff = Duration::from_millis(cfg.backoff_ms);
     for (n, chunk) in pending.chunks_mut(20).enumerate() {
         let mut dead = Vec::new();
@@ -1608,9 +1714,6 @@ async fn dispatch(
                     row.response_status = status.map(i64::from);
                     row.last_error = None;
                     counts.sent += 1;
-                    if row.kind == "alert" || row.kind == "renotify" {
-                        notified.insert(row.ref_id.clone(), ());
-                    }
                 }
                 Outcome::Failed { error, transient } => {
                     tracing::warn!(
@@ -1678,14 +1781,31 @@ async fn dispatch(
             crate::fault_point("act:mid-dispatch");
         }
     }
-    // the alerts that went out today
+    // how often each alert went out, from the log itself (so a crash between sending and this
+    // update is repaired by the next run)
+    let mut all: HashMap<&str, &DeliveryRow> = logged.iter().map(|d| (d.delivery_id.as_str(), d)).collect();
+    for row in &pending {
+        all.insert(row.delivery_id.as_str(), row);
+    }
+    let mut days_sent: HashMap<&str, BTreeSet<NaiveDate>> = HashMap::new();
+    for d in all.values() {
+        if d.status == "sent" && (d.kind == "alert" || d.kind == "renotify") {
+            days_sent
+                .entry(d.ref_id.as_str())
+                .or_default()
+                .insert(d.as_of_date);
+        }
+    }
     let changed: Vec<Alert> = alerts
         .iter()
-        .filter(|a| notified.contains_key(&a.alert_id) && a.last_notified_on != Some(as_of))
-        .map(|a| Alert {
-            notified_count: a.notified_count + 1,
-            last_notified_on: Some(as_of),
-            ..a.clone()
+        .filter_map(|a| {
+            let days = days_sent.get(a.alert_id.as_str())?;
+            let (count, last) = (days.len() as i64, days.last().copied());
+            (count != a.notified_count || last != a.last_notified_on).then(|| Alert {
+                notified_count: count,
+                last_notified_on: last,
+                ..a.clone()
+            })
         })
         .collect();
     if !changed.is_empty() {
@@ -2134,8 +2254,8 @@ pub async fn validate(lake: &Lake, settings: &Settings, as_of: Option<NaiveDate>
         }
     };
     let day = day_table(&ctx, settings, date, &health_days(&lib)).await?;
+    let (lib, mut warnings) = usable(lib, &ctx).await;
     let cols = day.columns();
-    let mut warnings = Vec::new();
     for p in &lib.playbooks {
         day.matching(&ctx, &p.trigger.predicate(), &format!("{}: [trigger]", p.origin))
             .await?;
