@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -113,6 +113,12 @@ fn playbooks_act_deliver_once_and_track_outcomes() {
     // (400), and HubSpot's batch endpoints
     let hook_calls = Arc::new(AtomicUsize::new(0));
     let calls = hook_calls.clone();
+    // HubSpot remembers the tasks it was given; a task whose subject names `done_in_crm` is
+    // reported COMPLETED (closed by its owner in HubSpot). Salesforce refuses one account.
+    let crm_tasks: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let done_in_crm: Arc<Mutex<String>> = Arc::default();
+    let sf_refused: Arc<Mutex<String>> = Arc::default();
+    let (tasks_log, done_marker, refused) = (crm_tasks.clone(), done_in_crm.clone(), sf_refused.clone());
     let server = Fixture::start(move |r| match r.path.as_str() {
         "/slack" => Resp::status(200, "ok"),
         "/hook" => {
@@ -139,10 +145,55 @@ fn playbooks_act_deliver_once_and_track_outcomes() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .enumerate()
-                .map(|(k, i)| json!({"id": format!("9{k:04}"), "properties": i["properties"]}))
+                .map(|i| {
+                    let mut log = tasks_log.lock().unwrap();
+                    let id = format!("9{:04}", log.len());
+                    log.insert(
+                        id.clone(),
+                        i["properties"]["hs_task_subject"].as_str().unwrap().to_string(),
+                    );
+                    json!({"id": id, "properties": i["properties"]})
+                })
                 .collect();
             Resp::json(json!({"status": "COMPLETE", "results": results}))
+        }
+        "/crm/v3/objects/tasks/batch/read" => {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            let (log, marker) = (tasks_log.lock().unwrap(), done_marker.lock().unwrap());
+            let results: Vec<Value> = body["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let id = i["id"].as_str().unwrap();
+                    let done = !marker.is_empty() && log.get(id).is_some_and(|s| s.contains(marker.as_str()));
+                    json!({"id": id, "properties": {"hs_task_status": if done { "COMPLETED" } else { "NOT_STARTED" }}})
+                })
+                .collect();
+            Resp::json(json!({"status": "COMPLETE", "results": results}))
+        }
+        "/services/oauth2/token" => Resp::json(
+            json!({"access_token": "sf-access-1", "instance_url": "ignored", "token_type": "Bearer"}),
+        ),
+        "/services/data/v60.0/composite/sobjects" => {
+            assert_eq!(r.method, "PATCH");
+            assert_eq!(r.headers["authorization"], "Bearer sf-access-1");
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["allOrNone"], false);
+            let refused = refused.lock().unwrap();
+            let results: Vec<Value> = body["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|rec| {
+                    if rec["id"] == refused.as_str() {
+                        json!({"id": rec["id"], "success": false, "errors": [{"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}]})
+                    } else {
+                        json!({"id": rec["id"], "success": true, "errors": []})
+                    }
+                })
+                .collect();
+            Resp::json(json!(results))
         }
         _ => Resp::status(404, "{}"),
     });
@@ -151,6 +202,8 @@ fn playbooks_act_deliver_once_and_track_outcomes() {
         ("HOOK_URL", format!("{}/hook", server.url)),
         ("HOOK_SECRET", secret.to_string()),
         ("HUBSPOT_TOKEN", "hs-token-abcdef".to_string()),
+        ("SF_ID", "sf-client".to_string()),
+        ("SF_SECRET", "sf-secret-123456".to_string()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let run = |args: &[&str]| cslake_env(dir, args, &env);
@@ -168,6 +221,7 @@ fn playbooks_act_deliver_once_and_track_outcomes() {
     )[1..]
         .to_vec();
     let (a1, a2, a3) = (&picked[0], &picked[1], &picked[2]);
+    *sf_refused.lock().unwrap() = a2.clone();
     let owners: BTreeMap<String, (String, String, String)> = query(
         dir,
         "SELECT a.account_id, a.csm_id, c.email, c.team FROM accounts a JOIN csms c ON c.csm_id = a.csm_id",
@@ -328,6 +382,15 @@ push_tasks = true
 [actions.crm.fields]
 cslake_risk_score = "risk_score"
 cslake_health_band = "health_band"
+
+[[actions.crm]]
+name = "salesforce"
+kind = "salesforce"
+base_url = "{url}"
+auth = {{ type = "oauth2_client_credentials", token_url = "{url}/services/oauth2/token", client_id_env = "SF_ID", client_secret_env = "SF_SECRET" }}
+[actions.crm.fields]
+Churn_Risk__c = "risk_score"
+Top_Reasons__c = "top_reasons"
 "#,
             port = smtp.port,
             url = server.url,
@@ -447,18 +510,53 @@ cslake_health_band = "health_band"
     let first: Value = serde_json::from_str(&updates[0].body).unwrap();
     assert!(first["inputs"][0]["properties"]["cslake_risk_score"].is_string());
     assert_eq!(server.to("/crm/v3/objects/tasks/batch/create").len(), 1);
+    // Salesforce: every account in one collection request (200 per request), one refused
+    let sf = server.to("/services/data/v60.0/composite/sobjects");
+    assert_eq!(sf.len(), 1);
+    let sf_body: Value = serde_json::from_str(&sf[0].body).unwrap();
+    assert_eq!(sf_body["records"].as_array().unwrap().len(), scored);
+    assert_eq!(sf_body["records"][0]["attributes"]["type"], "Account");
+    assert!(sf_body["records"][0]["Churn_Risk__c"].is_number());
+    let s_sf = &s["crm"][1];
+    assert_eq!(
+        (s_sf["records_updated"].as_u64(), s_sf["failed"].as_u64()),
+        (Some(scored as u64 - 1), Some(1)),
+        "{s}"
+    );
+    let refused_row = query(dir, "SELECT ref_id, error FROM dead_letters WHERE kind = 'crm'");
+    assert_eq!(
+        refused_row[1..],
+        [format!("{a2},ENTITY_IS_DELETED: entity is deleted")]
+    );
 
     // the same day again: nothing is sent twice, nothing is created twice
-    let (requests, mails) = (server.requests().len(), smtp.messages().len());
+    let sent = |s: &Fixture| {
+        [
+            "/slack",
+            "/hook",
+            "/broken",
+            "/crm/v3/objects/companies",
+            "/crm/v3/objects/tasks/batch/create",
+        ]
+        .iter()
+        .map(|p| s.to(p).len())
+        .sum::<usize>()
+    };
+    let (requests, mails) = (sent(&server), smtp.messages().len());
     let again = run(&["act", "--as-of", D1]).ok();
     let s = again.summary()["actions"].clone();
     assert_eq!(s["deliveries"]["sent"], 0, "{}", again.stdout);
     assert_eq!(s["deliveries"]["already_sent"], 3 * 3 + owner_mails.len());
     assert_eq!(s["crm"][0]["records_updated"], 0);
     assert_eq!(
-        (server.requests().len(), smtp.messages().len()),
-        (requests, mails)
+        (
+            s["crm"][1]["records_updated"].as_u64(),
+            s["crm"][1]["failed"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "only the refused record is sent again"
     );
+    assert_eq!((sent(&server), smtp.messages().len()), (requests, mails));
     assert_eq!(query(dir, "SELECT COUNT(*) FROM tasks")[1], "3");
     assert_eq!(query(dir, "SELECT COUNT(*) FROM alerts")[1], "6");
 
@@ -479,12 +577,19 @@ cslake_health_band = "health_band"
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("no task 't-nope'"), "{}", bad.stderr);
 
-    // day 2: a3 exits (its task is cancelled, its alerts resolved); a2's task is still open, so
+    // day 2: a3 exits (its alerts resolved); a2's task is still open, so
     // its team lead is alerted (the flaky mailbox accepts on the third try; the broken webhook
     // dead-letters) and its unacknowledged P1 alert is sent again; a1's escalation is skipped
     // and, its task done, a1 completes the playbook
     run(&["backfill", "--from", D2, "--to", D2]).ok();
     let mails_before = smtp.messages().len();
+    // a3's owner closes the task in HubSpot: the next act brings the completion back
+    let a3_name = query(
+        dir,
+        &format!("SELECT name FROM accounts WHERE account_id = '{a3}'"),
+    )[1]
+    .clone();
+    *done_in_crm.lock().unwrap() = a3_name;
     // the first attempt dies right after its first batch of deliveries is logged; the next
     // run repeats the day without sending anything twice
     let mut crash_env = env.clone();
@@ -507,11 +612,14 @@ cslake_health_band = "health_band"
         [format!("{a2},P2")]
     );
     assert_eq!(
-        query(dir, "SELECT account_id, status FROM tasks ORDER BY account_id")[1..],
+        query(
+            dir,
+            "SELECT account_id, status, completed_by FROM tasks ORDER BY account_id"
+        )[1..],
         [
-            format!("{a1},completed"),
-            format!("{a2},open"),
-            format!("{a3},cancelled")
+            format!("{a1},completed,anna"),
+            format!("{a2},open,"),
+            format!("{a3},completed,crm:hubspot")
         ]
     );
     let runs = query(
@@ -546,7 +654,10 @@ cslake_health_band = "health_band"
         .collect();
     assert_eq!(reminders.len(), 1, "{new_mail:?}");
     assert!(reminders[0].1.contains(&format!("({a2})")));
-    let dead = query(dir, "SELECT channel, kind, error FROM dead_letters");
+    let dead = query(
+        dir,
+        "SELECT channel, kind, error FROM dead_letters WHERE kind <> 'crm'",
+    );
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert!(
         dead[1].starts_with("broken,alert,") && dead[1].contains("HTTP 400"),
@@ -586,7 +697,7 @@ cslake_health_band = "health_band"
                 "SELECT playbook_version, enrolled, active, exited, tasks_created, tasks_completed, alerts FROM playbook_stats WHERE as_of_date = DATE '{D2}'"
             ),
         )[1],
-        "2,3,1,1,3,1,7"
+        "2,3,1,1,3,2,7"
     );
 
     // a predicate that does not run is named with its file, and nothing runs

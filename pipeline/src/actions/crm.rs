@@ -261,6 +261,49 @@ impl Crm {
     }
 }
 
+impl Crm {
+    /// Which of these CRM tasks are done (HubSpot `hs_task_status = COMPLETED`, Salesforce
+    /// `IsClosed`): how completion made in the CRM comes back to `actions.tasks`.
+    pub async fn completed_tasks(&self, crm_ids: &[String]) -> Result<Vec<String>> {
+        let base = self.base().await?;
+        let mut done = Vec::new();
+        for chunk in crm_ids.chunks(self.batch()) {
+            if self.salesforce {
+                let mut url = self.sobjects(&base)?;
+                url.set_path(&format!("{}/Task", url.path()));
+                url.query_pairs_mut()
+                    .append_pair("ids", &chunk.join(","))
+                    .append_pair("fields", "Id,IsClosed,Status");
+                let page = self.http.json(Method::GET, &url, None).await?;
+                for r in page.body.as_array().into_iter().flatten() {
+                    if r.get("IsClosed").and_then(Value::as_bool) == Some(true) {
+                        done.push(id_of(&json!({"id": r.get("Id").cloned().unwrap_or(Value::Null)})));
+                    }
+                }
+            } else {
+                let url = join(&base, "crm/v3/objects/tasks/batch/read")?;
+                let body = json!({
+                    "properties": ["hs_task_status"],
+                    "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+                });
+                let page = self.http.json(Method::POST, &url, Some(&body)).await?;
+                for r in page
+                    .body
+                    .get("results")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if r.pointer("/properties/hs_task_status").and_then(Value::as_str) == Some("COMPLETED") {
+                        done.push(id_of(r));
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
 fn join(base: &Url, path: &str) -> Result<Url> {
     base.join(path)
         .map_err(|e| Error::Config(format!("{base}{path}: {e}")))

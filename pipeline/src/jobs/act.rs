@@ -68,6 +68,7 @@ pub struct CrmReport {
     pub unchanged: usize,
     pub failed: usize,
     pub tasks_created: usize,
+    pub tasks_completed_in_crm: usize,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -422,44 +423,51 @@ pub async fn day_table(
         "act_day",
         Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])?),
     )?;
-    let ids: Vec<String> = strings(&batch, "account_id")?
-        .into_iter()
-        .map(Option::unwrap_or_default)
-        .collect();
-    let index = ids.iter().enumerate().map(|(i, a)| (a.clone(), i)).collect();
-    let mut text = HashMap::new();
-    let mut numbers = HashMap::new();
-    for f in batch.schema().fields() {
-        let name = f.name();
-        let col = batch.column_by_name(name).expect("column of its own schema");
-        if f.data_type().is_numeric() {
-            let v: Vec<Option<f64>> = super::util::floats(&batch, name)?
-                .into_iter()
-                .map(|x| x.is_finite().then_some(x))
-                .collect();
-            text.insert(name.clone(), v.iter().map(|x| x.map(readable)).collect());
-            numbers.insert(name.clone(), v);
-        } else if matches!(f.data_type(), DataType::List(_)) {
-            continue;
-        } else {
-            let c = cast(col, &DataType::Utf8)?;
-            let a = c.as_string::<i32>();
-            text.insert(
-                name.clone(),
-                (0..a.len())
-                    .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
-                    .collect(),
-            );
+    Day::from_batch(as_of, batch)
+}
+
+impl Day {
+    /// Indexes a day's rows by account and renders every column as text for templates.
+    pub fn from_batch(as_of: NaiveDate, batch: RecordBatch) -> Result<Day> {
+        let ids: Vec<String> = strings(&batch, "account_id")?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let index = ids.iter().enumerate().map(|(i, a)| (a.clone(), i)).collect();
+        let mut text = HashMap::new();
+        let mut numbers = HashMap::new();
+        for f in batch.schema().fields() {
+            let name = f.name();
+            let col = batch.column_by_name(name).expect("column of its own schema");
+            if f.data_type().is_numeric() {
+                let v: Vec<Option<f64>> = super::util::floats(&batch, name)?
+                    .into_iter()
+                    .map(|x| x.is_finite().then_some(x))
+                    .collect();
+                text.insert(name.clone(), v.iter().map(|x| x.map(readable)).collect());
+                numbers.insert(name.clone(), v);
+            } else if matches!(f.data_type(), DataType::List(_)) {
+                continue;
+            } else {
+                let c = cast(col, &DataType::Utf8)?;
+                let a = c.as_string::<i32>();
+                text.insert(
+                    name.clone(),
+                    (0..a.len())
+                        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+                        .collect(),
+                );
+            }
         }
+        Ok(Day {
+            as_of,
+            batch,
+            ids,
+            index,
+            text,
+            numbers,
+        })
     }
-    Ok(Day {
-        as_of,
-        batch,
-        ids,
-        index,
-        text,
-        numbers,
-    })
 }
 
 async fn add_top_reasons(ctx: &SessionContext, batch: RecordBatch, as_of: NaiveDate) -> Result<RecordBatch> {
@@ -1232,6 +1240,11 @@ pub async fn act(
             .map(Crm::open)
             .collect::<Result<_>>()?
     };
+    let mut from_crm = Vec::new();
+    for crm in &crms {
+        let ctx = lake.session().await?;
+        from_crm.push(pull_completions(lake, &ctx, crm, run).await?);
+    }
     let ctx = lake.session().await?;
     let day = day_table(&ctx, settings, as_of, &health_days(&lib)).await?;
     let (lib, skipped) = usable(lib, &ctx).await;
@@ -1348,8 +1361,10 @@ pub async fn act(
     report.deliveries = counts;
 
     // CRM write-back
-    for crm in &crms {
-        report.crm.push(write_back(lake, &ctx, crm, &day, run).await?);
+    for (crm, completed) in crms.iter().zip(from_crm) {
+        let mut r = write_back(lake, &ctx, crm, &day, run).await?;
+        r.tasks_completed_in_crm = completed;
+        report.crm.push(r);
     }
 
     // success tracking for BI
@@ -1812,6 +1827,62 @@ async fn dispatch(
         upsert_alerts(lake, &changed, run).await?;
     }
     Ok(counts)
+}
+
+/// Tasks completed in the CRM come back as completed here (before the day is planned, so an
+/// escalation `only_if = "task_open"` sees them).
+async fn pull_completions(
+    lake: &Lake,
+    ctx: &SessionContext,
+    crm: &Crm,
+    run: &mut RunContext,
+) -> Result<usize> {
+    let cfg = &crm.config;
+    if !cfg.push_tasks || !has_table(ctx, "actions.tasks") {
+        return Ok(0);
+    }
+    let prefix = format!("{}:", cfg.name);
+    let open = Task::read(
+        &read(
+            ctx,
+            "actions.tasks",
+            "crm_task_id IS NOT NULL AND status IN ('open', 'overdue')",
+        )
+        .await?,
+    )?;
+    let ids: Vec<String> = open
+        .iter()
+        .filter_map(|t| {
+            t.crm_task_id
+                .as_deref()?
+                .strip_prefix(&prefix)
+                .map(str::to_string)
+        })
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done: HashSet<String> = crm.completed_tasks(&ids).await?.into_iter().collect();
+    let now = chrono::Utc::now().timestamp_micros();
+    let closed: Vec<Task> = open
+        .into_iter()
+        .filter(|t| {
+            t.crm_task_id
+                .as_deref()
+                .and_then(|c| c.strip_prefix(&prefix))
+                .is_some_and(|c| done.contains(c))
+        })
+        .map(|t| Task {
+            status: "completed".into(),
+            completed_at: Some(now),
+            completed_by: Some(format!("crm:{}", cfg.name)),
+            ..t
+        })
+        .collect();
+    if !closed.is_empty() {
+        upsert_tasks(lake, &closed, run).await?;
+    }
+    Ok(closed.len())
 }
 
 /// Sends changed fields (and new tasks) to one CRM.
@@ -2522,6 +2593,110 @@ pub async fn campaign_report(
 mod tests {
     use super::*;
     use crate::actions::library::Arm;
+
+    fn day() -> Day {
+        let batch = Cols::default()
+            .key(
+                "account_id",
+                vec!["a1".into(), "a2".into(), "a3".into(), "a4".into()],
+            )
+            .str(
+                "csm_id",
+                vec![Some("c1".into()), Some("c1".into()), None, Some("c3".into())],
+            )
+            .str(
+                "segment",
+                vec![
+                    Some("SMB".into()),
+                    Some("SMB".into()),
+                    Some("SMB".into()),
+                    Some("Enterprise".into()),
+                ],
+            )
+            .float("mrr", vec![Some(100.0), Some(900.0), Some(50.0), Some(5000.0)])
+            .batch()
+            .unwrap();
+        Day::from_batch(NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), batch).unwrap()
+    }
+
+    fn settings() -> Settings {
+        let mut file = crate::settings::FileConfig::default();
+        file.actions
+            .assignment
+            .segment_teams
+            .insert("SMB".into(), "small".into());
+        file.actions.teams.insert(
+            "small".into(),
+            crate::actions::TeamConfig {
+                lead: Some("lead@x.test".into()),
+                lead_csm_id: Some("c2".into()),
+            },
+        );
+        Settings {
+            lake: String::new(),
+            file,
+            config_dir: ".".into(),
+            actor: "test".into(),
+            memory_limit: None,
+        }
+    }
+
+    fn assigner<'a>(settings: &'a Settings, day: &Day) -> Assigner<'a> {
+        let csm = |team: &str, email: &str| Csm {
+            email: Some(email.into()),
+            team: Some(team.into()),
+        };
+        Assigner {
+            settings,
+            csms: [
+                ("c1".to_string(), csm("small", "c1@x.test")),
+                ("c2".to_string(), csm("small", "c2@x.test")),
+                ("c3".to_string(), csm("big", "c3@x.test")),
+            ]
+            .into_iter()
+            .collect(),
+            open_load: [("c1".to_string(), 5)].into_iter().collect(),
+            book_arr: day.ids.iter().enumerate().fold(HashMap::new(), |mut m, (i, _)| {
+                if let (Some(c), Some(mrr)) = (day.text("csm_id", i), day.num("mrr", i)) {
+                    *m.entry(c).or_insert(0.0) += mrr * 12.0;
+                }
+                m
+            }),
+            round_robin: HashMap::new(),
+            unresolved: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn tasks_go_to_the_person_the_rule_names() {
+        let (settings, day) = (settings(), day());
+        let mut a = assigner(&settings, &day);
+        // owner; an account without one goes to the least-loaded CSM of its segment's team
+        assert_eq!(a.assign("owner", &day, 0).0.as_deref(), Some("c1"));
+        assert_eq!(
+            a.assign("owner", &day, 2),
+            (Some("c2".into()), Some("c2@x.test".into()), Some("small".into()))
+        );
+        // round robin within the team, in csm_id order
+        let rr: Vec<String> = (0..3)
+            .map(|_| a.assign("round_robin", &day, 0).0.unwrap())
+            .collect();
+        assert_eq!(rr, ["c1", "c2", "c1"]);
+        // least loaded: c1 started with 5 open tasks
+        assert_eq!(a.assign("least_loaded", &day, 1).0.as_deref(), Some("c2"));
+        // least ARR in the book: c2 owns nothing
+        assert_eq!(a.assign("least_arr", &day, 0).0.as_deref(), Some("c2"));
+        // the team lead, and a fixed CSM
+        assert_eq!(a.assign("team_lead", &day, 0).0.as_deref(), Some("c2"));
+        assert_eq!(a.assign("csm:c3", &day, 0).0.as_deref(), Some("c3"));
+        // alert recipients: the owner's e-mail, the team's lead, literal addresses; unknown ones counted
+        assert_eq!(
+            a.recipients(&["csm".into(), "team_lead".into(), "ops@x.test".into()], &day, 0),
+            ["c1@x.test", "lead@x.test", "ops@x.test"]
+        );
+        assert!(a.recipients(&["team_lead".into()], &day, 3).is_empty());
+        assert_eq!(a.unresolved.get("team_lead"), Some(&1));
+    }
 
     #[test]
     fn campaign_arms_are_deterministic_and_follow_the_split() {
