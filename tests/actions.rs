@@ -681,6 +681,14 @@ Top_Reasons__c = "top_reasons"
         arms.iter().map(|a| a["accounts"].as_u64().unwrap()).sum::<u64>(),
         2
     );
+    assert_eq!(
+        query(
+            dir,
+            &format!("SELECT SUM(accounts) FROM campaign_results WHERE as_of_date = DATE '{D2}'")
+        )[1],
+        "2",
+        "the same numbers for BI, by day"
+    );
     // only changed values go to the CRM
     let before = server.to("/crm/v3/objects/companies/batch/update").len();
     let again = run(&["act", "--as-of", D2]).ok();

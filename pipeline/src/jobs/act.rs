@@ -1383,6 +1383,20 @@ pub async fn act(
             .await?;
         run.wrote("actions.playbook_stats", stats.len(), s.version);
     }
+    let assignments = Assignment::read(&read(&ctx, "actions.campaign_assignments", "").await?)?;
+    let arms = campaign_arms(settings, &lib, &assignments, &day);
+    if !arms.is_empty() {
+        let s = lake
+            .target("actions", "campaign_results")
+            .replace_where(
+                vec![arms_batch(&arms, as_of, &run.run_id)?],
+                &format!("as_of_date = '{as_of}'"),
+                &["as_of_date"],
+                &run.run_id,
+            )
+            .await?;
+        run.wrote("actions.campaign_results", arms.len(), s.version);
+    }
     Ok(report)
 }
 
@@ -2479,6 +2493,49 @@ pub struct ArmReport {
     pub engagement_lift_ci: Option<(f64, f64)>,
 }
 
+fn arms_batch(rows: &[ArmReport], as_of: NaiveDate, run_id: &str) -> Result<RecordBatch> {
+    let n = rows.len();
+    let lo = |v: Option<(f64, f64)>| v.map(|x| x.0);
+    let hi = |v: Option<(f64, f64)>| v.map(|x| x.1);
+    Cols::default()
+        .key("campaign", rows.iter().map(|r| r.campaign.clone()).collect())
+        .key("arm", rows.iter().map(|r| r.arm.clone()).collect())
+        .int("accounts", rows.iter().map(|r| Some(r.accounts as i64)).collect())
+        .int("matured", rows.iter().map(|r| Some(r.matured as i64)).collect())
+        .int("retained", rows.iter().map(|r| Some(r.retained as i64)).collect())
+        .float("retention_rate", rows.iter().map(|r| r.retention_rate).collect())
+        .int("expanded", rows.iter().map(|r| Some(r.expanded as i64)).collect())
+        .float("expansion_rate", rows.iter().map(|r| r.expansion_rate).collect())
+        .float(
+            "engagement_change",
+            rows.iter().map(|r| r.engagement_change).collect(),
+        )
+        .float("retention_lift", rows.iter().map(|r| r.retention_lift).collect())
+        .float(
+            "retention_lift_low",
+            rows.iter().map(|r| lo(r.retention_lift_ci)).collect(),
+        )
+        .float(
+            "retention_lift_high",
+            rows.iter().map(|r| hi(r.retention_lift_ci)).collect(),
+        )
+        .float(
+            "engagement_lift",
+            rows.iter().map(|r| r.engagement_lift).collect(),
+        )
+        .float(
+            "engagement_lift_low",
+            rows.iter().map(|r| lo(r.engagement_lift_ci)).collect(),
+        )
+        .float(
+            "engagement_lift_high",
+            rows.iter().map(|r| hi(r.engagement_lift_ci)).collect(),
+        )
+        .date("as_of_date", vec![Some(as_of); n])
+        .key("_run_id", vec![run_id.to_string(); n])
+        .batch()
+}
+
 fn mean_var(v: &[f64]) -> Option<(f64, f64, usize)> {
     if v.is_empty() {
         return None;
@@ -2522,6 +2579,17 @@ pub async fn campaign_report(
         }
     };
     let day = day_table(&ctx, settings, date, &BTreeSet::new()).await?;
+    Ok(campaign_arms(settings, &lib, &assignments, &day))
+}
+
+/// Per campaign and arm, the outcomes of the accounts assigned up to the day.
+fn campaign_arms(
+    settings: &Settings,
+    lib: &Library,
+    assignments: &[Assignment],
+    day: &Day,
+) -> Vec<ArmReport> {
+    let date = day.as_of;
     let min_increase = settings.file.opportunities.expansion_min_increase_pct as f64 / 100.0;
     // (campaign, arm) -> (retained flags, expanded flags, engagement changes, matured)
     type Acc = (Vec<f64>, Vec<f64>, Vec<f64>, usize);
@@ -2586,7 +2654,7 @@ pub async fn campaign_report(
         }
         out.push(rep);
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
