@@ -156,6 +156,9 @@ pub fn trained(r: &TrainReport) {
         m.majority_accuracy,
         m.recall
     );
+    if !r.family_choice.is_empty() {
+        out!("  Model: {}", r.family_choice);
+    }
     if !r.calibration.is_empty() {
         out!("  Calibration: {}", r.calibration);
     }

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::sigmoid;
 use crate::{
-    Contribution, Dataset, Error, LogisticConfig, LogisticRegression, Metrics, Platt, Result, Scaler,
-    TrainReport,
+    Contribution, Dataset, Error, LogisticConfig, LogisticRegression, Metrics, Mlp, MlpConfig, Platt, Result,
+    Scaler, TrainReport,
 };
 
 /// Everything about a trained model except its weights: stored as JSON beside the safetensors file.
@@ -40,6 +40,12 @@ pub struct ModelMeta {
     /// Which calibration was chosen, and why.
     #[serde(default)]
     pub calibration_choice: String,
+    /// The MLP's hyper-parameters when `family` is `mlp`.
+    #[serde(default)]
+    pub mlp: Option<MlpConfig>,
+    /// Which model family was chosen on the validation window, and why.
+    #[serde(default)]
+    pub family_choice: String,
 }
 
 impl ModelMeta {
@@ -52,11 +58,35 @@ impl ModelMeta {
     }
 }
 
+/// The network of a model family.
+#[derive(Debug, Clone)]
+pub enum Net {
+    Logistic(LogisticRegression),
+    Mlp(Mlp),
+}
+
+impl Net {
+    /// Logits for scaled rows (row-major).
+    pub fn logits(&self, x_scaled: &[f32]) -> Result<Vec<f32>> {
+        match self {
+            Net::Logistic(m) => m.logits(x_scaled),
+            Net::Mlp(m) => m.logits(x_scaled),
+        }
+    }
+
+    pub fn family(&self) -> &'static str {
+        match self {
+            Net::Logistic(_) => "logistic_regression",
+            Net::Mlp(_) => "mlp",
+        }
+    }
+}
+
 /// A trained model: metadata, scaling, calibration and weights.
 #[derive(Debug, Clone)]
 pub struct ModelArtifact {
     pub meta: ModelMeta,
-    model: LogisticRegression,
+    net: Net,
 }
 
 /// One account's prediction.
@@ -70,21 +100,29 @@ pub struct Prediction {
 
 impl ModelArtifact {
     pub fn new(meta: ModelMeta, model: LogisticRegression) -> Self {
-        Self { meta, model }
+        Self::with_net(meta, Net::Logistic(model))
+    }
+
+    pub fn with_net(meta: ModelMeta, net: Net) -> Self {
+        Self { meta, net }
     }
 
     /// The weights as safetensors bytes, with the version in the header.
     pub fn weights_bytes(&self) -> Result<Vec<u8>> {
-        let w = self.model.weights()?;
-        let b = self.model.bias()?;
         let dev = Device::Cpu;
-        let tensors = vec![
-            (
-                "linear.weight".to_string(),
-                Tensor::from_slice(&w, (1, w.len()), &dev)?,
-            ),
-            ("linear.bias".to_string(), Tensor::from_slice(&[b], 1, &dev)?),
-        ];
+        let tensors = match &self.net {
+            Net::Logistic(m) => {
+                let (w, b) = (m.weights()?, m.bias()?);
+                vec![
+                    (
+                        "linear.weight".to_string(),
+                        Tensor::from_slice(&w, (1, w.len()), &dev)?,
+                    ),
+                    ("linear.bias".to_string(), Tensor::from_slice(&[b], 1, &dev)?),
+                ]
+            }
+            Net::Mlp(m) => m.tensors(),
+        };
         let info = HashMap::from([("version".to_string(), self.meta.version.clone())]);
         safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Artifact(e.to_string()))
     }
@@ -103,6 +141,20 @@ impl ModelArtifact {
                 .get(name)
                 .ok_or_else(|| Error::Artifact(format!("weights lack tensor '{name}'")))
         };
+        if meta.family == "mlp" {
+            let net = Mlp::from_tensors(|n| get(n).cloned())?;
+            if net.n_features() != meta.features.len() {
+                return Err(Error::Artifact(format!(
+                    "weights hold {} features, model.json lists {}",
+                    net.n_features(),
+                    meta.features.len()
+                )));
+            }
+            return Ok(Self {
+                net: Net::Mlp(net),
+                meta,
+            });
+        }
         let w: Vec<f32> = get("linear.weight")?.flatten_all()?.to_vec1()?;
         let b: Vec<f32> = get("linear.bias")?.to_vec1()?;
         if w.len() != meta.features.len() || b.len() != 1 {
@@ -113,13 +165,13 @@ impl ModelArtifact {
             )));
         }
         Ok(Self {
-            model: LogisticRegression::from_weights(&w, b[0])?,
+            net: Net::Logistic(LogisticRegression::from_weights(&w, b[0])?),
             meta,
         })
     }
 
-    pub fn weights(&self) -> Result<Vec<f32>> {
-        self.model.weights()
+    pub fn net(&self) -> &Net {
+        &self.net
     }
 
     /// Scores rows; the dataset's columns are matched to the model's features by name.
@@ -154,8 +206,34 @@ impl ModelArtifact {
                     .map(|(j, c)| self.meta.scaling.scale_one(j, row[*c])),
             );
         }
-        let logits = self.model.logits(&scaled)?;
-        let weights = self.model.weights()?;
+        let logits = self.net.logits(&scaled)?;
+        // each feature's share of the logit: what changes when it alone is set to the training
+        // mean (scaled 0). For the linear model that is exactly w·z; for the MLP it is computed
+        let shares: Vec<f32> = match &self.net {
+            Net::Logistic(m) => {
+                let w = m.weights()?;
+                (0..data.n_rows())
+                    .flat_map(|i| (0..d).map(move |j| (i, j)))
+                    .map(|(i, j)| w[j] * scaled[i * d + j])
+                    .collect()
+            }
+            Net::Mlp(m) => {
+                let mut occluded = Vec::with_capacity(data.n_rows() * d * d);
+                for i in 0..data.n_rows() {
+                    for j in 0..d {
+                        let start = occluded.len();
+                        occluded.extend_from_slice(&scaled[i * d..(i + 1) * d]);
+                        occluded[start + j] = 0.0;
+                    }
+                }
+                let without = m.logits(&occluded)?;
+                without
+                    .iter()
+                    .enumerate()
+                    .map(|(k, z)| logits[k / d.max(1)] - z)
+                    .collect()
+            }
+        };
         Ok(logits
             .iter()
             .enumerate()
@@ -167,8 +245,7 @@ impl ModelArtifact {
                     logit: z,
                     contributions: crate::explain::contributions(
                         &self.meta.scaling,
-                        &weights,
-                        &scaled[i * d..(i + 1) * d],
+                        &shares[i * d..(i + 1) * d],
                         &raw,
                     ),
                 }

@@ -14,21 +14,16 @@ pub struct Contribution {
     pub typical: f64,
 }
 
-/// For a linear model, `wⱼ · zⱼ` is exactly feature j's share of the logit relative to an
-/// account with every feature at its training mean.
-pub(crate) fn contributions(
-    scaling: &Scaler,
-    weights: &[f32],
-    scaled: &[f32],
-    raw: &[f32],
-) -> Vec<Contribution> {
+/// Each feature's share of one account's logit against an account with that feature at its
+/// training mean (for the linear model exactly `wⱼ · zⱼ`), largest first.
+pub(crate) fn contributions(scaling: &Scaler, shares: &[f32], raw: &[f32]) -> Vec<Contribution> {
     let mut out: Vec<Contribution> = scaling
         .features
         .iter()
         .enumerate()
         .map(|(j, f)| Contribution {
             feature: f.name.clone(),
-            contribution: f64::from(weights[j] * scaled[j]),
+            contribution: f64::from(shares[j]),
             value: f64::from(raw[j]),
             typical: f.median,
         })

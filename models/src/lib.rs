@@ -1,4 +1,4 @@
-//! Churn models for cslake, built on candle.
+//! Churn models for cslake, built on candle: logistic regression and a small MLP.
 //!
 //! This crate never sees the lake or DataFusion: it takes plain matrices ([`Dataset`]) and returns
 //! trained models, metrics and explanations. The pipeline turns feature tables into datasets.
@@ -9,17 +9,19 @@ mod dataset;
 mod explain;
 mod logistic;
 mod metrics;
+mod mlp;
 mod scaling;
 mod train;
 
-pub use artifact::{ModelArtifact, ModelMeta, Prediction};
+pub use artifact::{ModelArtifact, ModelMeta, Net, Prediction};
 pub use calibration::Platt;
 pub use dataset::Dataset;
 pub use explain::Contribution;
 pub use logistic::{LogisticConfig, LogisticRegression, TrainReport};
 pub use metrics::{Metrics, ReliabilityBin};
+pub use mlp::{Mlp, MlpConfig};
 pub use scaling::{FeatureScaling, Scaler, Transform};
-pub use train::{Fold, TrainOptions, backtest, reference, train_out_of_time};
+pub use train::{Chosen, Family, Fold, TrainOptions, backtest, fit_family, reference, train_out_of_time};
 
 /// Errors from training, scoring and loading models.
 #[derive(Debug, thiserror::Error)]

@@ -212,7 +212,7 @@ fn snapshot(vars: &[Var]) -> Result<Vec<Tensor>> {
 }
 
 /// Mean of `w · (softplus(z) - y·z)`, the numerically stable binary cross-entropy on logits.
-fn weighted_bce(logits: &Tensor, y: &Tensor, w: &Tensor) -> Result<Tensor> {
+pub(crate) fn weighted_bce(logits: &Tensor, y: &Tensor, w: &Tensor) -> Result<Tensor> {
     let softplus = (logits.relu()? + ((logits.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
     let per_row = (softplus - (y * logits)?)?;
     Ok(((per_row * w)?.sum_all()? / f64::from(w.sum_all()?.to_scalar::<f32>()?))?)

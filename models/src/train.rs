@@ -2,14 +2,27 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::calibration::sigmoid;
 use crate::{
-    Dataset, Error, LogisticConfig, LogisticRegression, Metrics, ModelArtifact, ModelMeta, Platt, Result,
-    Scaler,
+    Dataset, Error, LogisticConfig, LogisticRegression, Metrics, Mlp, MlpConfig, ModelArtifact, ModelMeta,
+    Net, Platt, Result, Scaler, TrainReport,
 };
+
+/// Which model family to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Both; the MLP only when it beats logistic regression on the validation window.
+    #[default]
+    Auto,
+    Logistic,
+    Mlp,
+}
 
 /// How observation dates are split forward in time.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
+    pub family: Family,
     pub logistic: LogisticConfig,
+    pub mlp: MlpConfig,
     /// Share of the latest observation dates held out as the test window (never trained on).
     pub test_share: f64,
     /// Share of the dates before the test window used for early stopping and calibration.
@@ -21,7 +34,9 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
+            family: Family::Auto,
             logistic: LogisticConfig::default(),
+            mlp: MlpConfig::default(),
             test_share: 0.25,
             validation_share: 0.2,
             threshold: 0.5,
@@ -79,13 +94,15 @@ pub fn train_out_of_time(
     };
 
     let scaler = Scaler::fit(&train);
-    let cfg = LogisticConfig {
-        n_features: data.n_features(),
-        ..opts.logistic.clone()
-    };
     let train_x = scaler.transform(&train);
     let valid_x = scaler.transform(&valid);
-    let (model, report) = LogisticRegression::fit(&cfg, &train_x, &train.y, Some((&valid_x, &valid.y)))?;
+    let chosen = fit_family(
+        opts,
+        data.n_features(),
+        (&train_x, &train.y),
+        (&valid_x, &valid.y),
+    )?;
+    let (model, report) = (chosen.net, chosen.report);
 
     let valid_logits: Vec<f64> = model.logits(&valid_x)?.into_iter().map(f64::from).collect();
     let (platt, isotonic, choice) = crate::calibration::choose_calibration(&valid_logits, &valid.y);
@@ -107,13 +124,21 @@ pub fn train_out_of_time(
     );
 
     let mut meta = meta_template;
-    meta.family = "logistic_regression".into();
+    meta.family = model.family().into();
+    meta.family_choice = chosen.why;
+    meta.mlp = matches!(model, Net::Mlp(_)).then(|| MlpConfig {
+        n_features: data.n_features(),
+        ..opts.mlp.clone()
+    });
     meta.features = data.feature_names.clone();
     meta.scaling = scaler;
     meta.calibration = platt;
     meta.isotonic = isotonic.clone();
     meta.calibration_choice = choice;
-    meta.config = cfg;
+    meta.config = LogisticConfig {
+        n_features: data.n_features(),
+        ..opts.logistic.clone()
+    };
     meta.train_report = report;
     meta.windows = HashMap::from([
         ("train".to_string(), window(0)),
@@ -122,7 +147,90 @@ pub fn train_out_of_time(
     ]);
     meta.validation_metrics = Some(Metrics::compute(&valid_p, &valid.y, opts.threshold));
     meta.test_metrics = Metrics::compute(&test_p, &test.y, opts.threshold);
-    Ok(ModelArtifact::new(meta, model))
+    Ok(ModelArtifact::with_net(meta, model))
+}
+
+/// A trained network and why its family was chosen.
+pub struct Chosen {
+    pub net: Net,
+    pub report: TrainReport,
+    pub why: String,
+}
+
+/// Trains the configured family, or (auto) both, keeping the MLP only when its validation ROC AUC
+/// beats logistic regression's by more than 0.005: the simpler, more explainable model wins ties.
+pub fn fit_family(
+    opts: &TrainOptions,
+    n_features: usize,
+    train: (&[f32], &[f32]),
+    valid: (&[f32], &[f32]),
+) -> Result<Chosen> {
+    let valid_opt = (!valid.1.is_empty()).then_some(valid);
+    let lr = |()| -> Result<(Net, TrainReport)> {
+        let cfg = LogisticConfig {
+            n_features,
+            ..opts.logistic.clone()
+        };
+        let (m, r) = LogisticRegression::fit(&cfg, train.0, train.1, valid_opt)?;
+        Ok((Net::Logistic(m), r))
+    };
+    let mlp = |()| -> Result<(Net, TrainReport)> {
+        let cfg = MlpConfig {
+            n_features,
+            ..opts.mlp.clone()
+        };
+        let (m, r) = Mlp::fit(&cfg, train.0, train.1, valid_opt)?;
+        Ok((Net::Mlp(m), r))
+    };
+    match opts.family {
+        Family::Logistic => {
+            let (net, report) = lr(())?;
+            Ok(Chosen {
+                net,
+                report,
+                why: "logistic regression (configured)".into(),
+            })
+        }
+        Family::Mlp => {
+            let (net, report) = mlp(())?;
+            Ok(Chosen {
+                net,
+                report,
+                why: "mlp (configured)".into(),
+            })
+        }
+        Family::Auto => {
+            let (a, ra) = lr(())?;
+            let (b, rb) = mlp(())?;
+            let auc = |net: &Net| -> Result<f64> {
+                let p: Vec<f64> = net
+                    .logits(valid.0)?
+                    .into_iter()
+                    .map(|z| sigmoid(f64::from(z)))
+                    .collect();
+                Ok(Metrics::compute(&p, valid.1, 0.5).roc_auc)
+            };
+            let (auc_a, auc_b) = (auc(&a)?, auc(&b)?);
+            if auc_b > auc_a + 0.005 {
+                Ok(Chosen {
+                    net: b,
+                    report: rb,
+                    why: format!(
+                        "mlp: validation ROC AUC {auc_b:.3} against {auc_a:.3} for logistic regression"
+                    ),
+                })
+            } else {
+                Ok(Chosen {
+                    net: a,
+                    report: ra,
+                    why: format!(
+                        "logistic regression: validation ROC AUC {auc_a:.3} against {auc_b:.3} for the MLP \
+                         (the MLP is kept only when better by more than 0.005)"
+                    ),
+                })
+            }
+        }
+    }
 }
 
 /// One fold of the forward-in-time backtest.
@@ -166,17 +274,14 @@ pub fn backtest(data: &Dataset, dates: &[String], opts: &TrainOptions, folds: us
             continue;
         }
         let scaler = Scaler::fit(&train);
-        let cfg = LogisticConfig {
-            n_features: data.n_features(),
-            ..opts.logistic.clone()
-        };
         let valid_x = scaler.transform(&valid);
-        let (model, _) = LogisticRegression::fit(
-            &cfg,
-            &scaler.transform(&train),
-            &train.y,
-            Some((&valid_x, &valid.y)),
-        )?;
+        let model = fit_family(
+            opts,
+            data.n_features(),
+            (&scaler.transform(&train), &train.y),
+            (&valid_x, &valid.y),
+        )?
+        .net;
         let valid_logits: Vec<f64> = model.logits(&valid_x)?.into_iter().map(f64::from).collect();
         let platt = Platt::fit(&valid_logits, &valid.y);
         let test_p: Vec<f64> = model
@@ -220,4 +325,70 @@ pub fn reference(data: &Dataset, dates: &[String], opts: &TrainOptions, test_fro
         .map(|z| sigmoid(f64::from(z)))
         .collect();
     Ok(Metrics::compute(&p, &test.y, opts.threshold))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows at 6 observation dates where churn rises with feature `a` and falls with `b`.
+    fn data() -> (Dataset, Vec<String>) {
+        let mut seed = 5u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut x, mut y, mut dates) = (Vec::new(), Vec::new(), Vec::new());
+        for d in 0..6 {
+            for _ in 0..400 {
+                let (a, b) = (next() * 4.0 - 2.0, next() * 4.0 - 2.0);
+                let p = sigmoid(1.5 * a - b - 2.0);
+                x.extend([a as f32, b as f32]);
+                y.push(if next() < p { 1.0 } else { 0.0 });
+                dates.push(format!("2026-0{}-01", d + 1));
+            }
+        }
+        (Dataset::new(vec!["a".into(), "b".into()], x, y).unwrap(), dates)
+    }
+
+    #[test]
+    fn both_families_save_load_and_explain_alike() {
+        let (data, dates) = data();
+        for family in [Family::Logistic, Family::Mlp, Family::Auto] {
+            let opts = TrainOptions {
+                family,
+                ..Default::default()
+            };
+            let model = train_out_of_time(&data, &dates, &opts, ModelMeta::default()).unwrap();
+            assert!(
+                model.meta.test_metrics.roc_auc > 0.75,
+                "{family:?}: {}",
+                model.meta.test_metrics.roc_auc
+            );
+            assert!(!model.meta.family_choice.is_empty());
+            let loaded =
+                ModelArtifact::from_bytes(&model.meta_json().unwrap(), &model.weights_bytes().unwrap())
+                    .unwrap();
+            let (p, q) = (model.predict(&data).unwrap(), loaded.predict(&data).unwrap());
+            let same = p.iter().zip(&q).all(|(a, b)| {
+                a.probability == b.probability
+                    && a.contributions
+                        .iter()
+                        .zip(&b.contributions)
+                        .all(|(x, y)| x.feature == y.feature && x.contribution == y.contribution)
+            });
+            assert!(same, "{family:?}: the stored model predicts the same");
+            // the factor pushing risk up most, for a row with high `a` and low `b`, is `a` or `b`
+            // with the signs the data was made with
+            let row = (0..data.n_rows())
+                .find(|i| data.row(*i)[0] > 1.5 && data.row(*i)[1] < -1.5)
+                .unwrap();
+            let c = &p[row].contributions;
+            let a = c.iter().find(|c| c.feature == "a").unwrap().contribution;
+            let b = c.iter().find(|c| c.feature == "b").unwrap().contribution;
+            assert!(a > 0.0 && b > 0.0, "{family:?}: a {a}, b {b}");
+        }
+    }
 }

@@ -386,6 +386,9 @@ pub struct ModelConfig {
     /// with many it can rank a little better (2,000: PR AUC 0.238 against 0.226). `cslake
     /// evaluate` shows the effect on your data.
     pub balance_classes: bool,
+    /// `auto` (default: logistic regression and a small MLP are both trained, the MLP kept only
+    /// when it ranks better on the validation window), `logistic` or `mlp`.
+    pub family: cslake_models::Family,
 }
 
 impl Default for ModelConfig {
@@ -394,6 +397,7 @@ impl Default for ModelConfig {
             promotion_tolerance: 0.005,
             backtest_folds: 3,
             balance_classes: true,
+            family: cslake_models::Family::Auto,
         }
     }
 }

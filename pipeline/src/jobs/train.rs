@@ -26,6 +26,9 @@ pub struct TrainReport {
     pub backtest: Vec<cslake_models::Fold>,
     /// The calibration chosen on the validation window, and why.
     pub calibration: String,
+    /// The model family (`logistic_regression` or `mlp`) and why it was chosen.
+    pub family: String,
+    pub family_choice: String,
 }
 
 /// Observation dates every `every` days, ending at the last date whose label window has closed
@@ -208,6 +211,8 @@ pub async fn write_training_set(
 fn train_options(settings: &Settings) -> TrainOptions {
     let mut opts = TrainOptions::default();
     opts.logistic.balance_classes = settings.file.model.balance_classes;
+    opts.mlp.balance_classes = settings.file.model.balance_classes;
+    opts.family = settings.file.model.family;
     opts
 }
 
@@ -447,5 +452,7 @@ pub async fn train(
         test: m.clone(),
         backtest: artifact.meta.backtest.clone(),
         calibration: artifact.meta.calibration_choice.clone(),
+        family: artifact.meta.family.clone(),
+        family_choice: artifact.meta.family_choice.clone(),
     })
 }
