@@ -44,6 +44,45 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
     assert!(first.stdout.contains("Top at-risk accounts"), "{}", first.stdout);
     let accounts = s["scores"]["accounts"].as_u64().unwrap();
     assert!(accounts > 150, "{s}");
+    // the model family was chosen on the validation window and says why
+    let why = s["train"]["family_choice"].as_str().unwrap();
+    assert!(why.contains("validation ROC AUC"), "{s}");
+    assert!(["logistic_regression", "mlp"].contains(&s["train"]["family"].as_str().unwrap()));
+    // opportunities: seats where usage fills them, the next tier only from the expansion model,
+    // and always a higher tier than the account's plan
+    if s["train"]["expansion"].is_object() {
+        let x = s["train"]["expansion"]["test"]["roc_auc"].as_f64().unwrap();
+        assert!(x > 0.5 && x < 0.99, "expansion model {x}");
+    }
+    let kinds = query(
+        &dir,
+        &format!(
+            "SELECT DISTINCT o.kind FROM opportunities o JOIN accounts a ON a.account_id = o.account_id \
+             WHERE o.as_of_date = DATE '{D}' AND NOT (o.kind = 'seat_expansion' \
+             OR (o.kind = 'tier_upgrade' AND o.product_id <> a.plan))"
+        ),
+    );
+    assert!(kinds.len() <= 1, "unexpected opportunities: {kinds:?}");
+    // health weights proposed from the training set, as a diff to review
+    let w = cslake(&dir, &["health", "suggest-weights", "--as-of", D]).ok();
+    assert!(
+        w.stdout.starts_with("--- health profiles (current)"),
+        "{}",
+        w.stdout
+    );
+    let measures = w.summary()["measures"].as_array().unwrap().clone();
+    assert_eq!(measures.len(), 7, "every measure of the default profile");
+    let total: f64 = measures.iter().map(|m| m["suggested"].as_f64().unwrap()).sum();
+    assert!(
+        (total - 100.0).abs() < 5.0,
+        "the profile total weight is about kept: {total}"
+    );
+    assert!(
+        measures
+            .iter()
+            .any(|m| m["auc"].as_f64().is_some_and(|a| a > 0.55)),
+        "{measures:?}"
+    );
 
     // lineage: the scores' commit names the run and the versions it was built from
     let scores = cslake(&dir, &["lineage", "scores.risk_scores", "--limit", "1"])

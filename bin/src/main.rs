@@ -234,6 +234,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Health profiles
+    Health {
+        #[command(subcommand)]
+        action: HealthAction,
+    },
     /// The playbook and campaign library
     Playbooks {
         #[command(subcommand)]
@@ -307,6 +312,16 @@ enum Command {
     Pii {
         #[command(subcommand)]
         action: PiiAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HealthAction {
+    /// Propose measure weights from each measure's relation to churn in the training set of a
+    /// date, as a diff of the profile's weight lines (nothing is changed)
+    SuggestWeights {
+        #[command(flatten)]
+        as_of: AsOf,
     },
 }
 
@@ -1111,6 +1126,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out!(
                 "{}",
                 json!({"status": "succeeded", "command": "act", "actions": report})
+            );
+        }
+        Command::Health {
+            action: HealthAction::SuggestWeights { as_of },
+        } => {
+            let lake = open_lake()?;
+            let s = jobs::health_weights::suggest_weights(&lake, &settings, as_of.as_of).await?;
+            out!("{}", s.diff.trim_end());
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "health suggest-weights", "as_of": s.as_of, "rows": s.rows, "churned": s.churned, "measures": s.measures})
             );
         }
         Command::Playbooks { action } => {

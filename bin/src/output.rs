@@ -159,6 +159,15 @@ pub fn trained(r: &TrainReport) {
     if !r.family_choice.is_empty() {
         out!("  Model: {}", r.family_choice);
     }
+    if let Some(x) = &r.expansion {
+        out!(
+            "  Expansion propensity ({}): ROC AUC {:.3} | PR AUC {:.3} | base rate {:.1}% on its test window",
+            x.family,
+            x.test.roc_auc,
+            x.test.pr_auc,
+            x.test.base_rate * 100.0
+        );
+    }
     if !r.calibration.is_empty() {
         out!("  Calibration: {}", r.calibration);
     }
@@ -200,9 +209,14 @@ pub fn scored(r: &ScoreReport) {
     out!("  Risk bands: {}", bands(&r.risk_bands));
     out!("  Health bands: {}", bands(&r.health_bands));
     out!(
-        "  Opportunities: {} seat expansions, expected MRR {:.0}",
+        "  Opportunities: {} (seat expansions, and tier upgrades where the expansion model finds them likely), expected MRR {:.0}{}",
         r.opportunities,
-        r.expansion_mrr
+        r.expansion_mrr,
+        if r.expansion_model {
+            ""
+        } else {
+            " (no expansion model: product fit alone)"
+        }
     );
     out!("  Top at-risk accounts:");
     for a in &r.top_at_risk {

@@ -440,6 +440,8 @@ pub struct OpportunityConfig {
     pub seat_headroom: f64,
     /// The expansion label: MRR at least this many percent higher at the end of the window.
     pub expansion_min_increase_pct: i64,
+    /// A tier upgrade is proposed when the expansion propensity model gives at least this.
+    pub upgrade_min_probability: f64,
 }
 
 impl Default for OpportunityConfig {
@@ -448,6 +450,7 @@ impl Default for OpportunityConfig {
             seat_utilisation_min: 0.85,
             seat_headroom: 0.2,
             expansion_min_increase_pct: 10,
+            upgrade_min_probability: 0.3,
         }
     }
 }

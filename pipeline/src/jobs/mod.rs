@@ -5,6 +5,7 @@ pub mod act;
 mod act_tables;
 pub mod backup;
 pub mod gdpr;
+pub mod health_weights;
 mod ingest;
 pub mod lineage;
 pub mod maintain;

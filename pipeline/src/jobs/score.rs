@@ -34,6 +34,8 @@ pub struct ScoreReport {
     pub health_bands: BTreeMap<String, usize>,
     pub opportunities: usize,
     pub expansion_mrr: f64,
+    /// Whether an expansion propensity model set the opportunities' probabilities.
+    pub expansion_model: bool,
     pub top_at_risk: Vec<TopAccount>,
 }
 
@@ -59,13 +61,22 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// The current churn model and, when one was trained with it, its expansion propensity model.
 async fn current_model(
     lake: &Lake,
     ctx: &deltalake::datafusion::prelude::SessionContext,
-) -> Result<ModelArtifact> {
+) -> Result<(ModelArtifact, Option<ModelArtifact>)> {
     let entries = super::registry::load(ctx).await?;
     let current = super::registry::current(&entries).ok_or(Error::NoModel)?;
-    super::registry::load_artifact(lake, current).await
+    let churn = super::registry::load_artifact(lake, current).await?;
+    let expansion = match (
+        lake.get(&format!("{}/expansion.json", current.path)).await,
+        lake.get(&format!("{}/expansion.safetensors", current.path)).await,
+    ) {
+        (Ok(meta), Ok(weights)) => Some(ModelArtifact::from_bytes(&meta, &weights)?),
+        _ => None,
+    };
+    Ok((churn, expansion))
 }
 
 fn band(score: f64, s: &crate::settings::ScoringConfig) -> &'static str {
@@ -80,16 +91,10 @@ fn band(score: f64, s: &crate::settings::ScoringConfig) -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_lines)]
-pub async fn score(
-    lake: &Lake,
-    settings: &Settings,
-    as_of: NaiveDate,
-    run: &mut RunContext,
-) -> Result<ScoreReport> {
+/// The configured health profiles (or the built-in ones), checked against the known features.
+pub(crate) fn health_profiles(settings: &Settings) -> Result<HealthProfiles> {
     let all_features = load_registry(settings)?.feature_names();
-    // health profiles first: a mistake in them is found before any work is done
-    let profiles = match &settings.file.health.profiles {
+    Ok(match &settings.file.health.profiles {
         Some(p) => {
             let path = settings.config_path(p);
             let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
@@ -99,10 +104,21 @@ pub async fn score(
             HealthProfiles::parse(&text, &path.display().to_string(), &all_features)?
         }
         None => HealthProfiles::parse(cslake_features::DEFAULT_PROFILES, "built-in", &all_features)?,
-    };
+    })
+}
+
+#[allow(clippy::too_many_lines)]
+pub async fn score(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    run: &mut RunContext,
+) -> Result<ScoreReport> {
+    // health profiles first: a mistake in them is found before any work is done
+    let profiles = health_profiles(settings)?;
     let ctx = lake.session().await?;
     let registry = available_registry(settings, &ctx)?;
-    let model = current_model(lake, &ctx).await?;
+    let (model, expansion_model) = current_model(lake, &ctx).await?;
     let version = model.meta.version.clone();
 
     // the materialised features of the day
@@ -160,7 +176,12 @@ pub async fn score(
     let input_hashes: Vec<String> = (0..n)
         .map(|i| inputs_hash(&names, &x[i * d..(i + 1) * d]))
         .collect();
-    let predictions = model.predict(&Dataset::new(names.clone(), x, Vec::new())?)?;
+    let dataset = Dataset::new(names.clone(), x, Vec::new())?;
+    let predictions = model.predict(&dataset)?;
+    let propensity: Option<Vec<f64>> = match &expansion_model {
+        Some(m) => Some(m.predict(&dataset)?.iter().map(|p| p.probability).collect()),
+        None => None,
+    };
 
     // account attributes
     let mut info: HashMap<String, (String, Option<String>, Option<String>)> = HashMap::new();
@@ -176,6 +197,32 @@ pub async fn score(
                 a[i].clone().unwrap_or_default(),
                 (nm[i].clone().unwrap_or_default(), seg[i].clone(), plan[i].clone()),
             );
+        }
+    }
+
+    // each feature 30 days earlier, so that reasons can say "down 62%" of an account's own trend
+    let month_ago = as_of - Duration::days(30);
+    let mut before: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    for view in &registry.views {
+        let cols: Vec<&str> = view.features.iter().map(|(f, _)| f.as_str()).collect();
+        let q = format!(
+            "SELECT account_id, {} FROM features.{} WHERE as_of_date = DATE '{month_ago}'",
+            cols.join(", "),
+            view.name
+        );
+        for b in sql(&ctx, &q).await? {
+            let ids = strings(&b, "account_id")?;
+            for f in &cols {
+                let v = floats(&b, f)?;
+                let m = before.entry((*f).to_string()).or_default();
+                for (i, id) in ids.iter().enumerate() {
+                    if let Some(id) = id
+                        && v[i].is_finite()
+                    {
+                        m.insert(id.clone(), v[i]);
+                    }
+                }
+            }
         }
     }
 
@@ -212,7 +259,8 @@ pub async fn score(
             .take(sc.top_factors)
         {
             let label = registry.label(&c.feature).unwrap_or(&c.feature);
-            let reason = format!("{label}: {} (typical {})", fmt_num(c.value), fmt_num(c.typical));
+            let earlier = before.get(&c.feature).and_then(|m| m.get(&ids[i])).copied();
+            let reason = readable_reason(label, c.value, c.typical, earlier);
             if let Some(f) = sb.field_builder::<StringBuilder>(0) {
                 f.append_value(&c.feature);
             }
@@ -414,9 +462,39 @@ pub async fn score(
         .await?;
     run.wrote("scores.health_scores", n, stats.version);
 
-    // opportunities: seat expansion where utilisation is high
+    // opportunities: seats where utilisation is high, the next tier where the expansion
+    // propensity model (trained on past MRR increases) says an upgrade is likely
     let oc = &settings.file.opportunities;
-    let (mut oid, mut oacc, mut oprod, mut oprob, mut omrr, mut ofit, mut oreason) = (
+    let mut products: Vec<(String, String, f64, f64)> = Vec::new();
+    if has_table(&ctx, "core.products") {
+        for b in sql(
+            &ctx,
+            "SELECT product_id, name, tier_rank, price_per_seat FROM core.products",
+        )
+        .await?
+        {
+            let (id, nm, rank, price) = (
+                strings(&b, "product_id")?,
+                strings(&b, "name")?,
+                floats(&b, "tier_rank")?,
+                floats(&b, "price_per_seat")?,
+            );
+            for i in 0..b.num_rows() {
+                if let Some(id) = &id[i]
+                    && rank[i].is_finite()
+                    && price[i].is_finite()
+                {
+                    products.push((id.clone(), nm[i].clone().unwrap_or_default(), rank[i], price[i]));
+                }
+            }
+        }
+    }
+    let product_of = |plan: &str| {
+        products
+            .iter()
+            .find(|p| p.0.eq_ignore_ascii_case(plan) || p.1.eq_ignore_ascii_case(plan))
+    };
+    let (mut oid, mut oacc, mut okind, mut oprod, mut oprob, mut omrr, mut ofit, mut oreason) = (
         Vec::new(),
         Vec::new(),
         Vec::new(),
@@ -424,6 +502,7 @@ pub async fn score(
         Vec::new(),
         Vec::new(),
         Vec::new(),
+        Vec::<String>::new(),
     );
     let col = |name: &str, i: usize| cols.get(name).map_or(f64::NAN, |c| c[i]);
     for (i, id) in ids.iter().enumerate() {
@@ -437,34 +516,75 @@ pub async fn score(
             continue;
         }
         let util = users / seats;
-        if util.is_nan() || util < oc.seat_utilisation_min {
-            continue;
-        }
-        let wanted = (users * (1.0 + oc.seat_headroom)).ceil();
-        let added = (wanted - seats).max(1.0);
-        let growth = if trend.is_finite() {
-            trend.clamp(-0.5, 0.5)
+        let fit = if util.is_finite() {
+            (util.min(1.5) / 1.5 * 1000.0).round() / 1000.0
         } else {
             0.0
         };
-        let probability = (0.3 + 1.5 * (util - oc.seat_utilisation_min) + 0.3 * growth
-            - 0.5 * probs_at(&predictions, i))
-        .clamp(0.05, 0.9);
+        let p_model = propensity.as_ref().map(|p| p[i]);
+        let model_note = p_model
+            .map(|p| format!("; expansion propensity {:.0}% ({version})", p * 100.0))
+            .unwrap_or_default();
         let price = mrr / seats;
-        oid.push(format!("{id}-seat_expansion-{as_of}"));
-        oacc.push(id.clone());
-        oprod.push(info.get(id).and_then(|x| x.2.clone()));
-        oprob.push((probability * 1000.0).round() / 1000.0);
-        omrr.push((probability * added * price * 100.0).round() / 100.0);
-        ofit.push((util.min(1.5) / 1.5 * 1000.0).round() / 1000.0);
-        oreason.push(format!(
-            "{users:.0} of {seats:.0} seats active in the last 30 days ({:.0}% utilisation): room for {added:.0} more seats at {price:.0}/seat",
-            util * 100.0
-        ));
+        if util.is_finite() && util >= oc.seat_utilisation_min {
+            let wanted = (users * (1.0 + oc.seat_headroom)).ceil();
+            let added = (wanted - seats).max(1.0);
+            let growth = if trend.is_finite() {
+                trend.clamp(-0.5, 0.5)
+            } else {
+                0.0
+            };
+            // the model's probability when there is one; else a product-fit heuristic
+            let probability = p_model
+                .unwrap_or(
+                    0.3 + 1.5 * (util - oc.seat_utilisation_min) + 0.3 * growth
+                        - 0.5 * probs_at(&predictions, i),
+                )
+                .clamp(0.01, 0.95);
+            oid.push(format!("{id}-seat_expansion-{as_of}"));
+            oacc.push(id.clone());
+            okind.push("seat_expansion");
+            oprod.push(info.get(id).and_then(|x| x.2.clone()));
+            oprob.push((probability * 1000.0).round() / 1000.0);
+            omrr.push((probability * added * price * 100.0).round() / 100.0);
+            ofit.push(fit);
+            oreason.push(format!(
+                "{users:.0} of {seats:.0} seats active in the last 30 days ({:.0}% utilisation): room for {added:.0} more seats at {price:.0}/seat{model_note}",
+                util * 100.0
+            ));
+        }
+        // the next tier up, when the model finds an upgrade likely
+        let (Some(p), Some(plan)) = (p_model, info.get(id).and_then(|x| x.2.as_deref())) else {
+            continue;
+        };
+        let Some(current) = product_of(plan) else { continue };
+        let next = products
+            .iter()
+            .filter(|x| x.2 > current.2)
+            .min_by(|a, b| a.2.total_cmp(&b.2));
+        if let Some(next) = next
+            && p >= oc.upgrade_min_probability
+        {
+            let difference = ((next.3 - current.3) * seats).max(0.0);
+            oid.push(format!("{id}-tier_upgrade-{as_of}"));
+            oacc.push(id.clone());
+            okind.push("tier_upgrade");
+            oprod.push(Some(next.0.clone()));
+            oprob.push((p * 1000.0).round() / 1000.0);
+            omrr.push((p * difference * 100.0).round() / 100.0);
+            ofit.push(fit);
+            oreason.push(format!(
+                "expansion propensity {:.0}% ({version}); on {} with {users:.0} of {seats:.0} seats active: {} costs {difference:.0}/month more",
+                p * 100.0,
+                current.1,
+                next.1
+            ));
+        }
     }
     let m = oid.len();
     report.opportunities = m;
     report.expansion_mrr = (omrr.iter().sum::<f64>() * 100.0).round() / 100.0;
+    report.expansion_model = expansion_model.is_some();
     let opp_schema = Arc::new(Schema::new(vec![
         Field::new("opportunity_id", DataType::Utf8, false),
         Field::new("account_id", DataType::Utf8, false),
@@ -483,7 +603,7 @@ pub async fn score(
             Arc::new(StringArray::from(oid)),
             Arc::new(StringArray::from(oacc)),
             Arc::new(Date32Array::from(vec![day; m])),
-            Arc::new(StringArray::from(vec!["seat_expansion"; m])),
+            Arc::new(StringArray::from(okind)),
             Arc::new(StringArray::from(oprod)),
             Arc::new(Float64Array::from(oprob)),
             Arc::new(Float64Array::from(omrr)),
@@ -498,6 +618,41 @@ pub async fn score(
         .await?;
     run.wrote("scores.opportunities", m, stats.version);
     Ok(report)
+}
+
+/// One factor as a sentence: the value, its change over the last 30 days when large enough to
+/// matter ("down 62% from 29 30 days earlier"), and the typical value. Features that are already a
+/// change ("(ratio - 1)" in their label) read as "down 62%".
+pub(crate) fn readable_reason(label: &str, value: f64, typical: f64, month_ago: Option<f64>) -> String {
+    let direction = |change: f64| {
+        let pct = (change.abs() * 100.0).round();
+        if change < 0.0 {
+            format!("down {pct:.0}%")
+        } else {
+            format!("up {pct:.0}%")
+        }
+    };
+    if let Some(base) = label.strip_suffix(" (ratio - 1)")
+        && value.is_finite()
+    {
+        return format!("{base}: {}", direction(value));
+    }
+    let mut out = format!("{label}: {}", fmt_num(value));
+    if let Some(b) = month_ago
+        && value.is_finite()
+        && b.abs() > 1e-9
+    {
+        let change = (value - b) / b.abs();
+        if change.abs() >= 0.1 {
+            out.push_str(&format!(
+                ", {} from {} 30 days earlier",
+                direction(change),
+                fmt_num(b)
+            ));
+        }
+    }
+    out.push_str(&format!(" (typical {})", fmt_num(typical)));
+    out
 }
 
 /// FNV-1a over the feature names and the bits of their values: equal inputs, equal hash, on
@@ -525,4 +680,35 @@ fn inputs_hash(names: &[String], values: &[f32]) -> String {
 
 fn probs_at(p: &[cslake_models::Prediction], i: usize) -> f64 {
     p.get(i).map_or(0.0, |p| p.probability)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_reason;
+
+    #[test]
+    fn reasons_read_like_sentences() {
+        assert_eq!(
+            readable_reason("logins in the last 30 days", 11.0, 138.0, Some(29.0)),
+            "logins in the last 30 days: 11, down 62% from 29 30 days earlier (typical 138)"
+        );
+        // a small change is not worth saying
+        assert_eq!(
+            readable_reason("seats", 10.0, 12.0, Some(10.5)),
+            "seats: 10 (typical 12)"
+        );
+        assert_eq!(
+            readable_reason(
+                "change in events, last 30 days against the 30 before (ratio - 1)",
+                -0.62,
+                0.0,
+                None
+            ),
+            "change in events, last 30 days against the 30 before: down 62%"
+        );
+        assert_eq!(
+            readable_reason("days since the last event", f64::NAN, 2.0, Some(3.0)),
+            "days since the last event: missing (typical 2)"
+        );
+    }
 }

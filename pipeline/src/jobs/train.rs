@@ -29,6 +29,15 @@ pub struct TrainReport {
     /// The model family (`logistic_regression` or `mlp`) and why it was chosen.
     pub family: String,
     pub family_choice: String,
+    /// The expansion propensity model trained with it, when the data supports one.
+    pub expansion: Option<ExpansionSummary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExpansionSummary {
+    pub family: String,
+    /// Out-of-time metrics on its own test window.
+    pub test: Metrics,
 }
 
 /// Observation dates every `every` days, ending at the last date whose label window has closed
@@ -359,6 +368,13 @@ pub async fn train(
         .await?;
     lake.put(&format!("{dir}/model.json"), artifact.meta_json()?)
         .await?;
+    // the expansion propensity model travels with this version: opportunities use it
+    let expansion = train_expansion(&ctx, settings, as_of, strict, &version).await;
+    if let Some(x) = &expansion {
+        lake.put(&format!("{dir}/expansion.safetensors"), x.weights_bytes()?)
+            .await?;
+        lake.put(&format!("{dir}/expansion.json"), x.meta_json()?).await?;
+    }
     crate::fault_point("train:before-registry");
     let m = &artifact.meta.test_metrics;
 
@@ -454,5 +470,61 @@ pub async fn train(
         calibration: artifact.meta.calibration_choice.clone(),
         family: artifact.meta.family.clone(),
         family_choice: artifact.meta.family_choice.clone(),
+        expansion: expansion.map(|x| ExpansionSummary {
+            family: x.meta.family.clone(),
+            test: x.meta.test_metrics.clone(),
+        }),
     })
+}
+
+/// The expansion propensity model (label: MRR up by `[opportunities] expansion_min_increase_pct`
+/// within the horizon), trained like the churn model. `None`, with a warning, when this lake
+/// cannot support one (no subscriptions, too few expansions): opportunities then use product fit
+/// alone.
+async fn train_expansion(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &Settings,
+    as_of: NaiveDate,
+    strict: bool,
+    version: &str,
+) -> Option<cslake_models::ModelArtifact> {
+    let label = settings.label_for(cslake_features::Target::Expansion);
+    let attempt = async {
+        let set = build_training_set(ctx, settings, label, as_of, strict).await?;
+        let (data, obs) = to_dataset(&set.batches, &set.features)?;
+        if data.positives() < 20 {
+            return Err(Error::Job(format!(
+                "only {} expansions in {} training rows",
+                data.positives(),
+                data.n_rows()
+            )));
+        }
+        let meta = ModelMeta {
+            name: "expansion".into(),
+            version: version.to_string(),
+            created_at: Utc::now().to_rfc3339(),
+            code_version: env!("CARGO_PKG_VERSION").into(),
+            label: HashMap::from([
+                ("definition".to_string(), label.describe()),
+                ("horizon_days".to_string(), label.horizon_days.to_string()),
+                ("as_of".to_string(), as_of.to_string()),
+            ]),
+            ..Default::default()
+        };
+        Ok::<_, Error>(train_out_of_time(&data, &obs, &train_options(settings), meta)?)
+    };
+    match attempt.await {
+        Ok(a) => {
+            tracing::info!(
+                roc_auc = a.meta.test_metrics.roc_auc,
+                family = a.meta.family.as_str(),
+                "expansion model trained"
+            );
+            Some(a)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no expansion propensity model: opportunities use product fit alone");
+            None
+        }
+    }
 }
