@@ -8,6 +8,7 @@ mod connectors;
 mod e2e;
 mod faults;
 mod fixture;
+mod foreign;
 mod governance;
 mod input;
 mod s3;

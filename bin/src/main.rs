@@ -844,7 +844,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     m.top_decile_lift
                 );
             }
+            out!("  model: {}", r.family_choice);
             out!("  calibration: {}", r.calibration);
+            out!("  verdict: the trainer {}", r.verdict);
             if let Some(f) = &r.out {
                 out!("  training set written to {f}");
             }

@@ -259,6 +259,39 @@ pub struct EvaluateReport {
     pub reference: Metrics,
     pub backtest: Vec<cslake_models::Fold>,
     pub out: Option<String>,
+    /// The model family chosen, and why.
+    pub family_choice: String,
+    /// Whether the trainer beats the reference, and if not, why.
+    pub verdict: String,
+}
+
+/// The trainer against the reference in words: better, within the noise of the test window's
+/// churners (Hanley & McNeil's standard error of the ROC AUC), or worse and what to try.
+pub fn verdict(model: &Metrics, reference: &Metrics) -> String {
+    let (d_auc, d_pr) = (model.roc_auc - reference.roc_auc, model.pr_auc - reference.pr_auc);
+    let (pos, neg) = (model.positives as f64, (model.rows - model.positives) as f64);
+    let a = model.roc_auc;
+    let q1 = a / (2.0 - a);
+    let q2 = 2.0 * a * a / (1.0 + a);
+    let se = if pos > 0.0 && neg > 0.0 {
+        ((a * (1.0 - a) + (pos - 1.0) * (q1 - a * a) + (neg - 1.0) * (q2 - a * a)) / (pos * neg)).sqrt()
+    } else {
+        f64::NAN
+    };
+    let shown = format!("ROC AUC {d_auc:+.3}, PR AUC {d_pr:+.3}");
+    if d_auc >= 0.0 && d_pr >= 0.0 {
+        format!("beats the reference ({shown})")
+    } else if d_auc.abs() <= 2.0 * se {
+        format!(
+            "not clearly better than the reference ({shown}): within the noise of {pos:.0} churners in the test window (ROC AUC ± {:.3}); a longer history or more accounts would separate them",
+            2.0 * se
+        )
+    } else {
+        format!(
+            "worse than the reference ({shown}, beyond the test window's noise of ± {:.3}): on this data the plain fit ranks better; try [model] balance_classes = false or family = \"logistic\", and compare again",
+            2.0 * se
+        )
+    }
 }
 
 /// `cslake evaluate`: the trainer against a plain logistic-regression reference, on the same
@@ -286,6 +319,7 @@ pub async fn evaluate(
     artifact.meta.backtest = cslake_models::backtest(&data, &obs, &opts, settings.file.model.backtest_folds)?;
     let window = artifact.meta.windows.get("test").cloned().unwrap_or_default();
     let reference = cslake_models::reference(&data, &obs, &opts, &window[0])?;
+    let verdict = verdict(&artifact.meta.test_metrics, &reference);
     let out = export(out, &set.batches)?;
     run.rows_read += data.n_rows() as u64;
     Ok(EvaluateReport {
@@ -298,6 +332,8 @@ pub async fn evaluate(
         reference,
         backtest: artifact.meta.backtest.clone(),
         out,
+        family_choice: artifact.meta.family_choice.clone(),
+        verdict,
     })
 }
 

@@ -1,0 +1,246 @@
+//! Data nobody on the team wrote: another company's exports, generated here with their own
+//! header names, tier names, subscription states, date format, event types and custom fields,
+//! landed through the file connector with configuration alone. The whole day must work on it: a
+//! backtested, calibrated model compared with the plain reference, scores traceable to the model
+//! and its factors, and a playbook on one of their custom fields.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::{cslake, query};
+
+const D: &str = "2026-06-30";
+
+/// A seeded stream (the same data on every run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() * n as f64) as usize).min(n - 1)
+    }
+}
+
+fn write_exports(dir: &Path) {
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+    let end = chrono::NaiveDate::parse_from_str(D, "%Y-%m-%d").unwrap();
+    let days = (end - start).num_days();
+    let mut rng = Rng(2026);
+    let tiers = [
+        ("Small Business", "Basic", 20.0, 5, 20),
+        ("Mid Market", "Pro", 35.0, 20, 60),
+        ("Strategic", "Scale", 50.0, 60, 150),
+    ];
+    let regions = ["EMEA", "AMER", "APAC"];
+    let actions = [
+        "report_exported",
+        "dashboard_viewed",
+        "alert_configured",
+        "api_call",
+    ];
+    let mut companies = String::from("Company ID,Company,Customer Tier,Licenses,Region,Hubspot Record\n");
+    let mut subs =
+        String::from("sub_ref,customer_id,product,qty,monthly_amount,started_at,canceled_at,state\n");
+    let mut events = String::from("uuid,org,member,action,at\n");
+    let mut n_event = 0;
+    for k in 0..240 {
+        let (tier, product, price, lo, hi) = tiers[rng.below(3)];
+        let licenses = lo + rng.below(hi - lo);
+        let health = rng.next();
+        let signup = start + chrono::Duration::days(rng.below(150) as i64);
+        let churn = (rng.next() < 0.6 - 0.5 * health)
+            .then(|| signup + chrono::Duration::days(120 + rng.below((days + 60 - 120) as usize) as i64));
+        let id = format!("C{k:04}");
+        writeln!(
+            companies,
+            "{id},Customer {k},{tier},{licenses},{},HS-{}",
+            regions[k % 3],
+            900_000 + k
+        )
+        .unwrap();
+        let churned_in_data = churn.filter(|c| *c <= end);
+        writeln!(
+            subs,
+            "S{k},{id},{product},{licenses},{:.2},{signup},{},{}",
+            licenses as f64 * price,
+            churned_in_data.map(|c| c.to_string()).unwrap_or_default(),
+            if churned_in_data.is_some() {
+                "Cancelled"
+            } else {
+                "Active"
+            }
+        )
+        .unwrap();
+        // activity: proportional to seats and health, fading over the 75 days before a churn
+        let mut day = signup;
+        while day <= end && churn.is_none_or(|c| day < c) {
+            let fade = churn.map_or(1.0, |c| ((c - day).num_days() as f64 / 75.0).clamp(0.1, 1.0));
+            let rate = licenses as f64 * 0.025 * (0.3 + health) * fade;
+            let mut n = rate.floor() as usize;
+            if rng.next() < rate.fract() {
+                n += 1;
+            }
+            for _ in 0..n {
+                n_event += 1;
+                // careful users set alerts up; fading ones mostly look at dashboards
+                let action = if rng.next() < health * fade {
+                    actions[rng.below(4)]
+                } else {
+                    actions[1]
+                };
+                writeln!(
+                    events,
+                    "E{n_event},{id},U{k}-{},{action},{} {:02}:{:02}",
+                    rng.below(licenses),
+                    day.format("%d/%m/%Y"),
+                    rng.below(24),
+                    rng.below(60)
+                )
+                .unwrap();
+            }
+            day += chrono::Duration::days(1);
+        }
+    }
+    for (path, text) in [
+        ("exports/crm/Companies.csv", companies),
+        ("exports/billing/subs.csv", subs),
+        ("exports/product/activity-2026.csv", events),
+    ] {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+const CONFIG: &str = r#"
+[ingest]
+source = "exports"
+
+[ingest.tables.accounts]
+files = "crm/Companies*.csv"
+[ingest.tables.accounts.columns]
+account_id = "Company ID"
+name = "Company"
+segment = "Customer Tier"
+seats = "Licenses"
+[ingest.tables.accounts.values.segment]
+"Small Business" = "SMB"
+"Mid Market" = "Mid-Market"
+"Strategic" = "Enterprise"
+
+[ingest.tables.subscriptions]
+files = "billing/subs*.csv"
+[ingest.tables.subscriptions.columns]
+subscription_id = "sub_ref"
+account_id = "customer_id"
+plan = "product"
+seats = "qty"
+mrr = "monthly_amount"
+start_date = "started_at"
+end_date = "canceled_at"
+status = "state"
+[ingest.tables.subscriptions.values.status]
+"Cancelled" = "cancelled"
+"Active" = "active"
+
+[ingest.tables.usage_events]
+files = "product/activity-*.csv"
+date_formats = ["%d/%m/%Y %H:%M"]
+[ingest.tables.usage_events.columns]
+event_id = "uuid"
+account_id = "org"
+contact_id = "member"
+event_type = "action"
+event_time = "at"
+
+[actions]
+library = "playbooks"
+"#;
+
+const PLAYBOOK: &str = r#"
+name = "emea-risk"
+version = 1
+[trigger]
+when = "attr_region = 'EMEA' AND risk_score >= 10"
+[[steps]]
+action = "task"
+title = "{name} ({attr_hubspot_record}): risk {risk_score}"
+"#;
+
+#[test]
+fn another_companys_exports_run_the_whole_day_with_configuration_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_exports(dir);
+    std::fs::write(dir.join("cslake.toml"), CONFIG).unwrap();
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    std::fs::write(dir.join("playbooks/emea.toml"), PLAYBOOK).unwrap();
+
+    let day = cslake(dir, &["run", "--as-of", D]).ok();
+    let s = day.summary();
+    assert_eq!(s["ingest"]["rejected"], 0, "{s}");
+    assert_eq!(
+        query(dir, "SELECT DISTINCT segment FROM accounts ORDER BY segment")[1..],
+        ["Enterprise", "Mid-Market", "SMB"]
+    );
+    let cancelled: usize = query(
+        dir,
+        "SELECT COUNT(*) FROM subscriptions WHERE status = 'cancelled'",
+    )[1]
+    .parse()
+    .unwrap();
+    assert!(cancelled > 20, "{cancelled} cancellations");
+    // their custom fields are kept
+    assert!(
+        query(dir, "SELECT attributes FROM accounts WHERE account_id = 'C0003'")[1].contains("EMEA"),
+        "custom fields land in attributes"
+    );
+
+    // a calibrated, backtested model that learned from their own event types
+    let t = &s["train"];
+    let auc = t["test"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.65 && auc < 0.99, "held-out ROC AUC {auc}: {t}");
+    assert_eq!(t["backtest"].as_array().unwrap().len(), 3, "{t}");
+    assert!(t["calibration"].as_str().unwrap().contains("Brier"), "{t}");
+    let e = cslake(dir, &["evaluate", "--as-of", D]).ok();
+    let verdict = e.summary()["evaluation"]["verdict"].as_str().unwrap().to_string();
+    assert!(
+        verdict.starts_with("beats the reference") || verdict.contains("noise") || verdict.contains("try "),
+        "{verdict}"
+    );
+    assert!(e.stdout.contains("verdict: the trainer"), "{}", e.stdout);
+
+    // every score row names its model version and the factors behind it
+    let rows = query(
+        dir,
+        &format!(
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT model_version) AS versions, SUM(CASE WHEN array_length(top_factors) > 0 THEN 1 ELSE 0 END) AS explained \
+             FROM risk_scores WHERE as_of_date = DATE '{D}'"
+        ),
+    );
+    let f: Vec<usize> = rows[1].split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(f[0] > 100 && f[1] == 1 && f[2] > f[0] / 2, "{rows:?}");
+    assert_eq!(
+        query(
+            dir,
+            &format!("SELECT COUNT(*) FROM prediction_log WHERE as_of_date = DATE '{D}'")
+        )[1],
+        f[0].to_string()
+    );
+
+    // their custom field drives a playbook, and fills its task titles
+    let tasks = query(dir, "SELECT title FROM tasks ORDER BY title");
+    assert!(tasks.len() > 1, "{tasks:?}");
+    assert!(tasks[1..].iter().all(|t| t.contains("(HS-9")), "{tasks:?}");
+    let emea: Vec<String> = query(
+        dir,
+        "SELECT DISTINCT a.account_id FROM tasks t JOIN accounts a ON a.account_id = t.account_id WHERE a.attributes NOT LIKE '%EMEA%'",
+    );
+    assert!(emea.len() <= 1, "only EMEA accounts: {emea:?}");
+}
