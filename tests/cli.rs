@@ -428,6 +428,22 @@ fn an_expansion_training_set_labels_mrr_growth_in_the_window() {
         ),
         ["n", "0"]
     );
+
+    // observed only in the month before each renewal (the contracts renew every 1 January)
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[churn]\nobserve_before_renewal_days = 30\n",
+    )
+    .unwrap();
+    cslake(dir, &["features", "training-set", "--as-of", "2026-06-30"]).ok();
+    assert_eq!(
+        crate::query(
+            dir,
+            "SELECT COUNT(*) > 0 AS some, SUM(CASE WHEN days_to_renewal BETWEEN 0 AND 30 THEN 0 ELSE 1 END) AS outside, \
+             MIN(EXTRACT(MONTH FROM as_of_date)) AS month FROM training.churn"
+        ),
+        ["some,outside,month", "true,0,12"]
+    );
 }
 
 #[test]

@@ -357,6 +357,9 @@ pub struct ChurnConfig {
     pub observation_every_days: i64,
     /// History needed before the first observation date (so 90-day features are complete).
     pub warmup_days: i64,
+    /// Observe each account only in the N days before a renewal (its `days_to_renewal` between 0
+    /// and N), as renewal-risk reviews do; unset: every account at every observation date.
+    pub observe_before_renewal_days: Option<i64>,
 }
 
 impl Default for ChurnConfig {
@@ -369,6 +372,7 @@ impl Default for ChurnConfig {
             grace_days: 30,
             observation_every_days: 14,
             warmup_days: 90,
+            observe_before_renewal_days: None,
         }
     }
 }

@@ -1282,43 +1282,22 @@ pub async fn act(
 
     // state first, then messages: a crash after this point re-sends only what was not logged
     if !new_tasks.is_empty() {
-        let s = lake
-            .target("actions", "tasks")
-            .insert_new(
-                vec![Task::batch(&new_tasks, &run.run_id)?],
-                "task_id",
-                &run.run_id,
-            )
-            .await?;
-        run.wrote("actions.tasks", s.inserted, s.version);
+        let b = Task::batch(&new_tasks, &run.run_id)?;
+        insert_new(lake, "tasks", b, "task_id", run).await?;
     }
     if !changed_tasks.is_empty() {
         upsert_tasks(lake, &changed_tasks, run).await?;
     }
     if !new_alerts.is_empty() {
-        let s = lake
-            .target("actions", "alerts")
-            .insert_new(
-                vec![Alert::batch(&new_alerts, &run.run_id)?],
-                "alert_id",
-                &run.run_id,
-            )
-            .await?;
-        run.wrote("actions.alerts", s.inserted, s.version);
+        let b = Alert::batch(&new_alerts, &run.run_id)?;
+        insert_new(lake, "alerts", b, "alert_id", run).await?;
     }
     if !resolved_alerts.is_empty() {
         upsert_alerts(lake, &resolved_alerts, run).await?;
     }
     if !new_assignments.is_empty() {
-        let s = lake
-            .target("actions", "campaign_assignments")
-            .insert_new(
-                vec![Assignment::batch(&new_assignments, &run.run_id)?],
-                "assignment_id",
-                &run.run_id,
-            )
-            .await?;
-        run.wrote("actions.campaign_assignments", s.inserted, s.version);
+        let b = Assignment::batch(&new_assignments, &run.run_id)?;
+        insert_new(lake, "campaign_assignments", b, "assignment_id", run).await?;
     }
     if !enrolments.is_empty() || has_table(&ctx, "actions.playbook_runs") {
         let s = lake
@@ -1398,6 +1377,22 @@ pub async fn act(
         run.wrote("actions.campaign_results", arms.len(), s.version);
     }
     Ok(report)
+}
+
+/// Adds the rows whose key the `actions.<table>` table does not hold yet.
+async fn insert_new(
+    lake: &Lake,
+    table: &str,
+    batch: RecordBatch,
+    key: &str,
+    run: &mut RunContext,
+) -> Result<()> {
+    let s = lake
+        .target("actions", table)
+        .insert_new(vec![batch], key, &run.run_id)
+        .await?;
+    run.wrote(&format!("actions.{table}"), s.inserted, s.version);
+    Ok(())
 }
 
 async fn upsert_tasks(lake: &Lake, rows: &[Task], run: &mut RunContext) -> Result<()> {
@@ -1800,11 +1795,7 @@ async fn dispatch(
                 )
                 .key("_run_id", vec![run.run_id.clone(); rows.len()])
                 .batch()?;
-            let s = lake
-                .target("actions", "dead_letters")
-                .insert_new(vec![b], "delivery_id", &run.run_id)
-                .await?;
-            run.wrote("actions.dead_letters", s.inserted, s.version);
+            insert_new(lake, "dead_letters", b, "delivery_id", run).await?;
         }
         if n == 0 {
             crate::fault_point("act:mid-dispatch");
@@ -2091,11 +2082,7 @@ async fn write_back(
             .ts("dead_at", vec![Some(chrono::Utc::now().timestamp_micros()); n])
             .key("_run_id", vec![run.run_id.clone(); n])
             .batch()?;
-        let s = lake
-            .target("actions", "dead_letters")
-            .insert_new(vec![b], "delivery_id", &run.run_id)
-            .await?;
-        run.wrote("actions.dead_letters", s.inserted, s.version);
+        insert_new(lake, "dead_letters", b, "delivery_id", run).await?;
         tracing::warn!(
             crm = cfg.name.as_str(),
             failed = n,

@@ -131,12 +131,41 @@ pub async fn build_training_set(
     }
     tracing::info!(dates = dates.len(), first = %dates[0], last = %dates[dates.len() - 1], "building training set");
     let knowledge = super::util::knowledge(ctx, strict).await?;
-    let batches = training_set(ctx, &registry, &dates, label, &knowledge).await?;
+    let mut batches = training_set(ctx, &registry, &dates, label, &knowledge).await?;
+    if let Some(window) = c.observe_before_renewal_days {
+        batches = before_renewal(batches, window)?;
+    }
     Ok(TrainingSet {
         batches,
         dates,
         features: registry.feature_names(),
     })
+}
+
+/// Keeps the rows observed within `window` days before the account's renewal
+/// (`[churn] observe_before_renewal_days`): a model of "will this renewal be lost", trained on the
+/// moments a renewal conversation happens, from the `days_to_renewal` feature.
+fn before_renewal(
+    batches: Vec<deltalake::arrow::array::RecordBatch>,
+    window: i64,
+) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
+    use deltalake::arrow::array::BooleanArray;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        if b.column_by_name("days_to_renewal").is_none() {
+            return Err(Error::Config(
+                "[churn] observe_before_renewal_days needs the days_to_renewal feature (the subscription view, or a view of yours that provides it)".into(),
+            ));
+        }
+        let days = floats(&b, "days_to_renewal")?;
+        let keep = BooleanArray::from(
+            days.iter()
+                .map(|d| d.is_finite() && *d >= 0.0 && *d <= window as f64)
+                .collect::<Vec<_>>(),
+        );
+        out.push(deltalake::arrow::compute::filter_record_batch(&b, &keep)?);
+    }
+    Ok(out)
 }
 
 /// The file `--out` names and its format, checked before any work is done.
