@@ -708,6 +708,35 @@ Top_Reasons__c = "top_reasons"
         "2,3,1,1,3,2,7"
     );
 
+    // the BI tables reconcile with the tables they come from
+    let a = run(&["analytics", "--as-of", D2]).ok();
+    let total = &a.summary()["analytics"]["total"];
+    let check = query(
+        dir,
+        &format!(
+            "SELECT COUNT(*) AS n, round(SUM(COALESCE(f.mrr, 0) * r.churn_probability), 2) AS risk FROM risk_scores r \
+             LEFT JOIN features.subscription f ON f.account_id = r.account_id AND f.as_of_date = r.as_of_date \
+             WHERE r.as_of_date = DATE '{D2}'"
+        ),
+    );
+    let f: Vec<f64> = check[1].split(',').map(|v| v.parse().unwrap()).collect();
+    assert_eq!(total["accounts"].as_f64(), Some(f[0]), "{total}");
+    assert!(
+        (total["revenue_at_risk_monthly"].as_f64().unwrap() - f[1]).abs() < 0.05,
+        "{total} vs {f:?}"
+    );
+    assert_eq!(
+        total["treated_accounts"].as_f64().unwrap() + total["control_accounts"].as_f64().unwrap(),
+        2.0
+    );
+    let team = query(
+        dir,
+        &format!(
+            "SELECT SUM(tasks_completed), SUM(alerts_acknowledged) FROM team_performance WHERE as_of_date = DATE '{D2}'"
+        ),
+    );
+    assert_eq!(team[1], "2,1", "a1 by hand, a3 in the CRM; a1's P1 acknowledged");
+
     // a predicate that does not run is named with its file, and nothing runs
     std::fs::write(
         dir.join("playbooks/typo.toml"),

@@ -234,6 +234,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The tables BI tools read: financial impact (revenue at risk, pipeline, GRR/NRR, logo
+    /// churn, intervention ROI) and team performance, by date
+    Analytics {
+        #[command(flatten)]
+        as_of: AsOf,
+    },
     /// Health profiles
     Health {
         #[command(subcommand)]
@@ -1128,6 +1134,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out!(
                 "{}",
                 json!({"status": "succeeded", "command": "act", "actions": report})
+            );
+        }
+        Command::Analytics { as_of } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let (r, run) = audited(&lake, new_run("analytics", Some(d)), async |run| {
+                jobs::analytics::analytics(&lake, &settings, d, run).await
+            })
+            .await?;
+            let t = &r.total;
+            out!(
+                "Analytics as of {}: {} financial-impact rows, {} CSMs in team_performance.",
+                r.as_of,
+                r.financial_impact_rows,
+                r.team_performance_rows
+            );
+            let num = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+            out!(
+                "  MRR {:.0} | revenue at risk {:.0}/month ({:.0}/year) | expansion pipeline {:.0}/month | GRR 12m {:.1}% | NRR 12m {:.1}% | logo churn 12m {:.1}%",
+                num("mrr"),
+                num("revenue_at_risk_monthly"),
+                num("revenue_at_risk_annual"),
+                num("expansion_pipeline_mrr"),
+                num("grr_12m") * 100.0,
+                num("nrr_12m") * 100.0,
+                num("logo_churn_12m") * 100.0
+            );
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "analytics", "run_id": run.run_id, "analytics": r})
             );
         }
         Command::Health {

@@ -54,6 +54,18 @@ pub struct FileConfig {
     /// Playbooks, channels, routing, assignment and CRM write-back (`cslake act`).
     #[serde(default)]
     pub actions: crate::actions::ActionsConfig,
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
+}
+
+/// `cslake analytics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// What one intervention (a treated campaign assignment) costs, in MRR terms, subtracted
+    /// from the retained MRR in `intervention_roi_mrr`.
+    #[serde(default)]
+    pub cost_per_intervention: f64,
 }
 
 /// Personal data at rest: see `pii.rs`.

@@ -3,6 +3,7 @@
 
 pub mod act;
 mod act_tables;
+pub mod analytics;
 pub mod backup;
 pub mod gdpr;
 pub mod health_weights;
