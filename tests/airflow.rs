@@ -53,7 +53,7 @@ fn the_airflow_dags_load_and_their_commands_run_a_day() {
     let weekly = tasks("cslake_weekly_train");
     assert_eq!(
         daily.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
-        ["ingest", "features", "score", "act"]
+        ["ingest", "features", "score", "act", "analytics"]
     );
     assert!(daily.iter().all(|t| t.2 == 2), "tasks retry: {daily:?}");
     assert!(
@@ -62,8 +62,8 @@ fn the_airflow_dags_load_and_their_commands_run_a_day() {
         daily[0].1
     );
 
-    // the first day: land, train (the weekly DAG), then features, scores and actions
-    for (task, command, _) in [&daily[0], &weekly[0], &daily[1], &daily[2], &daily[3]] {
+    // the first day: land, train (the weekly DAG), then features, scores, actions and analytics
+    for (task, command, _) in [&daily[0], &weekly[0], &daily[1], &daily[2], &daily[3], &daily[4]] {
         let out = Command::new("sh")
             .arg("-c")
             .arg(command)

@@ -248,6 +248,7 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
         runs[1..],
         [
             "act,succeeded,3",
+            "analytics,succeeded,3",
             "features,succeeded,3",
             "ingest,succeeded,3",
             "score,succeeded,3",
@@ -344,7 +345,16 @@ BACK-T,{account},ticket,2026-06-25T09:00:00Z,high
     let resumed = cslake(&dir, &["run", "--as-of", "2026-05-15", "--from-step", "score"])
         .ok()
         .summary();
-    assert_eq!(resumed["steps"], serde_json::json!(["score", "act"]), "{resumed}");
+    assert_eq!(
+        resumed["steps"],
+        serde_json::json!(["score", "act", "analytics"]),
+        "{resumed}"
+    );
+    assert_eq!(
+        resumed["analytics"]["total"]["accounts"].as_f64(),
+        resumed["scores"]["accounts"].as_f64(),
+        "{resumed}"
+    );
     assert!(resumed["scores"]["accounts"].as_u64().unwrap() > 100, "{resumed}");
     assert_eq!(
         resumed["actions"]["accounts"], resumed["scores"]["accounts"],

@@ -77,10 +77,18 @@ enum Step {
     Train,
     Score,
     Act,
+    Analytics,
 }
 
 impl Step {
-    const ALL: [Step; 5] = [Step::Ingest, Step::Features, Step::Train, Step::Score, Step::Act];
+    const ALL: [Step; 6] = [
+        Step::Ingest,
+        Step::Features,
+        Step::Train,
+        Step::Score,
+        Step::Act,
+        Step::Analytics,
+    ];
 
     /// The steps `--only` / `--from-step` select (all of them by default).
     fn selected(only: Option<Step>, from: Option<Step>) -> Vec<Step> {
@@ -265,7 +273,7 @@ enum Command {
         #[command(subcommand)]
         action: CampaignsAction,
     },
-    /// The whole day: ingest (when a source is set), features, train (when no model exists or --retrain), score, act
+    /// The whole day: ingest (when a source is set), features, train (when no model exists or --retrain), score, act, analytics
     Run {
         #[command(flatten)]
         as_of: AsOf,
@@ -1143,24 +1151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 jobs::analytics::analytics(&lake, &settings, d, run).await
             })
             .await?;
-            let t = &r.total;
-            out!(
-                "Analytics as of {}: {} financial-impact rows, {} CSMs in team_performance.",
-                r.as_of,
-                r.financial_impact_rows,
-                r.team_performance_rows
-            );
-            let num = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
-            out!(
-                "  MRR {:.0} | revenue at risk {:.0}/month ({:.0}/year) | expansion pipeline {:.0}/month | GRR 12m {:.1}% | NRR 12m {:.1}% | logo churn 12m {:.1}%",
-                num("mrr"),
-                num("revenue_at_risk_monthly"),
-                num("revenue_at_risk_annual"),
-                num("expansion_pipeline_mrr"),
-                num("grr_12m") * 100.0,
-                num("nrr_12m") * 100.0,
-                num("logo_churn_12m") * 100.0
-            );
+            output::analysed(&r);
             out!(
                 "{}",
                 json!({"status": "succeeded", "command": "analytics", "run_id": run.run_id, "analytics": r})
@@ -1591,6 +1582,14 @@ async fn day(
         .await?;
         output::acted(&report);
         summary["actions"] = json!(report);
+    }
+    if step(Step::Analytics) {
+        let (report, _) = audited(lake, new_run("analytics", Some(d)), async |run| {
+            jobs::analytics::analytics(lake, settings, d, run).await
+        })
+        .await?;
+        output::analysed(&report);
+        summary["analytics"] = json!(report);
     }
     Ok(summary)
 }

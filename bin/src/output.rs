@@ -463,3 +463,24 @@ pub fn campaigns(arms: &[cslake_pipeline::jobs::act::ArmReport]) {
         );
     }
 }
+
+pub fn analysed(r: &cslake_pipeline::jobs::analytics::AnalyticsReport) {
+    let t = &r.total;
+    let num = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+    out!(
+        "Analytics as of {}: {} financial-impact rows, {} CSMs in team_performance.",
+        r.as_of,
+        r.financial_impact_rows,
+        r.team_performance_rows
+    );
+    out!(
+        "  MRR {:.0} | revenue at risk {:.0}/month ({:.0}/year) | expansion pipeline {:.0}/month | GRR 12m {:.1}% | NRR 12m {:.1}% | logo churn 12m {:.1}%",
+        num("mrr"),
+        num("revenue_at_risk_monthly"),
+        num("revenue_at_risk_annual"),
+        num("expansion_pipeline_mrr"),
+        num("grr_12m") * 100.0,
+        num("nrr_12m") * 100.0,
+        num("logo_churn_12m") * 100.0
+    );
+}

@@ -46,7 +46,7 @@ def cslake(*args: str) -> str:
 
 with DAG(
     dag_id="cslake_daily",
-    description="Land sources, build features, score every account, act on the scores for the logical date",
+    description="Land sources, build features, score every account, act on the scores, update the BI tables for the logical date",
     schedule="0 2 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -55,7 +55,7 @@ with DAG(
     tags=["cslake"],
 ) as daily:
     previous = None
-    for step in ["ingest", "features", "score", "act"]:
+    for step in ["ingest", "features", "score", "act", "analytics"]:
         task = BashOperator(
             task_id=step,
             bash_command=cslake("run", "--as-of", "{{ ds }}", "--only", step),
