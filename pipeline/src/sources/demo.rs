@@ -689,7 +689,9 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
             let expand_p =
                 sigmoid(-3.2 + 7.0 * (util - 0.8) + 1.5 * advanced_affinity + 0.8 * h + 0.5 * r.normal());
             let mut change: Option<&str> = None;
-            if r.chance(expand_p) {
+            // accounts plateau: seats stop growing at three times the segment's largest start
+            // (without it, high utilisation compounds into 100x growth within a few years)
+            if seats < seat_hi * 3 && r.chance(expand_p) {
                 let added = ((seats as f64) * (0.15 + 0.35 * r.f())).ceil() as i64;
                 if plan_rank < 2 && advanced_affinity > 0.6 && r.chance(0.3) {
                     plan_rank += 1;
