@@ -44,7 +44,8 @@ fn write_exports(dir: &Path) {
         "alert_configured",
         "api_call",
     ];
-    let mut companies = String::from("Company ID,Company,Customer Tier,Licenses,Region,Hubspot Record\n");
+    let mut companies =
+        String::from("Company ID,Company,Customer Tier,Plan,Licenses,Region,Hubspot Record\n");
     let mut subs =
         String::from("sub_ref,customer_id,product,qty,monthly_amount,started_at,canceled_at,state\n");
     let mut events = String::from("uuid,org,member,action,at\n");
@@ -59,7 +60,7 @@ fn write_exports(dir: &Path) {
         let id = format!("C{k:04}");
         writeln!(
             companies,
-            "{id},Customer {k},{tier},{licenses},{},HS-{}",
+            "{id},Customer {k},{tier},{product},{licenses},{},HS-{}",
             regions[k % 3],
             900_000 + k
         )
@@ -111,6 +112,11 @@ fn write_exports(dir: &Path) {
         ("exports/crm/Companies.csv", companies),
         ("exports/billing/subs.csv", subs),
         ("exports/product/activity-2026.csv", events),
+        (
+            "exports/catalog/plans.csv",
+            "product_id,name,tier_rank,price_per_seat\nBasic,Basic,1,20\nPro,Pro,2,35\nScale,Scale,3,50\n"
+                .to_string(),
+        ),
     ] {
         let p = dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -158,6 +164,13 @@ account_id = "org"
 contact_id = "member"
 event_type = "action"
 event_time = "at"
+
+[ingest.tables.products]
+files = "catalog/plans*.csv"
+
+[opportunities.tier_features]
+Pro = ["alert_configured"]
+Scale = ["api_call"]
 
 [actions]
 library = "playbooks"
@@ -233,6 +246,24 @@ fn another_companys_exports_run_the_whole_day_with_configuration_alone() {
         )[1],
         f[0].to_string()
     );
+
+    // the next tier is proposed to accounts already using what it is for
+    let upgrades = query(
+        dir,
+        &format!(
+            "SELECT a.plan, o.product_id, o.reason FROM opportunities o JOIN accounts a ON a.account_id = o.account_id \
+             WHERE o.as_of_date = DATE '{D}' AND o.kind = 'tier_upgrade'"
+        ),
+    );
+    assert!(upgrades.len() > 1, "{upgrades:?}");
+    for u in &upgrades[1..] {
+        assert!(
+            (u.starts_with("Basic,Pro,") && u.contains("(alert_configured)"))
+                || (u.starts_with("Pro,Scale,") && u.contains("(api_call)"))
+                || u.contains("expansion propensity"),
+            "{u}"
+        );
+    }
 
     // their custom field drives a playbook, and fills its task titles
     let tasks = query(dir, "SELECT title FROM tasks ORDER BY title");

@@ -458,6 +458,9 @@ pub struct OpportunityConfig {
     pub expansion_min_increase_pct: i64,
     /// A tier upgrade is proposed when the expansion propensity model gives at least this.
     pub upgrade_min_probability: f64,
+    /// Event types that belong to a tier (`enterprise = ["sso_login", "audit_export"]`): an
+    /// account on the tier below that uses them is proposed the upgrade.
+    pub tier_features: HashMap<String, Vec<String>>,
 }
 
 impl Default for OpportunityConfig {
@@ -467,6 +470,7 @@ impl Default for OpportunityConfig {
             seat_headroom: 0.2,
             expansion_min_increase_pct: 10,
             upgrade_min_probability: 0.3,
+            tier_features: HashMap::new(),
         }
     }
 }

@@ -494,6 +494,33 @@ pub async fn score(
             .iter()
             .find(|p| p.0.eq_ignore_ascii_case(plan) || p.1.eq_ignore_ascii_case(plan))
     };
+    // events of the types a higher tier is for, per account, in the last 30 days
+    let mut adoption: HashMap<(String, String), i64> = HashMap::new();
+    let types: Vec<String> = oc.tier_features.values().flatten().cloned().collect();
+    if !types.is_empty() && has_table(&ctx, "core.usage_events") {
+        let list = types
+            .iter()
+            .map(|t| format!("'{}'", t.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let q = format!(
+            "SELECT account_id, event_type, COUNT(*) AS n FROM core.usage_events \
+             WHERE event_type IN ({list}) AND event_time <= CAST(DATE '{as_of}' + INTERVAL '1' DAY AS TIMESTAMP) \
+             AND event_time > CAST(DATE '{as_of}' - INTERVAL '29' DAY AS TIMESTAMP) GROUP BY account_id, event_type"
+        );
+        for b in sql(&ctx, &q).await? {
+            let (a, t, n) = (
+                strings(&b, "account_id")?,
+                strings(&b, "event_type")?,
+                floats(&b, "n")?,
+            );
+            for i in 0..b.num_rows() {
+                if let (Some(a), Some(t)) = (&a[i], &t[i]) {
+                    adoption.insert((a.clone(), t.clone()), n[i] as i64);
+                }
+            }
+        }
+    }
     let (mut oid, mut oacc, mut okind, mut oprod, mut oprob, mut omrr, mut ofit, mut oreason) = (
         Vec::new(),
         Vec::new(),
@@ -553,33 +580,60 @@ pub async fn score(
                 util * 100.0
             ));
         }
-        // the next tier up, when the model finds an upgrade likely
-        let (Some(p), Some(plan)) = (p_model, info.get(id).and_then(|x| x.2.as_deref())) else {
+        // the next tier up: when the model finds an upgrade likely, or the account already uses
+        // what that tier is for ([opportunities.tier_features])
+        let Some(plan) = info.get(id).and_then(|x| x.2.as_deref()) else {
             continue;
         };
         let Some(current) = product_of(plan) else { continue };
-        let next = products
+        let Some(next) = products
             .iter()
             .filter(|x| x.2 > current.2)
-            .min_by(|a, b| a.2.total_cmp(&b.2));
-        if let Some(next) = next
-            && p >= oc.upgrade_min_probability
-        {
-            let difference = ((next.3 - current.3) * seats).max(0.0);
-            oid.push(format!("{id}-tier_upgrade-{as_of}"));
-            oacc.push(id.clone());
-            okind.push("tier_upgrade");
-            oprod.push(Some(next.0.clone()));
-            oprob.push((p * 1000.0).round() / 1000.0);
-            omrr.push((p * difference * 100.0).round() / 100.0);
-            ofit.push(fit);
-            oreason.push(format!(
-                "expansion propensity {:.0}% ({version}); on {} with {users:.0} of {seats:.0} seats active: {} costs {difference:.0}/month more",
-                p * 100.0,
-                current.1,
-                next.1
-            ));
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+        else {
+            continue;
+        };
+        let used: Vec<&String> = oc
+            .tier_features
+            .get(&next.0)
+            .map(|types| {
+                types
+                    .iter()
+                    .filter(|t| adoption.get(&(id.clone(), (*t).clone())).is_some_and(|n| *n > 0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let likely = p_model.is_some_and(|p| p >= oc.upgrade_min_probability);
+        if !likely && used.is_empty() {
+            continue;
         }
+        let p = p_model.unwrap_or((0.25 + 0.1 * used.len() as f64).min(0.6));
+        let difference = ((next.3 - current.3) * seats).max(0.0);
+        let adoption_note = if used.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; already uses {} of {}'s features in the last 30 days ({})",
+                used.len(),
+                next.1,
+                used.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        };
+        oid.push(format!("{id}-tier_upgrade-{as_of}"));
+        oacc.push(id.clone());
+        okind.push("tier_upgrade");
+        oprod.push(Some(next.0.clone()));
+        oprob.push((p * 1000.0).round() / 1000.0);
+        omrr.push((p * difference * 100.0).round() / 100.0);
+        ofit.push(fit);
+        oreason.push(format!(
+            "{}on {} with {users:.0} of {seats:.0} seats active: {} costs {difference:.0}/month more{adoption_note}",
+            p_model
+                .map(|p| format!("expansion propensity {:.0}% ({version}); ", p * 100.0))
+                .unwrap_or_default(),
+            current.1,
+            next.1
+        ));
     }
     let m = oid.len();
     report.opportunities = m;
