@@ -737,6 +737,32 @@ Top_Reasons__c = "top_reasons"
     );
     assert_eq!(team[1], "2,1", "a1 by hand, a3 in the CRM; a1's P1 acknowledged");
 
+    // the account workbench: a2's risk, health over both days, playbook, open task and alert
+    let w = run(&["account", a2, "--as-of", D2]).ok();
+    let acc = w.summary()["account"].clone();
+    assert_eq!(acc["account"]["account_id"], a2.as_str());
+    assert_eq!(acc["risk"]["as_of_date"], D2);
+    assert!(!acc["risk"]["factors"].as_array().unwrap().is_empty(), "{acc}");
+    assert_eq!(acc["health"].as_array().unwrap().len(), 2, "{acc}");
+    assert_eq!(acc["playbooks"][0]["playbook"], "save");
+    assert_eq!(acc["open_tasks"].as_array().unwrap().len(), 1, "{acc}");
+    assert!(
+        acc["open_alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["priority"] == "P2"),
+        "{acc}"
+    );
+    assert!(w.stdout.contains("Open tasks:"), "{}", w.stdout);
+    let nobody = run(&["account", "NO-SUCH"]);
+    assert_eq!(nobody.code, 2);
+    assert!(
+        nobody.stderr.contains("no account 'NO-SUCH'"),
+        "{}",
+        nobody.stderr
+    );
+
     // a predicate that does not run is named with its file, and nothing runs
     std::fs::write(
         dir.join("playbooks/typo.toml"),

@@ -248,6 +248,14 @@ enum Command {
         #[command(flatten)]
         as_of: AsOf,
     },
+    /// One account as the CS team sees it: risk and its factors, health over time,
+    /// interactions, playbooks, open tasks and alerts, opportunities, expected revenue
+    Account {
+        account_id: String,
+        /// The day to look from (default: the latest scores)
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+    },
     /// Health profiles
     Health {
         #[command(subcommand)]
@@ -1155,6 +1163,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out!(
                 "{}",
                 json!({"status": "succeeded", "command": "analytics", "run_id": run.run_id, "analytics": r})
+            );
+        }
+        Command::Account { account_id, as_of } => {
+            let lake = open_lake()?;
+            let a = jobs::account::account(&lake, &account_id, as_of).await?;
+            output::account(&a);
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "account", "account": a})
             );
         }
         Command::Health {

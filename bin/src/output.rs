@@ -484,3 +484,97 @@ pub fn analysed(r: &cslake_pipeline::jobs::analytics::AnalyticsReport) {
         num("logo_churn_12m") * 100.0
     );
 }
+
+pub fn account(a: &serde_json::Value) {
+    let t = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    };
+    let acc = &a["account"];
+    out!(
+        "{} {} — {} / {} — {} seats, MRR {} — CSM {} — renews {}",
+        t(&acc["account_id"]),
+        t(&acc["name"]),
+        t(&acc["segment"]),
+        t(&acc["plan"]),
+        t(&acc["seats"]),
+        t(&acc["mrr"]),
+        t(&acc["csm_id"]),
+        t(&acc["contract_end"])
+    );
+    if a["risk"].is_object() {
+        let r = &a["risk"];
+        out!(
+            "Risk {} ({}) on {} with {}",
+            t(&r["risk_score"]),
+            t(&r["risk_band"]),
+            t(&r["as_of_date"]),
+            t(&r["model_version"])
+        );
+        for f in r["factors"].as_array().into_iter().flatten() {
+            out!("  - {}", t(&f["reason"]));
+        }
+    }
+    if let Some(h) = a["health"].as_array()
+        && !h.is_empty()
+    {
+        let points: Vec<String> = h
+            .iter()
+            .map(|p| format!("{} {}", t(&p["as_of_date"]), t(&p["health_score"])))
+            .collect();
+        out!("Health: {}", points.join(" → "));
+    }
+    for (title, key, fields) in [
+        (
+            "Interactions",
+            "interactions",
+            &["occurred_at", "kind", "subject"][..],
+        ),
+        (
+            "Playbooks",
+            "playbooks",
+            &["playbook", "status", "enrolled_on", "trigger_reason"][..],
+        ),
+        (
+            "Open tasks",
+            "open_tasks",
+            &["task_id", "title", "assignee", "due_date", "status"][..],
+        ),
+        (
+            "Open alerts",
+            "open_alerts",
+            &["alert_id", "priority", "title"][..],
+        ),
+        (
+            "Opportunities",
+            "opportunities",
+            &["kind", "product_id", "expected_mrr", "reason"][..],
+        ),
+    ] {
+        let Some(list) = a[key].as_array().filter(|l| !l.is_empty()) else {
+            continue;
+        };
+        out!("{title}:");
+        for row in list {
+            out!(
+                "  {}",
+                fields.iter().map(|f| t(&row[*f])).collect::<Vec<_>>().join(" | ")
+            );
+        }
+    }
+    if a["forecast"].is_object() {
+        let f = &a["forecast"];
+        out!(
+            "Forecast over the label horizon: {} of {} MRR expected to stay ({} at risk), {} expected expansion",
+            t(&f["expected_retained_mrr"]),
+            t(&f["mrr"]),
+            t(&f["revenue_at_risk_mrr"]),
+            t(&f["expected_expansion_mrr"])
+        );
+    }
+}

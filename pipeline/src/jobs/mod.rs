@@ -1,6 +1,7 @@
 //! The jobs. Each takes the lake, the settings and the run's audit context, and returns a report
 //! the CLI prints as its JSON summary line.
 
+pub mod account;
 pub mod act;
 mod act_tables;
 pub mod analytics;
