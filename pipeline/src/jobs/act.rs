@@ -1454,10 +1454,16 @@ fn check_routes(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-fn reveal(pii: Option<&crate::pii::Protector>, addr: &str) -> String {
+/// An e-mail address as it can be sent to: decrypted when `[pii]` encrypts it. A pseudonym
+/// cannot be turned back into an address: it is dropped (the delivery then fails as "no
+/// recipient") rather than mailed to a made-up address.
+fn reveal(pii: Option<&crate::pii::Protector>, addr: &str) -> Option<String> {
     match pii {
-        Some(p) if crate::pii::Protector::is_protected(addr) || addr.contains("enc:") => p.reveal(addr),
-        _ => addr.to_string(),
+        Some(p) => {
+            let clear = p.reveal(addr);
+            (!crate::pii::Protector::is_protected(&clear)).then_some(clear)
+        }
+        None => Some(addr.to_string()),
     }
 }
 
@@ -1517,7 +1523,7 @@ async fn deliveries_for(
             .recipients
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| reveal(pii, s))
+            .filter_map(|s| reveal(pii, s))
             .collect();
         for (channel, digest) in routes_for(al) {
             if digest {
@@ -1611,7 +1617,7 @@ async fn deliveries_for(
             let (acc, email) = (strings(&b, "account_id")?, strings(&b, "email")?);
             for i in 0..b.num_rows() {
                 if let (Some(a), Some(e)) = (&acc[i], &email[i]) {
-                    contacts.entry(a.clone()).or_default().push(reveal(pii, e));
+                    contacts.entry(a.clone()).or_default().extend(reveal(pii, e));
                 }
             }
         }
@@ -1642,7 +1648,8 @@ async fn deliveries_for(
         } else {
             day.text("csm_id", i)
                 .and_then(|id| csm_email.get(&id).and_then(|c| c.email.clone()))
-                .map(|e| vec![reveal(pii, &e)])
+                .and_then(|e| reveal(pii, &e))
+                .map(|e| vec![e])
                 .unwrap_or_default()
         };
         out.push(Delivery {
