@@ -777,3 +777,46 @@ Top_Reasons__c = "top_reasons"
         bad.stderr
     );
 }
+
+#[test]
+fn csm_addresses_encrypted_at_rest_are_mailed_in_clear() {
+    let (_tmp, dir) = crate::workspace(120, 300, D2);
+    let dir = dir.as_path();
+    let smtp = SmtpSink::start(&dir.join("mail"));
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    std::fs::write(
+        dir.join("playbooks/ping.toml"),
+        "name = 'ping'\nversion = 1\n[trigger]\nwhen = \"risk_score >= 0 AND account_id LIKE '%7'\"\n\
+         [[steps]]\naction = 'alert'\npriority = 'P1'\ntitle = 'Look at {name}'\nto = ['csm']\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("cslake.toml"),
+        format!(
+            "[pii]\nmode = \"encrypt\"\nkey_env = \"CSLAKE_PII_KEY\"\n\n[actions]\nlibrary = \"playbooks\"\n\n\
+             [actions.smtp]\nhost = \"localhost\"\nport = {}\nfrom = \"cslake@example.com\"\nca_file = \"mail/smtp-ca.pem\"\n\n\
+             [[actions.channels]]\nname = \"mail\"\nkind = \"email\"\n\n[[actions.routes]]\nchannels = [\"mail\"]\n",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let key = [("CSLAKE_PII_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")];
+    let out = cslake_env(dir, &["run", "--as-of", D2, "--source", "data"], &key).ok();
+    let sent = out.summary()["actions"]["deliveries"]["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{}", out.stdout);
+    // stored encrypted, mailed in clear: every recipient is a CSM's address from the export
+    let stored = query(dir, "SELECT email FROM csms LIMIT 1");
+    assert!(stored[1].starts_with("pii1."), "{stored:?}");
+    let exported = std::fs::read_to_string(dir.join("data/csms.csv"))
+        .unwrap()
+        .to_lowercase();
+    let mail = smtp.messages();
+    assert_eq!(mail.len() as u64, sent);
+    for (to, _) in &mail {
+        assert!(!to.is_empty() && !to.contains("pii1."), "{to}");
+        assert!(
+            exported.contains(&format!(",{to},")),
+            "{to} is not a CSM address of the export"
+        );
+    }
+}
