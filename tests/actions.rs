@@ -399,6 +399,22 @@ Top_Reasons__c = "top_reasons"
     .unwrap();
 
     // the library is valid; a dry run writes and sends nothing but says who and why
+    let listed = run(&["playbooks", "list"]).ok();
+    let summary = listed.summary();
+    let names: Vec<&str> = summary["playbooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["save", "winback"], "{}", listed.stdout);
+    assert!(
+        listed
+            .stdout
+            .contains("day 1: P2 alert to team_lead if task_open"),
+        "{}",
+        listed.stdout
+    );
     let v = run(&["playbooks", "validate"]).ok();
     assert_eq!(v.summary()["checked"], 2, "{}", v.stdout);
     let dry = run(&["playbooks", "dry-run", "--as-of", D1]).ok();
@@ -559,6 +575,8 @@ Top_Reasons__c = "top_reasons"
     assert_eq!((sent(&server), smtp.messages().len()), (requests, mails));
     assert_eq!(query(dir, "SELECT COUNT(*) FROM tasks")[1], "3");
     assert_eq!(query(dir, "SELECT COUNT(*) FROM alerts")[1], "6");
+    assert_eq!(run(&["tasks", "list"]).ok().summary()["rows"], 3);
+    assert_eq!(run(&["alerts", "list"]).ok().summary()["rows"], 6);
 
     // the owner of a1 calls and acknowledges its alert
     let t1 = query(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{Duration as Days, NaiveDate};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::arrow::datatypes::{DataType, Field};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
@@ -511,16 +511,8 @@ async fn add_top_reasons(ctx: &SessionContext, batch: RecordBatch, as_of: NaiveD
 }
 
 fn append_column(batch: RecordBatch, name: &str, col: Arc<dyn Array>) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(name, col.data_type().clone(), true));
-    let mut cols = batch.columns().to_vec();
-    cols.push(col);
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+    let field = Field::new(name, col.data_type().clone(), true);
+    super::util::append_column(&batch, field, col)
 }
 
 /// `attributes` (a JSON object of the source's unmapped fields) as `attr_<key>` text columns.

@@ -36,15 +36,21 @@ pub fn floats(batch: &RecordBatch, column: &str) -> Result<Vec<f64>> {
 
 /// Adds a constant `_run_id` column.
 pub fn with_run_id(batch: &RecordBatch, run_id: &str) -> Result<RecordBatch> {
+    let col: ArrayRef = Arc::new(StringArray::from(vec![run_id; batch.num_rows()]));
+    append_column(batch, Field::new("_run_id", DataType::Utf8, false), col)
+}
+
+/// The batch with one more column.
+pub fn append_column(batch: &RecordBatch, field: Field, col: ArrayRef) -> Result<RecordBatch> {
     let mut fields: Vec<Field> = batch
         .schema()
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    fields.push(Field::new("_run_id", DataType::Utf8, false));
+    fields.push(field);
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
-    cols.push(Arc::new(StringArray::from(vec![run_id; batch.num_rows()])));
+    cols.push(col);
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
