@@ -16,14 +16,14 @@ use crate::fixture::{Fixture, Req, Resp};
 use crate::{cslake_env, query};
 
 /// The SMTP server of tests/smtp_sink.py; stopped when dropped.
-struct SmtpSink {
+pub(crate) struct SmtpSink {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: PathBuf,
 }
 
 impl SmtpSink {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let python = std::env::var_os("CSLAKE_SMTP_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -54,7 +54,7 @@ impl SmtpSink {
     }
 
     /// Every message received: (envelope recipients, headers and body as text).
-    fn messages(&self) -> Vec<(String, String)> {
+    pub(crate) fn messages(&self) -> Vec<(String, String)> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -89,7 +89,7 @@ fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
 }
 
-fn verify_signature(secret: &[u8], req: &Req) -> bool {
+pub(crate) fn verify_signature(secret: &[u8], req: &Req) -> bool {
     let ts = &req.headers["x-cslake-timestamp"];
     let sig = req.headers["x-cslake-signature"].trim_start_matches("sha256=");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);

@@ -53,7 +53,15 @@ fn the_airflow_dags_load_and_their_commands_run_a_day() {
     let weekly = tasks("cslake_weekly_train");
     assert_eq!(
         daily.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
-        ["ingest", "features", "score", "act", "analytics"]
+        ["ingest", "features", "score", "act", "analytics", "publish"]
+    );
+    let report = tasks("cslake_weekly_report");
+    assert!(
+        report[0]
+            .1
+            .ends_with("report --as-of 2026-06-29 --format pdf,html --out ./reports/2026-06-29 --deliver"),
+        "{}",
+        report[0].1
     );
     assert!(daily.iter().all(|t| t.2 == 2), "tasks retry: {daily:?}");
     assert!(
@@ -63,7 +71,9 @@ fn the_airflow_dags_load_and_their_commands_run_a_day() {
     );
 
     // the first day: land, train (the weekly DAG), then features, scores, actions and analytics
-    for (task, command, _) in [&daily[0], &weekly[0], &daily[1], &daily[2], &daily[3], &daily[4]] {
+    for (task, command, _) in [
+        &daily[0], &weekly[0], &daily[1], &daily[2], &daily[3], &daily[4], &daily[5],
+    ] {
         let out = Command::new("sh")
             .arg("-c")
             .arg(command)

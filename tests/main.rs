@@ -11,6 +11,7 @@ mod fixture;
 mod foreign;
 mod governance;
 mod input;
+mod report;
 mod s3;
 
 use std::path::{Path, PathBuf};

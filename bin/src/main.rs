@@ -78,16 +78,19 @@ enum Step {
     Score,
     Act,
     Analytics,
+    /// Only when [publish.postgres] is configured
+    Publish,
 }
 
 impl Step {
-    const ALL: [Step; 6] = [
+    const ALL: [Step; 7] = [
         Step::Ingest,
         Step::Features,
         Step::Train,
         Step::Score,
         Step::Act,
         Step::Analytics,
+        Step::Publish,
     ];
 
     /// The steps `--only` / `--from-step` select (all of them by default).
@@ -247,6 +250,26 @@ enum Command {
     Analytics {
         #[command(flatten)]
         as_of: AsOf,
+    },
+    /// Upserts the day's output tables into PostgreSQL ([publish.postgres]) for BI tools
+    Publish {
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// The executive report: KPI cards, revenue at risk and pipeline, risk heat map, trends,
+    /// benchmarks, the accounts to act on and the team, as PDF and/or HTML
+    Report {
+        #[command(flatten)]
+        as_of: AsOf,
+        /// pdf, html or both
+        #[arg(long, value_delimiter = ',', default_value = "pdf,html")]
+        format: Vec<String>,
+        /// The folder the files go to
+        #[arg(long, default_value = "./reports")]
+        out: PathBuf,
+        /// Also send it to the channels of [report] deliver
+        #[arg(long)]
+        deliver: bool,
     },
     /// One account as the CS team sees it: risk and its factors, health over time,
     /// interactions, playbooks, open tasks and alerts, opportunities, expected revenue
@@ -1165,6 +1188,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({"status": "succeeded", "command": "analytics", "run_id": run.run_id, "analytics": r})
             );
         }
+        Command::Publish { as_of } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let (r, run) = audited(&lake, new_run("publish", Some(d)), async |run| {
+                jobs::publish::publish(&lake, &settings, d, run).await
+            })
+            .await?;
+            output::published(&r);
+            out!(
+                "{}",
+                json!({"status": "succeeded", "command": "publish", "run_id": run.run_id, "publish": r})
+            );
+        }
+        Command::Report {
+            as_of,
+            format,
+            out,
+            deliver,
+        } => {
+            let lake = open_lake()?;
+            let d = as_of.as_of;
+            let built = jobs::report::build(&lake, &settings, d).await?;
+            let r = jobs::report::write(built, &format, &out)?;
+            let deliveries = if deliver {
+                jobs::report::deliver(&settings, &r).await?
+            } else {
+                Vec::new()
+            };
+            output::reported(&r, &deliveries);
+            let failed = deliveries.iter().filter(|d| !d.sent).count();
+            out!(
+                "{}",
+                json!({"status": if failed == 0 { "succeeded" } else { "failed" }, "command": "report", "report": r, "deliveries": deliveries})
+            );
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} report deliveries failed", deliveries.len());
+            }
+        }
         Command::Account { account_id, as_of } => {
             let lake = open_lake()?;
             let a = jobs::account::account(&lake, &account_id, as_of).await?;
@@ -1607,6 +1668,14 @@ async fn day(
         .await?;
         output::analysed(&report);
         summary["analytics"] = json!(report);
+    }
+    if step(Step::Publish) && settings.file.publish.postgres.is_some() {
+        let (report, _) = audited(lake, new_run("publish", Some(d)), async |run| {
+            jobs::publish::publish(lake, settings, d, run).await
+        })
+        .await?;
+        output::published(&report);
+        summary["publish"] = json!(report);
     }
     Ok(summary)
 }

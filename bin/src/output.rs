@@ -468,10 +468,12 @@ pub fn analysed(r: &cslake_pipeline::jobs::analytics::AnalyticsReport) {
     let t = &r.total;
     let num = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
     out!(
-        "Analytics as of {}: {} financial-impact rows, {} CSMs in team_performance.",
+        "Analytics as of {}: {} financial-impact rows, {} CSMs in team_performance, {} goal rows, {} benchmark rows.",
         r.as_of,
         r.financial_impact_rows,
-        r.team_performance_rows
+        r.team_performance_rows,
+        r.team_goals_rows,
+        r.benchmarks_rows
     );
     out!(
         "  MRR {:.0} | revenue at risk {:.0}/month ({:.0}/year) | expansion pipeline {:.0}/month | GRR 12m {:.1}% | NRR 12m {:.1}% | logo churn 12m {:.1}%",
@@ -576,5 +578,50 @@ pub fn account(a: &serde_json::Value) {
             t(&f["revenue_at_risk_mrr"]),
             t(&f["expected_expansion_mrr"])
         );
+    }
+}
+
+pub fn reported(
+    r: &cslake_pipeline::jobs::report::ReportOutput,
+    deliveries: &[cslake_pipeline::jobs::report::ReportDelivery],
+) {
+    out!("Report as of {}: {} page(s).", r.as_of, r.pages);
+    for f in &r.files {
+        out!("  wrote {}", f.display());
+    }
+    for p in &r.layout_problems {
+        out!("  layout: {p}");
+    }
+    for d in deliveries {
+        if d.sent {
+            out!("  delivered to {} ({})", d.channel, d.detail);
+        } else {
+            out!("  NOT delivered to {}: {}", d.channel, d.detail);
+        }
+    }
+}
+
+pub fn published(r: &cslake_pipeline::jobs::publish::PublishReport) {
+    out!("Published {} to {}:", r.as_of, r.target);
+    for t in &r.tables {
+        let mut extra = Vec::new();
+        if t.created {
+            extra.push("created".to_string());
+        }
+        if !t.added_columns.is_empty() {
+            extra.push(format!("added columns {}", t.added_columns.join(", ")));
+        }
+        if t.deleted > 0 {
+            extra.push(format!("{} stale rows removed", t.deleted));
+        }
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join("; "))
+        };
+        out!("  {:<40} {:>7} rows{extra}", t.table, t.rows);
+    }
+    for m in &r.missing {
+        out!("  {m}: not in the lake yet, skipped");
     }
 }

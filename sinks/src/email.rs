@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use lettre::message::{Mailbox, Message, MultiPart, header::ContentType};
+use lettre::message::{
+    Attachment as LettreAttachment, Mailbox, Message, MultiPart, SinglePart, header::ContentType,
+};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -25,13 +27,22 @@ pub struct SmtpSettings {
     pub timeout: Duration,
 }
 
-/// One message.
+/// A file sent with a message.
 #[derive(Debug, Clone)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One message.
+#[derive(Debug, Clone, Default)]
 pub struct Email {
     pub to: Vec<String>,
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
     /// Becomes the `Message-ID` (`<key@cslake>`).
     pub idempotency_key: String,
 }
@@ -115,12 +126,30 @@ impl Mailer {
                 .map_err(|e| SendError::permanent(format!("recipient '{to}': {e}")))?;
             b = b.to(mb);
         }
-        let msg = match &email.html {
-            Some(html) => b.multipart(MultiPart::alternative_plain_html(
+        let msg = match (&email.html, email.attachments.is_empty()) {
+            (Some(html), true) => b.multipart(MultiPart::alternative_plain_html(
                 email.text.clone(),
                 html.clone(),
             )),
-            None => b.header(ContentType::TEXT_PLAIN).body(email.text.clone()),
+            (None, true) => b.header(ContentType::TEXT_PLAIN).body(email.text.clone()),
+            (html, false) => {
+                let body = match html {
+                    Some(html) => MultiPart::alternative_plain_html(email.text.clone(), html.clone()),
+                    None => MultiPart::mixed().singlepart(SinglePart::plain(email.text.clone())),
+                };
+                let mut mixed = MultiPart::mixed().multipart(body);
+                for a in &email.attachments {
+                    let ct = ContentType::parse(&a.content_type).map_err(|e| {
+                        SendError::permanent(format!(
+                            "attachment {}: content type {}: {e}",
+                            a.filename, a.content_type
+                        ))
+                    })?;
+                    mixed =
+                        mixed.singlepart(LettreAttachment::new(a.filename.clone()).body(a.bytes.clone(), ct));
+                }
+                b.multipart(mixed)
+            }
         }
         .map_err(|e| SendError::permanent(format!("building the message: {e}")))?;
         self.transport.send(msg).await.map(|_| ()).map_err(|e| SendError {

@@ -1,10 +1,13 @@
 //! Writing Arrow batches out of cslake: Delta tables (append, merge on keys, insert new keys,
-//! replace a partition), files (Parquet, CSV, NDJSON) and e-mail over SMTP. Sinks never decide
+//! replace a partition), files (Parquet, CSV, NDJSON), e-mail over SMTP, PostgreSQL tables for BI tools
+//! and reports (PDF and HTML). Sinks never decide
 //! *what* to write.
 
 mod delta;
 pub mod email;
 mod files;
+pub mod postgres;
+pub mod report;
 
 pub use delta::{DeltaTarget, WriteStats};
 pub use files::{FileFormat, FileWriter};

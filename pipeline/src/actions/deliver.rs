@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use cslake_sinks::email::{Email, Mailer, SmtpSettings};
+use base64::Engine;
+use cslake_sinks::email::{Attachment, Email, Mailer, SmtpSettings};
 use reqwest::Method;
 use ring::hmac;
 use serde_json::{Value, json};
@@ -35,6 +36,8 @@ pub struct Delivery {
     pub text: String,
     /// The structured content a webhook receives under `data`.
     pub data: Value,
+    /// Files: attached to e-mails, base64 under `files` for webhooks, left out of Slack.
+    pub attachments: Vec<Attachment>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,7 +206,7 @@ impl Dispatcher {
                 post(http, url, &d.key, body.to_string().into_bytes(), None).await
             }
             (Kind::Webhook { url, secret }, Some(http)) => {
-                let body = json!({
+                let mut body = json!({
                     "id": d.key,
                     "type": d.kind,
                     "ref_id": d.ref_id,
@@ -212,6 +215,21 @@ impl Dispatcher {
                     "text": d.text,
                     "data": d.data,
                 });
+                if !d.attachments.is_empty() {
+                    body["files"] = d
+                        .attachments
+                        .iter()
+                        .map(|a| {
+                            json!({
+                                "filename": a.filename,
+                                "content_type": a.content_type,
+                                "size": a.bytes.len(),
+                                "sha256": hex_sha256(&a.bytes),
+                                "content_base64": base64::engine::general_purpose::STANDARD.encode(&a.bytes),
+                            })
+                        })
+                        .collect();
+                }
                 post(
                     http,
                     url,
@@ -246,6 +264,7 @@ impl Dispatcher {
             subject: d.subject.clone(),
             text: d.text.clone(),
             html: None,
+            attachments: d.attachments.clone(),
             idempotency_key: d.key.clone(),
         };
         let mut attempt = 0;
@@ -334,6 +353,14 @@ async fn post(http: &HttpClient, url: &Url, key: &str, body: Vec<u8>, secret: Op
             transient: true,
         },
     }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1569,6 +1569,7 @@ async fn deliveries_for(
                     "enrollment_id": al.enrollment_id, "as_of_date": al.as_of_date.to_string(),
                     "notified_before": al.notified_count,
                 }),
+                attachments: Vec::new(),
             });
         }
     }
@@ -1594,6 +1595,7 @@ async fn deliveries_for(
             data: json!({"as_of_date": as_of.to_string(), "alerts": list.iter().map(|al| json!({
                 "alert_id": al.alert_id, "priority": al.priority, "title": al.title, "account_id": al.account_id,
                 "playbook": al.playbook})).collect::<Vec<_>>()}),
+            attachments: Vec::new(),
         });
     }
     // campaign e-mails for today's assignments to a treated arm
@@ -1654,6 +1656,7 @@ async fn deliveries_for(
             subject: day.fill(&arm.subject, i),
             text: day.fill(&arm.body, i),
             data: json!({"campaign": c.name, "version": c.version, "arm": asg.arm, "account_id": asg.account_id}),
+            attachments: Vec::new(),
         });
     }
     Ok(out)
@@ -1728,6 +1731,7 @@ async fn dispatch(
                 subject: row.subject.clone(),
                 text: row.body.clone(),
                 data: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
+                attachments: Vec::new(),
             };
             row.attempts += 1;
             match dispatcher.send(&d, cfg.max_retries, backoff).await {

@@ -11,6 +11,7 @@
 //! Every number is a SQL aggregate over plain lake tables, so a BI user can rebuild it.
 
 use chrono::{Duration, NaiveDate};
+use deltalake::arrow::compute::concat_batches;
 
 use super::util::{has_table, sql, strings};
 use crate::{Error, Lake, Result, RunContext, Settings};
@@ -20,12 +21,34 @@ pub struct AnalyticsReport {
     pub as_of: String,
     pub financial_impact_rows: usize,
     pub team_performance_rows: usize,
+    pub team_goals_rows: usize,
+    pub benchmarks_rows: usize,
     /// The company-wide row of financial_impact.
     pub total: serde_json::Value,
 }
 
+/// The numeric columns of `analytics.team_performance` a goal can be set on.
+pub const TEAM_METRICS: &[&str] = &[
+    "accounts",
+    "arr",
+    "mean_risk_score",
+    "high_risk_accounts",
+    "mean_health_score",
+    "red_accounts",
+    "tasks_completed",
+    "tasks_overdue",
+    "tasks_open",
+    "median_days_to_complete",
+    "alerts",
+    "alerts_acknowledged",
+    "mean_hours_to_acknowledge",
+    "grr_12m",
+    "nrr_12m",
+    "load_vs_capacity",
+];
+
 /// MRR per account on a date, from the subscription history.
-fn mrr_on(d: NaiveDate) -> String {
+pub(crate) fn mrr_on(d: NaiveDate) -> String {
     format!(
         "SELECT account_id, SUM(mrr) AS mrr FROM core.subscriptions \
          WHERE start_date <= DATE '{d}' AND (end_date IS NULL OR end_date > DATE '{d}') GROUP BY account_id"
@@ -244,15 +267,92 @@ pub async fn analytics(
     )
     .await?;
     let team_rows: usize = team.iter().map(|b| b.num_rows()).sum();
+    if let Some(b) = team.first() {
+        ctx.deregister_table("tp_today")?;
+        ctx.register_batch("tp_today", concat_batches(&b.schema(), &team)?)?;
+    }
     let s = lake
         .target("analytics", "team_performance")
         .replace_where(team, &pred, &["as_of_date"], &run.run_id)
         .await?;
     run.wrote("analytics.team_performance", team_rows, s.version);
+
+    // goals: each CSM's progress against [[analytics.goals]]
+    let goals = &settings.file.analytics.goals;
+    let mut goal_rows = 0;
+    if !goals.is_empty() && team_rows > 0 {
+        let mut parts = Vec::new();
+        for g in goals {
+            if !TEAM_METRICS.contains(&g.metric.as_str()) {
+                return Err(Error::Config(format!(
+                    "[[analytics.goals]] metric `{}` is not a numeric column of analytics.team_performance ({})",
+                    g.metric,
+                    TEAM_METRICS.join(", ")
+                )));
+            }
+            let (progress, met) = match g.direction.as_str() {
+                "at_least" => (
+                    format!(
+                        "CASE WHEN {t} = 0 THEN 1.0 ELSE CAST({m} AS DOUBLE) / {t} END",
+                        m = g.metric,
+                        t = g.target
+                    ),
+                    format!("CAST({m} AS DOUBLE) >= {t}", m = g.metric, t = g.target),
+                ),
+                "at_most" => (
+                    format!(
+                        "CASE WHEN CAST({m} AS DOUBLE) <= 0 THEN 1.0 ELSE {t} / CAST({m} AS DOUBLE) END",
+                        m = g.metric,
+                        t = g.target
+                    ),
+                    format!("CAST({m} AS DOUBLE) <= {t}", m = g.metric, t = g.target),
+                ),
+                other => {
+                    return Err(Error::Config(format!(
+                        "[[analytics.goals]] metric `{}`: direction `{other}` must be `at_least` or `at_most`",
+                        g.metric
+                    )));
+                }
+            };
+            let team_filter = match &g.team {
+                Some(t) => format!("WHERE team = '{}'", t.replace('\'', "''")),
+                None => String::new(),
+            };
+            parts.push(format!(
+                "SELECT csm_id, name, team, '{m}' AS metric, '{dir}' AS direction, CAST({t} AS DOUBLE) AS target,                  CAST({m} AS DOUBLE) AS actual, {progress} AS progress, {met} AS met FROM tp_today {team_filter}",
+                m = g.metric,
+                dir = g.direction,
+                t = g.target
+            ));
+        }
+        let q = format!(
+            "SELECT *, {d} AS as_of_date, '{run_id}' AS _run_id FROM ({}) ORDER BY metric, csm_id",
+            parts.join(" UNION ALL "),
+            run_id = run.run_id
+        );
+        let rows = sql(&ctx, &q).await?;
+        goal_rows = rows.iter().map(|b| b.num_rows()).sum();
+        let s = lake
+            .target("analytics", "team_goals")
+            .replace_where(rows, &pred, &["as_of_date"], &run.run_id)
+            .await?;
+        run.wrote("analytics.team_goals", goal_rows, s.version);
+    }
+
+    // benchmarks: own history, peer segments, the industry table
+    let bench = super::benchmarks::benchmarks(&ctx, settings, as_of, &run.run_id).await?;
+    let bench_rows = bench.num_rows();
+    let s = lake
+        .target("analytics", "benchmarks")
+        .replace_where(vec![bench], &pred, &["as_of_date"], &run.run_id)
+        .await?;
+    run.wrote("analytics.benchmarks", bench_rows, s.version);
     Ok(AnalyticsReport {
         as_of: as_of.to_string(),
         financial_impact_rows: fi_rows,
         team_performance_rows: team_rows,
+        team_goals_rows: goal_rows,
+        benchmarks_rows: bench_rows,
         total,
     })
 }
