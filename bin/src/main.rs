@@ -1610,7 +1610,16 @@ async fn day(
     new_run: &dyn Fn(&str, Option<NaiveDate>) -> RunContext,
     progress: &dyn Progress,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut summary = json!({"status": "succeeded", "command": "run", "as_of": d.to_string(), "steps": opts.steps.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>()});
+    // publishing is a step only where there is somewhere to publish to
+    let publishes = settings.file.publish.postgres.is_some();
+    let names: Vec<String> = opts
+        .steps
+        .iter()
+        .filter(|s| **s != Step::Publish || publishes)
+        .map(|s| format!("{s:?}").to_lowercase())
+        .collect();
+    let mut summary =
+        json!({"status": "succeeded", "command": "run", "as_of": d.to_string(), "steps": names});
     let step = |s: Step| opts.steps.contains(&s);
     if step(Step::Ingest) && !opts.sources.is_empty() {
         let mut ingest = json!({});

@@ -7,7 +7,9 @@ use std::fmt::Write;
 use super::chart::draw;
 use super::{Anchor, Block, Canvas, Op, Paint, Report, Tone};
 
-const CHART_W: f32 = 760.0;
+/// Charts are drawn in a box this wide (points, as in the PDF) and scaled to the page's width, so
+/// their text reads at about the size of the body text.
+const CHART_W: f32 = 600.0;
 
 fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -186,7 +188,7 @@ pub fn render_html(report: &Report) -> String {
                 chart,
                 height,
             } => {
-                let ch = height * 1.3;
+                let ch = height * 1.15;
                 let mut canvas = Canvas::default();
                 draw(&mut canvas, chart, CHART_W, ch);
                 let _ = writeln!(
