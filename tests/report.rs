@@ -470,4 +470,37 @@ secret_env = "BOARD_SECRET"
         .unwrap();
     assert_eq!(sent["sha256"], sha.as_str());
     assert_eq!(sent["size"], pdf_bytes.len());
+
+    // mistakes are named, and nothing is written
+    let bad = run(&["report", "--as-of", D, "--format", "docx", "--out", "out2"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--format docx: expected pdf, html"),
+        "{}",
+        bad.stderr
+    );
+    let early = run(&["report", "--as-of", "2026-06-01", "--out", "out3"]);
+    assert_ne!(early.code, 0);
+    assert!(
+        early
+            .stderr
+            .contains("no rows for 2026-06-01: run `cslake analytics --as-of 2026-06-01`"),
+        "{}",
+        early.stderr
+    );
+    assert!(!dir.join("out3").exists());
+    let toml = std::fs::read_to_string(dir.join("cslake.toml")).unwrap();
+    std::fs::write(
+        dir.join("cslake.toml"),
+        toml.replace("metric = \"grr_12m\"", "metric = \"grr\""),
+    )
+    .unwrap();
+    let goal = run(&["analytics", "--as-of", D]);
+    assert_eq!(goal.code, 2, "{}", goal.stderr);
+    assert!(
+        goal.stderr
+            .contains("[[analytics.goals]] metric `grr` is not a numeric column"),
+        "{}",
+        goal.stderr
+    );
 }

@@ -3,37 +3,31 @@
 //! their open tasks and alerts, its opportunities, and the revenue to expect from it.
 
 use chrono::NaiveDate;
-use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{Map, Value, json};
 
-use super::util::{has_table, sql, strings};
+use super::util::{has_table, text_rows};
 use crate::{Error, Lake, Result};
 
 /// Rows of a query as JSON objects (every value as text, numbers as numbers).
 async fn rows(ctx: &SessionContext, q: &str) -> Result<Vec<Value>> {
-    let batches: Vec<RecordBatch> = sql(ctx, q).await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let cols: Vec<(String, Vec<Option<String>>)> = b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| Ok((f.name().clone(), strings(b, f.name())?)))
-            .collect::<Result<_>>()?;
-        for i in 0..b.num_rows() {
-            let mut m = Map::new();
-            for (name, values) in &cols {
-                let v = match &values[i] {
-                    None => Value::Null,
-                    Some(s) => s.parse::<f64>().map_or_else(|_| json!(s), |n| json!(n)),
-                };
-                m.insert(name.clone(), v);
-            }
-            out.push(Value::Object(m));
-        }
-    }
-    Ok(out)
+    Ok(text_rows(ctx, q)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let m: Map<String, Value> = row
+                .into_iter()
+                .map(|(name, v)| {
+                    let v = match v {
+                        None => Value::Null,
+                        Some(s) => s.parse::<f64>().map_or_else(|_| json!(s), |n| json!(n)),
+                    };
+                    (name, v)
+                })
+                .collect();
+            Value::Object(m)
+        })
+        .collect())
 }
 
 pub async fn account(lake: &Lake, id: &str, as_of: Option<NaiveDate>) -> Result<Value> {

@@ -55,12 +55,58 @@ pub(crate) fn mrr_on(d: NaiveDate) -> String {
     )
 }
 
+/// A goal's progress and `met` expressions over analytics.team_performance's columns, or why the
+/// goal is not valid.
+fn goal_sql(g: &crate::settings::Goal) -> Result<(String, String)> {
+    if !TEAM_METRICS.contains(&g.metric.as_str()) {
+        return Err(Error::Config(format!(
+            "[[analytics.goals]] metric `{}` is not a numeric column of analytics.team_performance ({})",
+            g.metric,
+            TEAM_METRICS.join(", ")
+        )));
+    }
+    let exprs = match g.direction.as_str() {
+        "at_least" => (
+            format!(
+                "CASE WHEN {t} = 0 THEN 1.0 ELSE CAST({m} AS DOUBLE) / {t} END",
+                m = g.metric,
+                t = g.target
+            ),
+            format!("CAST({m} AS DOUBLE) >= {t}", m = g.metric, t = g.target),
+        ),
+        "at_most" => (
+            format!(
+                "CASE WHEN CAST({m} AS DOUBLE) <= 0 THEN 1.0 ELSE {t} / CAST({m} AS DOUBLE) END",
+                m = g.metric,
+                t = g.target
+            ),
+            format!("CAST({m} AS DOUBLE) <= {t}", m = g.metric, t = g.target),
+        ),
+        other => {
+            return Err(Error::Config(format!(
+                "[[analytics.goals]] metric `{}`: direction `{other}` must be `at_least` or `at_most`",
+                g.metric
+            )));
+        }
+    };
+    Ok(exprs)
+}
+
 pub async fn analytics(
     lake: &Lake,
     settings: &Settings,
     as_of: NaiveDate,
     run: &mut RunContext,
 ) -> Result<AnalyticsReport> {
+    // configuration first: nothing is written when a goal or the industry table is wrong
+    let goal_exprs: Vec<(String, String)> = settings
+        .file
+        .analytics
+        .goals
+        .iter()
+        .map(goal_sql)
+        .collect::<Result<_>>()?;
+    let industry = super::benchmarks::industry_table(settings)?;
     let ctx = lake.session().await?;
     let scored: i64 = {
         if !has_table(&ctx, "scores.risk_scores") {
@@ -282,38 +328,8 @@ pub async fn analytics(
     let mut goal_rows = 0;
     if !goals.is_empty() && team_rows > 0 {
         let mut parts = Vec::new();
-        for g in goals {
-            if !TEAM_METRICS.contains(&g.metric.as_str()) {
-                return Err(Error::Config(format!(
-                    "[[analytics.goals]] metric `{}` is not a numeric column of analytics.team_performance ({})",
-                    g.metric,
-                    TEAM_METRICS.join(", ")
-                )));
-            }
-            let (progress, met) = match g.direction.as_str() {
-                "at_least" => (
-                    format!(
-                        "CASE WHEN {t} = 0 THEN 1.0 ELSE CAST({m} AS DOUBLE) / {t} END",
-                        m = g.metric,
-                        t = g.target
-                    ),
-                    format!("CAST({m} AS DOUBLE) >= {t}", m = g.metric, t = g.target),
-                ),
-                "at_most" => (
-                    format!(
-                        "CASE WHEN CAST({m} AS DOUBLE) <= 0 THEN 1.0 ELSE {t} / CAST({m} AS DOUBLE) END",
-                        m = g.metric,
-                        t = g.target
-                    ),
-                    format!("CAST({m} AS DOUBLE) <= {t}", m = g.metric, t = g.target),
-                ),
-                other => {
-                    return Err(Error::Config(format!(
-                        "[[analytics.goals]] metric `{}`: direction `{other}` must be `at_least` or `at_most`",
-                        g.metric
-                    )));
-                }
-            };
+        for (k, g) in goals.iter().enumerate() {
+            let (progress, met) = &goal_exprs[k];
             let team_filter = match &g.team {
                 Some(t) => format!("WHERE team = '{}'", t.replace('\'', "''")),
                 None => String::new(),
@@ -340,7 +356,7 @@ pub async fn analytics(
     }
 
     // benchmarks: own history, peer segments, the industry table
-    let bench = super::benchmarks::benchmarks(&ctx, settings, as_of, &run.run_id).await?;
+    let bench = super::benchmarks::benchmarks(&ctx, &industry, as_of, &run.run_id).await?;
     let bench_rows = bench.num_rows();
     let s = lake
         .target("analytics", "benchmarks")

@@ -188,11 +188,10 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// The benchmarks rows for `as_of`.
 pub async fn benchmarks(
     ctx: &SessionContext,
-    settings: &Settings,
+    industry: &[IndustryRow],
     as_of: NaiveDate,
     run_id: &str,
 ) -> Result<RecordBatch> {
-    let industry = industry_table(settings)?;
     let now = kpis_at(ctx, as_of).await?;
     let d30 = kpis_at(ctx, as_of - Duration::days(30)).await?;
     let d90 = kpis_at(ctx, as_of - Duration::days(90)).await?;
@@ -227,7 +226,7 @@ pub async fn benchmarks(
             let key = (scope.clone(), kpi.to_string());
             let (v30, v90) = (f(d30.get(&key)), f(d90.get(&key)));
             let a = acv.get(scope).copied().unwrap_or(f64::NAN);
-            let ind = industry_for(&industry, kpi, a);
+            let ind = industry_for(industry, kpi, a);
             dimension.push(if scope == "all" { "all" } else { "segment" }.to_string());
             value_col.push(scope.clone());
             kpi_col.push(kpi.to_string());
@@ -336,6 +335,51 @@ mod tests {
         assert_eq!(industry_for(&rows, "grr_12m", 1_000_000.0).unwrap().median, 0.93);
         assert!(industry_for(&rows, "mean_health_score", 30_000.0).is_none());
         assert!(industry_for(&rows, "nrr_12m", f64::NAN).is_none());
+    }
+
+    #[test]
+    fn a_bad_industry_table_names_its_file_and_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "kpi,band_kind,band,acv_min,acv_max,p25,median,p75,source,url,published\n";
+        std::fs::write(
+            dir.path().join("ours.csv"),
+            format!("{header}nrr_12m,acv,small,0,10000,,1.01,,Our survey,,2025\narr_growth,all,all,,,,0.3,,Our survey,,2025\n"),
+        )
+        .unwrap();
+        let mut s = Settings {
+            lake: "x".into(),
+            file: toml::from_str("[analytics]\nindustry_benchmarks = \"ours.csv\"\n").unwrap(),
+            config_dir: dir.path().to_path_buf(),
+            actor: "t".into(),
+            memory_limit: None,
+        };
+        let e = industry_table(&s).unwrap_err().to_string();
+        assert!(e.contains("ours.csv: row 3: kpi `arr_growth`"), "{e}");
+        std::fs::write(
+            dir.path().join("ours.csv"),
+            format!("{header}nrr_12m,acv,small,0,x,,1.01,,Our survey,,2025\n"),
+        )
+        .unwrap();
+        let e = industry_table(&s).unwrap_err().to_string();
+        assert!(e.contains("ours.csv: row 2"), "{e}");
+        std::fs::write(
+            dir.path().join("ours.csv"),
+            format!("{header}nrr_12m,acv,small,0,10000,,1.01,,Our survey,,2025\n"),
+        )
+        .unwrap();
+        let rows = industry_table(&s).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            industry_for(&rows, "nrr_12m", 5_000.0).unwrap().source,
+            "Our survey"
+        );
+        s.file.analytics.industry_benchmarks = Some("missing.csv".into());
+        assert!(
+            industry_table(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("missing.csv")
+        );
     }
 
     #[test]

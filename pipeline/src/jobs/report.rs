@@ -13,7 +13,7 @@ use cslake_sinks::report::chart::{Chart, NumFmt, Series};
 use cslake_sinks::report::{Block, Card, Column, Report, Table, Tone, money, percent};
 use deltalake::datafusion::prelude::SessionContext;
 
-use super::util::{has_table, sql, strings};
+use super::util::{has_table, text_rows};
 use crate::{Error, Lake, Result, Settings};
 
 /// What `cslake report` wrote.
@@ -34,26 +34,13 @@ pub struct ReportOutput {
     pub html: Option<String>,
 }
 
-/// Rows of a query as maps of column → string (nulls absent).
+/// Rows of a query as maps of column → text (nulls absent).
 async fn rows(ctx: &SessionContext, q: &str) -> Result<Vec<BTreeMap<String, String>>> {
-    let batches = sql(ctx, q).await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let cols: Vec<(String, Vec<Option<String>>)> = b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| Ok((f.name().clone(), strings(b, f.name())?)))
-            .collect::<Result<_>>()?;
-        for i in 0..b.num_rows() {
-            out.push(
-                cols.iter()
-                    .filter_map(|(n, v)| v[i].clone().map(|s| (n.clone(), s)))
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
+    Ok(text_rows(ctx, q)
+        .await?
+        .into_iter()
+        .map(|row| row.into_iter().filter_map(|(n, v)| Some((n, v?))).collect())
+        .collect())
 }
 
 fn num(r: &BTreeMap<String, String>, k: &str) -> f64 {
@@ -793,6 +780,11 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
 
 /// Renders the formats asked for and writes them (and `report.json`) under `out`.
 pub fn write(mut r: ReportOutput, formats: &[String], out: &Path) -> Result<ReportOutput> {
+    if let Some(other) = formats.iter().find(|f| !matches!(f.as_str(), "pdf" | "html")) {
+        return Err(Error::Config(format!(
+            "--format {other}: expected pdf, html or both (pdf,html)"
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
         path: out.display().to_string(),
         source,
@@ -826,11 +818,7 @@ pub fn write(mut r: ReportOutput, formats: &[String], out: &Path) -> Result<Repo
                 r.files.push(put(format!("{base}.html"), html.as_bytes())?);
                 r.html = Some(html);
             }
-            other => {
-                return Err(Error::Config(format!(
-                    "--format {other}: expected pdf, html or both (pdf,html)"
-                )));
-            }
+            _ => unreachable!("formats are checked above"),
         }
     }
     let json = serde_json::json!({"as_of": r.as_of, "kpis": r.kpis, "report": r.report});

@@ -86,6 +86,23 @@ pub async fn sql(ctx: &SessionContext, query: &str) -> Result<Vec<RecordBatch>> 
     Ok(ctx.sql(query).await?.collect().await?)
 }
 
+/// A query's rows as (column, value as text) pairs in column order; `None` for nulls.
+pub async fn text_rows(ctx: &SessionContext, query: &str) -> Result<Vec<Vec<(String, Option<String>)>>> {
+    let mut out = Vec::new();
+    for b in &sql(ctx, query).await? {
+        let cols: Vec<(String, Vec<Option<String>>)> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Ok((f.name().clone(), strings(b, f.name())?)))
+            .collect::<Result<_>>()?;
+        for i in 0..b.num_rows() {
+            out.push(cols.iter().map(|(n, v)| (n.clone(), v[i].clone())).collect());
+        }
+    }
+    Ok(out)
+}
+
 /// Whether a table is registered in the session.
 pub fn has_table(ctx: &SessionContext, name: &str) -> bool {
     ctx.table_exist(name).unwrap_or(false)
