@@ -12,6 +12,8 @@ pub mod health_weights;
 mod ingest;
 pub mod lineage;
 pub mod maintain;
+#[cfg(test)]
+mod properties;
 pub mod publish;
 pub mod quality;
 pub mod registry;
