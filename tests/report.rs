@@ -235,7 +235,7 @@ secret_env = "BOARD_SECRET"
     let day = run(&["run", "--as-of", D, "--source", "data"]).ok();
     let s = day.summary();
     let published = s["publish"]["tables"].as_array().unwrap_or_else(|| panic!("{s}"));
-    assert_eq!(published.len(), 4, "every analytics table: {s}");
+    assert_eq!(published.len(), 5, "every analytics table: {s}");
     assert!(published.iter().all(|t| t["created"] == true), "{s}");
 
     // goals: one row per goal per CSM
@@ -257,6 +257,31 @@ secret_env = "BOARD_SECRET"
     assert!(
         goals[2].starts_with(&format!("tasks_overdue,{csms},")),
         "{goals:?}"
+    );
+
+    // teams add up to their CSMs
+    let by_team = query(
+        dir,
+        &format!(
+            "SELECT SUM(accounts), SUM(tasks_completed), SUM(alerts) FROM team_summary WHERE as_of_date = DATE '{D}'"
+        ),
+    );
+    let by_csm = query(
+        dir,
+        &format!(
+            "SELECT SUM(accounts), SUM(tasks_completed), SUM(alerts) FROM team_performance WHERE as_of_date = DATE '{D}'"
+        ),
+    );
+    assert_eq!(by_team[1], by_csm[1]);
+    let teams: usize = query(dir, "SELECT COUNT(DISTINCT team) FROM csms")[1]
+        .parse()
+        .unwrap();
+    assert_eq!(
+        query(
+            dir,
+            &format!("SELECT COUNT(*) FROM team_summary WHERE as_of_date = DATE '{D}'")
+        )[1],
+        teams.to_string()
     );
 
     // benchmarks: the company against itself, its segments and the shipped industry table

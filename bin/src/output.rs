@@ -468,10 +468,11 @@ pub fn analysed(r: &cslake_pipeline::jobs::analytics::AnalyticsReport) {
     let t = &r.total;
     let num = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
     out!(
-        "Analytics as of {}: {} financial-impact rows, {} CSMs in team_performance, {} goal rows, {} benchmark rows.",
+        "Analytics as of {}: {} financial-impact rows, {} CSMs in team_performance, {} teams, {} goal rows, {} benchmark rows.",
         r.as_of,
         r.financial_impact_rows,
         r.team_performance_rows,
+        r.team_summary_rows,
         r.team_goals_rows,
         r.benchmarks_rows
     );

@@ -21,6 +21,7 @@ pub struct AnalyticsReport {
     pub as_of: String,
     pub financial_impact_rows: usize,
     pub team_performance_rows: usize,
+    pub team_summary_rows: usize,
     pub team_goals_rows: usize,
     pub benchmarks_rows: usize,
     /// The company-wide row of financial_impact.
@@ -323,6 +324,35 @@ pub async fn analytics(
         .await?;
     run.wrote("analytics.team_performance", team_rows, s.version);
 
+    // teams: the CSMs' books added up; retention from the team's cohort, not averaged ratios
+    let mut team_summary_rows = 0;
+    if team_rows > 0 {
+        let rows = sql(
+            &ctx,
+            &format!(
+                "SELECT COALESCE(t.team, 'unassigned') AS team, COUNT(*) AS csms, SUM(t.accounts) AS accounts, round(SUM(t.arr), 2) AS arr, \
+                 round(SUM(t.mean_risk_score * t.accounts) / SUM(t.accounts), 2) AS mean_risk_score, SUM(t.high_risk_accounts) AS high_risk_accounts, \
+                 round(SUM(t.mean_health_score * t.accounts) / SUM(CASE WHEN t.mean_health_score IS NULL THEN 0 ELSE t.accounts END), 2) AS mean_health_score, \
+                 SUM(t.red_accounts) AS red_accounts, SUM(t.tasks_completed) AS tasks_completed, SUM(t.tasks_overdue) AS tasks_overdue, \
+                 SUM(t.tasks_open) AS tasks_open, SUM(t.alerts) AS alerts, SUM(t.alerts_acknowledged) AS alerts_acknowledged, \
+                 g.grr_12m, g.nrr_12m, SUM(t.capacity) AS capacity, CAST(SUM(t.accounts) AS DOUBLE) / NULLIF(SUM(t.capacity), 0) AS load_vs_capacity, \
+                 {d} AS as_of_date, '{run_id}' AS _run_id \
+                 FROM tp_today t LEFT JOIN (SELECT COALESCE(c.team, 'unassigned') AS team, SUM(LEAST(k.mrr_now, k.mrr_then)) / SUM(k.mrr_then) AS grr_12m, \
+                       SUM(k.mrr_now) / SUM(k.mrr_then) AS nrr_12m FROM fi_cohort k LEFT JOIN {csms} c ON c.csm_id = k.csm GROUP BY 1) g \
+                   ON g.team = COALESCE(t.team, 'unassigned') \
+                 GROUP BY COALESCE(t.team, 'unassigned'), g.grr_12m, g.nrr_12m ORDER BY 1",
+                run_id = run.run_id
+            ),
+        )
+        .await?;
+        team_summary_rows = rows.iter().map(|b| b.num_rows()).sum();
+        let s = lake
+            .target("analytics", "team_summary")
+            .replace_where(rows, &pred, &["as_of_date"], &run.run_id)
+            .await?;
+        run.wrote("analytics.team_summary", team_summary_rows, s.version);
+    }
+
     // goals: each CSM's progress against [[analytics.goals]]
     let goals = &settings.file.analytics.goals;
     let mut goal_rows = 0;
@@ -367,6 +397,7 @@ pub async fn analytics(
         as_of: as_of.to_string(),
         financial_impact_rows: fi_rows,
         team_performance_rows: team_rows,
+        team_summary_rows,
         team_goals_rows: goal_rows,
         benchmarks_rows: bench_rows,
         total,

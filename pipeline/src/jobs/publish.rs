@@ -19,6 +19,7 @@ pub const PUBLISHABLE: &[(&str, &[&str])] = &[
         &["as_of_date", "dimension", "value", "kpi"],
     ),
     ("analytics.team_performance", &["as_of_date", "csm_id"]),
+    ("analytics.team_summary", &["as_of_date", "team"]),
     ("analytics.team_goals", &["as_of_date", "csm_id", "metric"]),
     ("scores.risk_scores", &["as_of_date", "account_id"]),
     ("scores.health_scores", &["as_of_date", "account_id"]),

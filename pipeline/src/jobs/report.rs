@@ -678,6 +678,54 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
             text: "What the team did".into(),
             new_page: true,
         });
+        if has_table(&ctx, "analytics.team_summary") {
+            let teams = rows(
+                &ctx,
+                &format!(
+                    "SELECT * FROM analytics.team_summary WHERE as_of_date = {d} ORDER BY arr DESC, team"
+                ),
+            )
+            .await?;
+            blocks.push(Block::Table(Table {
+                key: "teams".into(),
+                title: "Teams".into(),
+                columns: vec![
+                    Column::text("Team", 1.6),
+                    Column::num("CSMs", 0.7),
+                    Column::num("Accounts", 0.9),
+                    Column::num("ARR", 1.0),
+                    Column::num("Risk", 0.7),
+                    Column::num("Health", 0.8),
+                    Column::num("High risk", 0.9),
+                    Column::num("Tasks done", 0.9),
+                    Column::num("Overdue", 0.8),
+                    Column::num("Alerts ack.", 0.9),
+                    Column::num("GRR 12 m", 0.9),
+                    Column::num("NRR 12 m", 0.9),
+                    Column::num("Load", 0.8),
+                ],
+                rows: teams
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            text(r, "team"),
+                            text(r, "csms"),
+                            text(r, "accounts"),
+                            m(num(r, "arr")),
+                            opt(num(r, "mean_risk_score"), |v| format!("{v:.0}")),
+                            opt(num(r, "mean_health_score"), |v| format!("{v:.0}")),
+                            text(r, "high_risk_accounts"),
+                            text(r, "tasks_completed"),
+                            text(r, "tasks_overdue"),
+                            format!("{}/{}", text(r, "alerts_acknowledged"), text(r, "alerts")),
+                            percent(num(r, "grr_12m")),
+                            percent(num(r, "nrr_12m")),
+                            percent(num(r, "load_vs_capacity")),
+                        ]
+                    })
+                    .collect(),
+            }));
+        }
         let goals = if has_table(&ctx, "analytics.team_goals") {
             rows(
                 &ctx,
@@ -764,6 +812,7 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
         subtitle: format!(
             "As of {as_of}: figures from analytics.* and scores.* of the cslake lake; money in {cur}, annualised where marked."
         ),
+        footer: format!("cslake · {title} · as of {as_of}"),
         blocks,
     };
     Ok(ReportOutput {

@@ -249,6 +249,7 @@ mod tests {
         let r = Report {
             title: "Q&A <report>".into(),
             subtitle: "s".into(),
+            footer: "f".into(),
             blocks: vec![Block::Cards {
                 cards: vec![super::super::Card {
                     key: "grr".into(),

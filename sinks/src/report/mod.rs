@@ -22,6 +22,8 @@ pub use pdf::render_pdf;
 pub struct Report {
     pub title: String,
     pub subtitle: String,
+    /// A short line at the foot of every PDF page.
+    pub footer: String,
     pub blocks: Vec<Block>,
 }
 

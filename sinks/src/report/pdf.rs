@@ -167,32 +167,54 @@ fn table(l: &mut Layout, t: &Table) {
         return;
     }
     for (i, row) in t.rows.iter().enumerate() {
-        if l.y + row_h > BOTTOM {
+        // text cells wrap to two lines at most (the second shortened with "…"), numbers stay on one
+        let cells: Vec<Vec<String>> = t
+            .columns
+            .iter()
+            .zip(&widths)
+            .zip(row)
+            .map(|((c, w), cell)| {
+                if c.numeric {
+                    return vec![fit(cell, w - 8.0, size, false)];
+                }
+                let mut lines = wrap(cell, w - 8.0, size, false);
+                if lines.len() > 2 {
+                    lines[1] = fit(&lines[1..].join(" "), w - 8.0, size, false);
+                    lines.truncate(2);
+                }
+                lines
+            })
+            .collect();
+        let lines = cells.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let h = row_h + 9.0 * (lines - 1) as f32;
+        if l.y + h > BOTTOM {
             l.new_page();
             header(l, true);
         }
         let y = l.y;
         let p = l.page();
         if i % 2 == 1 {
-            p.rect(MARGIN, y, CONTENT_W, row_h, Some(Paint::Rgb(249, 250, 251)), None);
+            p.rect(MARGIN, y, CONTENT_W, h, Some(Paint::Rgb(249, 250, 251)), None);
         }
         let mut x = MARGIN;
-        for ((c, w), cell) in t.columns.iter().zip(&widths).zip(row) {
+        for ((c, w), cell) in t.columns.iter().zip(&widths).zip(&cells) {
             let (tx, anchor) = if c.numeric {
                 (x + w - 4.0, Anchor::End)
             } else {
                 (x + 4.0, Anchor::Start)
             };
-            p.text_fit(tx, y + 9.0, cell, w - 8.0, size, false, Paint::Fg, anchor);
+            for (k, line) in cell.iter().enumerate() {
+                p.text(tx, y + 9.0 + 9.0 * k as f32, line, size, false, Paint::Fg, anchor);
+            }
             x += w;
         }
         p.path(
-            &[(MARGIN, y + row_h), (MARGIN + CONTENT_W, y + row_h)],
+            &[(MARGIN, y + h), (MARGIN + CONTENT_W, y + h)],
             Paint::Grid,
             0.4,
             false,
         );
-        l.y += row_h;
+        l.y += h;
     }
     l.y += 12.0;
 }
@@ -203,7 +225,7 @@ fn column_widths(t: &Table, size: f32) -> Vec<f32> {
     let need: Vec<f32> = t
         .columns
         .iter()
-        .map(|c| text_width(&c.name, size, true) + 8.0)
+        .map(|c| text_width(&c.name, size, true) + 10.0)
         .collect();
     let total_need: f32 = need.iter().sum();
     if total_need >= CONTENT_W {
@@ -351,7 +373,7 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
             Paint::Muted,
             Anchor::End,
         );
-        let foot = fit(&report.subtitle, CONTENT_W * 0.7, 7.5, false);
+        let foot = fit(&report.footer, CONTENT_W * 0.7, 7.5, false);
         p.text(
             MARGIN,
             PAGE_H - 22.0,
