@@ -274,4 +274,18 @@ fn another_companys_exports_run_the_whole_day_with_configuration_alone() {
         "SELECT DISTINCT a.account_id FROM tasks t JOIN accounts a ON a.account_id = t.account_id WHERE a.attributes NOT LIKE '%EMEA%'",
     );
     assert!(emea.len() <= 1, "only EMEA accounts: {emea:?}");
+
+    // the executive report works on their data too: their tiers as segments, no CSM table
+    let r = cslake(dir, &["report", "--as-of", D, "--out", "reports"])
+        .ok()
+        .summary();
+    assert_eq!(r["report"]["layout_problems"], serde_json::json!([]), "{r}");
+    assert!(r["report"]["pages"].as_u64().unwrap() >= 3, "{r}");
+    let html = std::fs::read_to_string(dir.join(format!("reports/cslake-report-{D}.html"))).unwrap();
+    for tier in ["Enterprise", "Mid-Market", "SMB"] {
+        assert!(
+            html.contains(&format!("<tr><td>{tier}</td>")),
+            "segment {tier} in the report"
+        );
+    }
 }
