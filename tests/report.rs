@@ -54,6 +54,34 @@ impl PgServer {
             port,
             as_root,
         };
+        // TLS: a private CA and a certificate for 127.0.0.1, as a managed database would have
+        let sh = |cmd: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=cslake-test-ca 2>/dev/null",
+        );
+        sh(
+            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null",
+        );
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        sh(
+            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf 2>/dev/null && chmod 600 server.key",
+        );
         if as_root {
             assert!(
                 Command::new("chown")
@@ -75,9 +103,8 @@ impl PgServer {
             String::from_utf8_lossy(&init.stderr)
         );
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            port,
-            dir.display()
+            "-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
+            d = dir.display()
         );
         let log = dir.join("server.log");
         let up = s.pg(
@@ -117,7 +144,10 @@ impl PgServer {
     }
 
     fn url(&self) -> String {
-        format!("postgres://cslake@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://cslake@127.0.0.1:{}/postgres?sslmode=require",
+            self.port
+        )
     }
 
     /// One query through psql: rows of `|`-separated values.
@@ -200,6 +230,7 @@ target = 0.9
 [publish.postgres]
 url_env = "PG_URL"
 schema = "bi"
+ca_file = "pg/ca.pem"
 
 [report]
 title = "Acme CS report"
@@ -495,6 +526,21 @@ secret_env = "BOARD_SECRET"
         .unwrap();
     assert_eq!(sent["sha256"], sha.as_str());
     assert_eq!(sent["size"], pdf_bytes.len());
+
+    // TLS is verified: without the private CA the server's certificate is refused
+    let toml = std::fs::read_to_string(dir.join("cslake.toml")).unwrap();
+    std::fs::write(
+        dir.join("no-ca.toml"),
+        toml.replace("ca_file = \"pg/ca.pem\"\n", ""),
+    )
+    .unwrap();
+    let untrusted = run(&["--config", "no-ca.toml", "publish", "--as-of", D]);
+    assert_ne!(untrusted.code, 0);
+    assert!(
+        untrusted.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        untrusted.stderr
+    );
 
     // mistakes are named, and nothing is written
     let bad = run(&["report", "--as-of", D, "--format", "docx", "--out", "out2"]);

@@ -81,6 +81,9 @@ pub struct PostgresConfig {
     /// Lake tables to publish (default: every `analytics.*` table). Each becomes
     /// `<schema>.<zone>_<name>`.
     pub tables: Option<Vec<String>>,
+    /// A PEM file with the CA that signed the server's certificate, when it is not a public one
+    /// (TLS itself is asked for with `sslmode=require` in the URL).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `cslake report`.

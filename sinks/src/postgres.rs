@@ -3,7 +3,7 @@
 //! when the lake table gains columns; one day's partition is upserted in one transaction (staged
 //! with COPY, `INSERT … ON CONFLICT DO UPDATE`, then the partition's rows that are no longer in
 //! the lake are deleted), so a re-run of a day leaves exactly that day's rows. `_cslake_sync`
-//! records when each partition was last written.
+//! records when each partition was last written. TLS follows the URL's `sslmode`.
 
 use std::fmt::Write as _;
 
@@ -11,7 +11,8 @@ use deltalake::arrow::array::{Array, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Schema, TimeUnit};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::SinkExt;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Errors from PostgreSQL, with the table they concern.
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +106,17 @@ pub struct SyncStats {
 }
 
 impl PgSink {
-    /// Connects (`postgres://user:password@host:port/db?…` or key=value form). TLS is not
-    /// offered: use a local socket, a private network or an SSH/TLS tunnel.
-    pub async fn connect(url: &str, schema: &str) -> Result<Self, PgError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
+    /// Connects (`postgres://user:password@host:port/db?sslmode=require` or the key=value form).
+    /// `sslmode=require` insists on TLS, `prefer` (the default) uses it when the server offers it,
+    /// `disable` never does; certificates are checked against the platform's roots plus
+    /// `ca_pem` (a private CA), and the server's name against its certificate.
+    pub async fn connect(url: &str, schema: &str, ca_pem: Option<&[u8]>) -> Result<Self, PgError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| err(format!("connection URL {}", redact(url)), e))?;
+        let tls = MakeRustlsConnect::new(tls_config(ca_pem)?);
+        let (client, connection) = config
+            .connect(tls)
             .await
             .map_err(|e| db_err(format!("connecting to {}", redact(url)), e))?;
         let conn = tokio::spawn(async move {
@@ -362,6 +370,30 @@ impl PgSink {
             created,
         })
     }
+}
+
+/// rustls with the ring provider, the platform's roots and an optional private CA.
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, PgError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let extra: Vec<CertificateDer<'static>> = match ca_pem {
+        None => Vec::new(),
+        Some(pem) => CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err("ca_file", format!("not a PEM certificate: {e}")))?,
+    };
+    if ca_pem.is_some() && extra.is_empty() {
+        return Err(err("ca_file", "no certificate in the file"));
+    }
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+        .map_err(|e| err("TLS", e))?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("TLS", e))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 /// The URL without its password, for messages.

@@ -71,7 +71,18 @@ pub async fn publish(
     }
     let schema = pg.schema.clone().unwrap_or_else(|| "cslake".into());
     let ctx = lake.session().await?;
-    let mut sink = PgSink::connect(&url, &schema)
+    let ca_pem = pg
+        .ca_file
+        .as_ref()
+        .map(|p| {
+            let p = settings.config_path(p);
+            std::fs::read(&p).map_err(|source| Error::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        })
+        .transpose()?;
+    let mut sink = PgSink::connect(&url, &schema, ca_pem.as_deref())
         .await
         .map_err(|e| Error::Job(e.to_string()))?;
     let mut report = PublishReport {
