@@ -379,3 +379,108 @@ fn a_50_mb_field_is_quarantined_without_losing_the_rows_around_it() {
         "2,name,\"row 2, field 'name': 52428800 bytes, above the 1 MiB a field may hold (an unclosed quote?)\",true"
     );
 }
+
+#[test]
+fn a_large_event_export_spills_to_disk_and_lands_the_same_rows() {
+    let (_tmp, dir) = workspace(40, 90, "2026-06-30");
+    // a re-delivered event in a later file: the first delivery wins, spilled or not
+    let part = std::fs::read_dir(dir.join("data/usage_events"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&part).unwrap();
+    let header = text.lines().next().unwrap().to_string();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    let (id, account) = (row[0].to_string(), row[1].to_string());
+    std::fs::write(
+        dir.join("data/usage_events/zz-redelivered.csv"),
+        format!("{header}\n{id},{account},,redelivered,2026-06-29T10:00:00Z,1\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("spill.toml"), "[ingest]\nspill_rows = 500\n").unwrap();
+    std::fs::write(dir.join("plain.toml"), "").unwrap();
+    let spilled = cslake(
+        &dir,
+        &[
+            "--config",
+            "spill.toml",
+            "--lake",
+            "lake-spill",
+            "ingest",
+            "--source",
+            "data",
+        ],
+    )
+    .ok();
+    let plain = cslake(
+        &dir,
+        &[
+            "--config",
+            "plain.toml",
+            "--lake",
+            "lake-plain",
+            "ingest",
+            "--source",
+            "data",
+        ],
+    )
+    .ok();
+    let inserted = |o: &crate::Out| {
+        o.summary()["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "usage_events")
+            .map(|t| t["inserted"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert!(inserted(&plain) > 2000, "enough rows to spill several parts");
+    assert_eq!(inserted(&spilled), inserted(&plain));
+    let rows = |lake: &str| {
+        let out = cslake(
+            &dir,
+            &[
+                "--lake",
+                lake,
+                "query",
+                "SELECT event_id, account_id, contact_id, event_type, event_time, quantity FROM core.usage_events ORDER BY event_id",
+                "--format",
+                "csv",
+            ],
+        )
+        .ok();
+        out.stdout.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let (a, b) = (rows("lake-spill"), rows("lake-plain"));
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "the spilled load differs from the in-memory one");
+    assert!(
+        !a.iter().any(|l| l.contains("redelivered")),
+        "the first delivery wins"
+    );
+
+    // a later large run into the existing table adds only what is new
+    std::fs::create_dir_all(dir.join("more/usage_events")).unwrap();
+    let mut csv = format!("{header}\n");
+    for i in 0..1200 {
+        csv.push_str(&format!("NEW-{i},{account},,login,2026-06-30T08:00:00Z,1\n"));
+    }
+    csv.push_str(&format!("{id},{account},,redelivered,2026-06-30T09:00:00Z,1\n"));
+    std::fs::write(dir.join("more/usage_events/more.csv"), csv).unwrap();
+    let more = cslake(
+        &dir,
+        &[
+            "--config",
+            "spill.toml",
+            "--lake",
+            "lake-spill",
+            "ingest",
+            "--source",
+            "more",
+        ],
+    )
+    .ok();
+    assert_eq!(inserted(&more), 1200);
+}

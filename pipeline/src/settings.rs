@@ -176,6 +176,9 @@ pub struct IngestConfig {
     pub reject_threshold: Option<f64>,
     /// `quarantine` (default) or `keep` rows that reference an unknown account.
     pub orphans: Option<String>,
+    /// Rows of an event table a run keeps in memory before it moves them to local disk until the
+    /// commit (default 1,000,000): memory stays bounded however large the export.
+    pub spill_rows: Option<usize>,
     /// Per canonical table: which files hold it and how their fields map.
     #[serde(default)]
     pub tables: HashMap<String, TableMapping>,
@@ -817,6 +820,10 @@ impl Settings {
     /// The `[pii]` protector, when configured (its keys are read from the environment here).
     pub fn pii(&self) -> Result<Option<crate::pii::Protector>> {
         crate::pii::Protector::from_config(&self.file.pii)
+    }
+
+    pub fn spill_rows(&self) -> usize {
+        self.file.ingest.spill_rows.unwrap_or(1_000_000).max(1)
     }
 
     pub fn keep_orphans(&self) -> bool {

@@ -1,10 +1,13 @@
 use std::collections::HashMap;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::SessionContext;
+use std::sync::Arc;
+
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
 use url::Url;
 
 use crate::{Error, Result};
@@ -219,18 +222,99 @@ impl DeltaTarget {
         let Some(table) = self.open().await? else {
             return self.append(batches, &[], run_id).await;
         };
-        let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        if batches.is_empty() {
             return Ok(WriteStats {
                 version: table.version(),
                 ..Default::default()
             });
-        };
-        let source = SessionContext::new().read_batches(batches)?;
-        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        }
+        let ctx = SessionContext::new();
+        let source = ctx.read_batches(batches)?;
+        self.merge_new(table, source, key, &ctx, run_id).await
+    }
+
+    /// Like [`insert_new`](Self::insert_new) for rows that need not fit in memory: `source` is
+    /// planned and executed in `ctx` (its memory pool and spilling apply) and streamed into the
+    /// table; one commit, as for batches.
+    pub async fn insert_new_df(
+        &self,
+        source: DataFrame,
+        key: &str,
+        ctx: &SessionContext,
+        run_id: &str,
+    ) -> Result<WriteStats> {
+        match self.open().await? {
+            Some(table) => self.merge_new(table, source, key, ctx, run_id).await,
+            None => self.write_df(source, ctx, SaveMode::Append, run_id).await,
+        }
+    }
+
+    /// Replaces the whole table's content with the rows of `df`, streamed (see
+    /// [`insert_new_df`](Self::insert_new_df)); one commit.
+    pub async fn overwrite_df(
+        &self,
+        df: DataFrame,
+        ctx: &SessionContext,
+        run_id: &str,
+    ) -> Result<WriteStats> {
+        self.write_df(df, ctx, SaveMode::Overwrite, run_id).await
+    }
+
+    async fn write_df(
+        &self,
+        df: DataFrame,
+        ctx: &SessionContext,
+        mode: SaveMode,
+        run_id: &str,
+    ) -> Result<WriteStats> {
+        let table = self
+            .handle()
+            .await?
+            .write(Vec::<RecordBatch>::new())
+            .with_input_plan(df.logical_plan().clone())
+            .with_session_state(delta_state(ctx))
+            .with_save_mode(mode)
+            .with_commit_properties(self.commit(run_id))
+            .await
+            .map_err(|e| self.err(e))?;
+        // the rows written, from the commit's own metrics (counting first would run the plan twice)
+        let info: Vec<_> = table
+            .history(Some(1))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        let inserted = info
+            .first()
+            .and_then(|c| c.info.get("operationMetrics"))
+            .and_then(|m| m.get("num_added_rows"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0) as usize;
+        Ok(WriteStats {
+            inserted,
+            version: table.version(),
+            ..Default::default()
+        })
+    }
+
+    async fn merge_new(
+        &self,
+        table: DeltaTable,
+        source: DataFrame,
+        key: &str,
+        ctx: &SessionContext,
+        run_id: &str,
+    ) -> Result<WriteStats> {
+        let columns: Vec<String> = source
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let (table, m) = table
             .merge(source, format!("target.{key} = source.{key}"))
             .with_source_alias("source")
             .with_target_alias("target")
+            .with_session_state(delta_state(ctx))
             .with_commit_properties(self.commit(run_id))
             .when_not_matched_insert(|i| {
                 columns
@@ -246,6 +330,15 @@ impl DeltaTarget {
             ..Default::default()
         })
     }
+}
+
+/// `ctx`'s session (its memory pool, spilling and object stores) with delta-rs's planner, which
+/// knows the plan nodes its writers add.
+fn delta_state(ctx: &SessionContext) -> Arc<dyn deltalake::datafusion::catalog::Session> {
+    let state = deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    Arc::new(state)
 }
 
 impl DeltaTarget {

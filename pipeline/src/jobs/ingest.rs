@@ -50,8 +50,74 @@ struct Staged {
     /// Canonical columns some file of this run provides (others are left alone on update).
     present: Vec<&'static str>,
     batches: Vec<RecordBatch>,
+    /// Event rows moved to local disk (large runs), in the order they were read.
+    spill: Option<Spill>,
     rejected: Vec<Rejected>,
     load: TableLoad,
+}
+
+/// The staged rows of a large event table, on local disk until the run commits: Parquet parts in
+/// a temporary folder (removed when dropped), each row with its position in the run (`_ord`) so
+/// the first delivery of an event still wins.
+struct Spill {
+    dir: tempfile::TempDir,
+    parts: usize,
+    rows: u64,
+}
+
+impl Staged {
+    fn staged_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Moves the batches in memory to a new Parquet part of the spill.
+    fn spill(&mut self) -> Result<()> {
+        use deltalake::arrow::array::UInt64Array;
+        use deltalake::arrow::datatypes::{DataType, Field};
+        if self.batches.is_empty() {
+            return Ok(());
+        }
+        if self.spill.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("cslake-spill-{}-", self.spec.name))
+                .tempdir()
+                .map_err(|source| Error::Io {
+                    path: std::env::temp_dir().display().to_string(),
+                    source,
+                })?;
+            self.spill = Some(Spill {
+                dir,
+                parts: 0,
+                rows: 0,
+            });
+        }
+        let spill = self.spill.as_mut().expect("spill");
+        let path = spill.dir.path().join(format!("part-{:05}.parquet", spill.parts));
+        let mut writer: Option<cslake_sinks::FileWriter> = None;
+        for b in std::mem::take(&mut self.batches) {
+            let n = b.num_rows() as u64;
+            let ord: std::sync::Arc<dyn deltalake::arrow::array::Array> =
+                std::sync::Arc::new(UInt64Array::from_iter_values(spill.rows..spill.rows + n));
+            let b = super::util::append_column(&b, Field::new("_ord", DataType::UInt64, false), ord)?;
+            if writer.is_none() {
+                writer = Some(
+                    cslake_sinks::FileWriter::create(&path, cslake_sinks::FileFormat::Parquet, b.schema())
+                        .map_err(|e| Error::Job(e.to_string()))?,
+                );
+            }
+            writer
+                .as_mut()
+                .expect("writer")
+                .write(&b)
+                .map_err(|e| Error::Job(e.to_string()))?;
+            spill.rows += n;
+        }
+        if let Some(w) = writer {
+            w.finish().map_err(|e| Error::Job(e.to_string()))?;
+        }
+        spill.parts += 1;
+        Ok(())
+    }
 }
 
 /// Audit columns: set on every write, not compared to decide whether a row changed.
@@ -84,6 +150,8 @@ struct Stager {
     /// `[pii]`: personal columns are stored protected.
     pii: Option<crate::pii::Protector>,
     keep_orphans: bool,
+    /// `[ingest] spill_rows`.
+    spill_rows: usize,
     ingested_at: chrono::DateTime<Utc>,
     attendees: Option<AttendeeIndex>,
 }
@@ -113,6 +181,7 @@ impl Stager {
                 })
                 .collect(),
             keep_orphans: settings.keep_orphans(),
+            spill_rows: settings.spill_rows(),
             ingested_at: Utc::now(),
             attendees: None,
         })
@@ -123,6 +192,7 @@ impl Stager {
             spec,
             present: Vec::new(),
             batches: Vec::new(),
+            spill: None,
             rejected: Vec::new(),
             load: TableLoad {
                 table: spec.name.into(),
@@ -243,6 +313,9 @@ impl Stager {
                 .extend(strings(&batch, "account_id")?.into_iter().flatten());
         }
         st.batches.push(batch);
+        if spec.kind == Kind::Event && st.staged_rows() >= self.spill_rows {
+            st.spill()?;
+        }
         Ok(())
     }
 }
@@ -487,6 +560,54 @@ async fn commit(
         tables: Vec::new(),
     };
     for mut st in staged {
+        if st.spill.is_some() {
+            // a large event table: deduplicated and written from disk, streamed in one commit
+            st.spill()?;
+            let spill = st.spill.take().expect("spill");
+            progress.start(&format!("load {}", st.spec.name), None);
+            let ctx = lake.session().await?;
+            ctx.register_parquet(
+                "_cslake_spill",
+                &spill.dir.path().display().to_string(),
+                deltalake::datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await?;
+            let columns: Vec<String> = ctx
+                .table("_cslake_spill")
+                .await?
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .filter(|c| c != "_ord")
+                .map(|c| format!("\"{c}\""))
+                .collect();
+            let df = ctx
+                .sql(&format!(
+                    "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY \"{key}\" ORDER BY _ord) AS _cslake_rn FROM _cslake_spill) WHERE _cslake_rn = 1",
+                    cols = columns.join(", "),
+                    key = st.spec.key
+                ))
+                .await?;
+            let stats = lake
+                .target("core", st.spec.name)
+                .insert_new_df(df, st.spec.key, &ctx, &run.run_id)
+                .await?;
+            progress.finish();
+            st.load.inserted = stats.inserted;
+            st.load.version = stats.version;
+            run.wrote(&format!("core.{}", st.spec.name), stats.inserted, stats.version);
+            crate::fault_point("ingest:mid-load");
+            tracing::info!(
+                table = st.spec.name,
+                inserted = stats.inserted,
+                staged = spill.rows,
+                version = stats.version,
+                "loaded (from the spill)"
+            );
+            report.tables.push(st.load);
+            continue;
+        }
         if let Some(batch) = dedupe(&st.batches, st.spec.key, st.spec.kind == Kind::Entity)? {
             progress.start(&format!("load {}", st.spec.name), None);
             let target = lake.target("core", st.spec.name);

@@ -49,7 +49,7 @@ pub async fn refresh_usage_daily(
     };
     let target = lake.target("features", "usage_daily");
     let source = USAGE_DAILY_SQL.replace("FROM usage_events", "FROM core.usage_events");
-    let (batches, report) = match (&watermark, exists && !rebuild) {
+    let report = match (&watermark, exists && !rebuild) {
         (Some(w), true) => {
             let q = format!(
                 "SELECT DISTINCT CAST(CAST(event_time AS DATE) AS VARCHAR) AS d FROM core.usage_events \
@@ -85,45 +85,36 @@ pub async fn refresh_usage_daily(
             let w = target
                 .replace_where(batches, &format!("event_date IN ({list})"), &[], &run.run_id)
                 .await?;
-            (
-                None,
-                RollupReport {
-                    mode: "incremental".into(),
-                    days: days.len(),
-                    rows,
-                    version: w.version,
-                },
-            )
+            RollupReport {
+                mode: "incremental".into(),
+                days: days.len(),
+                rows,
+                version: w.version,
+            }
         }
         _ => {
-            let batches = sql(&ctx, &source.replace("{{where}}", "")).await?;
-            let rows = batches.iter().map(|b| b.num_rows()).sum();
-            (
-                Some(batches),
-                RollupReport {
-                    mode: "full".into(),
-                    rows,
-                    ..Default::default()
-                },
+            // the whole history: streamed from the events into the table (a year of events for
+            // 100K accounts does not fit in memory), aggregation spilling beyond the memory limit
+            let df = ctx.sql(&source.replace("{{where}}", "")).await?;
+            let w = target.overwrite_df(df, &ctx, &run.run_id).await?;
+            let days = sql(
+                &ctx,
+                "SELECT COUNT(DISTINCT CAST(event_time AS DATE)) AS n FROM core.usage_events",
             )
+            .await?
+            .first()
+            .map(|b| super::util::floats(b, "n"))
+            .transpose()?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0.0);
+            RollupReport {
+                mode: "full".into(),
+                days: days as usize,
+                rows: w.inserted,
+                version: w.version,
+            }
         }
     };
-    let mut report = report;
-    if let Some(batches) = batches.filter(|b| b.iter().any(|b| b.num_rows() > 0)) {
-        let days = sql(
-            &ctx,
-            "SELECT COUNT(DISTINCT CAST(event_time AS DATE)) AS n FROM core.usage_events",
-        )
-        .await?
-        .first()
-        .map(|b| super::util::floats(b, "n"))
-        .transpose()?
-        .and_then(|v| v.first().copied())
-        .unwrap_or(0.0);
-        report.days = days as usize;
-        let w = target.overwrite(batches, &run.run_id).await?;
-        report.version = w.version;
-    }
     run.wrote("features.usage_daily", report.rows, report.version);
     tracing::info!(
         mode = report.mode.as_str(),
