@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use cslake_pipeline::records::{BatchBuilder, Mapping, RawRecords, RawRow, cast_records};
-use cslake_pipeline::schema::USAGE_EVENTS;
+use cslake_pipeline::ingest::records::{BatchBuilder, Mapping, RawRecords, RawRow, cast_records};
+use cslake_pipeline::lake::schema::USAGE_EVENTS;
 use cslake_pipeline::settings::TableMapping;
 
 fn records(n: usize) -> RawRecords {

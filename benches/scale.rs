@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use cslake_pipeline::sources::demo::{GenOptions, generate};
-use cslake_pipeline::{Lake, NoProgress, RunContext, Settings, jobs};
+use cslake_pipeline::demo::{GenOptions, generate};
+use cslake_pipeline::{Lake, NoProgress, RunContext, Settings, features, ingest, lake};
 use cslake_sinks::FileFormat;
 
 fn env(name: &str, default: usize) -> usize {
@@ -54,12 +54,12 @@ fn main() {
         let mut run = RunContext::new("bench", "bench", vec![], Some(end));
         let t = Instant::now();
         let source = opts.out.display().to_string();
-        let r = jobs::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
+        let r = ingest::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
             .await
             .expect("ingest");
         report("ingest", r.read, t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let f = jobs::features(&lake, &settings, end, false, &mut run)
+        let f = features::features(&lake, &settings, end, false, &mut run)
             .await
             .expect("features");
         report("features (full)", events, t.elapsed().as_secs_f64());
@@ -68,7 +68,7 @@ fn main() {
         // one more day: the last day's events again, a day later and with new ids
         let next = end + chrono::Duration::days(1);
         let ctx = lake.session().await.expect("session");
-        let day = jobs::util::sql(
+        let day = lake::query::sql(
             &ctx,
             &format!(
                 "SELECT 'N-' || event_id AS event_id, account_id, contact_id, event_type, \
@@ -91,12 +91,12 @@ fn main() {
         let t = Instant::now();
         let mut run = RunContext::new("bench", "bench", vec![], Some(next));
         let source = dir.path().join("next").display().to_string();
-        jobs::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
+        ingest::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
             .await
             .expect("ingest day");
         report("ingest (one day)", new_events, t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let f = jobs::features(&lake, &settings, next, false, &mut run)
+        let f = features::features(&lake, &settings, next, false, &mut run)
             .await
             .expect("features day");
         report("features (next day)", new_events, t.elapsed().as_secs_f64());

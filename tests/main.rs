@@ -11,6 +11,7 @@ mod fixture;
 mod foreign;
 mod governance;
 mod input;
+mod properties;
 mod report;
 mod s3;
 

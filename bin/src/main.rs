@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
-use cslake_pipeline::jobs;
-use cslake_pipeline::sources::demo::{GenOptions, generate};
+use cslake_pipeline::demo::{GenOptions, generate};
 use cslake_pipeline::{Error, Lake, Progress, RunContext, Settings};
+use cslake_pipeline::{act, admin, analytics, features, ingest, lake, score, train};
 use cslake_sinks::FileFormat;
 use serde_json::json;
 
@@ -497,10 +497,10 @@ struct SubjectArgs {
 }
 
 impl SubjectArgs {
-    fn subject(&self) -> jobs::gdpr::Subject {
+    fn subject(&self) -> admin::gdpr::Subject {
         match (&self.contact, &self.account) {
-            (Some(c), _) => jobs::gdpr::Subject::Contact(c.clone()),
-            (None, Some(a)) => jobs::gdpr::Subject::Account(a.clone()),
+            (Some(c), _) => admin::gdpr::Subject::Contact(c.clone()),
+            (None, Some(a)) => admin::gdpr::Subject::Account(a.clone()),
             (None, None) => unreachable!("clap requires one"),
         }
     }
@@ -673,7 +673,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: Some(action), ..
         } => {
             let lake = open_lake()?;
-            let views = jobs::describe_views(&lake, &settings).await?;
+            let views = features::describe_views(&lake, &settings).await?;
             match action {
                 FeaturesAction::List => {
                     output::views(&views);
@@ -713,7 +713,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         &lake,
                         new_run("features training-set", Some(as_of)),
                         async |run| {
-                            jobs::write_training_set(
+                            train::write_training_set(
                                 &lake,
                                 &settings,
                                 target,
@@ -757,7 +757,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         Some(d) => format!("DATE '{d}'"),
                         None => "(SELECT MAX(as_of_date) FROM ops.feature_stats)".into(),
                     };
-                    let batches = jobs::util::sql(
+                    let batches = lake::query::sql(
                         &ctx,
                         &format!(
                             "SELECT view, feature, rows, round(null_rate, 3) AS null_rate, round(min, 3) AS min, \
@@ -770,7 +770,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let rows = output::print_batches(&batches, output::Format::Table)?;
                     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
                     for b in &batches {
-                        for s in jobs::util::strings(b, "status")?.into_iter().flatten() {
+                        for s in lake::query::strings(b, "status")?.into_iter().flatten() {
                             *statuses.entry(s).or_default() += 1;
                         }
                     }
@@ -793,7 +793,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             let lake = open_lake()?;
             let (report, run) = audited(&lake, new_run("features", Some(d)), async |run| {
-                jobs::features(&lake, &settings, d, strict, run).await
+                features::features(&lake, &settings, d, strict, run).await
             })
             .await?;
             out!(
@@ -812,7 +812,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let q = "SELECT version, status, as_of_date, training_rows, test_rows, \
                              ROUND(roc_auc, 3) AS roc_auc, ROUND(pr_auc, 3) AS pr_auc, ROUND(brier, 4) AS brier, \
                              ROUND(top_decile_lift, 2) AS lift, reason FROM models.registry ORDER BY created_at DESC";
-                    let batches = jobs::util::sql(&ctx, q).await?;
+                    let batches = lake::query::sql(&ctx, q).await?;
                     let rows = output::print_batches(&batches, output::Format::Table)?;
                     out!(
                         "{}",
@@ -821,9 +821,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ModelsAction::Show { version } => {
                     let ctx = lake.session().await?;
-                    let entries = jobs::registry::load(&ctx).await?;
-                    let entry = &entries[jobs::registry::position(&entries, &version)?];
-                    let artifact = jobs::registry::load_artifact(&lake, entry).await?;
+                    let entries = train::registry::load(&ctx).await?;
+                    let entry = &entries[train::registry::position(&entries, &version)?];
+                    let artifact = train::registry::load_artifact(&lake, entry).await?;
                     out!("{}", serde_json::to_string_pretty(&artifact.meta)?);
                     out!(
                         "{}",
@@ -832,7 +832,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ModelsAction::Promote { version } => {
                     let (entry, run) = audited(&lake, new_run("models promote", None), async |run| {
-                        jobs::registry::promote(&lake, &version, run).await
+                        train::registry::promote(&lake, &version, run).await
                     })
                     .await?;
                     out!("{} is the current model ({})", entry.version, entry.reason);
@@ -843,7 +843,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ModelsAction::Rollback => {
                     let (entry, run) = audited(&lake, new_run("models rollback", None), async |run| {
-                        jobs::registry::rollback(&lake, run).await
+                        train::registry::rollback(&lake, run).await
                     })
                     .await?;
                     out!("{} is the current model again", entry.version);
@@ -858,7 +858,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             let d = as_of.as_of;
             let (r, run) = audited(&lake, new_run("evaluate", Some(d)), async |run| {
-                jobs::evaluate(&lake, &settings, d, out.as_deref(), run).await
+                train::evaluate(&lake, &settings, d, out.as_deref(), run).await
             })
             .await?;
             out!(
@@ -903,7 +903,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { to, verify } => {
             let lake = open_lake()?;
             if verify {
-                let report = jobs::backup::verify(&to, &settings.file.storage).await?;
+                let report = admin::backup::verify(&to, &settings.file.storage).await?;
                 out!(
                     "Checked {} objects of the backup at {}: {} damaged or missing",
                     report.checked,
@@ -931,7 +931,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             } else {
                 let (report, run) = audited(&lake, new_run("backup", None), async |run| {
-                    jobs::backup::backup(&lake, &to, &settings.file.storage, run).await
+                    admin::backup::backup(&lake, &to, &settings.file.storage, run).await
                 })
                 .await?;
                 out!(
@@ -952,7 +952,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match (from, table, version) {
                 (_, Some(table), Some(version)) => {
                     let (v, run) = audited(&lake, new_run("restore", None), async |run| {
-                        jobs::backup::restore_version(&lake, &table, version, run).await
+                        admin::backup::restore_version(&lake, &table, version, run).await
                     })
                     .await?;
                     out!(
@@ -966,7 +966,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (Some(from), table, None) => {
                     let (report, run) = finish(&lake, new_run("restore", None), async |run| {
-                        jobs::backup::restore_from(
+                        admin::backup::restore_from(
                             &lake,
                             &from,
                             table.as_deref(),
@@ -997,7 +997,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Lineage { table, limit } => {
             let lake = open_lake()?;
-            let versions = jobs::lineage::lineage(&lake, &table, limit).await?;
+            let versions = lake::lineage::lineage(&lake, &table, limit).await?;
             for v in &versions {
                 let inputs = v
                     .inputs
@@ -1027,7 +1027,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             let d = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let (report, run) = audited(&lake, new_run("maintain", Some(d)), async |run| {
-                jobs::maintain::maintain(&lake, &settings, d, dry_run, run).await
+                admin::maintain::maintain(&lake, &settings, d, dry_run, run).await
             })
             .await?;
             output::maintained(&report);
@@ -1044,15 +1044,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // the audit row names the subject only by its hash
             let raw = match &subject {
-                jobs::gdpr::Subject::Contact(c) | jobs::gdpr::Subject::Account(c) => c.clone(),
+                admin::gdpr::Subject::Contact(c) | admin::gdpr::Subject::Account(c) => c.clone(),
             };
             let scrubbed: Vec<String> = args.iter().map(|a| a.replace(&raw, &subject.hashed())).collect();
             let run = RunContext::new(command, &settings.actor, scrubbed, None);
-            let pii = settings.pii()?;
+            let pii = cslake_pipeline::lake::pii::Protector::from_settings(&settings)?;
             match action {
                 GdprAction::Erase { dry_run, .. } => {
                     let (report, run) = audited(&lake, run, async |run| {
-                        jobs::gdpr::erase(&lake, &subject, pii.as_ref(), dry_run, run).await
+                        admin::gdpr::erase(&lake, &subject, pii.as_ref(), dry_run, run).await
                     })
                     .await?;
                     output::erased(&report);
@@ -1063,7 +1063,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 GdprAction::Export { out, .. } => {
                     let (data, run) = audited(&lake, run, async |_| {
-                        jobs::gdpr::export(&lake, &subject, pii.as_ref()).await
+                        admin::gdpr::export(&lake, &subject, pii.as_ref()).await
                     })
                     .await?;
                     let text = serde_json::to_string_pretty(&data)?;
@@ -1111,7 +1111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "runs show",
                 ),
             };
-            let batches = jobs::util::sql(&ctx, &sql).await?;
+            let batches = lake::query::sql(&ctx, &sql).await?;
             let rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
             if let RunsAction::Show { run_id } = &action
                 && rows == 0
@@ -1133,7 +1133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             let d = as_of.as_of;
             let (report, run) = audited(&lake, new_run("train", Some(d)), async |run| {
-                jobs::train(&lake, &settings, d, strict, run).await
+                train::train(&lake, &settings, d, strict, run).await
             })
             .await?;
             output::trained(&report);
@@ -1146,7 +1146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             let d = as_of.as_of;
             let (report, run) = audited(&lake, new_run("score", Some(d)), async |run| {
-                jobs::score(&lake, &settings, d, run).await
+                score::score(&lake, &settings, d, run).await
             })
             .await?;
             output::scored(&report);
@@ -1161,10 +1161,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = if dry_run {
                 // reads only: no audit row
                 let mut run = new_run("act", Some(d));
-                jobs::act::act(&lake, &settings, d, true, &mut run).await?
+                act::act(&lake, &settings, d, true, &mut run).await?
             } else {
                 audited(&lake, new_run("act", Some(d)), async |run| {
-                    jobs::act::act(&lake, &settings, d, false, run).await
+                    act::act(&lake, &settings, d, false, run).await
                 })
                 .await?
                 .0
@@ -1179,7 +1179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             let d = as_of.as_of;
             let (r, run) = audited(&lake, new_run("analytics", Some(d)), async |run| {
-                jobs::analytics::analytics(&lake, &settings, d, run).await
+                analytics::analytics(&lake, &settings, d, run).await
             })
             .await?;
             output::analysed(&r);
@@ -1192,7 +1192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             let d = as_of.as_of;
             let (r, run) = audited(&lake, new_run("publish", Some(d)), async |run| {
-                jobs::publish::publish(&lake, &settings, d, run).await
+                analytics::publish::publish(&lake, &settings, d, run).await
             })
             .await?;
             output::published(&r);
@@ -1209,10 +1209,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let lake = open_lake()?;
             let d = as_of.as_of;
-            let built = jobs::report::build(&lake, &settings, d).await?;
-            let r = jobs::report::write(built, &format, &out)?;
+            let built = analytics::report::build(&lake, &settings, d).await?;
+            let r = analytics::report::write(built, &format, &out)?;
             let deliveries = if deliver {
-                jobs::report::deliver(&settings, &r).await?
+                analytics::report::deliver(&settings, &r).await?
             } else {
                 Vec::new()
             };
@@ -1228,7 +1228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Account { account_id, as_of } => {
             let lake = open_lake()?;
-            let a = jobs::account::account(&lake, &account_id, as_of).await?;
+            let a = analytics::account::account(&lake, &account_id, as_of).await?;
             output::account(&a);
             out!(
                 "{}",
@@ -1239,7 +1239,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: HealthAction::SuggestWeights { as_of },
         } => {
             let lake = open_lake()?;
-            let s = jobs::health_weights::suggest_weights(&lake, &settings, as_of.as_of).await?;
+            let s = train::health_weights::suggest_weights(&lake, &settings, as_of.as_of).await?;
             out!("{}", s.diff.trim_end());
             out!(
                 "{}",
@@ -1250,7 +1250,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             match action {
                 PlaybooksAction::List => {
-                    let entries = jobs::act::list(&settings)?;
+                    let entries = act::list(&settings)?;
                     output::playbooks(&entries);
                     out!(
                         "{}",
@@ -1258,8 +1258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 PlaybooksAction::Validate { as_of } => {
-                    let entries = jobs::act::list(&settings)?;
-                    let warnings = jobs::act::validate(&lake, &settings, as_of).await?;
+                    let entries = act::list(&settings)?;
+                    let warnings = act::validate(&lake, &settings, as_of).await?;
                     for w in &warnings {
                         out!("warning: {w}");
                     }
@@ -1271,7 +1271,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 PlaybooksAction::DryRun { as_of } => {
                     let mut run = new_run("act", Some(as_of.as_of));
-                    let report = jobs::act::act(&lake, &settings, as_of.as_of, true, &mut run).await?;
+                    let report = act::act(&lake, &settings, as_of.as_of, true, &mut run).await?;
                     output::acted(&report);
                     out!(
                         "{}",
@@ -1279,7 +1279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 PlaybooksAction::Stats { as_of } => {
-                    let (date, batches) = jobs::act::stats(&lake, as_of).await?;
+                    let (date, batches) = act::stats(&lake, as_of).await?;
                     let Some(date) = date else {
                         return Err(Error::Job(
                             "no playbook statistics yet: run `cslake act --as-of DATE` first".into(),
@@ -1320,7 +1320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 TasksAction::Complete { task_id, by } => {
                     let by = by.unwrap_or_else(|| settings.actor.clone());
                     let (task, run) = audited(&lake, new_run("tasks complete", None), async |run| {
-                        jobs::act::complete_task(&lake, &task_id, &by, run).await
+                        act::complete_task(&lake, &task_id, &by, run).await
                     })
                     .await?;
                     out!("Task {} completed by {by}: {}", task.task_id, task.title);
@@ -1349,7 +1349,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 AlertsAction::Ack { alert_id, by } => {
                     let by = by.unwrap_or_else(|| settings.actor.clone());
                     let (alert, run) = audited(&lake, new_run("alerts ack", None), async |run| {
-                        jobs::act::ack_alert(&lake, &alert_id, &by, run).await
+                        act::ack_alert(&lake, &alert_id, &by, run).await
                     })
                     .await?;
                     out!("Alert {} acknowledged by {by}: {}", alert.alert_id, alert.title);
@@ -1364,7 +1364,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: CampaignsAction::Report { as_of },
         } => {
             let lake = open_lake()?;
-            let arms = jobs::act::campaign_report(&lake, &settings, as_of).await?;
+            let arms = act::campaign_report(&lake, &settings, as_of).await?;
             output::campaigns(&arms);
             out!(
                 "{}",
@@ -1479,11 +1479,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: PiiAction::Rotate,
         } => {
             let lake = open_lake()?;
-            let pii = settings
-                .pii()?
+            let pii = cslake_pipeline::lake::pii::Protector::from_settings(&settings)?
                 .ok_or_else(|| Error::Config("[pii] is not configured: nothing to rotate".into()))?;
             let (report, run) = audited(&lake, new_run("pii rotate", None), async |run| {
-                jobs::gdpr::rotate(&lake, &pii, run).await
+                admin::gdpr::rotate(&lake, &pii, run).await
             })
             .await?;
             out!("Re-encrypted under key {}:", report.key);
@@ -1498,10 +1497,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query { sql, format, reveal } => {
             let lake = open_lake()?;
             let ctx = lake.session().await?;
-            let mut batches = jobs::util::sql(&ctx, &sql).await?;
+            let mut batches = lake::query::sql(&ctx, &sql).await?;
             if reveal {
-                let pii = settings
-                    .pii()?
+                let pii = cslake_pipeline::lake::pii::Protector::from_settings(&settings)?
                     .ok_or_else(|| Error::Config("--reveal: [pii] is not configured".into()))?;
                 // revealing personal data is audited
                 let (revealed, _) = audited(&lake, new_run("query --reveal", None), async |run| {
@@ -1533,13 +1531,13 @@ async fn table_query(
     q: &str,
 ) -> anyhow::Result<Vec<deltalake::arrow::array::RecordBatch>> {
     let ctx = lake.session().await?;
-    if !jobs::util::has_table(&ctx, table) {
+    if !lake::query::has_table(&ctx, table) {
         return Err(Error::Job(format!(
             "{table} does not exist yet: run `cslake act --as-of DATE` first"
         ))
         .into());
     }
-    Ok(jobs::util::sql(&ctx, q).await?)
+    Ok(lake::query::sql(&ctx, q).await?)
 }
 
 /// `--source` when given, else every configured source: the file drop, then each `[[sources]]`.
@@ -1574,7 +1572,7 @@ async fn ingest_all(
     let mut per_source = Vec::new();
     for source in sources {
         let (report, run) = audited(lake, new_run("ingest", as_of), async |run| {
-            jobs::ingest(lake, settings, source, full, run, progress).await
+            ingest::ingest(lake, settings, source, full, run, progress).await
         })
         .await?;
         output::ingested(&report);
@@ -1638,7 +1636,7 @@ async fn day(
     }
     if step(Step::Features) {
         let (report, _) = audited(lake, new_run("features", Some(d)), async |run| {
-            jobs::features(lake, settings, d, opts.strict, run).await
+            features::features(lake, settings, d, opts.strict, run).await
         })
         .await?;
         summary["features"] =
@@ -1648,7 +1646,7 @@ async fn day(
     let has_model = ctx.table_exist("models.registry").unwrap_or(false);
     if step(Step::Train) && (opts.retrain || !has_model) {
         let (report, _) = audited(lake, new_run("train", Some(d)), async |run| {
-            jobs::train(lake, settings, d, opts.strict, run).await
+            train::train(lake, settings, d, opts.strict, run).await
         })
         .await?;
         output::trained(&report);
@@ -1656,7 +1654,7 @@ async fn day(
     }
     if step(Step::Score) {
         let (report, _) = audited(lake, new_run("score", Some(d)), async |run| {
-            jobs::score(lake, settings, d, run).await
+            score::score(lake, settings, d, run).await
         })
         .await?;
         output::scored(&report);
@@ -1664,7 +1662,7 @@ async fn day(
     }
     if step(Step::Act) {
         let (report, _) = audited(lake, new_run("act", Some(d)), async |run| {
-            jobs::act::act(lake, settings, d, false, run).await
+            act::act(lake, settings, d, false, run).await
         })
         .await?;
         output::acted(&report);
@@ -1672,7 +1670,7 @@ async fn day(
     }
     if step(Step::Analytics) {
         let (report, _) = audited(lake, new_run("analytics", Some(d)), async |run| {
-            jobs::analytics::analytics(lake, settings, d, run).await
+            analytics::analytics(lake, settings, d, run).await
         })
         .await?;
         output::analysed(&report);
@@ -1680,7 +1678,7 @@ async fn day(
     }
     if step(Step::Publish) && settings.file.publish.postgres.is_some() {
         let (report, _) = audited(lake, new_run("publish", Some(d)), async |run| {
-            jobs::publish::publish(lake, settings, d, run).await
+            analytics::publish::publish(lake, settings, d, run).await
         })
         .await?;
         output::published(&report);

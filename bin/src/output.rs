@@ -3,8 +3,11 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use cslake_pipeline::jobs::{IngestReport, ScoreReport, TrainReport, ViewInfo};
-use cslake_pipeline::sources::demo::GenStats;
+use cslake_pipeline::demo::GenStats;
+use cslake_pipeline::features::ViewInfo;
+use cslake_pipeline::ingest::IngestReport;
+use cslake_pipeline::score::ScoreReport;
+use cslake_pipeline::train::TrainReport;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::util::pretty::pretty_format_batches;
 
@@ -307,7 +310,7 @@ pub fn view(v: &ViewInfo) {
     }
 }
 
-pub fn erased(r: &cslake_pipeline::jobs::gdpr::ErasureReport) {
+pub fn erased(r: &cslake_pipeline::admin::gdpr::ErasureReport) {
     let verb = if r.dry_run { "Would erase" } else { "Erased" };
     out!("{verb} {} from {} table(s)", r.subject, r.tables.len());
     for t in &r.tables {
@@ -321,7 +324,7 @@ pub fn erased(r: &cslake_pipeline::jobs::gdpr::ErasureReport) {
     }
 }
 
-pub fn maintained(r: &cslake_pipeline::jobs::maintain::MaintainReport) {
+pub fn maintained(r: &cslake_pipeline::admin::maintain::MaintainReport) {
     let verb = if r.dry_run { "Would maintain" } else { "Maintained" };
     out!(
         "{verb} {} table(s) as of {} (history kept: {} days)",
@@ -346,7 +349,7 @@ pub fn maintained(r: &cslake_pipeline::jobs::maintain::MaintainReport) {
     }
 }
 
-pub fn acted(r: &cslake_pipeline::jobs::act::ActReport) {
+pub fn acted(r: &cslake_pipeline::act::ActReport) {
     let verb = if r.dry_run { "Would act" } else { "Acted" };
     out!(
         "{verb} on {} scored accounts as of {}: {} enrolled, {} exited, {} completed, {} still active.",
@@ -410,7 +413,7 @@ pub fn acted(r: &cslake_pipeline::jobs::act::ActReport) {
     }
 }
 
-pub fn playbooks(entries: &[cslake_pipeline::jobs::act::LibraryEntry]) {
+pub fn playbooks(entries: &[cslake_pipeline::act::LibraryEntry]) {
     for e in entries {
         out!(
             "{} {} v{} [{}]{} — {}",
@@ -428,7 +431,7 @@ pub fn playbooks(entries: &[cslake_pipeline::jobs::act::LibraryEntry]) {
     }
 }
 
-pub fn campaigns(arms: &[cslake_pipeline::jobs::act::ArmReport]) {
+pub fn campaigns(arms: &[cslake_pipeline::act::ArmReport]) {
     if arms.is_empty() {
         out!("No campaign assignments yet.");
         return;
@@ -464,7 +467,7 @@ pub fn campaigns(arms: &[cslake_pipeline::jobs::act::ArmReport]) {
     }
 }
 
-pub fn analysed(r: &cslake_pipeline::jobs::analytics::AnalyticsReport) {
+pub fn analysed(r: &cslake_pipeline::analytics::AnalyticsReport) {
     let t = &r.total;
     let num = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
     out!(
@@ -583,8 +586,8 @@ pub fn account(a: &serde_json::Value) {
 }
 
 pub fn reported(
-    r: &cslake_pipeline::jobs::report::ReportOutput,
-    deliveries: &[cslake_pipeline::jobs::report::ReportDelivery],
+    r: &cslake_pipeline::analytics::report::ReportOutput,
+    deliveries: &[cslake_pipeline::analytics::report::ReportDelivery],
 ) {
     out!("Report as of {}: {} page(s).", r.as_of, r.pages);
     for f in &r.files {
@@ -602,7 +605,7 @@ pub fn reported(
     }
 }
 
-pub fn published(r: &cslake_pipeline::jobs::publish::PublishReport) {
+pub fn published(r: &cslake_pipeline::analytics::publish::PublishReport) {
     out!("Published {} to {}:", r.as_of, r.target);
     for t in &r.tables {
         let mut extra = Vec::new();

@@ -1,0 +1,398 @@
+//! CRM write-back: scores and top factors onto the CRM's account records, and playbook tasks as
+//! CRM tasks. HubSpot: `POST /crm/v3/objects/companies/batch/update` (100 per request) and
+//! `/crm/v3/objects/tasks/batch/create` associated with the company. Salesforce: the sObject
+//! Collections API `PATCH /services/data/vXX/composite/sobjects` (200 per request, not all or
+//! none) for Accounts and `POST` for Tasks with `WhatId`. Per-record failures are reported
+//! one by one, so one bad record does not hold back the others.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::http::{HttpClient, Options};
+use crate::ingest::connectors::rest::default_auth;
+use crate::settings::CrmConfig;
+use crate::settings::SourceKind;
+use crate::{Error, Result};
+
+/// New values for one CRM record.
+#[derive(Debug, Clone)]
+pub struct RecordUpdate {
+    pub object_id: String,
+    pub fields: BTreeMap<String, Value>,
+}
+
+/// A task to create in the CRM.
+#[derive(Debug, Clone)]
+pub struct CrmTask {
+    pub task_id: String,
+    pub object_id: String,
+    pub subject: String,
+    pub body: String,
+    pub due_date: chrono::NaiveDate,
+    /// low, medium, high, urgent
+    pub priority: String,
+}
+
+pub struct Crm {
+    pub config: CrmConfig,
+    http: HttpClient,
+    salesforce: bool,
+}
+
+impl Crm {
+    pub fn open(config: &CrmConfig) -> Result<Self> {
+        let kind = match config.kind.as_str() {
+            "hubspot" => SourceKind::Hubspot,
+            "salesforce" => SourceKind::Salesforce,
+            other => {
+                return Err(Error::Config(format!(
+                    "[[actions.crm]] '{}': kind '{other}': expected hubspot or salesforce",
+                    config.name
+                )));
+            }
+        };
+        let auth = config.auth.clone().unwrap_or_else(|| default_auth(kind));
+        let http = HttpClient::new(
+            &format!("crm {}", config.name),
+            &auth,
+            Options {
+                timeout: Duration::from_secs(60),
+                max_retries: 5,
+                backoff: Duration::from_millis(500),
+                requests_per_second: Some(9.0),
+            },
+        )?;
+        Ok(Self {
+            config: config.clone(),
+            http,
+            salesforce: kind == SourceKind::Salesforce,
+        })
+    }
+
+    fn batch(&self) -> usize {
+        self.config
+            .batch_size
+            .unwrap_or(if self.salesforce { 200 } else { 100 })
+            .max(1)
+    }
+
+    async fn base(&self) -> Result<Url> {
+        let raw = match &self.config.base_url {
+            Some(b) => b.clone(),
+            None if self.salesforce => {
+                self.http.authenticate().await?;
+                let extras = self.http.token_extras.lock().await;
+                extras
+                    .get("instance_url")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "[[actions.crm]] '{}': the token response has no instance_url: set base_url",
+                            self.config.name
+                        ))
+                    })?
+            }
+            None => crate::ingest::connectors::hubspot::BASE.to_string(),
+        };
+        let mut url = Url::parse(&raw)
+            .map_err(|e| Error::Config(format!("[[actions.crm]] '{}': base_url: {e}", self.config.name)))?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(url)
+    }
+
+    fn sobjects(&self, base: &Url) -> Result<Url> {
+        let v = self.config.api_version.as_deref().unwrap_or("v60.0");
+        let v = if v.starts_with('v') {
+            v.to_string()
+        } else {
+            format!("v{v}")
+        };
+        join(base, &format!("services/data/{v}/composite/sobjects"))
+    }
+
+    /// Sends the updates; returns per record `Ok` or the CRM's reason.
+    pub async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<(String, Result<(), String>)>> {
+        let base = self.base().await?;
+        let mut out = Vec::with_capacity(updates.len());
+        for chunk in updates.chunks(self.batch()) {
+            let ids: Vec<String> = chunk.iter().map(|u| u.object_id.clone()).collect();
+            let result = if self.salesforce {
+                let records: Vec<Value> = chunk
+                    .iter()
+                    .map(|u| {
+                        let mut m = Map::new();
+                        m.insert("attributes".into(), json!({"type": "Account"}));
+                        m.insert("id".into(), json!(u.object_id));
+                        m.extend(u.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        Value::Object(m)
+                    })
+                    .collect();
+                let body = json!({"allOrNone": false, "records": records});
+                self.http
+                    .json(Method::PATCH, &self.sobjects(&base)?, Some(&body))
+                    .await
+                    .map(|p| salesforce_results(&ids, &p.body))
+            } else {
+                let inputs: Vec<Value> = chunk
+                    .iter()
+                    .map(|u| {
+                        let props: Map<String, Value> = u
+                            .fields
+                            .iter()
+                            .map(|(k, v)| (k.clone(), hubspot_value(v)))
+                            .collect();
+                        json!({"id": u.object_id, "properties": props})
+                    })
+                    .collect();
+                let url = join(&base, "crm/v3/objects/companies/batch/update")?;
+                self.http
+                    .json(Method::POST, &url, Some(&json!({"inputs": inputs})))
+                    .await
+                    .map(|p| hubspot_results(&ids, &p.body))
+            };
+            match result {
+                Ok(r) => out.extend(r.into_iter().map(|(id, r)| (id, r.map(|_| ())))),
+                // credentials are a configuration problem: stop, nothing more can pass
+                Err(e @ Error::Credentials { .. }) => return Err(e),
+                Err(e) => out.extend(ids.into_iter().map(|id| (id, Err(e.to_string())))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates tasks; returns per task the CRM's id for it, or the reason it failed.
+    pub async fn create_tasks(&self, tasks: &[CrmTask]) -> Result<Vec<(String, Result<String, String>)>> {
+        let base = self.base().await?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for chunk in tasks.chunks(self.batch()) {
+            let ids: Vec<String> = chunk.iter().map(|t| t.task_id.clone()).collect();
+            let result = if self.salesforce {
+                let records: Vec<Value> = chunk
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "attributes": {"type": "Task"},
+                            "WhatId": t.object_id,
+                            "Subject": t.subject,
+                            "Description": t.body,
+                            "ActivityDate": t.due_date.to_string(),
+                            "Priority": match t.priority.as_str() { "high" | "urgent" => "High", "low" => "Low", _ => "Normal" },
+                            "Status": "Not Started",
+                        })
+                    })
+                    .collect();
+                let body = json!({"allOrNone": false, "records": records});
+                self.http
+                    .json(Method::POST, &self.sobjects(&base)?, Some(&body))
+                    .await
+                    .map(|p| salesforce_results(&ids, &p.body))
+            } else {
+                let inputs: Vec<Value> = chunk
+                    .iter()
+                    .map(|t| {
+                        let due = t
+                            .due_date
+                            .and_hms_opt(17, 0, 0)
+                            .map(|d| d.and_utc().timestamp_millis())
+                            .unwrap_or_default();
+                        json!({
+                            "properties": {
+                                "hs_task_subject": t.subject,
+                                "hs_task_body": t.body,
+                                "hs_timestamp": due.to_string(),
+                                "hs_task_status": "NOT_STARTED",
+                                "hs_task_priority": match t.priority.as_str() { "high" | "urgent" => "HIGH", "low" => "LOW", _ => "MEDIUM" },
+                                "hs_task_type": "TODO",
+                            },
+                            // 192: task to company (HubSpot-defined association type)
+                            "associations": [{
+                                "to": {"id": t.object_id},
+                                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 192}]
+                            }]
+                        })
+                    })
+                    .collect();
+                let url = join(&base, "crm/v3/objects/tasks/batch/create")?;
+                self.http
+                    .json(Method::POST, &url, Some(&json!({"inputs": inputs})))
+                    .await
+                    .map(|p| {
+                        // results come back in no promised order: match them by subject + company
+                        let results = p
+                            .body
+                            .get("results")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let mut used = vec![false; results.len()];
+                        chunk
+                            .iter()
+                            .map(|t| {
+                                let found = results.iter().enumerate().find(|(i, r)| {
+                                    !used[*i]
+                                        && r.pointer("/properties/hs_task_subject").and_then(Value::as_str)
+                                            == Some(t.subject.as_str())
+                                });
+                                match found {
+                                    Some((i, r)) => {
+                                        used[i] = true;
+                                        (t.task_id.clone(), Ok(id_of(r)))
+                                    }
+                                    None => (t.task_id.clone(), Err(errors_text(&p.body))),
+                                }
+                            })
+                            .collect()
+                    })
+            };
+            match result {
+                Ok(r) => out.extend(r),
+                Err(e @ Error::Credentials { .. }) => return Err(e),
+                Err(e) => out.extend(ids.into_iter().map(|id| (id, Err(e.to_string())))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Crm {
+    /// Which of these CRM tasks are done (HubSpot `hs_task_status = COMPLETED`, Salesforce
+    /// `IsClosed`): how completion made in the CRM comes back to `actions.tasks`.
+    pub async fn completed_tasks(&self, crm_ids: &[String]) -> Result<Vec<String>> {
+        let base = self.base().await?;
+        let mut done = Vec::new();
+        for chunk in crm_ids.chunks(self.batch()) {
+            if self.salesforce {
+                let mut url = self.sobjects(&base)?;
+                url.set_path(&format!("{}/Task", url.path()));
+                url.query_pairs_mut()
+                    .append_pair("ids", &chunk.join(","))
+                    .append_pair("fields", "Id,IsClosed,Status");
+                let page = self.http.json(Method::GET, &url, None).await?;
+                for r in page.body.as_array().into_iter().flatten() {
+                    if r.get("IsClosed").and_then(Value::as_bool) == Some(true) {
+                        done.push(id_of(&json!({"id": r.get("Id").cloned().unwrap_or(Value::Null)})));
+                    }
+                }
+            } else {
+                let url = join(&base, "crm/v3/objects/tasks/batch/read")?;
+                let body = json!({
+                    "properties": ["hs_task_status"],
+                    "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+                });
+                let page = self.http.json(Method::POST, &url, Some(&body)).await?;
+                for r in page
+                    .body
+                    .get("results")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if r.pointer("/properties/hs_task_status").and_then(Value::as_str) == Some("COMPLETED") {
+                        done.push(id_of(r));
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn join(base: &Url, path: &str) -> Result<Url> {
+    base.join(path)
+        .map_err(|e| Error::Config(format!("{base}{path}: {e}")))
+}
+
+fn id_of(v: &Value) -> String {
+    match v.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// HubSpot properties are strings.
+fn hubspot_value(v: &Value) -> Value {
+    match v {
+        Value::String(_) | Value::Null => v.clone(),
+        other => Value::String(other.to_string()),
+    }
+}
+
+fn errors_text(body: &Value) -> String {
+    body.get("errors")
+        .and_then(Value::as_array)
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x.get("message").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "the CRM did not confirm this record".into())
+}
+
+/// A batch answer (200 or 207): ids named in `errors[].context.ids` failed, the rest passed.
+fn hubspot_results(ids: &[String], body: &Value) -> Vec<(String, Result<String, String>)> {
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    for e in body.get("errors").and_then(Value::as_array).into_iter().flatten() {
+        let msg = e
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("error")
+            .to_string();
+        for id in e
+            .pointer("/context/ids")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = id.as_str() {
+                failed.insert(id.to_string(), msg.clone());
+            }
+        }
+    }
+    ids.iter()
+        .map(|id| match failed.get(id) {
+            Some(m) => (id.clone(), Err(m.clone())),
+            None => (id.clone(), Ok(id.clone())),
+        })
+        .collect()
+}
+
+/// sObject Collections answer one result per record, in order.
+fn salesforce_results(ids: &[String], body: &Value) -> Vec<(String, Result<String, String>)> {
+    let results = body.as_array().cloned().unwrap_or_default();
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| match results.get(i) {
+            Some(r) if r.get("success").and_then(Value::as_bool) == Some(true) => (id.clone(), Ok(id_of(r))),
+            Some(r) => (
+                id.clone(),
+                Err(r
+                    .get("errors")
+                    .and_then(Value::as_array)
+                    .map(|e| {
+                        e.iter()
+                            .map(|x| {
+                                format!(
+                                    "{}: {}",
+                                    x.get("statusCode").and_then(Value::as_str).unwrap_or(""),
+                                    x.get("message").and_then(Value::as_str).unwrap_or("")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_else(|| "failed".into())),
+            ),
+            None => (id.clone(), Err("no result for this record".into())),
+        })
+        .collect()
+}

@@ -1,0 +1,593 @@
+//! `cslake gdpr erase | export`: the right to erasure and the right of access (GDPR Art. 17, 15).
+//!
+//! A subject is a contact (by e-mail) or an account (by id). Erasure looks for the subject in
+//! every table of the lake: rows that are the subject (the contact, every row of the account,
+//! quarantined records that mention it) are deleted, and other mentions are blanked (ids set to
+//! null, the e-mail replaced by `[erased]` inside text such as attributes). Each affected table is
+//! rewritten, and its history purged: every data file no longer in the current version is
+//! vacuumed and every log entry before a new checkpoint deleted, so no earlier version, file or
+//! statistic still holds the data. What remains is an audit row in `ops.erasures` with the
+//! subject's SHA-256, never the subject itself, which later ingests use to keep it erased.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::operations::vacuum::VacuumMode;
+use deltalake::protocol::SaveMode;
+
+use crate::lake::erasures::sha256;
+use crate::lake::query::{has_table, sql, strings};
+use crate::lake::schema::ColType;
+use crate::{Error, Lake, Result, RunContext};
+
+/// Whom a request is about.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Contact(String),
+    Account(String),
+}
+
+impl Subject {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Contact(_) => "contact",
+            Subject::Account(_) => "account",
+        }
+    }
+
+    fn value(&self) -> String {
+        match self {
+            Subject::Contact(e) => e.trim().to_lowercase(),
+            Subject::Account(a) => a.trim().to_string(),
+        }
+    }
+
+    /// What audit records and logs show instead of the subject.
+    pub fn hashed(&self) -> String {
+        format!("{}:sha256:{}", self.kind(), sha256(&self.value()))
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TableErasure {
+    pub table: String,
+    pub deleted: usize,
+    pub blanked: usize,
+    pub version: Option<u64>,
+    /// Data files and log entries removed from the table's history.
+    pub files_purged: usize,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ErasureReport {
+    pub subject: String,
+    pub dry_run: bool,
+    pub tables: Vec<TableErasure>,
+}
+
+/// The identifiers that point at the subject: account ids, contact ids and e-mail addresses.
+#[derive(Debug, Default)]
+struct Identifiers {
+    accounts: Vec<String>,
+    contacts: Vec<String>,
+    /// In clear, matched ignoring case.
+    emails: Vec<String>,
+    /// Protected forms (`[pii]`), matched exactly.
+    tokens: Vec<String>,
+}
+
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn list(v: &[String]) -> String {
+    v.iter().map(|s| lit(s)).collect::<Vec<_>>().join(", ")
+}
+
+async fn identifiers(
+    ctx: &SessionContext,
+    subject: &Subject,
+    pii: Option<&crate::lake::pii::Protector>,
+) -> Result<Identifiers> {
+    let mut ids = Identifiers::default();
+    let contacts_where = match subject {
+        Subject::Contact(_) => {
+            ids.emails.push(subject.value());
+            if let Some(p) = pii {
+                ids.tokens.extend(p.forms("email", &subject.value()));
+            }
+            let mut w = format!("lower(trim(email)) = {}", lit(&subject.value()));
+            if !ids.tokens.is_empty() {
+                w.push_str(&format!(" OR email IN ({})", list(&ids.tokens)));
+            }
+            w
+        }
+        Subject::Account(a) => {
+            ids.accounts.push(a.trim().to_string());
+            format!("account_id = {}", lit(a.trim()))
+        }
+    };
+    if has_table(ctx, "core.contacts") {
+        let q = format!("SELECT contact_id, email FROM core.contacts WHERE {contacts_where}");
+        for b in sql(ctx, &q).await? {
+            ids.contacts
+                .extend(strings(&b, "contact_id")?.into_iter().flatten());
+            for e in strings(&b, "email")?.into_iter().flatten() {
+                if crate::lake::pii::Protector::is_protected(&e) {
+                    // the protected e-mail, and its clear form for records loaded before [pii]
+                    if let Some(p) = pii {
+                        let clear = p.reveal(&e);
+                        if clear != e && !ids.emails.contains(&clear) {
+                            ids.emails.push(clear);
+                        }
+                    }
+                    if !ids.tokens.contains(&e) {
+                        ids.tokens.push(e);
+                    }
+                } else {
+                    let e = e.trim().to_lowercase();
+                    if !e.is_empty() && !ids.emails.contains(&e) {
+                        ids.emails.push(e);
+                    }
+                }
+            }
+        }
+    }
+    ids.contacts.sort();
+    ids.contacts.dedup();
+    Ok(ids)
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// Per table: the rows that are the subject, and the rows that mention it.
+fn predicates(table: &str, schema: &Schema, ids: &Identifiers) -> (Option<String>, Option<String>) {
+    let mut mention: Vec<String> = Vec::new();
+    for f in schema.fields().iter().filter(|f| is_text(f.data_type())) {
+        let c = format!("\"{}\"", f.name());
+        for e in &ids.emails {
+            mention.push(format!("strpos(lower({c}), {}) > 0", lit(e)));
+        }
+        for t in &ids.tokens {
+            mention.push(format!("strpos({c}, {}) > 0", lit(t)));
+        }
+        let exact: Vec<String> = ids.accounts.iter().chain(&ids.contacts).cloned().collect();
+        if !exact.is_empty() {
+            mention.push(format!("{c} IN ({})", list(&exact)));
+        }
+    }
+    let mention = (!mention.is_empty()).then(|| mention.join(" OR "));
+    let has = |c: &str| schema.field_with_name(c).is_ok();
+    let mut delete: Vec<String> = Vec::new();
+    if !ids.accounts.is_empty() && has("account_id") {
+        delete.push(format!("account_id IN ({})", list(&ids.accounts)));
+    }
+    if table == "core.contacts" && !ids.contacts.is_empty() {
+        delete.push(format!("contact_id IN ({})", list(&ids.contacts)));
+    }
+    // a quarantined record is the raw input: it goes whole
+    if table == "ops.quarantine" {
+        delete.extend(mention.clone());
+    }
+    let delete = (!delete.is_empty()).then(|| delete.join(" OR "));
+    (delete, mention)
+}
+
+/// The SELECT that keeps every other row and blanks the mentions in what stays.
+fn rewrite_query(table: &str, schema: &Schema, ids: &Identifiers, delete: Option<&str>) -> String {
+    let exact: Vec<String> = ids.accounts.iter().chain(&ids.contacts).cloned().collect();
+    let cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = format!("\"{}\"", f.name());
+            if !is_text(f.data_type()) {
+                return c;
+            }
+            let mut expr = format!("CAST({c} AS VARCHAR)");
+            for e in &ids.emails {
+                let pattern = format!("(?i){}", regex_escape(e));
+                expr = format!("regexp_replace({expr}, {}, '[erased]', 'g')", lit(&pattern));
+            }
+            for t in &ids.tokens {
+                expr = format!(
+                    "regexp_replace({expr}, {}, '[erased]', 'g')",
+                    lit(&regex_escape(t))
+                );
+            }
+            if !exact.is_empty() {
+                let blank = if f.is_nullable() { "NULL" } else { "'[erased]'" };
+                expr = format!("CASE WHEN {c} IN ({}) THEN {blank} ELSE {expr} END", list(&exact));
+            }
+            format!("{expr} AS {c}")
+        })
+        .collect();
+    let filter = delete.map(|d| format!(" WHERE NOT ({d})")).unwrap_or_default();
+    format!("SELECT {} FROM {table}{filter}", cols.join(", "))
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// A table that can hold something of the subject, and the conditions that find it.
+struct SubjectTable {
+    zone: String,
+    name: String,
+    table: String,
+    schema: Schema,
+    /// Rows that are the subject (deleted on erasure).
+    delete: Option<String>,
+    /// Rows that are the subject or mention it.
+    any: String,
+}
+
+/// Every lake table (but the erasure audit itself) with a column the subject could be in.
+async fn subject_tables(lake: &Lake, ctx: &SessionContext, ids: &Identifiers) -> Result<Vec<SubjectTable>> {
+    let mut out = Vec::new();
+    for (zone, name) in lake.tables().await? {
+        let table = format!("{zone}.{name}");
+        if table == "ops.erasures" {
+            continue;
+        }
+        let schema = ctx.table(table.as_str()).await?.schema().as_arrow().clone();
+        let (delete, mention) = predicates(&table, &schema, ids);
+        let Some(any) = [delete.clone(), mention]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| format!("({a}) OR ({b})"))
+        else {
+            continue;
+        };
+        out.push(SubjectTable {
+            zone,
+            name,
+            table,
+            schema,
+            delete,
+            any,
+        });
+    }
+    Ok(out)
+}
+
+async fn count(ctx: &SessionContext, table: &str, pred: &str) -> Result<usize> {
+    let b = sql(ctx, &format!("SELECT COUNT(*) AS n FROM {table} WHERE {pred}")).await?;
+    Ok(b.first()
+        .map(|b| crate::lake::query::floats(b, "n"))
+        .transpose()?
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0.0) as usize)
+}
+
+/// Rewrites `table` with `batches` as its only version, then removes every older file and log
+/// entry: after this, the table has no history that could hold what was removed.
+async fn rewrite_and_purge(
+    lake: &Lake,
+    zone: &str,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    run_id: &str,
+) -> Result<(Option<u64>, usize)> {
+    let Some(table) = overwrite(lake, zone, name, batches, run_id).await? else {
+        return Ok((None, 0));
+    };
+    let version = table.version();
+    let (table, vacuumed) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::zero())
+        .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Full)
+        .await?;
+    let mut table = table;
+    table.load().await?;
+    create_checkpoint(&table, None).await?;
+    let latest = table.version().unwrap_or_default();
+    // every log entry before the checkpoint, whatever its age
+    let logs = cleanup_expired_logs_for(latest, table.log_store().as_ref(), i64::MAX, None).await?;
+    Ok((version, vacuumed.files_deleted.len() + logs))
+}
+
+/// Replaces a table's rows with `batches` (cast to its schema, partitioning kept) as a new version.
+pub(crate) async fn overwrite(
+    lake: &Lake,
+    zone: &str,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    run_id: &str,
+) -> Result<Option<DeltaTable>> {
+    let target = lake.target(zone, name);
+    let Some(table) = target.open().await? else {
+        return Ok(None);
+    };
+    let (schema, partitions) = {
+        let state = table.snapshot()?;
+        (
+            state.snapshot().arrow_schema(),
+            state.metadata().partition_columns().to_vec(),
+        )
+    };
+    let mut batches = batches
+        .into_iter()
+        .map(|b| conform(&b, &schema))
+        .collect::<Result<Vec<_>>>()?;
+    if batches.is_empty() {
+        // every row was the subject's: the table stays, empty
+        batches.push(RecordBatch::new_empty(schema.clone()));
+    }
+    let mut write = table
+        .write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_commit_properties(target.commit(run_id));
+    if !partitions.is_empty() {
+        write = write.with_partition_columns(partitions);
+    }
+    Ok(Some(write.await?))
+}
+
+/// Casts a batch to the table's schema (string views back to strings, nullability as declared).
+fn conform(batch: &RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch> {
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = batch
+                .column_by_name(f.name())
+                .ok_or_else(|| Error::Job(format!("rewrite lost column {}", f.name())))?;
+            Ok(cast(col, f.data_type())?)
+        })
+        .collect::<Result<_>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Erases the subject from every table and from the tables' history.
+pub async fn erase(
+    lake: &Lake,
+    subject: &Subject,
+    pii: Option<&crate::lake::pii::Protector>,
+    dry_run: bool,
+    run: &mut RunContext,
+) -> Result<ErasureReport> {
+    let ctx = lake.session().await?;
+    let ids = identifiers(&ctx, subject, pii).await?;
+    let mut report = ErasureReport {
+        subject: subject.hashed(),
+        dry_run,
+        tables: Vec::new(),
+    };
+    for SubjectTable {
+        zone,
+        name,
+        table,
+        schema,
+        delete,
+        any,
+    } in subject_tables(lake, &ctx, &ids).await?
+    {
+        let hits = count(&ctx, &table, &any).await?;
+        if hits == 0 {
+            continue;
+        }
+        let deleted = match &delete {
+            Some(d) => count(&ctx, &table, d).await?,
+            None => 0,
+        };
+        let mut entry = TableErasure {
+            table: table.clone(),
+            deleted,
+            blanked: hits - deleted,
+            ..Default::default()
+        };
+        if !dry_run {
+            let batches = sql(&ctx, &rewrite_query(&table, &schema, &ids, delete.as_deref())).await?;
+            let (version, purged) = rewrite_and_purge(lake, &zone, &name, batches, &run.run_id).await?;
+            entry.version = version;
+            entry.files_purged = purged;
+            run.wrote(&table, entry.deleted + entry.blanked, version);
+        }
+        tracing::info!(
+            table = table.as_str(),
+            deleted = entry.deleted,
+            blanked = entry.blanked,
+            "erased"
+        );
+        report.tables.push(entry);
+    }
+    if !dry_run {
+        record(lake, subject, &ids, &report, run).await?;
+    }
+    Ok(report)
+}
+
+/// `ops.erasures`: one row per erased identifier, as a hash, so later ingests keep it out.
+async fn record(
+    lake: &Lake,
+    subject: &Subject,
+    ids: &Identifiers,
+    report: &ErasureReport,
+    run: &mut RunContext,
+) -> Result<()> {
+    let mut hashes: Vec<(&str, String)> = vec![(subject.kind(), sha256(&subject.value()))];
+    hashes.extend(ids.emails.iter().map(|e| ("email", sha256(e))));
+    hashes.extend(ids.contacts.iter().map(|c| ("contact_id", sha256(c))));
+    hashes.extend(ids.accounts.iter().map(|a| ("account_id", sha256(a))));
+    hashes.sort();
+    hashes.dedup();
+    let n = hashes.len();
+    let tables: BTreeMap<&str, usize> = report
+        .tables
+        .iter()
+        .map(|t| (t.table.as_str(), t.deleted + t.blanked))
+        .collect();
+    let ts = ColType::Timestamp.arrow();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("erasure_id", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, false),
+        Field::new("identifier_kind", DataType::Utf8, false),
+        Field::new("identifier_sha256", DataType::Utf8, false),
+        Field::new("tables", DataType::Utf8, false),
+        Field::new("actor", DataType::Utf8, false),
+        Field::new("erased_at", ts, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![run.run_id.as_str(); n])),
+            Arc::new(StringArray::from(vec![report.subject.as_str(); n])),
+            Arc::new(StringArray::from_iter_values(hashes.iter().map(|h| h.0))),
+            Arc::new(StringArray::from_iter_values(hashes.iter().map(|h| h.1.as_str()))),
+            Arc::new(StringArray::from(vec![
+                serde_json::to_string(&tables)
+                    .unwrap_or_default();
+                n
+            ])),
+            Arc::new(StringArray::from(vec![run.actor.as_str(); n])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Utc::now().timestamp_micros(); n]).with_timezone("UTC"),
+            ),
+        ],
+    )?;
+    let stats = lake
+        .target("ops", "erasures")
+        .append(vec![batch], &[], &run.run_id)
+        .await?;
+    run.wrote("ops.erasures", n, stats.version);
+    Ok(())
+}
+
+/// Everything the lake holds on the subject, table by table, as JSON rows (Art. 15).
+pub async fn export(
+    lake: &Lake,
+    subject: &Subject,
+    pii: Option<&crate::lake::pii::Protector>,
+) -> Result<serde_json::Value> {
+    let ctx = lake.session().await?;
+    let ids = identifiers(&ctx, subject, pii).await?;
+    let mut out = serde_json::Map::new();
+    for SubjectTable { table, any, .. } in subject_tables(lake, &ctx, &ids).await? {
+        let batches = sql(&ctx, &format!("SELECT * FROM {table} WHERE {any}")).await?;
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        for b in &batches {
+            let mut w = deltalake::arrow::json::ArrayWriter::new(Vec::new());
+            w.write(b)?;
+            w.finish()?;
+            let bytes = w.into_inner();
+            if let Ok(serde_json::Value::Array(r)) = serde_json::from_slice(&bytes) {
+                rows.extend(r);
+            }
+        }
+        if let Some(p) = pii {
+            // the subject receives their data in clear
+            rows.iter_mut().for_each(|r| p.reveal_json(r));
+        }
+        if !rows.is_empty() {
+            out.insert(table, serde_json::Value::Array(rows));
+        }
+    }
+    Ok(serde_json::json!({"subject": subject.hashed(), "kind": subject.kind(), "tables": out}))
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RotationReport {
+    pub key: String,
+    /// Table → values re-encrypted.
+    pub tables: BTreeMap<String, usize>,
+}
+
+/// `cslake pii rotate`: every value encrypted under an old key, re-encrypted under the current
+/// one (the protected columns, and e-mails inside quarantined records). Older table versions keep
+/// the old ciphertexts until `cslake maintain` vacuums them; retire the old key after that.
+pub async fn rotate(
+    lake: &Lake,
+    pii: &crate::lake::pii::Protector,
+    run: &mut RunContext,
+) -> Result<RotationReport> {
+    use deltalake::arrow::array::{Array, AsArray};
+    let ctx = lake.session().await?;
+    let mut report = RotationReport {
+        key: pii.key_id().to_string(),
+        ..Default::default()
+    };
+    let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in &pii.columns {
+        if let Some((t, col)) = c.split_once('.') {
+            targets
+                .entry(format!("core.{t}"))
+                .or_default()
+                .push(col.to_string());
+        }
+    }
+    targets
+        .entry("ops.quarantine".into())
+        .or_default()
+        .push("raw".into());
+    for (table, columns) in targets {
+        if !has_table(&ctx, &table) {
+            continue;
+        }
+        let batches = sql(&ctx, &format!("SELECT * FROM {table}")).await?;
+        let mut changed = 0usize;
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            let mut cols = b.columns().to_vec();
+            let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            for col in &columns {
+                let Ok(i) = b.schema().index_of(col) else { continue };
+                let s = cast(b.column(i), &DataType::Utf8)?;
+                let s = s.as_string::<i32>();
+                let values: StringArray = (0..s.len())
+                    .map(|r| {
+                        (!s.is_null(r)).then(|| {
+                            let v = s.value(r);
+                            let new = if col == "raw" {
+                                let mut j: serde_json::Value = serde_json::from_str(v)
+                                    .unwrap_or(serde_json::Value::String(v.to_string()));
+                                if let serde_json::Value::Object(m) = &mut j {
+                                    for x in m.values_mut() {
+                                        if let serde_json::Value::String(t) = x {
+                                            *t = pii.rekey("email", t);
+                                        }
+                                    }
+                                }
+                                match j {
+                                    serde_json::Value::String(x) => x,
+                                    other => other.to_string(),
+                                }
+                            } else {
+                                pii.rekey(col, v)
+                            };
+                            if new != v {
+                                changed += 1;
+                            }
+                            new
+                        })
+                    })
+                    .collect();
+                cols[i] = Arc::new(values);
+                fields[i] = fields[i].clone().with_data_type(DataType::Utf8);
+            }
+            out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?);
+        }
+        if changed > 0 {
+            let (zone, name) = table.split_once('.').unwrap_or(("core", &table));
+            let t = overwrite(lake, zone, name, out, &run.run_id).await?;
+            run.wrote(&table, changed, t.and_then(|t| t.version()));
+            report.tables.insert(table, changed);
+        }
+    }
+    Ok(report)
+}

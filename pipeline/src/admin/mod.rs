@@ -1,0 +1,6 @@
+//! Housekeeping and governance: `cslake maintain` (retention, compaction, vacuum), `cslake backup`
+//! and `restore`, and data-subject requests (`cslake gdpr`, `cslake pii rotate`).
+
+pub mod backup;
+pub mod gdpr;
+pub mod maintain;

@@ -1,0 +1,221 @@
+//! `cslake features`: materialise every feature view as of a date.
+
+pub mod quality;
+pub mod rollup;
+
+use chrono::NaiveDate;
+use cslake_features::{Registry, compute_all};
+
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::lake::query::{has_table, require_core, with_run_id};
+use crate::{Lake, Result, RunContext, Settings};
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FeaturesReport {
+    pub as_of: String,
+    pub accounts: usize,
+    /// (view, rows, table version)
+    pub views: Vec<(String, usize, Option<u64>)>,
+    /// Features whose checks warned (`view.feature: problems`).
+    pub warnings: Vec<String>,
+    pub freshness: Vec<crate::features::quality::Freshness>,
+    /// How the daily usage rollup was brought up to date.
+    pub rollup: Option<crate::features::rollup::RollupReport>,
+}
+
+/// The built-in views plus the user's folder, if configured.
+pub fn load_registry(settings: &Settings) -> Result<Registry> {
+    let reg = Registry::builtin()?;
+    Ok(match &settings.file.features.dir {
+        Some(dir) => reg.with_dir(&settings.config_path(dir))?,
+        None => reg,
+    })
+}
+
+/// The views this lake can compute: those whose source tables exist.
+pub fn available_registry(settings: &Settings, ctx: &SessionContext) -> Result<Registry> {
+    let reg = load_registry(settings)?.available(|t| has_table(ctx, t));
+    if reg.views.is_empty() {
+        return Err(crate::Error::Job(
+            "no feature view can be computed: their source tables are missing; run `cslake ingest` first"
+                .into(),
+        ));
+    }
+    Ok(reg)
+}
+
+/// Computes every view as of `as_of` and replaces that date's partition of `features/<view>`.
+/// `strict` also ignores rows ingested after the daily run of `as_of` (reproducible backfills).
+pub async fn features(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    strict: bool,
+    run: &mut RunContext,
+) -> Result<FeaturesReport> {
+    let rollup = crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    let ctx = lake.session().await?;
+    let label = settings.label_spec();
+    require_core(&ctx, &label)?;
+    let registry = available_registry(settings, &ctx)?;
+    let freshness = quality::freshness(&ctx, &settings.file.freshness, as_of).await?;
+    let knowledge = crate::lake::query::knowledge(&ctx, strict).await?;
+    let computed = compute_all(&ctx, &registry, as_of, &label, &knowledge).await?;
+    let mut report = FeaturesReport {
+        as_of: as_of.to_string(),
+        freshness,
+        rollup,
+        ..Default::default()
+    };
+
+    // quality: statistics and drift of every feature, checked before anything is written
+    let previous = quality::previous(&ctx, as_of).await?;
+    let names: Vec<String> = registry
+        .views
+        .iter()
+        .flat_map(|v| v.features.iter().map(|(c, _)| c.clone()))
+        .collect();
+    let training = quality::training_values(&ctx, &names).await?;
+    let mut stats = Vec::new();
+    let mut failures = Vec::new();
+    for (name, batches) in &computed {
+        let Some(view) = registry.views.iter().find(|v| &v.name == name) else {
+            continue;
+        };
+        for (col, _) in &view.features {
+            let vals = quality::values(batches, col)?;
+            let mut s = quality::summarize(name, col, &vals);
+            let present: Vec<f64> = vals.iter().flatten().copied().collect();
+            if let Some((edges, fractions)) = previous.get(&(name.clone(), col.clone())) {
+                s.psi_previous = quality::psi(edges, fractions, &present);
+            }
+            if let Some(t) = training.get(col) {
+                let (edges, fractions) = quality::bins(t);
+                s.psi_training = quality::psi(&edges, &fractions, &present);
+            }
+            let fail = quality::judge(&mut s, &settings.file.features.checks);
+            if !s.problems.is_empty() {
+                let line = format!("{name}.{col}: {}", s.problems.join("; "));
+                tracing::warn!(
+                    feature = line.as_str(),
+                    status = s.status.as_str(),
+                    "feature check"
+                );
+                if fail {
+                    failures.push(line);
+                } else {
+                    report.warnings.push(line);
+                }
+            }
+            stats.push(s);
+        }
+    }
+    quality::store(lake, as_of, &stats, run).await?;
+    if !failures.is_empty() {
+        return Err(crate::Error::Quality(format!(
+            "features of {as_of} not written: {} (see ops.feature_stats)",
+            failures.join(" | ")
+        )));
+    }
+    for (name, batches) in computed {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        report.accounts = report.accounts.max(rows);
+        let batches = batches
+            .iter()
+            .map(|b| with_run_id(b, &run.run_id))
+            .collect::<Result<Vec<_>>>()?;
+        let stats = lake
+            .target("features", &name)
+            .replace_where(
+                batches,
+                &format!("as_of_date = '{as_of}'"),
+                &["as_of_date"],
+                &run.run_id,
+            )
+            .await?;
+        run.wrote(&format!("features.{name}"), rows, stats.version);
+        crate::fault_point("features:mid-write");
+        tracing::info!(
+            view = name.as_str(),
+            rows,
+            version = stats.version,
+            "materialised"
+        );
+        report.views.push((name, rows, stats.version));
+    }
+    Ok(report)
+}
+
+/// What `cslake features list | describe` shows about a view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ViewInfo {
+    pub name: String,
+    pub description: String,
+    pub entity: String,
+    pub owner: String,
+    pub sources: Vec<String>,
+    pub origin: String,
+    /// Whether every source table exists in this lake.
+    pub available: bool,
+    /// (column, label, type as materialised or `null` before the first run)
+    pub features: Vec<(String, String, Option<String>)>,
+    pub materialised_dates: u64,
+    pub last_as_of: Option<String>,
+    pub last_rows: Option<u64>,
+}
+
+/// The registry with each view's materialisation state.
+pub async fn describe_views(lake: &Lake, settings: &Settings) -> Result<Vec<ViewInfo>> {
+    let registry = load_registry(settings)?;
+    let ctx = lake.session().await?;
+    let mut out = Vec::with_capacity(registry.views.len());
+    for v in &registry.views {
+        let table = format!("features.{}", v.name);
+        let (mut dates, mut last, mut rows, mut types) = (0, None, None, std::collections::HashMap::new());
+        if has_table(&ctx, &table) {
+            let provider = ctx.table_provider(table.as_str()).await?;
+            for f in provider.schema().fields() {
+                types.insert(f.name().clone(), f.data_type().to_string());
+            }
+            let q = format!(
+                "SELECT COUNT(DISTINCT as_of_date) AS dates, CAST(MAX(as_of_date) AS VARCHAR) AS last, \
+                 SUM(CASE WHEN as_of_date = (SELECT MAX(as_of_date) FROM {table}) THEN 1 ELSE 0 END) AS rows \
+                 FROM {table}"
+            );
+            if let Some(b) = crate::lake::query::sql(&ctx, &q).await?.first() {
+                dates = crate::lake::query::floats(b, "dates")?
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0) as u64;
+                last = crate::lake::query::strings(b, "last")?
+                    .into_iter()
+                    .next()
+                    .flatten();
+                rows = crate::lake::query::floats(b, "rows")?
+                    .first()
+                    .copied()
+                    .filter(|r| r.is_finite())
+                    .map(|r| r as u64);
+            }
+        }
+        out.push(ViewInfo {
+            name: v.name.clone(),
+            description: v.description.clone(),
+            entity: v.entity.clone(),
+            owner: v.owner.clone(),
+            sources: v.sources.clone(),
+            origin: v.origin.clone(),
+            available: v.sources.iter().all(|s| has_table(&ctx, s)),
+            features: v
+                .features
+                .iter()
+                .map(|(n, l)| (n.clone(), l.clone(), types.get(n).cloned()))
+                .collect(),
+            materialised_dates: dates,
+            last_as_of: last,
+            last_rows: rows,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,455 @@
+//! The file-drop connector: CSV, NDJSON/JSON and Parquet files from any object-store URL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cslake_sinks::FileFormat;
+use deltalake::arrow::array::{Array, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use crate::ingest::records::{RawRecords, RawRow};
+use crate::lake::schema::TableSpec;
+use crate::settings::TableMapping;
+use crate::{Error, Result};
+
+/// A folder or object-store prefix holding exported files.
+pub struct FileDrop {
+    pub url: Url,
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    tables: HashMap<String, TableMapping>,
+}
+
+impl FileDrop {
+    pub fn open(
+        location: &str,
+        storage: &HashMap<String, String>,
+        tables: HashMap<String, TableMapping>,
+    ) -> Result<Self> {
+        let url = crate::lake::location_url(location, false)?;
+        if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.is_dir()) {
+            return Err(Error::Config(format!(
+                "source folder '{location}' does not exist"
+            )));
+        }
+        let (store, prefix) = crate::lake::storage::open(&url, storage)
+            .map_err(|e| Error::Config(format!("source '{location}': {e}")))?;
+        Ok(Self {
+            url,
+            store,
+            prefix,
+            tables,
+        })
+    }
+
+    pub fn mapping(&self, table: &str) -> Option<&TableMapping> {
+        self.tables.get(table)
+    }
+
+    /// The files that hold `table`: those matching its configured glob, or by default files
+    /// named after the table (`accounts.csv`, `accounts-2026-01.csv`, `usage_events/part-1.csv`).
+    pub async fn files_for(&self, table: &TableSpec) -> Result<Vec<ObjectMeta>> {
+        let all: Vec<ObjectMeta> = self.store.list(Some(&self.prefix)).try_collect().await?;
+        let glob = self.tables.get(table.name).and_then(|m| m.files.clone());
+        let mut files: Vec<ObjectMeta> = all
+            .into_iter()
+            .filter(|m| {
+                let rel = self.relative(&m.location);
+                if FileFormat::from_path(&rel).is_none() && !is_calendar(&rel) {
+                    return false;
+                }
+                match &glob {
+                    Some(g) => glob_match(g, &rel),
+                    None => default_match(table.name, &rel),
+                }
+            })
+            .collect();
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(files)
+    }
+
+    fn relative(&self, loc: &StorePath) -> String {
+        let prefix: Vec<_> = self.prefix.parts().collect();
+        loc.parts()
+            .skip(prefix.len())
+            .map(|p| p.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// The file's path relative to the source root.
+    pub fn relative_name(&self, meta: &ObjectMeta) -> String {
+        self.relative(&meta.location)
+    }
+
+    pub fn origin(&self, meta: &ObjectMeta) -> String {
+        format!("{}{}", self.url, self.relative(&meta.location))
+    }
+
+    /// Reads one file into raw records.
+    pub async fn read(&self, table: &TableSpec, meta: &ObjectMeta) -> Result<RawRecords> {
+        let origin = self.origin(meta);
+        let bytes = self.store.get(&meta.location).await?.bytes().await?;
+        if is_calendar(&origin) {
+            return Ok(crate::ingest::calendar::read_ics(&bytes, origin));
+        }
+        let format = FileFormat::from_path(&origin).ok_or_else(|| Error::Input {
+            origin: origin.clone(),
+            message: "unknown file type".into(),
+        })?;
+        let delimiter = self
+            .tables
+            .get(table.name)
+            .and_then(|m| m.delimiter.as_deref())
+            .map(|d| {
+                if d == "\\t" {
+                    b'\t'
+                } else {
+                    d.as_bytes().first().copied().unwrap_or(b',')
+                }
+            })
+            .unwrap_or(if origin.to_ascii_lowercase().ends_with(".tsv") {
+                b'\t'
+            } else {
+                b','
+            });
+        match format {
+            FileFormat::Csv => read_csv(&bytes, delimiter, origin),
+            FileFormat::Ndjson => read_json(&bytes, origin),
+            FileFormat::Parquet => read_parquet(bytes, origin),
+        }
+    }
+}
+
+/// iCalendar files: meetings, read by [`crate::ingest::calendar`].
+pub fn is_calendar(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".ics")
+}
+
+/// A file belongs to a table by a folder named after the table anywhere in its path
+/// (`usage_events/part-1.csv`, `2026-03-31/usage_events/part-1.csv`), or else by its file name
+/// (`accounts.csv`, `accounts-2026-01.csv`, `2026-03-31/accounts.csv`).
+fn default_match(table: &str, rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let (file, dirs) = parts.split_last().unwrap_or((&"", &[]));
+    if let Some(dir) = dirs
+        .iter()
+        .rev()
+        .find(|d| crate::lake::schema::core_table(d).is_some())
+    {
+        return *dir == table;
+    }
+    let stem = file.split('.').next().unwrap_or_default();
+    stem == table
+        || stem.strip_prefix(table).is_some_and(|rest| {
+            rest.starts_with('-') || rest.starts_with('_') && !rest[1..].starts_with(char::is_alphabetic)
+        })
+}
+
+/// `*` matches within a path segment, `**` across segments, `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) if p.get(1) == Some(&b'*') => {
+                let rest = if p.get(2) == Some(&b'/') { &p[3..] } else { &p[2..] };
+                (0..=t.len()).any(|i| go(rest, &t[i..]))
+            }
+            (Some(b'*'), _) => (0..=t.len())
+                .take_while(|i| *i == 0 || t[*i - 1] != b'/')
+                .any(|i| go(&p[1..], &t[i..])),
+            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RawRecords {
+            origin,
+            ..Default::default()
+        });
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(bytes);
+    let header: Vec<String> = reader
+        .byte_headers()
+        .map_err(|e| Error::Input {
+            origin: origin.clone(),
+            message: format!("unreadable header: {e}"),
+        })?
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut number = 0;
+    loop {
+        number += 1;
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let mut error = None;
+                let values: Vec<Option<String>> = record
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        Some(match std::str::from_utf8(v) {
+                            Ok(s) => s.to_string(),
+                            Err(_) => {
+                                let name = header
+                                    .get(i)
+                                    .map_or_else(|| format!("#{}", i + 1), |h| format!("'{h}'"));
+                                error.get_or_insert(format!("field {name} is not valid UTF-8"));
+                                String::from_utf8_lossy(v).into_owned()
+                            }
+                        })
+                    })
+                    .collect();
+                // A row with the wrong number of fields is rejected as a whole, with its text.
+                if values.len() != header.len() && error.is_none() {
+                    error = Some(format!(
+                        "{} fields where the header has {}",
+                        values.len(),
+                        header.len()
+                    ));
+                }
+                rows.push(RawRow {
+                    number,
+                    values,
+                    error,
+                });
+            }
+            Err(e) => {
+                return Err(Error::Input {
+                    origin,
+                    message: format!("record {number}: {e}"),
+                });
+            }
+        }
+    }
+    Ok(RawRecords {
+        origin,
+        header,
+        rows,
+        meetings: false,
+    })
+}
+
+fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let objects: Vec<(usize, Result<serde_json::Value, String>)> = if first == Some(&b'[') {
+        // a JSON array is one document: it parses whole or not at all
+        let arr: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(|e| Error::Input {
+            origin: origin.clone(),
+            message: format!("invalid JSON array: {e}"),
+        })?;
+        arr.into_iter().enumerate().map(|(i, v)| (i + 1, Ok(v))).collect()
+    } else {
+        // NDJSON: a bad line (invalid JSON or UTF-8) is rejected on its own
+        bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, l)| {
+                let parsed = match std::str::from_utf8(l) {
+                    Ok(text) => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}: {text}")),
+                    Err(_) => Err("the line is not valid UTF-8".to_string()),
+                };
+                (i + 1, parsed)
+            })
+            .collect()
+    };
+    Ok(records_from_json(origin, objects, false))
+}
+
+/// Records from parsed JSON objects, numbered, nested objects flattened to dotted fields. With
+/// `index_arrays`, arrays of objects flatten too (`associations.companies.results.0.id`), as API
+/// responses nest related records that way; otherwise arrays stay JSON text.
+pub fn records_from_json(
+    origin: String,
+    objects: Vec<(usize, Result<serde_json::Value, String>)>,
+    index_arrays: bool,
+) -> RawRecords {
+    let mut header: Vec<String> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut rows = Vec::with_capacity(objects.len());
+    for (number, obj) in objects {
+        let mut values: Vec<Option<String>> = vec![None; header.len()];
+        let obj = match obj {
+            Ok(v) => v,
+            Err(error) => {
+                rows.push(RawRow {
+                    number,
+                    values,
+                    error: Some(error),
+                });
+                continue;
+            }
+        };
+        let error = (!obj.is_object()).then(|| format!("expected a JSON object, found {obj}"));
+        if let serde_json::Value::Object(map) = obj {
+            let mut fields = Vec::with_capacity(map.len());
+            flatten("", map, index_arrays, &mut fields);
+            for (k, v) in fields {
+                let i = *index.entry(k.clone()).or_insert_with(|| {
+                    header.push(k);
+                    header.len() - 1
+                });
+                if values.len() <= i {
+                    values.resize(i + 1, None);
+                }
+                values[i] = v;
+            }
+        }
+        rows.push(RawRow {
+            number,
+            values,
+            error,
+        });
+    }
+    for r in &mut rows {
+        r.values.resize(header.len(), None);
+    }
+    RawRecords {
+        origin,
+        header,
+        rows,
+        meetings: false,
+    }
+}
+
+/// Nested objects become dotted fields (`context.groupId`, `traits.plan`), as warehouse exports
+/// of event streams (Segment, RudderStack, Snowplow) nest them; arrays stay JSON text.
+fn flatten(
+    prefix: &str,
+    map: serde_json::Map<String, serde_json::Value>,
+    index_arrays: bool,
+    out: &mut Vec<(String, Option<String>)>,
+) {
+    for (k, v) in map {
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            serde_json::Value::Object(inner) if !inner.is_empty() => flatten(&key, inner, index_arrays, out),
+            serde_json::Value::Array(items)
+                if index_arrays && !items.is_empty() && items.iter().all(serde_json::Value::is_object) =>
+            {
+                for (i, item) in items.into_iter().enumerate() {
+                    if let serde_json::Value::Object(inner) = item {
+                        flatten(&format!("{key}.{i}"), inner, index_arrays, out);
+                    }
+                }
+            }
+            serde_json::Value::Null => out.push((key, None)),
+            serde_json::Value::String(s) => out.push((key, Some(s))),
+            other => out.push((key, Some(other.to_string()))),
+        }
+    }
+}
+
+fn read_parquet(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
+    let err = |e: String| Error::Input {
+        origin: origin.clone(),
+        message: e,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| err(format!("not a readable Parquet file: {e}")))?
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let mut header = Vec::new();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|e| err(e.to_string()))?;
+        if header.is_empty() {
+            header = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        }
+        let cols: Vec<Arc<dyn Array>> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8).map_err(|e| err(e.to_string())))
+            .collect::<Result<_>>()?;
+        let strings: Vec<&deltalake::arrow::array::StringArray> = cols
+            .iter()
+            .map(|c| {
+                c.as_any()
+                    .downcast_ref()
+                    .ok_or_else(|| err("column did not cast to text".into()))
+            })
+            .collect::<Result<_>>()?;
+        for i in 0..batch.num_rows() {
+            let number = rows.len() + 1;
+            rows.push(RawRow {
+                number,
+                values: strings
+                    .iter()
+                    .map(|c| (!c.is_null(i)).then(|| c.value(i).to_string()))
+                    .collect(),
+                error: None,
+            });
+        }
+    }
+    Ok(RawRecords {
+        origin,
+        header,
+        rows,
+        meetings: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_default_file_names() {
+        assert!(glob_match("exports/*.csv", "exports/a.csv"));
+        assert!(!glob_match("exports/*.csv", "exports/x/a.csv"));
+        assert!(glob_match("exports/**/*.csv", "exports/x/a.csv"));
+        assert!(glob_match("crm_??.csv", "crm_01.csv"));
+        assert!(default_match("accounts", "accounts.csv"));
+        assert!(default_match("accounts", "accounts-2026-01.csv"));
+        assert!(default_match("usage_events", "usage_events/part-00001.parquet"));
+        assert!(!default_match("accounts", "accounts_extra.csv"));
+        assert!(!default_match("contacts", "accounts.csv"));
+        assert!(default_match("accounts", "2026-03-31/accounts.csv"));
+        assert!(default_match(
+            "usage_events",
+            "2026-03-31/usage_events/part-1.csv"
+        ));
+        assert!(!default_match("contacts", "2026-03-31/usage_events/contacts.csv"));
+    }
+
+    #[test]
+    fn csv_quoting_bom_embedded_newlines_and_short_rows() {
+        let data = "\u{feff}id,name,note\n1,\"Acme, Inc.\",\"two\nlines\"\n2,Short\n";
+        let r = read_csv(data.as_bytes(), b',', "f.csv".into()).unwrap();
+        assert_eq!(r.header, ["id", "name", "note"]);
+        assert_eq!(r.rows[0].values[1].as_deref(), Some("Acme, Inc."));
+        assert_eq!(r.rows[0].values[2].as_deref(), Some("two\nlines"));
+        assert_eq!(
+            r.rows[1].error.as_deref(),
+            Some("2 fields where the header has 3")
+        );
+    }
+}

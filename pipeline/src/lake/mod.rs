@@ -1,0 +1,249 @@
+//! The lake catalog: where each table lives, the object store, and a DataFusion session with
+//! every table registered as `zone.name` (and by its bare name); and, in its modules, what every
+//! stage shares about the lake: the object stores ([`storage`]), the canonical `core/` tables
+//! ([`schema`]), the audit log and quarantine ([`ops`]), personal data at rest ([`pii`]), the
+//! erasure list ([`erasures`]), retention ([`retention`]), lineage ([`lineage`]) and the
+//! helpers that query tables and read their batches ([`query`]).
+
+pub mod erasures;
+pub mod lineage;
+pub mod ops;
+pub mod pii;
+pub mod query;
+pub mod retention;
+pub mod schema;
+pub mod storage;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cslake_sinks::DeltaTarget;
+use deltalake::DeltaTable;
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+pub use schema::ZONES;
+
+use crate::{Error, Result};
+
+#[derive(Clone)]
+pub struct Lake {
+    pub root: Url,
+    pub storage_options: HashMap<String, String>,
+    datafusion_options: HashMap<String, String>,
+    /// Bytes DataFusion may hold before it spills to disk (`None`: unbounded).
+    memory_limit: Option<usize>,
+    store: Arc<dyn ObjectStore>,
+    store_prefix: StorePath,
+    /// The version of every table the last session registered: what jobs could read, recorded as
+    /// lineage with what they write.
+    read_versions: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake").field("root", &self.root.as_str()).finish()
+    }
+}
+
+/// A folder path or URL as a URL; folders are made absolute and created.
+pub fn location_url(location: &str, create: bool) -> Result<Url> {
+    if location.contains("://") {
+        let mut url = Url::parse(location)
+            .map_err(|e| Error::Config(format!("'{location}' is not a valid URL: {e}")))?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        return Ok(url);
+    }
+    let path = std::path::Path::new(location);
+    if create {
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: location.to_string(),
+            source,
+        })?;
+    }
+    let abs = std::path::absolute(path).map_err(|source| Error::Io {
+        path: location.to_string(),
+        source,
+    })?;
+    Url::from_directory_path(&abs)
+        .map_err(|_| Error::Config(format!("'{location}' is not a usable folder path")))
+}
+
+impl Lake {
+    pub fn open(
+        location: &str,
+        storage: &HashMap<String, String>,
+        datafusion: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let root = location_url(location, true)?;
+        let (store, prefix) = crate::lake::storage::open(&root, storage)
+            .map_err(|e| Error::Config(format!("lake '{location}': {e}")))?;
+        Ok(Self {
+            root,
+            storage_options: storage.clone(),
+            datafusion_options: datafusion.clone(),
+            memory_limit: None,
+            store,
+            store_prefix: prefix,
+            read_versions: Arc::default(),
+        })
+    }
+
+    /// The lake the settings name, with their storage, DataFusion and memory options.
+    pub fn from_settings(settings: &crate::Settings) -> Result<Self> {
+        Ok(
+            Self::open(&settings.lake, &settings.file.storage, &settings.file.datafusion)?
+                .with_memory_limit(settings.memory_limit),
+        )
+    }
+
+    /// Bounds the memory of queries: sorts, joins and aggregations spill to disk beyond it.
+    pub fn with_memory_limit(mut self, bytes: Option<usize>) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    pub fn table_url(&self, zone: &str, name: &str) -> Url {
+        // zone and name are identifiers of ours, so the join cannot fail
+        self.root
+            .join(&format!("{zone}/{name}/"))
+            .unwrap_or_else(|_| self.root.clone())
+    }
+
+    pub fn target(&self, zone: &str, name: &str) -> DeltaTarget {
+        let full = format!("{zone}.{name}");
+        let target = DeltaTarget::new(
+            full.clone(),
+            self.table_url(zone, name),
+            self.storage_options.clone(),
+        );
+        let inputs: serde_json::Map<String, serde_json::Value> = self
+            .read_versions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(t, _)| **t != full && !t.starts_with("ops."))
+                    .map(|(t, v)| (t.clone(), serde_json::json!(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if inputs.is_empty() {
+            target
+        } else {
+            target.with_inputs(serde_json::Value::Object(inputs))
+        }
+    }
+
+    pub async fn open_table(&self, zone: &str, name: &str) -> Result<Option<DeltaTable>> {
+        Ok(self.target(zone, name).open().await?)
+    }
+
+    /// The object store and the path of `rel` in it (for model artifacts and other files).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    pub fn path(&self, rel: &str) -> StorePath {
+        let mut parts: Vec<String> = self
+            .store_prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+        StorePath::from_iter(parts)
+    }
+
+    /// The tables that exist, as `(zone, name)`.
+    pub async fn tables(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for zone in ZONES {
+            let listing = self.store.list_with_delimiter(Some(&self.path(zone))).await?;
+            let mut names: Vec<String> = listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect();
+            names.sort();
+            for name in names {
+                let log = self.path(&format!("{zone}/{name}/_delta_log"));
+                let has_log = self
+                    .store
+                    .list_with_delimiter(Some(&log))
+                    .await
+                    .is_ok_and(|l| !l.objects.is_empty());
+                if has_log {
+                    out.push((zone.to_string(), name));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A DataFusion session with every existing table registered.
+    pub async fn session(&self) -> Result<SessionContext> {
+        let mut config = SessionConfig::new().with_information_schema(true);
+        for (k, v) in &self.datafusion_options {
+            config
+                .options_mut()
+                .set(k, v)
+                .map_err(|e| Error::Config(format!("[datafusion] {k}: {e}")))?;
+        }
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = self.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Job("DataFusion session has no default catalog".into()))?;
+        for zone in ZONES {
+            catalog.register_schema(zone, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let mut bare: Vec<String> = Vec::new();
+        for (zone, name) in self.tables().await? {
+            let Some(table) = self.open_table(&zone, &name).await? else {
+                continue;
+            };
+            table.update_datafusion_session(&ctx.state())?;
+            if let (Some(v), Ok(mut seen)) = (table.version(), self.read_versions.lock()) {
+                seen.insert(format!("{zone}.{name}"), v);
+            }
+            let provider = table.table_provider().await?;
+            ctx.register_table(
+                TableReference::partial(zone.as_str(), name.as_str()),
+                provider.clone(),
+            )?;
+            if !bare.contains(&name) {
+                ctx.register_table(name.as_str(), provider)?;
+                bare.push(name);
+            }
+        }
+        Ok(ctx)
+    }
+
+    /// Writes a small file (model artifacts, markers).
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store.put(&self.path(rel), bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Removes a file; a missing file is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, rel: &str) -> Result<Vec<u8>> {
+        Ok(self.store.get(&self.path(rel)).await?.bytes().await?.to_vec())
+    }
+}

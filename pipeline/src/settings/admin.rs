@@ -1,0 +1,30 @@
+//! `[pii]` and `[maintain]`: personal data at rest and housekeeping.
+
+use serde::Deserialize;
+
+/// Personal data at rest: see `pii.rs`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiConfig {
+    /// `encrypt` (AES-256-GCM, reversible with the key), `pseudonymise` (HMAC, irreversible) or
+    /// `off` (default).
+    pub mode: Option<String>,
+    /// The environment variable with the current key (default `CSLAKE_PII_KEY`).
+    pub key_env: Option<String>,
+    /// Variables with earlier keys, still accepted for reading until `cslake pii rotate` ran.
+    #[serde(default)]
+    pub old_key_envs: Vec<String>,
+    /// `table.column` to protect (default: contacts.email, contacts.name, csms.email, csms.name).
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintainConfig {
+    /// Versions younger than this stay readable (time travel); older files and log entries are
+    /// removed by `cslake maintain` (default 7).
+    pub keep_history_days: Option<i64>,
+    /// Compaction target (default 128 MB).
+    pub target_file_mb: Option<u64>,
+}

@@ -1,0 +1,597 @@
+//! `cslake train`: build the training set at past observation dates and train the churn model.
+
+pub mod health_weights;
+pub mod registry;
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDate, Utc};
+use cslake_features::{LabelSpec, training_set};
+use cslake_models::{Dataset, Metrics, ModelMeta, TrainOptions, train_out_of_time};
+
+use crate::features::available_registry;
+use crate::lake::query::{epoch_days, floats, has_table, require_core, sql, strings, with_run_id};
+use crate::{Error, Lake, Result, RunContext, Settings};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainReport {
+    pub version: String,
+    /// Whether it became the current model, and why (or why not).
+    pub promoted: bool,
+    pub reason: String,
+    pub observation_dates: usize,
+    pub rows: usize,
+    pub positives: usize,
+    pub windows: HashMap<String, [String; 2]>,
+    pub test: Metrics,
+    /// One model per fold, each tested on dates after all it was trained on.
+    pub backtest: Vec<cslake_models::Fold>,
+    /// The calibration chosen on the validation window, and why.
+    pub calibration: String,
+    /// The model family (`logistic_regression` or `mlp`) and why it was chosen.
+    pub family: String,
+    pub family_choice: String,
+    /// The expansion propensity model trained with it, when the data supports one.
+    pub expansion: Option<ExpansionSummary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExpansionSummary {
+    pub family: String,
+    /// Out-of-time metrics on its own test window.
+    pub test: Metrics,
+}
+
+/// Observation dates every `every` days, ending at the last date whose label window has closed
+/// by `as_of`, and starting once `warmup` days of history exist.
+pub fn observation_dates(
+    first_data: NaiveDate,
+    as_of: NaiveDate,
+    label: LabelSpec,
+    every: i64,
+    warmup: i64,
+) -> Vec<NaiveDate> {
+    let last = as_of - Duration::days(label.lead_days + label.horizon_days);
+    let first = first_data + Duration::days(warmup);
+    let mut dates = Vec::new();
+    let mut d = last;
+    while d >= first {
+        dates.push(d);
+        d -= Duration::days(every);
+    }
+    dates.reverse();
+    dates
+}
+
+/// A training set: one row per (observation date, customer account), features as of that date
+/// and the churn label observed after it.
+pub struct TrainingSet {
+    pub batches: Vec<deltalake::arrow::array::RecordBatch>,
+    pub dates: Vec<NaiveDate>,
+    pub features: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainingSetReport {
+    pub as_of: String,
+    /// `training.churn` or `training.expansion`
+    pub table: String,
+    pub observation_dates: usize,
+    pub first: String,
+    pub last: String,
+    pub rows: usize,
+    pub positives: usize,
+    pub features: usize,
+    pub label: String,
+    pub version: Option<u64>,
+    pub out: Option<String>,
+}
+
+/// Builds the training set for a model trained on `as_of`: observation dates every
+/// `[churn] observation_every_days` from the warm-up to the last date whose label window has
+/// closed by `as_of`, with features as of each date only (and, `strict`, only rows ingested by
+/// that date's daily run).
+pub async fn build_training_set(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &Settings,
+    label: LabelSpec,
+    as_of: NaiveDate,
+    strict: bool,
+) -> Result<TrainingSet> {
+    require_core(ctx, &label)?;
+    let registry = available_registry(settings, ctx)?;
+    let c = &settings.file.churn;
+    // History starts when every recorded source has begun: subscriptions and usage, where loaded.
+    let mut starts = Vec::new();
+    if has_table(ctx, "core.subscriptions") {
+        starts.push("(SELECT MIN(start_date) FROM core.subscriptions)");
+    }
+    if has_table(ctx, "core.usage_events") {
+        starts.push("(SELECT MIN(CAST(event_time AS DATE)) FROM core.usage_events)");
+    }
+    let q = match starts.as_slice() {
+        [one] => format!("SELECT {one} AS d"),
+        many => format!("SELECT GREATEST({}) AS d", many.join(", ")),
+    };
+    let first = sql(ctx, &q)
+        .await?
+        .first()
+        .and_then(|b| strings(b, "d").ok())
+        .and_then(|v| v.into_iter().flatten().next());
+    let first = first
+        .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
+        .ok_or_else(|| Error::Job("the core tables hold no dated history: nothing to train on".into()))?;
+    let dates = observation_dates(first, as_of, label, c.observation_every_days, c.warmup_days);
+    if dates.len() < 3 {
+        return Err(Error::Job(format!(
+            "only {} observation date(s) between {first} + {} days of warm-up and {as_of} - {} days of label horizon: \
+             an out-of-time evaluation needs at least 3. Load more history or shorten [churn] horizon_days/observation_every_days",
+            dates.len(),
+            c.warmup_days,
+            c.lead_days + c.horizon_days
+        )));
+    }
+    tracing::info!(dates = dates.len(), first = %dates[0], last = %dates[dates.len() - 1], "building training set");
+    let knowledge = crate::lake::query::knowledge(ctx, strict).await?;
+    let mut batches = training_set(ctx, &registry, &dates, label, &knowledge).await?;
+    if let Some(window) = c.observe_before_renewal_days {
+        batches = before_renewal(batches, window)?;
+    }
+    Ok(TrainingSet {
+        batches,
+        dates,
+        features: registry.feature_names(),
+    })
+}
+
+/// Keeps the rows observed within `window` days before the account's renewal
+/// (`[churn] observe_before_renewal_days`): a model of "will this renewal be lost", trained on the
+/// moments a renewal conversation happens, from the `days_to_renewal` feature.
+fn before_renewal(
+    batches: Vec<deltalake::arrow::array::RecordBatch>,
+    window: i64,
+) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
+    use deltalake::arrow::array::BooleanArray;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        if b.column_by_name("days_to_renewal").is_none() {
+            return Err(Error::Config(
+                "[churn] observe_before_renewal_days needs the days_to_renewal feature (the subscription view, or a view of yours that provides it)".into(),
+            ));
+        }
+        let days = floats(&b, "days_to_renewal")?;
+        let keep = BooleanArray::from(
+            days.iter()
+                .map(|d| d.is_finite() && *d >= 0.0 && *d <= window as f64)
+                .collect::<Vec<_>>(),
+        );
+        out.push(deltalake::arrow::compute::filter_record_batch(&b, &keep)?);
+    }
+    Ok(out)
+}
+
+/// The file `--out` names and its format, checked before any work is done.
+fn export_target(path: &std::path::Path) -> Result<(&std::path::Path, cslake_sinks::FileFormat)> {
+    let format = cslake_sinks::FileFormat::from_path(&path.display().to_string()).ok_or_else(|| {
+        Error::Config(format!(
+            "{}: the file type must be .csv, .ndjson or .parquet",
+            path.display()
+        ))
+    })?;
+    Ok((path, format))
+}
+
+/// Writes a training set to the `--out` file, if any; returns where it went.
+fn export(
+    out: Option<(&std::path::Path, cslake_sinks::FileFormat)>,
+    batches: &[deltalake::arrow::array::RecordBatch],
+) -> Result<Option<String>> {
+    let (Some((path, format)), Some(first)) = (out, batches.first()) else {
+        return Ok(None);
+    };
+    let mut w = cslake_sinks::FileWriter::create(path, format, first.schema())?;
+    for b in batches {
+        w.write(b)?;
+    }
+    Ok(Some(w.finish()?.display().to_string()))
+}
+
+/// `cslake features training-set`: the training set to `training.churn` (and to a file).
+pub async fn write_training_set(
+    lake: &Lake,
+    settings: &Settings,
+    target: cslake_features::Target,
+    as_of: NaiveDate,
+    strict: bool,
+    out: Option<&std::path::Path>,
+    run: &mut RunContext,
+) -> Result<TrainingSetReport> {
+    let out = out.map(export_target).transpose()?;
+    crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    let ctx = lake.session().await?;
+    let label = settings.label_for(target);
+    let set = build_training_set(&ctx, settings, label, as_of, strict).await?;
+    let table = match target {
+        cslake_features::Target::Churn => "churn",
+        cslake_features::Target::Expansion => "expansion",
+    };
+    let rows: usize = set.batches.iter().map(|b| b.num_rows()).sum();
+    let mut positives = 0usize;
+    for b in &set.batches {
+        positives += floats(b, "label")?.iter().filter(|v| **v > 0.5).count();
+    }
+    let with_id = set
+        .batches
+        .iter()
+        .map(|b| with_run_id(b, &run.run_id))
+        .collect::<Result<Vec<_>>>()?;
+    let stats = lake
+        .target("training", table)
+        .overwrite(with_id.clone(), &run.run_id)
+        .await?;
+    run.wrote(&format!("training.{table}"), rows, stats.version);
+    let out = export(out, &with_id)?;
+    let l = label;
+    Ok(TrainingSetReport {
+        as_of: as_of.to_string(),
+        table: format!("training.{table}"),
+        observation_dates: set.dates.len(),
+        first: set.dates.first().map(|d| d.to_string()).unwrap_or_default(),
+        last: set.dates.last().map(|d| d.to_string()).unwrap_or_default(),
+        rows,
+        positives,
+        features: set.features.len(),
+        label: l.describe(),
+        version: stats.version,
+        out,
+    })
+}
+
+/// The trainer's options from `[model]`.
+fn train_options(settings: &Settings) -> TrainOptions {
+    let mut opts = TrainOptions::default();
+    opts.logistic.balance_classes = settings.file.model.balance_classes;
+    opts.mlp.balance_classes = settings.file.model.balance_classes;
+    opts.family = settings.file.model.family;
+    opts
+}
+
+/// The model's view of a training set: feature matrix and labels, and each row's observation date.
+fn to_dataset(
+    batches: &[deltalake::arrow::array::RecordBatch],
+    features: &[String],
+) -> Result<(Dataset, Vec<String>)> {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut obs = Vec::new();
+    for b in batches {
+        let cols: Vec<Vec<f64>> = features.iter().map(|f| floats(b, f)).collect::<Result<_>>()?;
+        let labels = floats(b, "label")?;
+        let when = strings(b, "as_of_date")?;
+        for i in 0..b.num_rows() {
+            x.extend(cols.iter().map(|c| c[i] as f32));
+            y.push(labels[i] as f32);
+            obs.push(when[i].clone().unwrap_or_default());
+        }
+    }
+    Ok((Dataset::new(features.to_vec(), x, y)?, obs))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvaluateReport {
+    pub as_of: String,
+    pub rows: usize,
+    pub positives: usize,
+    pub test_window: [String; 2],
+    /// The production trainer (weights, penalty, early stopping, chosen calibration).
+    pub model: Metrics,
+    pub calibration: String,
+    /// A plain logistic regression on the same rows and the same test window.
+    pub reference: Metrics,
+    pub backtest: Vec<cslake_models::Fold>,
+    pub out: Option<String>,
+    /// The model family chosen, and why.
+    pub family_choice: String,
+    /// Whether the trainer beats the reference, and if not, why.
+    pub verdict: String,
+}
+
+/// The trainer against the reference in words: better, within the noise of the test window's
+/// churners (Hanley & McNeil's standard error of the ROC AUC), or worse and what to try.
+pub fn verdict(model: &Metrics, reference: &Metrics) -> String {
+    let (d_auc, d_pr) = (model.roc_auc - reference.roc_auc, model.pr_auc - reference.pr_auc);
+    let (pos, neg) = (model.positives as f64, (model.rows - model.positives) as f64);
+    let a = model.roc_auc;
+    let q1 = a / (2.0 - a);
+    let q2 = 2.0 * a * a / (1.0 + a);
+    let se = if pos > 0.0 && neg > 0.0 {
+        ((a * (1.0 - a) + (pos - 1.0) * (q1 - a * a) + (neg - 1.0) * (q2 - a * a)) / (pos * neg)).sqrt()
+    } else {
+        f64::NAN
+    };
+    let shown = format!("ROC AUC {d_auc:+.3}, PR AUC {d_pr:+.3}");
+    if d_auc >= 0.0 && d_pr >= 0.0 {
+        format!("beats the reference ({shown})")
+    } else if d_auc.abs() <= 2.0 * se {
+        format!(
+            "not clearly better than the reference ({shown}): within the noise of {pos:.0} churners in the test window (ROC AUC ± {:.3}); a longer history or more accounts would separate them",
+            2.0 * se
+        )
+    } else {
+        format!(
+            "worse than the reference ({shown}, beyond the test window's noise of ± {:.3}): on this data the plain fit ranks better; try [model] balance_classes = false or family = \"logistic\", and compare again",
+            2.0 * se
+        )
+    }
+}
+
+/// `cslake evaluate`: the trainer against a plain logistic-regression reference, on the same
+/// training set and test window, without registering anything; the training set can be exported
+/// for other tools to compare against.
+pub async fn evaluate(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    out: Option<&std::path::Path>,
+    run: &mut RunContext,
+) -> Result<EvaluateReport> {
+    let out = out.map(export_target).transpose()?;
+    crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    let ctx = lake.session().await?;
+    let set = build_training_set(&ctx, settings, settings.label_spec(), as_of, false).await?;
+    let (data, obs) = to_dataset(&set.batches, &set.features)?;
+    let opts = train_options(settings);
+    let meta = ModelMeta {
+        name: "churn".into(),
+        version: "evaluation".into(),
+        ..Default::default()
+    };
+    let mut artifact = train_out_of_time(&data, &obs, &opts, meta)?;
+    artifact.meta.backtest = cslake_models::backtest(&data, &obs, &opts, settings.file.model.backtest_folds)?;
+    let window = artifact.meta.windows.get("test").cloned().unwrap_or_default();
+    let reference = cslake_models::reference(&data, &obs, &opts, &window[0])?;
+    let verdict = verdict(&artifact.meta.test_metrics, &reference);
+    let out = export(out, &set.batches)?;
+    run.rows_read += data.n_rows() as u64;
+    Ok(EvaluateReport {
+        as_of: as_of.to_string(),
+        rows: data.n_rows(),
+        positives: data.positives(),
+        test_window: window,
+        model: artifact.meta.test_metrics.clone(),
+        calibration: artifact.meta.calibration_choice.clone(),
+        reference,
+        backtest: artifact.meta.backtest.clone(),
+        out,
+        family_choice: artifact.meta.family_choice.clone(),
+        verdict,
+    })
+}
+
+pub async fn train(
+    lake: &Lake,
+    settings: &Settings,
+    as_of: NaiveDate,
+    strict: bool,
+    run: &mut RunContext,
+) -> Result<TrainReport> {
+    crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    let ctx = lake.session().await?;
+    let TrainingSet {
+        batches,
+        dates,
+        features,
+    } = build_training_set(&ctx, settings, settings.label_spec(), as_of, strict).await?;
+    let label = settings.label_spec();
+    let (data, obs) = to_dataset(&batches, &features)?;
+    let positives = data.positives();
+    tracing::info!(rows = data.n_rows(), positives, "training set built");
+
+    // training set to the lake, for inspection and other tools
+    let with_id = batches
+        .iter()
+        .map(|b| with_run_id(b, &run.run_id))
+        .collect::<Result<Vec<_>>>()?;
+    let stats = lake
+        .target("training", "churn")
+        .overwrite(with_id, &run.run_id)
+        .await?;
+    run.wrote("training.churn", data.n_rows(), stats.version);
+
+    let mut entries = registry::load(&ctx).await?;
+    let previous = entries.len();
+    let version = format!("churn-v{}", previous + 1);
+    let meta = ModelMeta {
+        name: "churn".into(),
+        version: version.clone(),
+        created_at: Utc::now().to_rfc3339(),
+        code_version: env!("CARGO_PKG_VERSION").into(),
+        label: HashMap::from([
+            ("definition".to_string(), label.describe()),
+            ("lead_days".to_string(), label.lead_days.to_string()),
+            ("horizon_days".to_string(), label.horizon_days.to_string()),
+            ("as_of".to_string(), as_of.to_string()),
+        ]),
+        ..Default::default()
+    };
+    let mut artifact = train_out_of_time(&data, &obs, &train_options(settings), meta)?;
+    artifact.meta.backtest = cslake_models::backtest(
+        &data,
+        &obs,
+        &train_options(settings),
+        settings.file.model.backtest_folds,
+    )?;
+    for f in &artifact.meta.backtest {
+        tracing::info!(
+            test_from = f.test[0].as_str(),
+            test_to = f.test[1].as_str(),
+            roc_auc = f.metrics.roc_auc,
+            pr_auc = f.metrics.pr_auc,
+            "backtest fold"
+        );
+    }
+    let dir = format!("models/churn/{version}");
+    lake.put(&format!("{dir}/model.safetensors"), artifact.weights_bytes()?)
+        .await?;
+    lake.put(&format!("{dir}/model.json"), artifact.meta_json()?)
+        .await?;
+    // the expansion propensity model travels with this version: opportunities use it
+    let expansion = train_expansion(&ctx, settings, as_of, strict, &version).await;
+    if let Some(x) = &expansion {
+        lake.put(&format!("{dir}/expansion.safetensors"), x.weights_bytes()?)
+            .await?;
+        lake.put(&format!("{dir}/expansion.json"), x.meta_json()?).await?;
+    }
+    crate::fault_point("train:before-registry");
+    let m = &artifact.meta.test_metrics;
+
+    // Challenger against the current model, on the same out-of-time test window.
+    let test_from = artifact
+        .meta
+        .windows
+        .get("test")
+        .map(|w| w[0].clone())
+        .unwrap_or_default();
+    let test_rows: Vec<usize> = (0..obs.len()).filter(|i| obs[*i] >= test_from).collect();
+    let test = data.select(|i| obs[i] >= test_from);
+    let tolerance = settings.file.model.promotion_tolerance;
+    let (status, reason) = match registry::current(&entries) {
+        None => ("current", "the first model".to_string()),
+        Some(cur) => match registry::load_artifact(lake, cur)
+            .await
+            .and_then(|a| Ok(a.predict(&test)?))
+        {
+            Ok(p) => {
+                let probs: Vec<f64> = p.iter().map(|p| p.probability).collect();
+                let theirs = Metrics::compute(&probs, &test.y, 0.5).roc_auc;
+                let verdict = format!(
+                    "ROC AUC {:.3} against {:.3} for {} on the test window {test_from}.. ({} rows)",
+                    m.roc_auc,
+                    theirs,
+                    cur.version,
+                    test_rows.len()
+                );
+                if theirs.is_nan() || m.roc_auc + tolerance >= theirs {
+                    ("current", format!("promoted: {verdict}"))
+                } else {
+                    (
+                        "rejected",
+                        format!("not promoted, worse by more than {tolerance}: {verdict}"),
+                    )
+                }
+            }
+            Err(e) => (
+                "current",
+                format!("promoted: {} cannot score the new data ({e})", cur.version),
+            ),
+        },
+    };
+    let promoted = status == "current";
+    if promoted {
+        for e in &mut entries {
+            if e.status == "current" {
+                e.status = "previous".into();
+                e.reason = format!("replaced by {version}");
+            }
+        }
+    }
+    entries.push(registry::Entry {
+        model_name: "churn".into(),
+        version: version.clone(),
+        family: artifact.meta.family.clone(),
+        created_at: Utc::now().timestamp_micros(),
+        as_of_date: epoch_days(as_of),
+        status: status.into(),
+        path: dir.clone(),
+        training_rows: data.n_rows() as i64,
+        test_rows: m.rows as i64,
+        base_rate: m.base_rate,
+        roc_auc: m.roc_auc,
+        pr_auc: m.pr_auc,
+        brier: m.brier,
+        top_decile_lift: m.top_decile_lift,
+        accuracy: m.accuracy,
+        metrics: serde_json::to_string(m).unwrap_or_default(),
+        reason: reason.clone(),
+        run_id: run.run_id.clone(),
+    });
+    registry::save(lake, entries, run).await?;
+    tracing::info!(
+        version = version.as_str(),
+        roc_auc = m.roc_auc,
+        pr_auc = m.pr_auc,
+        promoted,
+        reason = reason.as_str(),
+        "model trained"
+    );
+    Ok(TrainReport {
+        version,
+        promoted,
+        reason,
+        observation_dates: dates.len(),
+        rows: data.n_rows(),
+        positives,
+        windows: artifact.meta.windows.clone(),
+        test: m.clone(),
+        backtest: artifact.meta.backtest.clone(),
+        calibration: artifact.meta.calibration_choice.clone(),
+        family: artifact.meta.family.clone(),
+        family_choice: artifact.meta.family_choice.clone(),
+        expansion: expansion.map(|x| ExpansionSummary {
+            family: x.meta.family.clone(),
+            test: x.meta.test_metrics.clone(),
+        }),
+    })
+}
+
+/// The expansion propensity model (label: MRR up by `[opportunities] expansion_min_increase_pct`
+/// within the horizon), trained like the churn model. `None`, with a warning, when this lake
+/// cannot support one (no subscriptions, too few expansions): opportunities then use product fit
+/// alone.
+async fn train_expansion(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &Settings,
+    as_of: NaiveDate,
+    strict: bool,
+    version: &str,
+) -> Option<cslake_models::ModelArtifact> {
+    let label = settings.label_for(cslake_features::Target::Expansion);
+    let attempt = async {
+        let set = build_training_set(ctx, settings, label, as_of, strict).await?;
+        let (data, obs) = to_dataset(&set.batches, &set.features)?;
+        if data.positives() < 20 {
+            return Err(Error::Job(format!(
+                "only {} expansions in {} training rows",
+                data.positives(),
+                data.n_rows()
+            )));
+        }
+        let meta = ModelMeta {
+            name: "expansion".into(),
+            version: version.to_string(),
+            created_at: Utc::now().to_rfc3339(),
+            code_version: env!("CARGO_PKG_VERSION").into(),
+            label: HashMap::from([
+                ("definition".to_string(), label.describe()),
+                ("horizon_days".to_string(), label.horizon_days.to_string()),
+                ("as_of".to_string(), as_of.to_string()),
+            ]),
+            ..Default::default()
+        };
+        Ok::<_, Error>(train_out_of_time(&data, &obs, &train_options(settings), meta)?)
+    };
+    match attempt.await {
+        Ok(a) => {
+            tracing::info!(
+                roc_auc = a.meta.test_metrics.roc_auc,
+                family = a.meta.family.as_str(),
+                "expansion model trained"
+            );
+            Some(a)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no expansion propensity model: opportunities use product fit alone");
+            None
+        }
+    }
+}
