@@ -1250,7 +1250,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = open_lake()?;
             match action {
                 PlaybooksAction::List => {
-                    let entries = act::list(&settings)?;
+                    let entries = act::commands::list(&settings)?;
                     output::playbooks(&entries);
                     out!(
                         "{}",
@@ -1258,8 +1258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 PlaybooksAction::Validate { as_of } => {
-                    let entries = act::list(&settings)?;
-                    let warnings = act::validate(&lake, &settings, as_of).await?;
+                    let entries = act::commands::list(&settings)?;
+                    let warnings = act::commands::validate(&lake, &settings, as_of).await?;
                     for w in &warnings {
                         out!("warning: {w}");
                     }
@@ -1279,7 +1279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 PlaybooksAction::Stats { as_of } => {
-                    let (date, batches) = act::stats(&lake, as_of).await?;
+                    let (date, batches) = act::commands::stats(&lake, as_of).await?;
                     let Some(date) = date else {
                         return Err(Error::Job(
                             "no playbook statistics yet: run `cslake act --as-of DATE` first".into(),
@@ -1320,7 +1320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 TasksAction::Complete { task_id, by } => {
                     let by = by.unwrap_or_else(|| settings.actor.clone());
                     let (task, run) = audited(&lake, new_run("tasks complete", None), async |run| {
-                        act::complete_task(&lake, &task_id, &by, run).await
+                        act::commands::complete_task(&lake, &task_id, &by, run).await
                     })
                     .await?;
                     out!("Task {} completed by {by}: {}", task.task_id, task.title);
@@ -1349,7 +1349,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 AlertsAction::Ack { alert_id, by } => {
                     let by = by.unwrap_or_else(|| settings.actor.clone());
                     let (alert, run) = audited(&lake, new_run("alerts ack", None), async |run| {
-                        act::ack_alert(&lake, &alert_id, &by, run).await
+                        act::commands::ack_alert(&lake, &alert_id, &by, run).await
                     })
                     .await?;
                     out!("Alert {} acknowledged by {by}: {}", alert.alert_id, alert.title);
@@ -1364,7 +1364,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: CampaignsAction::Report { as_of },
         } => {
             let lake = open_lake()?;
-            let arms = act::campaign_report(&lake, &settings, as_of).await?;
+            let arms = act::stats::campaign_report(&lake, &settings, as_of).await?;
             output::campaigns(&arms);
             out!(
                 "{}",

@@ -413,7 +413,7 @@ pub fn acted(r: &cslake_pipeline::act::ActReport) {
     }
 }
 
-pub fn playbooks(entries: &[cslake_pipeline::act::LibraryEntry]) {
+pub fn playbooks(entries: &[cslake_pipeline::act::commands::LibraryEntry]) {
     for e in entries {
         out!(
             "{} {} v{} [{}]{} — {}",
@@ -431,7 +431,7 @@ pub fn playbooks(entries: &[cslake_pipeline::act::LibraryEntry]) {
     }
 }
 
-pub fn campaigns(arms: &[cslake_pipeline::act::ArmReport]) {
+pub fn campaigns(arms: &[cslake_pipeline::act::stats::ArmReport]) {
     if arms.is_empty() {
         out!("No campaign assignments yet.");
         return;

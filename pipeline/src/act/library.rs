@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::{Error, Result};
+use crate::{Error, Result, Settings};
 
 /// The templates shipped with cslake (`playbooks/` in the repository).
 const BUILTIN: &[(&str, &str)] = &[
@@ -236,9 +236,14 @@ impl Library {
                     .collect::<Result<_>>()?
             }
         };
+        Self::parse(files.iter().map(|(o, t)| (o.as_str(), t.as_str())))
+    }
+
+    /// A library from `(origin, TOML text)` pairs, checked as a whole.
+    pub fn parse<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
         let mut lib = Library::default();
         for (origin, text) in files {
-            lib.add(&origin, &text)?;
+            lib.add(origin, text)?;
         }
         lib.validate()?;
         Ok(lib)
@@ -493,6 +498,17 @@ pub fn fill(template: &str, mut value: impl FnMut(&str) -> Option<String>) -> St
     }
     out.push_str(rest);
     out
+}
+
+/// The template library the settings point at.
+pub fn library(settings: &Settings) -> Result<Library> {
+    let dir = settings
+        .file
+        .actions
+        .library
+        .as_ref()
+        .map(|p| settings.config_path(p));
+    Library::load(dir.as_deref())
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
 use deltalake::datafusion::prelude::SessionContext;
 
-use crate::Result;
 use crate::lake::query::{epoch_days, floats, has_table, sql, strings};
+use crate::{Lake, Result, RunContext};
 
 /// Collects columns of one batch.
 #[derive(Default)]
@@ -614,4 +614,78 @@ impl Assignment {
             .key("_run_id", vec![run_id.to_string(); n])
             .batch()
     }
+}
+
+/// The state of the last day before `as_of` (`actions.playbook_runs` is a snapshot per day).
+pub(crate) async fn previous_state(ctx: &SessionContext, as_of: NaiveDate) -> Result<Vec<Enrolment>> {
+    if !has_table(ctx, "actions.playbook_runs") {
+        return Ok(vec![]);
+    }
+    let b = sql(
+        ctx,
+        &format!(
+            "SELECT CAST(MAX(as_of_date) AS VARCHAR) AS d FROM actions.playbook_runs WHERE as_of_date < DATE '{as_of}'"
+        ),
+    )
+    .await?;
+    let Some(d) = b
+        .first()
+        .and_then(|b| strings(b, "d").ok())
+        .and_then(|v| v.into_iter().next().flatten())
+    else {
+        return Ok(vec![]);
+    };
+    Enrolment::read(&read(ctx, "actions.playbook_runs", &format!("as_of_date = DATE '{d}'")).await?)
+}
+
+/// Adds the rows whose key the `actions.<table>` table does not hold yet.
+pub(crate) async fn insert_new(
+    lake: &Lake,
+    table: &str,
+    batch: RecordBatch,
+    key: &str,
+    run: &mut RunContext,
+) -> Result<()> {
+    let s = lake
+        .target("actions", table)
+        .insert_new(vec![batch], key, &run.run_id)
+        .await?;
+    run.wrote(&format!("actions.{table}"), s.inserted, s.version);
+    Ok(())
+}
+
+pub(crate) async fn upsert_tasks(lake: &Lake, rows: &[Task], run: &mut RunContext) -> Result<()> {
+    let s = lake
+        .target("actions", "tasks")
+        .upsert(
+            vec![Task::batch(rows, &run.run_id)?],
+            &["task_id"],
+            &["status", "completed_at", "completed_by", "crm_task_id"],
+            &["_run_id"],
+            &run.run_id,
+        )
+        .await?;
+    run.wrote("actions.tasks", s.inserted + s.updated, s.version);
+    Ok(())
+}
+
+pub(crate) async fn upsert_alerts(lake: &Lake, rows: &[Alert], run: &mut RunContext) -> Result<()> {
+    let s = lake
+        .target("actions", "alerts")
+        .upsert(
+            vec![Alert::batch(rows, &run.run_id)?],
+            &["alert_id"],
+            &[
+                "status",
+                "acknowledged_at",
+                "acknowledged_by",
+                "notified_count",
+                "last_notified_on",
+            ],
+            &["_run_id"],
+            &run.run_id,
+        )
+        .await?;
+    run.wrote("actions.alerts", s.inserted + s.updated, s.version);
+    Ok(())
 }

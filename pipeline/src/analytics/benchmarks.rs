@@ -111,7 +111,7 @@ async fn kpis_at(ctx: &SessionContext, t: NaiveDate) -> Result<Kpis> {
         }
         Ok(())
     };
-    let mrr_on = |day: NaiveDate| crate::analytics::mrr_on(day);
+    let mrr_on = |day: NaiveDate| crate::analytics::financial::mrr_on(day);
     if has_table(ctx, "core.subscriptions") {
         let q = format!(
             "SELECT {seg} AS scope, SUM(LEAST(COALESCE(n.mrr, 0), t.mrr)) / SUM(t.mrr) AS grr_12m, \
@@ -153,7 +153,7 @@ async fn kpis_at(ctx: &SessionContext, t: NaiveDate) -> Result<Kpis> {
 /// Annual contract value (ARR per paying account) per scope on `t`.
 async fn acv_at(ctx: &SessionContext, t: NaiveDate) -> Result<BTreeMap<String, f64>> {
     let mrr = if has_table(ctx, "core.subscriptions") {
-        crate::analytics::mrr_on(t)
+        crate::analytics::financial::mrr_on(t)
     } else {
         "SELECT account_id, mrr FROM core.accounts".to_string()
     };
