@@ -171,3 +171,115 @@ impl Fixture {
         self.requests.lock().unwrap().clear();
     }
 }
+
+/// How the SMTP fixture answers `RCPT TO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpMode {
+    Accept,
+    /// 550: the recipient is refused for good.
+    Refuse,
+    /// 451: try again later.
+    Defer,
+}
+
+/// A plain-text SMTP server (no TLS) that keeps every message it accepts: enough of RFC 5321 for
+/// lettre (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT).
+pub struct Smtp {
+    pub port: u16,
+    messages: Arc<Mutex<Vec<String>>>,
+    /// RCPT commands received, accepted or not.
+    attempts: Arc<Mutex<usize>>,
+    mode: Arc<Mutex<SmtpMode>>,
+}
+
+impl Smtp {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+        let port = listener.local_addr().unwrap().port();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(Mutex::new(0));
+        let mode = Arc::new(Mutex::new(SmtpMode::Accept));
+        let (log, tries, how) = (messages.clone(), attempts.clone(), mode.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (log, tries, how) = (log.clone(), tries.clone(), how.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut say = |s: &str| stream.write_all(s.as_bytes()).is_ok();
+                    say("220 fixture ESMTP\r\n");
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let cmd = line.trim_end().to_ascii_uppercase();
+                        let ok = if cmd.starts_with("EHLO") {
+                            say("250-fixture\r\n250 8BITMIME\r\n")
+                        } else if cmd.starts_with("RCPT") {
+                            *tries.lock().unwrap() += 1;
+                            match *how.lock().unwrap() {
+                                SmtpMode::Accept => say("250 OK\r\n"),
+                                SmtpMode::Refuse => say("550 5.1.1 no such user\r\n"),
+                                SmtpMode::Defer => say("451 4.3.0 try again later\r\n"),
+                            }
+                        } else if cmd.starts_with("DATA") {
+                            say("354 go ahead\r\n");
+                            let mut body = String::new();
+                            loop {
+                                let mut l = String::new();
+                                if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                                    break;
+                                }
+                                body.push_str(&l);
+                            }
+                            log.lock().unwrap().push(body);
+                            say("250 OK queued\r\n")
+                        } else if cmd.starts_with("QUIT") {
+                            say("221 bye\r\n");
+                            return;
+                        } else {
+                            say("250 OK\r\n")
+                        };
+                        if !ok {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            messages,
+            attempts,
+            mode,
+        }
+    }
+
+    pub fn set(&self, mode: SmtpMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// Every message accepted so far (headers and body as sent).
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn attempts(&self) -> usize {
+        *self.attempts.lock().unwrap()
+    }
+
+    pub fn clear(&self) {
+        self.messages.lock().unwrap().clear();
+        *self.attempts.lock().unwrap() = 0;
+    }
+}
+
+/// A local address nothing listens on.
+pub fn closed_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+    let url = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    url
+}

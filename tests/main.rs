@@ -4,6 +4,7 @@
 mod actions;
 mod airflow;
 mod cli;
+mod conformance;
 mod connectors;
 mod e2e;
 mod faults;

@@ -48,7 +48,13 @@ pub enum Error {
     Quality(String),
     /// An API call that failed for good (after retries where retrying makes sense).
     #[error("source '{name}': {message}")]
-    Http { name: String, message: String },
+    Http {
+        name: String,
+        message: String,
+        /// The server answered and refused the request (a 4xx, or a body it could not read):
+        /// sending it again will not help. Otherwise it could not be reached or kept failing.
+        refused: bool,
+    },
     /// 401/403: retrying cannot help, the configured credentials must change.
     #[error("source '{name}': credentials rejected: {message}")]
     Credentials { name: String, message: String },

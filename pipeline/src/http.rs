@@ -178,10 +178,21 @@ impl HttpClient {
         out
     }
 
+    /// The request did not get through, or kept failing (network, 5xx, 429).
     fn http_err(&self, message: String) -> Error {
         Error::Http {
             name: self.source.clone(),
             message: self.redact(&message),
+            refused: false,
+        }
+    }
+
+    /// The server answered and refused the request: it will refuse it again.
+    fn refused(&self, message: String) -> Error {
+        Error::Http {
+            name: self.source.clone(),
+            message: self.redact(&message),
+            refused: true,
         }
     }
 
@@ -248,19 +259,22 @@ impl HttpClient {
         {
             return Ok(Some(t.access.clone()));
         }
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        match &o.refresh_token {
-            Some(r) => form
-                .append_pair("grant_type", "refresh_token")
-                .append_pair("refresh_token", r),
-            None => form.append_pair("grant_type", "client_credentials"),
+        // the serializer is not Send: finish it before the first await
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            match &o.refresh_token {
+                Some(r) => form
+                    .append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", r),
+                None => form.append_pair("grant_type", "client_credentials"),
+            };
+            form.append_pair("client_id", &o.client_id)
+                .append_pair("client_secret", &o.client_secret);
+            if let Some(scope) = &o.scope {
+                form.append_pair("scope", scope);
+            }
+            form.finish()
         };
-        form.append_pair("client_id", &o.client_id)
-            .append_pair("client_secret", &o.client_secret);
-        if let Some(scope) = &o.scope {
-            form.append_pair("scope", scope);
-        }
-        let body = form.finish();
         let mut attempt = 0;
         let resp = loop {
             self.pace().await;
@@ -339,13 +353,13 @@ impl HttpClient {
             return Err(self.rejected(status, &format!("{method} {shown}"), &text));
         }
         if !status.is_success() {
-            return Err(self.http_err(format!(
+            return Err(self.refused(format!(
                 "{method} {shown} answered HTTP {status}{}",
                 snippet(&text).map(|s| format!(": {s}")).unwrap_or_default()
             )));
         }
         let body: Value = serde_json::from_str(&text).map_err(|e| {
-            self.http_err(format!(
+            self.refused(format!(
                 "{method} {shown} sent malformed JSON ({e}){}",
                 snippet(&text).map(|s| format!(": {s}")).unwrap_or_default()
             ))

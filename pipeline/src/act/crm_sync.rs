@@ -7,11 +7,13 @@ use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 
 use crate::act::channels::crm::{Crm, CrmTask, RecordUpdate};
+use crate::act::channels::{Channel, Delivery, Outcome};
 use crate::act::day::Day;
 use crate::act::report::CrmReport;
 use crate::act::tables::{Cols, Task, read};
 use crate::act::tables::{insert_new, upsert_tasks};
 use crate::lake::query::{has_table, strings};
+use crate::settings::CrmConfig;
 use crate::{Error, Lake, Result, RunContext};
 
 /// Tasks completed in the CRM come back as completed here (before the day is planned, so an
@@ -146,27 +148,38 @@ pub(crate) async fn write_back(
             report.unchanged += 1;
         } else {
             report.fields_sent += fields.len();
-            updates.push(RecordUpdate { object_id, fields });
+            updates.push(delivery(
+                cfg,
+                "record_update",
+                &object_id,
+                Some(account),
+                day,
+                json!(RecordUpdate {
+                    object_id: object_id.clone(),
+                    fields
+                }),
+            ));
         }
     }
-    let results = crm.update(&updates).await?;
+    let outcomes = send(crm, &updates).await?;
     let mut keys = Vec::new();
     let mut values = Vec::new();
     let mut objects = Vec::new();
     let mut failures = Vec::new();
-    for (object_id, r) in results {
-        match r {
-            Ok(()) => {
+    for (d, o) in updates.iter().zip(outcomes) {
+        let object_id = &d.ref_id;
+        match o {
+            Outcome::Sent { .. } => {
                 report.records_updated += 1;
-                for (k, v) in pending_state.remove(&object_id).unwrap_or_default() {
+                for (k, v) in pending_state.remove(object_id).unwrap_or_default() {
                     keys.push(k);
                     values.push(Some(v));
                     objects.push(Some(object_id.clone()));
                 }
             }
-            Err(e) => {
+            Outcome::Failed { error, .. } | Outcome::Unauthorized { error } => {
                 report.failed += 1;
-                failures.push((object_id, e));
+                failures.push((object_id.clone(), error));
             }
         }
     }
@@ -202,32 +215,42 @@ pub(crate) async fn write_back(
             )
             .await?,
         )?;
-        let todo: Vec<CrmTask> = tasks
+        let todo: Vec<Delivery> = tasks
             .iter()
             .filter_map(|t| {
-                Some(CrmTask {
+                let task = CrmTask {
                     task_id: t.task_id.clone(),
                     object_id: object_of.get(&t.account_id)?.clone(),
                     subject: t.title.clone(),
                     body: t.description.clone().unwrap_or_default(),
                     due_date: t.due_date,
                     priority: t.priority.clone(),
-                })
+                };
+                Some(delivery(
+                    cfg,
+                    "task",
+                    &t.task_id,
+                    Some(&t.account_id),
+                    day,
+                    json!(task),
+                ))
             })
             .collect();
-        let results = crm.create_tasks(&todo).await?;
+        let outcomes = send(crm, &todo).await?;
         let mut done = Vec::new();
-        for (task_id, r) in results {
-            match r {
-                Ok(crm_id) => {
-                    if let Some(t) = tasks.iter().find(|t| t.task_id == task_id) {
+        for (d, o) in todo.iter().zip(outcomes) {
+            match o {
+                Outcome::Sent { reference, .. } => {
+                    if let Some(t) = tasks.iter().find(|t| t.task_id == d.ref_id) {
                         done.push(Task {
-                            crm_task_id: Some(format!("{}:{crm_id}", cfg.name)),
+                            crm_task_id: Some(format!("{}:{}", cfg.name, reference.unwrap_or_default())),
                             ..t.clone()
                         });
                     }
                 }
-                Err(e) => failures.push((task_id, e)),
+                Outcome::Failed { error, .. } | Outcome::Unauthorized { error } => {
+                    failures.push((d.ref_id.clone(), error));
+                }
             }
         }
         report.tasks_created = done.len();
@@ -271,4 +294,45 @@ pub(crate) async fn write_back(
         );
     }
     Ok(report)
+}
+
+/// A record update or task for the CRM, keyed like its dead letter would be.
+fn delivery(
+    cfg: &CrmConfig,
+    kind: &str,
+    id: &str,
+    account: Option<&String>,
+    day: &Day,
+    data: Value,
+) -> Delivery {
+    Delivery {
+        key: format!("crm:{}:{id}:{}", cfg.name, day.as_of),
+        kind: kind.into(),
+        ref_id: id.to_string(),
+        account_id: account.cloned(),
+        channel: cfg.name.clone(),
+        to: Vec::new(),
+        subject: String::new(),
+        text: String::new(),
+        data,
+        attachments: Vec::new(),
+    }
+}
+
+/// Sends through the CRM channel; credentials it rejects stop the run (nothing else can pass).
+async fn send(crm: &Crm, deliveries: &[Delivery]) -> Result<Vec<Outcome>> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let outcomes = crm.send(deliveries).await;
+    if let Some(Outcome::Unauthorized { error }) = outcomes
+        .iter()
+        .find(|o| matches!(o, Outcome::Unauthorized { .. }))
+    {
+        return Err(Error::Credentials {
+            name: format!("crm {}", crm.config.name),
+            message: error.clone(),
+        });
+    }
+    Ok(outcomes)
 }

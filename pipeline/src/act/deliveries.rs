@@ -4,7 +4,6 @@
 //! failures are retried across runs and end in `actions.dead_letters`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Duration;
 
 use chrono::{Duration as Days, NaiveDate};
 
@@ -310,7 +309,6 @@ pub(crate) async fn dispatch(
             pending.push(row.clone());
         }
     }
-    let backoff = Duration::from_millis(cfg.backoff_ms);
     for (n, chunk) in pending.chunks_mut(20).enumerate() {
         let mut dead = Vec::new();
         for row in chunk.iter_mut() {
@@ -332,31 +330,33 @@ pub(crate) async fn dispatch(
                 attachments: Vec::new(),
             };
             row.attempts += 1;
-            match dispatcher.send(&d, cfg.max_retries, backoff).await {
-                Outcome::Sent { status } => {
+            let (error, transient) = match dispatcher.send(&d).await {
+                Outcome::Sent { status, .. } => {
                     row.status = "sent".into();
                     row.sent_at = Some(chrono::Utc::now().timestamp_micros());
                     row.response_status = status.map(i64::from);
                     row.last_error = None;
                     counts.sent += 1;
+                    continue;
                 }
-                Outcome::Failed { error, transient } => {
-                    tracing::warn!(
-                        delivery = row.delivery_id.as_str(),
-                        channel = row.channel.as_str(),
-                        error = error.as_str(),
-                        "delivery failed"
-                    );
-                    row.last_error = Some(error);
-                    if !transient || row.attempts >= cfg.dead_after_attempts {
-                        row.status = "dead".into();
-                        counts.dead += 1;
-                        dead.push(row.clone());
-                    } else {
-                        row.status = "failed".into();
-                        counts.failed += 1;
-                    }
-                }
+                Outcome::Failed { error, transient } => (error, transient),
+                // a channel whose credentials are rejected refuses it for good
+                Outcome::Unauthorized { error } => (error, false),
+            };
+            tracing::warn!(
+                delivery = row.delivery_id.as_str(),
+                channel = row.channel.as_str(),
+                error = error.as_str(),
+                "delivery failed"
+            );
+            row.last_error = Some(error);
+            if !transient || row.attempts >= cfg.dead_after_attempts {
+                row.status = "dead".into();
+                counts.dead += 1;
+                dead.push(row.clone());
+            } else {
+                row.status = "failed".into();
+                counts.failed += 1;
             }
         }
         let s = lake

@@ -65,7 +65,7 @@ pub async fn act(
             .actions
             .crm
             .iter()
-            .map(Crm::open)
+            .map(|c| Crm::open(c, &settings.file.actions.delivery))
             .collect::<Result<_>>()?
     };
     let mut from_crm = Vec::new();

@@ -955,7 +955,6 @@ pub async fn deliver(settings: &Settings, r: &ReportOutput) -> Result<Vec<Report
         r.report.subtitle,
         lines.join("\n")
     );
-    let delivery = settings.file.actions.delivery.clone();
     let mut out = Vec::new();
     for channel in &cfg.deliver {
         if !dispatcher.has(channel) {
@@ -981,22 +980,16 @@ pub async fn deliver(settings: &Settings, r: &ReportOutput) -> Result<Vec<Report
             data: serde_json::json!({"as_of": r.as_of, "kpis": r.kpis, "pages": r.pages}),
             attachments: attachments.clone(),
         };
-        let outcome = dispatcher
-            .send(
-                &d,
-                delivery.max_retries,
-                std::time::Duration::from_millis(delivery.backoff_ms),
-            )
-            .await;
+        let outcome = dispatcher.send(&d).await;
         out.push(match outcome {
-            Outcome::Sent { status } => ReportDelivery {
+            Outcome::Sent { status, .. } => ReportDelivery {
                 channel: channel.clone(),
                 sent: true,
                 detail: status
                     .map(|s| format!("HTTP {s}"))
                     .unwrap_or_else(|| format!("to {}", d.to.join(", "))),
             },
-            Outcome::Failed { error, .. } => ReportDelivery {
+            Outcome::Failed { error, .. } | Outcome::Unauthorized { error } => ReportDelivery {
                 channel: channel.clone(),
                 sent: false,
                 detail: error,

@@ -14,7 +14,6 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use crate::ingest::calendar::AttendeeIndex;
 use crate::ingest::connectors::FileDrop;
-use crate::ingest::connectors::rest::ApiSource;
 use crate::ingest::records::{BatchBuilder, Mapping, RawRecords, Rejected, apply_templates, cast_records};
 use crate::lake::ops;
 use crate::lake::query::{dedupe, has_table, sql, strings};
@@ -482,7 +481,7 @@ async fn ingest_api(
     run: &mut RunContext,
     progress: &dyn Progress,
 ) -> Result<IngestReport> {
-    let api = ApiSource::open(config)?;
+    let api = connectors::open(config)?;
     let ctx = lake.session().await?;
     let mut stager = Stager::new(&ctx, settings).await?;
     let cursors = if full {

@@ -3,30 +3,33 @@
 //! `/crm/v3/objects/tasks/batch/create` associated with the company. Salesforce: the sObject
 //! Collections API `PATCH /services/data/vXX/composite/sobjects` (200 per request, not all or
 //! none) for Accounts and `POST` for Tasks with `WhatId`. Per-record failures are reported
-//! one by one, so one bad record does not hold back the others.
+//! one by one, so one bad record does not hold back the others. A [`Crm`] is a [`Channel`]:
+//! `cslake act` sends it record updates and tasks as deliveries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use url::Url;
 
+use crate::act::channels::channel::{Channel, Delivery, Outcome};
 use crate::http::{HttpClient, Options};
-use crate::ingest::connectors::rest::default_auth;
-use crate::settings::CrmConfig;
+use crate::ingest::connectors::connector;
 use crate::settings::SourceKind;
+use crate::settings::{CrmConfig, DeliveryConfig};
 use crate::{Error, Result};
 
 /// New values for one CRM record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RecordUpdate {
     pub object_id: String,
     pub fields: BTreeMap<String, Value>,
 }
 
 /// A task to create in the CRM.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CrmTask {
     pub task_id: String,
     pub object_id: String,
@@ -40,11 +43,13 @@ pub struct CrmTask {
 pub struct Crm {
     pub config: CrmConfig,
     http: HttpClient,
+    kind: SourceKind,
     salesforce: bool,
 }
 
 impl Crm {
-    pub fn open(config: &CrmConfig) -> Result<Self> {
+    /// The CRM `config` names, with the timeouts and retries of `[actions.delivery]`.
+    pub fn open(config: &CrmConfig, delivery: &DeliveryConfig) -> Result<Self> {
         let kind = match config.kind.as_str() {
             "hubspot" => SourceKind::Hubspot,
             "salesforce" => SourceKind::Salesforce,
@@ -55,20 +60,25 @@ impl Crm {
                 )));
             }
         };
-        let auth = config.auth.clone().unwrap_or_else(|| default_auth(kind));
+        let auth = config
+            .auth
+            .clone()
+            .unwrap_or_else(|| connector(kind).default_auth());
         let http = HttpClient::new(
             &format!("crm {}", config.name),
             &auth,
             Options {
-                timeout: Duration::from_secs(60),
-                max_retries: 5,
-                backoff: Duration::from_millis(500),
+                timeout: Duration::from_secs(delivery.timeout_seconds),
+                max_retries: delivery.max_retries,
+                backoff: Duration::from_millis(delivery.backoff_ms),
+                // HubSpot allows 100 requests per 10 s; Salesforce's daily limits are per org
                 requests_per_second: Some(9.0),
             },
         )?;
         Ok(Self {
             config: config.clone(),
             http,
+            kind,
             salesforce: kind == SourceKind::Salesforce,
         })
     }
@@ -81,23 +91,31 @@ impl Crm {
     }
 
     async fn base(&self) -> Result<Url> {
-        let raw = match &self.config.base_url {
-            Some(b) => b.clone(),
-            None if self.salesforce => {
+        let vendor = connector(self.kind);
+        let raw = match (&self.config.base_url, vendor.base_url(), vendor.base_from_token()) {
+            (Some(b), _, _) => b.clone(),
+            (None, Some(b), _) => b.to_string(),
+            (None, None, Some(field)) => {
+                // the org's own host comes with the access token
                 self.http.authenticate().await?;
                 let extras = self.http.token_extras.lock().await;
                 extras
-                    .get("instance_url")
+                    .get(field)
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .ok_or_else(|| {
                         Error::Config(format!(
-                            "[[actions.crm]] '{}': the token response has no instance_url: set base_url",
+                            "[[actions.crm]] '{}': the token response has no {field}: set base_url",
                             self.config.name
                         ))
                     })?
             }
-            None => crate::ingest::connectors::hubspot::BASE.to_string(),
+            (None, None, None) => {
+                return Err(Error::Config(format!(
+                    "[[actions.crm]] '{}': set base_url",
+                    self.config.name
+                )));
+            }
         };
         let mut url = Url::parse(&raw)
             .map_err(|e| Error::Config(format!("[[actions.crm]] '{}': base_url: {e}", self.config.name)))?;
@@ -118,7 +136,7 @@ impl Crm {
     }
 
     /// Sends the updates; returns per record `Ok` or the CRM's reason.
-    pub async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<(String, Result<(), String>)>> {
+    async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<(String, Result<(), Failure>)>> {
         let base = self.base().await?;
         let mut out = Vec::with_capacity(updates.len());
         for chunk in updates.chunks(self.batch()) {
@@ -161,14 +179,14 @@ impl Crm {
                 Ok(r) => out.extend(r.into_iter().map(|(id, r)| (id, r.map(|_| ())))),
                 // credentials are a configuration problem: stop, nothing more can pass
                 Err(e @ Error::Credentials { .. }) => return Err(e),
-                Err(e) => out.extend(ids.into_iter().map(|id| (id, Err(e.to_string())))),
+                Err(e) => out.extend(ids.into_iter().map(|id| (id, Err(Failure::of(&e))))),
             }
         }
         Ok(out)
     }
 
     /// Creates tasks; returns per task the CRM's id for it, or the reason it failed.
-    pub async fn create_tasks(&self, tasks: &[CrmTask]) -> Result<Vec<(String, Result<String, String>)>> {
+    async fn create_tasks(&self, tasks: &[CrmTask]) -> Result<Vec<(String, Result<String, Failure>)>> {
         let base = self.base().await?;
         let mut out = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(self.batch()) {
@@ -245,7 +263,7 @@ impl Crm {
                                         used[i] = true;
                                         (t.task_id.clone(), Ok(id_of(r)))
                                     }
-                                    None => (t.task_id.clone(), Err(errors_text(&p.body))),
+                                    None => (t.task_id.clone(), Err(Failure::Refused(errors_text(&p.body)))),
                                 }
                             })
                             .collect()
@@ -254,7 +272,7 @@ impl Crm {
             match result {
                 Ok(r) => out.extend(r),
                 Err(e @ Error::Credentials { .. }) => return Err(e),
-                Err(e) => out.extend(ids.into_iter().map(|id| (id, Err(e.to_string())))),
+                Err(e) => out.extend(ids.into_iter().map(|id| (id, Err(Failure::of(&e))))),
             }
         }
         Ok(out)
@@ -304,6 +322,125 @@ impl Crm {
     }
 }
 
+/// A CRM takes two kinds of delivery: `record_update` (`data`: `object_id` and the `fields` to
+/// set) and `task` (`data`: `task_id`, `object_id`, `subject`, `body`, `due_date`, `priority`),
+/// sent in batches of the CRM's size. A created task's CRM id comes back as the outcome's
+/// `reference`. Rejected credentials stop everything sent to it: [`Outcome::Unauthorized`].
+impl Channel for Crm {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.salesforce { "salesforce" } else { "hubspot" }
+    }
+
+    fn send<'a>(&'a self, deliveries: &'a [Delivery]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(async move {
+            let mut out: Vec<Option<Outcome>> = vec![None; deliveries.len()];
+            let mut updates = Vec::new();
+            let mut tasks = Vec::new();
+            for (i, d) in deliveries.iter().enumerate() {
+                let parsed = match d.kind.as_str() {
+                    "record_update" => {
+                        serde_json::from_value::<RecordUpdate>(d.data.clone()).map(|u| updates.push((i, u)))
+                    }
+                    "task" => serde_json::from_value::<CrmTask>(d.data.clone()).map(|t| tasks.push((i, t))),
+                    other => {
+                        out[i] = Some(Outcome::Failed {
+                            error: format!("a CRM takes record updates and tasks, not '{other}'"),
+                            transient: false,
+                        });
+                        Ok(())
+                    }
+                };
+                if let Err(e) = parsed {
+                    out[i] = Some(Outcome::Failed {
+                        error: format!("not a {} of the CRM: {e}", d.kind),
+                        transient: false,
+                    });
+                }
+            }
+            let failed = |e: &Error| match e {
+                Error::Credentials { message, .. } => Outcome::Unauthorized {
+                    error: message.clone(),
+                },
+                _ => Outcome::Failed {
+                    error: e.to_string(),
+                    transient: true,
+                },
+            };
+            if !updates.is_empty() {
+                let list: Vec<RecordUpdate> = updates.iter().map(|(_, u)| u.clone()).collect();
+                match self.update(&list).await {
+                    Ok(results) => {
+                        for ((i, _), (_, r)) in updates.iter().zip(results) {
+                            out[*i] = Some(outcome(r.map(|()| None)));
+                        }
+                    }
+                    Err(e) => updates.iter().for_each(|(i, _)| out[*i] = Some(failed(&e))),
+                }
+            }
+            if !tasks.is_empty() {
+                let list: Vec<CrmTask> = tasks.iter().map(|(_, t)| t.clone()).collect();
+                match self.create_tasks(&list).await {
+                    Ok(results) => {
+                        for ((i, _), (_, r)) in tasks.iter().zip(results) {
+                            out[*i] = Some(outcome(r.map(Some)));
+                        }
+                    }
+                    Err(e) => tasks.iter().for_each(|(i, _)| out[*i] = Some(failed(&e))),
+                }
+            }
+            out.into_iter()
+                .map(|o| {
+                    o.unwrap_or(Outcome::Failed {
+                        error: "the CRM did not answer for it".into(),
+                        transient: true,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// A record's result as an outcome.
+fn outcome(r: std::result::Result<Option<String>, Failure>) -> Outcome {
+    match r {
+        Ok(reference) => Outcome::Sent {
+            status: None,
+            reference,
+        },
+        Err(Failure::Refused(error)) => Outcome::Failed {
+            error,
+            transient: false,
+        },
+        Err(Failure::Unreached(error)) => Outcome::Failed {
+            error,
+            transient: true,
+        },
+    }
+}
+
+/// Why one record did not pass.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// The CRM answered and refused it: it will refuse it again.
+    Refused(String),
+    /// The request did not get through (after the retries): worth a later run.
+    Unreached(String),
+}
+
+impl Failure {
+    /// The failure of every record of a batch request that failed as a whole.
+    fn of(e: &Error) -> Self {
+        match e {
+            Error::Http { refused: true, .. } => Failure::Refused(e.to_string()),
+            _ => Failure::Unreached(e.to_string()),
+        }
+    }
+}
+
 fn join(base: &Url, path: &str) -> Result<Url> {
     base.join(path)
         .map_err(|e| Error::Config(format!("{base}{path}: {e}")))
@@ -339,7 +476,7 @@ fn errors_text(body: &Value) -> String {
 }
 
 /// A batch answer (200 or 207): ids named in `errors[].context.ids` failed, the rest passed.
-fn hubspot_results(ids: &[String], body: &Value) -> Vec<(String, Result<String, String>)> {
+fn hubspot_results(ids: &[String], body: &Value) -> Vec<(String, Result<String, Failure>)> {
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     for e in body.get("errors").and_then(Value::as_array).into_iter().flatten() {
         let msg = e
@@ -360,14 +497,14 @@ fn hubspot_results(ids: &[String], body: &Value) -> Vec<(String, Result<String, 
     }
     ids.iter()
         .map(|id| match failed.get(id) {
-            Some(m) => (id.clone(), Err(m.clone())),
+            Some(m) => (id.clone(), Err(Failure::Refused(m.clone()))),
             None => (id.clone(), Ok(id.clone())),
         })
         .collect()
 }
 
 /// sObject Collections answer one result per record, in order.
-fn salesforce_results(ids: &[String], body: &Value) -> Vec<(String, Result<String, String>)> {
+fn salesforce_results(ids: &[String], body: &Value) -> Vec<(String, Result<String, Failure>)> {
     let results = body.as_array().cloned().unwrap_or_default();
     ids.iter()
         .enumerate()
@@ -375,24 +512,28 @@ fn salesforce_results(ids: &[String], body: &Value) -> Vec<(String, Result<Strin
             Some(r) if r.get("success").and_then(Value::as_bool) == Some(true) => (id.clone(), Ok(id_of(r))),
             Some(r) => (
                 id.clone(),
-                Err(r
-                    .get("errors")
-                    .and_then(Value::as_array)
-                    .map(|e| {
-                        e.iter()
-                            .map(|x| {
-                                format!(
-                                    "{}: {}",
-                                    x.get("statusCode").and_then(Value::as_str).unwrap_or(""),
-                                    x.get("message").and_then(Value::as_str).unwrap_or("")
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_else(|| "failed".into())),
+                Err(Failure::Refused(
+                    r.get("errors")
+                        .and_then(Value::as_array)
+                        .map(|e| {
+                            e.iter()
+                                .map(|x| {
+                                    format!(
+                                        "{}: {}",
+                                        x.get("statusCode").and_then(Value::as_str).unwrap_or(""),
+                                        x.get("message").and_then(Value::as_str).unwrap_or("")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_else(|| "failed".into()),
+                )),
             ),
-            None => (id.clone(), Err("no result for this record".into())),
+            None => (
+                id.clone(),
+                Err(Failure::Refused("no result for this record".into())),
+            ),
         })
         .collect()
 }

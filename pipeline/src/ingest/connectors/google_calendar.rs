@@ -12,9 +12,11 @@ use url::Url;
 
 use crate::Result;
 use crate::ingest::calendar::HEADER;
-use crate::ingest::connectors::rest::{ApiSource, Shape, Stream, build_stream, path, row, text};
+use crate::ingest::connectors::rest::{
+    ApiSource, Connector, Shape, Stream, build_stream, objects, path, row, text,
+};
 use crate::ingest::records::RawRecords;
-use crate::settings::{IncrementalConfig, PagingConfig, PagingKind, TableMapping};
+use crate::settings::{AuthConfig, IncrementalConfig, PagingConfig, PagingKind, SourceKind, TableMapping};
 
 pub const BASE: &str = "https://www.googleapis.com/calendar/v3/";
 
@@ -46,7 +48,7 @@ fn builtin() -> Vec<(&'static str, TableMapping)> {
     )]
 }
 
-pub fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
     let calendars = if src.config.calendars.is_empty() {
         vec!["primary".to_string()]
     } else {
@@ -112,5 +114,48 @@ pub fn meetings(origin: String, items: Vec<Value>) -> RawRecords {
         header: HEADER.iter().map(|h| h.to_string()).collect(),
         rows,
         meetings: true,
+    }
+}
+
+/// Google Calendar API v3 (`kind = "google_calendar"`).
+pub struct GoogleCalendar;
+
+impl Connector for GoogleCalendar {
+    fn kind(&self) -> SourceKind {
+        SourceKind::GoogleCalendar
+    }
+
+    fn base_url(&self) -> Option<&'static str> {
+        Some(BASE)
+    }
+
+    fn default_auth(&self) -> AuthConfig {
+        AuthConfig {
+            kind: "oauth2_refresh_token".into(),
+            token_url: Some("https://oauth2.googleapis.com/token".into()),
+            client_id_env: Some("GOOGLE_CLIENT_ID".into()),
+            client_secret_env: Some("GOOGLE_CLIENT_SECRET".into()),
+            refresh_token_env: Some("GOOGLE_REFRESH_TOKEN".into()),
+            ..Default::default()
+        }
+    }
+
+    fn requests_per_second(&self) -> Option<f64> {
+        Some(10.0)
+    }
+
+    fn builtin(&self) -> Vec<(&'static str, TableMapping)> {
+        builtin()
+    }
+
+    fn streams(&self, src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+        streams(src, base, cursors)
+    }
+
+    fn records(&self, shape: Shape, origin: String, items: Vec<Value>) -> RawRecords {
+        match shape {
+            Shape::Meetings => meetings(origin, items),
+            _ => objects(origin, items),
+        }
     }
 }

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::Result;
-use crate::ingest::connectors::rest::{ApiSource, Shape, Stream, build_stream};
-use crate::settings::{IncrementalConfig, PagingConfig, PagingKind, TableMapping};
+use crate::ingest::connectors::rest::{ApiSource, Connector, Shape, Stream, build_stream};
+use crate::settings::{AuthConfig, IncrementalConfig, PagingConfig, PagingKind, SourceKind, TableMapping};
 
 pub const BASE: &str = "https://api.hubapi.com/";
 
@@ -151,7 +151,7 @@ fn properties(m: &TableMapping) -> Vec<String> {
     props
 }
 
-pub fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
     let mut out = Vec::new();
     for (spec, mut m) in src.table_mappings(&builtin())? {
         let props = properties(&m);
@@ -227,5 +227,58 @@ pub fn restart_search(body: &mut Value, cursor: &str) {
     }
     if let Some(f) = body.pointer_mut("/filterGroups/0/filters/0/value") {
         *f = Value::String(millis(cursor));
+    }
+}
+
+/// HubSpot CRM v3 (`kind = "hubspot"`).
+pub struct HubSpot;
+
+impl Connector for HubSpot {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Hubspot
+    }
+
+    fn base_url(&self) -> Option<&'static str> {
+        Some(BASE)
+    }
+
+    fn default_auth(&self) -> AuthConfig {
+        AuthConfig {
+            kind: "bearer".into(),
+            token_env: Some("HUBSPOT_TOKEN".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Private apps: 100 requests per 10 s (search: 5/s, paced by the same limit).
+    fn requests_per_second(&self) -> Option<f64> {
+        Some(9.0)
+    }
+
+    fn builtin(&self) -> Vec<(&'static str, TableMapping)> {
+        builtin()
+    }
+
+    fn streams(&self, src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+        streams(src, base, cursors)
+    }
+
+    fn restart_paging(
+        &self,
+        stream: &Stream,
+        next: &str,
+        body: Option<&mut Value>,
+        cursor: Option<&str>,
+    ) -> bool {
+        // the search API stops at 10,000 results: start again from the newest change seen
+        match (body, cursor) {
+            (Some(b), Some(c))
+                if stream.shape == Shape::HubspotSearch && next.parse::<u64>().is_ok_and(|v| v >= 9_900) =>
+            {
+                restart_search(b, c);
+                true
+            }
+            _ => false,
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! API sources (`[[sources]]`): a generic REST reader driven by configuration (endpoint,
-//! records path, paging, incremental cursor, field mapping), and the vendor connectors built on
-//! it (HubSpot, Salesforce, Stripe, Google Calendar), which only supply defaults and a few
-//! vendor rules. Every page becomes [`RawRecords`] and goes through the same validation,
-//! quarantine and loading as a file.
+//! The generic REST engine of API sources (`[[sources]]`): requests, paging (cursor, next URL,
+//! `Link` header, offset, page, last id), incremental cursors with look-back, and the records of
+//! each page, driven by configuration. A vendor is a [`Connector`]: its defaults (endpoint,
+//! authentication, rate limit, built-in tables and mappings) and the few rules where its API
+//! differs; [`Rest`] is the connector of a REST API described by configuration alone. Every page
+//! becomes [`RawRecords`] and goes through the same validation, quarantine and loading as a file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -13,10 +14,6 @@ use serde_json::Value;
 use url::Url;
 
 use crate::http::{HttpClient, Options};
-use crate::ingest::connectors::google_calendar;
-use crate::ingest::connectors::hubspot;
-use crate::ingest::connectors::salesforce;
-use crate::ingest::connectors::stripe;
 use crate::ingest::records::{RawRecords, RawRow};
 use crate::lake::schema::{TableSpec, core_table};
 use crate::settings::{AuthConfig, PagingKind, SourceConfig, SourceKind, TableMapping};
@@ -59,29 +56,104 @@ pub struct Fetched {
     pub records: usize,
 }
 
+/// A vendor's API as cslake reads it. The engine ([`ApiSource`]) makes the requests, pages, keeps
+/// the cursors and retries for every connector; a connector supplies defaults and the rules where
+/// its API is not plain REST. Each is tested by the same conformance suite (`tests/conformance.rs`)
+/// against a local server speaking the vendor's documented shapes.
+pub trait Connector: Send + Sync {
+    /// The `kind` of `[[sources]]` it serves.
+    fn kind(&self) -> SourceKind;
+
+    /// The vendor's public API root (`None`: it must be configured, or comes with the token).
+    fn base_url(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The field of the OAuth token response that holds the API root when none is configured
+    /// (Salesforce's `instance_url`: each org has its own host).
+    fn base_from_token(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Authentication when `auth` is not configured: which environment variables hold what.
+    fn default_auth(&self) -> AuthConfig {
+        AuthConfig {
+            kind: "none".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Requests per second when `requests_per_second` is not configured (the vendor's documented
+    /// limit; `None`: unlimited).
+    fn requests_per_second(&self) -> Option<f64> {
+        None
+    }
+
+    /// The tables the connector fills without configuration, with their mappings.
+    fn builtin(&self) -> Vec<(&'static str, TableMapping)> {
+        Vec::new()
+    }
+
+    /// What a run reads, given the cursors earlier runs left: by default one stream per table of
+    /// the built-in and configured mappings.
+    fn streams(&self, src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+        src.table_mappings(&self.builtin())?
+            .into_iter()
+            .map(|(spec, m)| {
+                let cursor = cursors.get(spec.name).map(String::as_str);
+                build_stream(base, spec, spec.name.into(), m, cursor, Shape::Records)
+            })
+            .collect()
+    }
+
+    /// One page's items as raw records: by default, objects flattened to dotted fields.
+    fn records(&self, _shape: Shape, origin: String, items: Vec<Value>) -> RawRecords {
+        objects(origin, items)
+    }
+
+    /// Called before asking for the next page (`next` is the cursor, offset or id about to be
+    /// sent): `true` when the connector restarted the request instead (HubSpot's search stops at
+    /// 10,000 results, so a new search starts from the newest change seen).
+    fn restart_paging(
+        &self,
+        _stream: &Stream,
+        _next: &str,
+        _body: Option<&mut Value>,
+        _cursor: Option<&str>,
+    ) -> bool {
+        false
+    }
+}
+
+/// A REST API described by configuration alone (`kind = "rest"`).
+pub struct Rest;
+
+impl Connector for Rest {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Rest
+    }
+}
+
 pub struct ApiSource {
     pub config: SourceConfig,
     pub client: HttpClient,
+    connector: &'static dyn Connector,
 }
 
 impl ApiSource {
-    pub fn open(config: &SourceConfig) -> Result<Self> {
-        let auth = config.auth.clone().unwrap_or_else(|| default_auth(config.kind));
+    /// The source `config` describes, read through `connector` (see `connectors::open`).
+    pub fn open(config: &SourceConfig, connector: &'static dyn Connector) -> Result<Self> {
+        let auth = config.auth.clone().unwrap_or_else(|| connector.default_auth());
         let opts = Options {
             timeout: Duration::from_secs(config.timeout_seconds.unwrap_or(60)),
             max_retries: config.max_retries.unwrap_or(5),
             backoff: Duration::from_millis(config.backoff_ms.unwrap_or(500)),
-            requests_per_second: config.requests_per_second.or(match config.kind {
-                SourceKind::Rest => None,
-                // HubSpot private apps: 100 requests per 10 s (search: 5/s, paced separately)
-                SourceKind::Hubspot => Some(9.0),
-                SourceKind::Salesforce | SourceKind::GoogleCalendar => Some(10.0),
-                SourceKind::Stripe => Some(20.0),
-            }),
+            requests_per_second: config.requests_per_second.or(connector.requests_per_second()),
         };
         Ok(Self {
             client: HttpClient::new(&config.name, &auth, opts)?,
             config: config.clone(),
+            connector,
         })
     }
 
@@ -91,22 +163,22 @@ impl ApiSource {
 
     /// The API root every path is relative to.
     pub async fn base_url(&self) -> Result<Url> {
-        let configured = match (&self.config.base_url, self.config.kind) {
+        let configured = match (&self.config.base_url, self.connector.base_url()) {
             (Some(b), _) => b.clone(),
-            (None, SourceKind::Hubspot) => hubspot::BASE.into(),
-            (None, SourceKind::Stripe) => stripe::BASE.into(),
-            (None, SourceKind::GoogleCalendar) => google_calendar::BASE.into(),
-            (None, SourceKind::Salesforce) => {
+            (None, Some(b)) => b.to_string(),
+            (None, None) => match self.connector.base_from_token() {
                 // the org's own host comes with the access token
-                self.client.authenticate().await?;
-                let extras = self.client.token_extras.lock().await;
-                extras
-                    .get("instance_url")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| self.err("the token response has no instance_url: set base_url".into()))?
-            }
-            (None, SourceKind::Rest) => return Err(self.err("a `rest` source needs a base_url".into())),
+                Some(field) => {
+                    self.client.authenticate().await?;
+                    let extras = self.client.token_extras.lock().await;
+                    extras
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .ok_or_else(|| self.err(format!("the token response has no {field}: set base_url")))?
+                }
+                None => return Err(self.err(format!("a `{}` source needs a base_url", self.kind_name()))),
+            },
         };
         let mut url = Url::parse(&configured)
             .map_err(|e| Error::Config(format!("source '{}': base_url '{configured}': {e}", self.name())))?;
@@ -120,6 +192,7 @@ impl ApiSource {
         Error::Http {
             name: self.config.name.clone(),
             message,
+            refused: true,
         }
     }
 
@@ -168,19 +241,16 @@ impl ApiSource {
     /// What this source reads on this run, given the cursors earlier runs left.
     pub async fn streams(&self, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
         let base = self.base_url().await?;
-        match self.config.kind {
-            SourceKind::Rest => self
-                .table_mappings(&[])?
-                .into_iter()
-                .map(|(spec, m)| {
-                    let cursor = cursors.get(spec.name).map(String::as_str);
-                    build_stream(&base, spec, spec.name.into(), m, cursor, Shape::Records)
-                })
-                .collect(),
-            SourceKind::Hubspot => hubspot::streams(self, &base, cursors),
-            SourceKind::Salesforce => salesforce::streams(self, &base, cursors),
-            SourceKind::Stripe => stripe::streams(self, &base, cursors),
-            SourceKind::GoogleCalendar => google_calendar::streams(self, &base, cursors),
+        self.connector.streams(self, &base, cursors)
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.connector.kind() {
+            SourceKind::Rest => "rest",
+            SourceKind::Hubspot => "hubspot",
+            SourceKind::Salesforce => "salesforce",
+            SourceKind::Stripe => "stripe",
+            SourceKind::GoogleCalendar => "google_calendar",
         }
     }
 
@@ -235,12 +305,9 @@ impl ApiSource {
                 .last()
                 .and_then(|i| path(i, paging.id_field.as_deref().unwrap_or("id")).and_then(text));
             out.records += n;
-            out.pages.push(to_records(
-                origin.clone(),
-                items,
-                stream.shape,
-                &stream.mapping.ignore,
-            ));
+            let mut records = self.connector.records(stream.shape, origin.clone(), items);
+            drop_fields(&mut records, &stream.mapping.ignore);
+            out.pages.push(records);
             tracing::info!(
                 source = self.name(),
                 stream = stream.key.as_str(),
@@ -311,13 +378,12 @@ impl ApiSource {
                 }
             };
             let Some((name, value)) = next else { break };
-            if stream.shape == Shape::HubspotSearch && value.parse::<u64>().is_ok_and(|v| v >= 9_900) {
-                // the search API stops at 10,000 results: start again from the newest seen
-                if let (Some(b), Some(c)) = (body.as_mut(), out.cursor.as_deref()) {
-                    hubspot::restart_search(b, c);
-                    asked.clear();
-                    continue;
-                }
+            if self
+                .connector
+                .restart_paging(stream, &value, body.as_mut(), out.cursor.as_deref())
+            {
+                asked.clear();
+                continue;
             }
             match body.as_mut() {
                 Some(Value::Object(map)) if stream.method == Method::POST => {
@@ -328,41 +394,6 @@ impl ApiSource {
         }
         progress.finish();
         Ok(out)
-    }
-}
-
-pub(crate) fn default_auth(kind: SourceKind) -> AuthConfig {
-    let env = |s: &str| Some(s.to_string());
-    match kind {
-        SourceKind::Rest => AuthConfig {
-            kind: "none".into(),
-            ..Default::default()
-        },
-        SourceKind::Hubspot => AuthConfig {
-            kind: "bearer".into(),
-            token_env: env("HUBSPOT_TOKEN"),
-            ..Default::default()
-        },
-        SourceKind::Stripe => AuthConfig {
-            kind: "bearer".into(),
-            token_env: env("STRIPE_API_KEY"),
-            ..Default::default()
-        },
-        SourceKind::Salesforce => AuthConfig {
-            kind: "oauth2_client_credentials".into(),
-            token_url: Some("https://login.salesforce.com/services/oauth2/token".into()),
-            client_id_env: env("SALESFORCE_CLIENT_ID"),
-            client_secret_env: env("SALESFORCE_CLIENT_SECRET"),
-            ..Default::default()
-        },
-        SourceKind::GoogleCalendar => AuthConfig {
-            kind: "oauth2_refresh_token".into(),
-            token_url: Some("https://oauth2.googleapis.com/token".into()),
-            client_id_env: env("GOOGLE_CLIENT_ID"),
-            client_secret_env: env("GOOGLE_CLIENT_SECRET"),
-            refresh_token_env: env("GOOGLE_REFRESH_TOKEN"),
-            ..Default::default()
-        },
     }
 }
 
@@ -562,19 +593,12 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn to_records(origin: String, items: Vec<Value>, shape: Shape, ignore: &[String]) -> RawRecords {
-    if shape == Shape::Meetings {
-        return google_calendar::meetings(origin, items);
-    }
+/// Items as records: objects flattened to dotted fields (anything else is rejected with the row).
+pub fn objects(origin: String, items: Vec<Value>) -> RawRecords {
     let objects = items
         .into_iter()
         .enumerate()
-        .map(|(i, mut v)| {
-            match shape {
-                Shape::StripeSubscription => stripe::enrich_subscription(&mut v),
-                Shape::StripeInvoice => stripe::enrich_invoice(&mut v),
-                _ => {}
-            }
+        .map(|(i, v)| {
             let parsed = if v.is_object() {
                 Ok(v)
             } else {
@@ -583,15 +607,14 @@ fn to_records(origin: String, items: Vec<Value>, shape: Shape, ignore: &[String]
             (i + 1, parsed)
         })
         .collect();
-    let mut records = crate::ingest::connectors::files::records_from_json(origin, objects, true);
-    if !ignore.is_empty() {
-        drop_fields(&mut records, ignore);
-    }
-    records
+    crate::ingest::connectors::files::records_from_json(origin, objects, true)
 }
 
 /// Removes fields named in `ignore`, at any depth (`attributes` drops `Owner.attributes.url`).
 fn drop_fields(records: &mut RawRecords, ignore: &[String]) {
+    if ignore.is_empty() {
+        return;
+    }
     let drop = |h: &str| {
         ignore.iter().any(|ig| {
             h == ig

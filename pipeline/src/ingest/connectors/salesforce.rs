@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use url::Url;
 
-use crate::ingest::connectors::rest::{ApiSource, Shape, Stream, build_stream};
-use crate::settings::{IncrementalConfig, PagingConfig, PagingKind, TableMapping};
+use crate::ingest::connectors::rest::{ApiSource, Connector, Shape, Stream, build_stream};
+use crate::settings::{AuthConfig, IncrementalConfig, PagingConfig, PagingKind, SourceKind, TableMapping};
 use crate::{Error, Result};
 
 const MODIFIED: &str = "SystemModstamp";
@@ -193,7 +193,7 @@ fn add_condition(q: &str, cond: &str) -> String {
     }
 }
 
-pub fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
     let version = src.config.api_version.clone().unwrap_or_else(|| "v60.0".into());
     let mut out = Vec::new();
     for (spec, mut m) in src.table_mappings(&builtin())? {
@@ -217,6 +217,41 @@ pub fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -
         )?);
     }
     Ok(out)
+}
+
+/// Salesforce REST API (`kind = "salesforce"`).
+pub struct Salesforce;
+
+impl Connector for Salesforce {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Salesforce
+    }
+
+    fn base_from_token(&self) -> Option<&'static str> {
+        Some("instance_url")
+    }
+
+    fn default_auth(&self) -> AuthConfig {
+        AuthConfig {
+            kind: "oauth2_client_credentials".into(),
+            token_url: Some("https://login.salesforce.com/services/oauth2/token".into()),
+            client_id_env: Some("SALESFORCE_CLIENT_ID".into()),
+            client_secret_env: Some("SALESFORCE_CLIENT_SECRET".into()),
+            ..Default::default()
+        }
+    }
+
+    fn requests_per_second(&self) -> Option<f64> {
+        Some(10.0)
+    }
+
+    fn builtin(&self) -> Vec<(&'static str, TableMapping)> {
+        builtin()
+    }
+
+    fn streams(&self, src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+        streams(src, base, cursors)
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use serde_json::Value;
 use url::Url;
 
 use crate::Result;
-use crate::ingest::connectors::rest::{ApiSource, Shape, Stream, build_stream, path};
-use crate::settings::{IncrementalConfig, PagingConfig, PagingKind, TableMapping};
+use crate::ingest::connectors::rest::{ApiSource, Connector, Shape, Stream, build_stream, objects, path};
+use crate::ingest::records::RawRecords;
+use crate::settings::{AuthConfig, IncrementalConfig, PagingConfig, PagingKind, SourceKind, TableMapping};
 
 pub const BASE: &str = "https://api.stripe.com/";
 
@@ -103,7 +104,7 @@ pub fn builtin() -> Vec<(&'static str, TableMapping)> {
     ]
 }
 
-pub fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+fn streams(src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
     src.table_mappings(&builtin())?
         .into_iter()
         .map(|(spec, m)| {
@@ -189,6 +190,50 @@ pub fn enrich_invoice(inv: &mut Value) {
             );
         }
         map.insert("cslake_payment_failures".into(), Value::from(failures));
+    }
+}
+
+/// Stripe (`kind = "stripe"`).
+pub struct Stripe;
+
+impl Connector for Stripe {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Stripe
+    }
+
+    fn base_url(&self) -> Option<&'static str> {
+        Some(BASE)
+    }
+
+    fn default_auth(&self) -> AuthConfig {
+        AuthConfig {
+            kind: "bearer".into(),
+            token_env: Some("STRIPE_API_KEY".into()),
+            ..Default::default()
+        }
+    }
+
+    fn requests_per_second(&self) -> Option<f64> {
+        Some(20.0)
+    }
+
+    fn builtin(&self) -> Vec<(&'static str, TableMapping)> {
+        builtin()
+    }
+
+    fn streams(&self, src: &ApiSource, base: &Url, cursors: &HashMap<String, String>) -> Result<Vec<Stream>> {
+        streams(src, base, cursors)
+    }
+
+    fn records(&self, shape: Shape, origin: String, mut items: Vec<Value>) -> RawRecords {
+        for v in &mut items {
+            match shape {
+                Shape::StripeSubscription => enrich_subscription(v),
+                Shape::StripeInvoice => enrich_invoice(v),
+                _ => {}
+            }
+        }
+        objects(origin, items)
     }
 }
 
