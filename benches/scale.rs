@@ -1,18 +1,49 @@
 //! The end-to-end scale benchmark: generate N accounts × D days, land them, build the features of
 //! the last day (the full build, rollup included), then land one more day of events and build
 //! that day (the incremental run), reporting rows, seconds, rows per second and the peak memory
-//! (resident set) of each stage.
+//! (resident set) of each stage. Each stage runs through the day runner (`cslake_pipeline::day`),
+//! the code `cslake run` runs.
 //!
 //! `CSLAKE_BENCH_ACCOUNTS` (default 2000) and `CSLAKE_BENCH_DAYS` (default 365) set the size;
 //! `cargo bench -p cslake-benches --bench scale`. 100K accounts × 365 days is the target scale.
 #![allow(clippy::print_stderr)] // a benchmark reports on stderr
 
-use std::time::Instant;
-
 use chrono::NaiveDate;
 use cslake_pipeline::demo::{GenOptions, generate};
-use cslake_pipeline::{Lake, NoProgress, RunContext, Settings, features, ingest, lake};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use cslake_pipeline::day::{self, DayOptions, Observer, Step, StepReport};
+use cslake_pipeline::features::rollup::RollupReport;
+use cslake_pipeline::lake::ops::Audit;
+use cslake_pipeline::{Lake, NoProgress, Progress, Settings, lake};
 use cslake_sinks::FileFormat;
+
+/// Keeps what the features step says of the rollup.
+#[derive(Default)]
+struct Watch {
+    rollup: Mutex<Option<RollupReport>>,
+}
+
+impl Progress for Watch {}
+
+impl Observer for Watch {
+    fn step_done(&self, report: StepReport<'_>) {
+        if let (StepReport::Features(f), Ok(mut r)) = (report, self.rollup.lock()) {
+            r.clone_from(&f.rollup);
+        }
+    }
+}
+
+/// Only the features step of a day.
+fn features_only() -> DayOptions {
+    DayOptions {
+        sources: vec![],
+        steps: vec![Step::Features],
+        retrain: false,
+        strict: false,
+    }
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -51,19 +82,26 @@ fn main() {
         let settings =
             Settings::load(None, Some(lake_path.clone()), Some("bench".into()), memory).expect("settings");
         let lake = Lake::from_settings(&settings).expect("lake");
-        let mut run = RunContext::new("bench", "bench", vec![], Some(end));
+        let audit = Audit {
+            actor: "bench".into(),
+            args: vec![],
+        };
+        let watch = Watch::default();
         let t = Instant::now();
         let source = opts.out.display().to_string();
-        let r = ingest::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
+        let r = day::ingest(&lake, &settings, &[source], false, Some(end), &audit, &watch)
             .await
             .expect("ingest");
         report("ingest", r.read, t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let f = features::features(&lake, &settings, end, false, &mut run)
+        let f = day::run(&lake, &settings, end, &features_only(), &audit, &watch)
             .await
             .expect("features");
         report("features (full)", events, t.elapsed().as_secs_f64());
-        eprintln!("{} accounts with features as of {end}", f.accounts);
+        eprintln!(
+            "{} accounts with features as of {end}",
+            f.features.map_or(0, |f| f.accounts)
+        );
 
         // one more day: the last day's events again, a day later and with new ids
         let next = end + chrono::Duration::days(1);
@@ -89,18 +127,17 @@ fn main() {
         let new_events = w.rows();
         w.finish().expect("finish");
         let t = Instant::now();
-        let mut run = RunContext::new("bench", "bench", vec![], Some(next));
         let source = dir.path().join("next").display().to_string();
-        ingest::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
+        day::ingest(&lake, &settings, &[source], false, Some(next), &audit, &watch)
             .await
             .expect("ingest day");
         report("ingest (one day)", new_events, t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let f = features::features(&lake, &settings, next, false, &mut run)
+        day::run(&lake, &settings, next, &features_only(), &audit, &watch)
             .await
             .expect("features day");
         report("features (next day)", new_events, t.elapsed().as_secs_f64());
-        if let Some(r) = f.rollup {
+        if let Some(r) = watch.rollup.lock().ok().and_then(|mut r| r.take()) {
             eprintln!("rollup: {} refresh of {} day(s), {} rows", r.mode, r.days, r.rows);
         }
     });

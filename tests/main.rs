@@ -12,6 +12,7 @@ mod fixture;
 mod foreign;
 mod governance;
 mod input;
+mod layout;
 mod properties;
 mod report;
 mod s3;

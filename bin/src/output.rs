@@ -11,6 +11,8 @@ use cslake_pipeline::train::TrainReport;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::util::pretty::pretty_format_batches;
 
+use crate::out;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
@@ -627,5 +629,71 @@ pub fn published(r: &cslake_pipeline::analytics::publish::PublishReport) {
     }
     for m in &r.missing {
         out!("  {m}: not in the lake yet, skipped");
+    }
+}
+
+pub fn training_set(r: &cslake_pipeline::train::TrainingSetReport) {
+    out!(
+        "Training set as of {}: {} rows ({} churned) at {} observation dates {}..{}, {} features; label: {}",
+        r.as_of,
+        r.rows,
+        r.positives,
+        r.observation_dates,
+        r.first,
+        r.last,
+        r.features,
+        r.label
+    );
+    if let Some(f) = &r.out {
+        out!("  written to {f} and {}", r.table);
+    }
+}
+
+pub fn evaluated(r: &cslake_pipeline::train::EvaluateReport) {
+    out!(
+        "Evaluated on {} rows ({} churned); test window {} .. {}",
+        r.rows,
+        r.positives,
+        r.test_window[0],
+        r.test_window[1]
+    );
+    out!(
+        "  {:<28} {:>8} {:>8} {:>8} {:>6}",
+        "",
+        "ROC AUC",
+        "PR AUC",
+        "Brier",
+        "lift"
+    );
+    for (name, m) in [
+        ("cslake trainer", &r.model),
+        ("plain logistic regression", &r.reference),
+    ] {
+        out!(
+            "  {:<28} {:>8.3} {:>8.3} {:>8.4} {:>6.2}",
+            name,
+            m.roc_auc,
+            m.pr_auc,
+            m.brier,
+            m.top_decile_lift
+        );
+    }
+    out!("  model: {}", r.family_choice);
+    out!("  calibration: {}", r.calibration);
+    out!("  verdict: the trainer {}", r.verdict);
+    if let Some(f) = &r.out {
+        out!("  training set written to {f}");
+    }
+}
+
+pub fn verified(r: &cslake_pipeline::admin::backup::VerifyReport, at: &str) {
+    out!(
+        "Checked {} objects of the backup at {}: {} damaged or missing",
+        r.checked,
+        at,
+        r.bad.len()
+    );
+    for b in &r.bad {
+        out!("  damaged or missing: {b}");
     }
 }

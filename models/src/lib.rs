@@ -18,10 +18,10 @@ pub use calibration::Platt;
 pub use dataset::Dataset;
 pub use explain::Contribution;
 pub use logistic::{LogisticConfig, LogisticRegression, TrainReport};
-pub use metrics::{Metrics, ReliabilityBin};
+pub use metrics::{Fold, Metrics, ReliabilityBin};
 pub use mlp::{Mlp, MlpConfig};
 pub use scaling::{FeatureScaling, Scaler, Transform};
-pub use train::{Chosen, Family, Fold, TrainOptions, backtest, fit_family, reference, train_out_of_time};
+pub use train::{Chosen, Family, TrainOptions, backtest, fit_family, reference, train_out_of_time};
 
 /// Errors from training, scoring and loading models.
 #[derive(Debug, thiserror::Error)]

@@ -163,6 +163,16 @@ fn reliability(p: &[f64], y: &[bool], bins: usize) -> Vec<ReliabilityBin> {
         .collect()
 }
 
+/// One fold of the forward-in-time backtest.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Fold {
+    /// Observation dates trained (and calibrated) on, `[first, last]`.
+    pub train: [String; 2],
+    /// Observation dates evaluated, `[first, last]`: all later than every training date.
+    pub test: [String; 2],
+    pub metrics: Metrics,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::calibration::sigmoid;
 use crate::{
-    Dataset, Error, LogisticConfig, LogisticRegression, Metrics, Mlp, MlpConfig, ModelArtifact, ModelMeta,
-    Net, Platt, Result, Scaler, TrainReport,
+    Dataset, Error, Fold, LogisticConfig, LogisticRegression, Metrics, Mlp, MlpConfig, ModelArtifact,
+    ModelMeta, Net, Platt, Result, Scaler, TrainReport,
 };
 
 /// Which model family to train.
@@ -231,16 +231,6 @@ pub fn fit_family(
             }
         }
     }
-}
-
-/// One fold of the forward-in-time backtest.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Fold {
-    /// Observation dates trained (and calibrated) on, `[first, last]`.
-    pub train: [String; 2],
-    /// Observation dates evaluated, `[first, last]`: all later than every training date.
-    pub test: [String; 2],
-    pub metrics: Metrics,
 }
 
 /// An expanding-window backtest: the latest observation dates are cut into `folds` consecutive

@@ -317,7 +317,7 @@ pub struct BackfillSummary {
 /// The dates of `from..=to`, every `every` days.
 pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: u32) -> Result<Vec<NaiveDate>> {
     if to < from || every == 0 {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "backfill: --to ({to}) must not be before --from ({from}), and --every at least 1"
         )));
     }

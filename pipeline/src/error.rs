@@ -4,8 +4,28 @@
 /// Errors from jobs. The CLI maps them to exit codes with [`Error::exit_code`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// `cslake.toml` (or a file it names) says something that cannot work.
     #[error("configuration: {0}")]
     Config(String),
+    /// A secret or credential is read from an environment variable that is not set.
+    #[error("{what}: the environment variable {var} is not set ({why})")]
+    MissingEnv {
+        var: String,
+        what: String,
+        /// What it should hold, or why it comes from the environment.
+        why: String,
+    },
+    /// The command line asks for something that cannot be done as asked.
+    #[error("{0}")]
+    Usage(String),
+    /// The command line names something the lake does not hold.
+    #[error("no {what} '{name}'{hint}")]
+    NotFound {
+        what: &'static str,
+        name: String,
+        /// Where to look for the right name (starts with a space or is empty).
+        hint: String,
+    },
     #[error(
         "{origin}: the {table} data has no column '{column}' (looked for: {expected}; found: {found}). \
          Map it in cslake.toml under [ingest.tables.{table}.columns]"
@@ -86,7 +106,11 @@ impl Error {
     /// 2 for usage and configuration errors, 3 for input rejected, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Credentials { .. } => 2,
+            Error::Config(_)
+            | Error::MissingEnv { .. }
+            | Error::Usage(_)
+            | Error::NotFound { .. }
+            | Error::Credentials { .. } => 2,
             Error::Features(e) => match e.as_ref() {
                 cslake_features::Error::Health { .. } | cslake_features::Error::View { .. } => 2,
                 // a view's SQL that does not plan is the user's SQL to fix, not a failed job

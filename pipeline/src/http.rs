@@ -70,11 +70,14 @@ pub struct HttpClient {
 }
 
 fn env_var(source: &str, name: &str) -> Result<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-        Error::Config(format!(
-            "source '{source}': the environment variable {name} is not set (credentials are read from the environment only)"
-        ))
-    })
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::MissingEnv {
+            var: name.to_string(),
+            what: format!("source '{source}'"),
+            why: "credentials are read from the environment only".into(),
+        })
 }
 
 impl HttpClient {

@@ -195,9 +195,11 @@ pub async fn complete_task(lake: &Lake, task_id: &str, by: &str, run: &mut RunCo
     let id = task_id.replace('\'', "''");
     let tasks = Task::read(&read(&ctx, "actions.tasks", &format!("task_id = '{id}'")).await?)?;
     let Some(t) = tasks.into_iter().next() else {
-        return Err(Error::Config(format!(
-            "no task '{task_id}' in actions.tasks (cslake query \"SELECT task_id, title, status FROM tasks\")"
-        )));
+        return Err(Error::NotFound {
+            what: "task",
+            name: task_id.to_string(),
+            hint: " in actions.tasks (cslake tasks list --all)".into(),
+        });
     };
     if t.status == "completed" {
         return Ok(t);
@@ -218,9 +220,11 @@ pub async fn ack_alert(lake: &Lake, alert_id: &str, by: &str, run: &mut RunConte
     let id = alert_id.replace('\'', "''");
     let alerts = Alert::read(&read(&ctx, "actions.alerts", &format!("alert_id = '{id}'")).await?)?;
     let Some(a) = alerts.into_iter().next() else {
-        return Err(Error::Config(format!(
-            "no alert '{alert_id}' in actions.alerts (cslake query \"SELECT alert_id, title, status FROM alerts\")"
-        )));
+        return Err(Error::NotFound {
+            what: "alert",
+            name: alert_id.to_string(),
+            hint: " in actions.alerts (cslake alerts list --all)".into(),
+        });
     };
     if a.status == "acknowledged" {
         return Ok(a);
@@ -233,4 +237,50 @@ pub async fn ack_alert(lake: &Lake, alert_id: &str, by: &str, run: &mut RunConte
     };
     upsert_alerts(lake, std::slice::from_ref(&done), run).await?;
     Ok(done)
+}
+
+/// `cslake tasks list`: open and overdue tasks (or all), by due date; one assignee's only.
+pub async fn tasks(lake: &Lake, all: bool, assignee: Option<&str>) -> Result<Vec<RecordBatch>> {
+    let mut filter = if all {
+        "TRUE".to_string()
+    } else {
+        "status IN ('open', 'overdue')".to_string()
+    };
+    if let Some(a) = assignee {
+        filter.push_str(&format!(" AND assignee = '{}'", a.replace('\'', "''")));
+    }
+    listing(
+        lake,
+        "actions.tasks",
+        &format!(
+            "SELECT task_id, account_id, title, assignee, priority, CAST(due_date AS VARCHAR) AS due_date, status \
+             FROM actions.tasks WHERE {filter} ORDER BY due_date, task_id"
+        ),
+    )
+    .await
+}
+
+/// `cslake alerts list`: open alerts (or all), most urgent first.
+pub async fn alerts(lake: &Lake, all: bool) -> Result<Vec<RecordBatch>> {
+    let filter = if all { "TRUE" } else { "status = 'open'" };
+    listing(
+        lake,
+        "actions.alerts",
+        &format!(
+            "SELECT alert_id, account_id, priority, title, recipients, CAST(as_of_date AS VARCHAR) AS raised_on, \
+             notified_count, status FROM actions.alerts WHERE {filter} ORDER BY priority, as_of_date, alert_id"
+        ),
+    )
+    .await
+}
+
+/// A query over an actions table, with a clear message when nothing has created it yet.
+async fn listing(lake: &Lake, table: &str, q: &str) -> Result<Vec<RecordBatch>> {
+    let ctx = lake.session().await?;
+    if !has_table(&ctx, table) {
+        return Err(Error::Job(format!(
+            "{table} does not exist yet: run `cslake act --as-of DATE` first"
+        )));
+    }
+    sql(&ctx, q).await
 }

@@ -46,7 +46,7 @@ pub(crate) fn check_routes(settings: &Settings) -> Result<()> {
 /// An e-mail address as it can be sent to: decrypted when `[pii]` encrypts it. A pseudonym
 /// cannot be turned back into an address: it is dropped (the delivery then fails as "no
 /// recipient") rather than mailed to a made-up address.
-pub(crate) fn reveal(pii: Option<&crate::lake::pii::Protector>, addr: &str) -> Option<String> {
+fn reveal(pii: Option<&crate::lake::pii::Protector>, addr: &str) -> Option<String> {
     match pii {
         Some(p) => {
             let clear = p.reveal(addr);

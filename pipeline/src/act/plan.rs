@@ -15,7 +15,7 @@ use crate::act::report::{ActReport, Firing, PlaybookDay};
 use crate::act::tables::{Alert, Assignment, Enrolment, Task};
 use crate::{Result, Settings};
 
-pub(crate) fn short_hash(parts: &[&str]) -> String {
+fn short_hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());

@@ -212,7 +212,7 @@ pub(crate) fn arms_batch(rows: &[ArmReport], as_of: NaiveDate, run_id: &str) -> 
         .batch()
 }
 
-pub(crate) fn mean_var(v: &[f64]) -> Option<(f64, f64, usize)> {
+fn mean_var(v: &[f64]) -> Option<(f64, f64, usize)> {
     if v.is_empty() {
         return None;
     }

@@ -283,7 +283,11 @@ pub async fn restore_version(
         .split_once('.')
         .ok_or_else(|| Error::Config(format!("'{table}': name a table as zone.table")))?;
     let Some(t) = lake.open_table(zone, name).await? else {
-        return Err(Error::Config(format!("no table {table} in this lake")));
+        return Err(Error::NotFound {
+            what: "table",
+            name: table.to_string(),
+            hint: " in this lake".into(),
+        });
     };
     let target = lake.target(zone, name);
     let (t, _) = t

@@ -45,7 +45,11 @@ pub async fn account(lake: &Lake, id: &str, as_of: Option<NaiveDate>) -> Result<
     )
     .await?;
     let Some(profile) = profile.into_iter().next() else {
-        return Err(Error::Config(format!("no account '{id}' in core.accounts")));
+        return Err(Error::NotFound {
+            what: "account",
+            name: id.to_string(),
+            hint: " in core.accounts".into(),
+        });
     };
     let upto = as_of.map_or(String::new(), |d| format!(" AND as_of_date <= DATE '{d}'"));
     let mut out = json!({"account": profile});

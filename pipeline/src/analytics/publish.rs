@@ -46,12 +46,14 @@ pub async fn publish(
             "cslake publish: nothing to publish to: add [publish.postgres] (url_env, schema, tables) to cslake.toml".into(),
         ));
     };
-    let url = std::env::var(&pg.url_env).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-        Error::Config(format!(
-            "[publish.postgres]: the environment variable {} is not set (the connection URL is read from the environment only)",
-            pg.url_env
-        ))
-    })?;
+    let url = std::env::var(&pg.url_env)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::MissingEnv {
+            var: pg.url_env.clone(),
+            what: "[publish.postgres]".into(),
+            why: "the connection URL is read from the environment only".into(),
+        })?;
     let tables: Vec<String> = pg.tables.clone().unwrap_or_else(|| {
         PUBLISHABLE
             .iter()

@@ -4,12 +4,12 @@ pub mod quality;
 pub mod rollup;
 
 use chrono::NaiveDate;
-use cslake_features::{Registry, compute_all};
+use cslake_features::{HealthProfiles, Registry, compute_all};
 
 use deltalake::datafusion::prelude::SessionContext;
 
 use crate::lake::query::{has_table, require_core, with_run_id};
-use crate::{Lake, Result, RunContext, Settings};
+use crate::{Error, Lake, Result, RunContext, Settings};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FeaturesReport {
@@ -218,4 +218,20 @@ pub async fn describe_views(lake: &Lake, settings: &Settings) -> Result<Vec<View
         });
     }
     Ok(out)
+}
+
+/// The configured health profiles (or the built-in ones), checked against the known features.
+pub fn health_profiles(settings: &Settings) -> Result<HealthProfiles> {
+    let all_features = load_registry(settings)?.feature_names();
+    Ok(match &settings.file.health.profiles {
+        Some(p) => {
+            let path = settings.config_path(p);
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            HealthProfiles::parse(&text, &path.display().to_string(), &all_features)?
+        }
+        None => HealthProfiles::parse(cslake_features::DEFAULT_PROFILES, "built-in", &all_features)?,
+    })
 }

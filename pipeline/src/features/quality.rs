@@ -409,6 +409,41 @@ pub async fn freshness(
     Ok(out)
 }
 
+/// `cslake features stats`: one day's statistics (`as_of`, or the latest day with any), rounded
+/// for reading, with how many features each check verdict holds.
+pub async fn stats_table(
+    lake: &Lake,
+    as_of: Option<NaiveDate>,
+) -> Result<(Vec<RecordBatch>, std::collections::BTreeMap<String, usize>)> {
+    let ctx = lake.session().await?;
+    if !has_table(&ctx, "ops.feature_stats") {
+        return Err(Error::Job(
+            "no feature statistics yet: run `cslake features --as-of DATE`".into(),
+        ));
+    }
+    let day = match as_of {
+        Some(d) => format!("DATE '{d}'"),
+        None => "(SELECT MAX(as_of_date) FROM ops.feature_stats)".into(),
+    };
+    let batches = sql(
+        &ctx,
+        &format!(
+            "SELECT view, feature, rows, round(null_rate, 3) AS null_rate, round(min, 3) AS min, \
+             round(max, 3) AS max, round(mean, 3) AS mean, distinct_values, \
+             round(psi_previous, 3) AS psi_previous, round(psi_training, 3) AS psi_training, status, problems \
+             FROM ops.feature_stats WHERE as_of_date = {day} ORDER BY view, feature"
+        ),
+    )
+    .await?;
+    let mut checks = std::collections::BTreeMap::new();
+    for b in &batches {
+        for s in strings(b, "status")?.into_iter().flatten() {
+            *checks.entry(s).or_default() += 1;
+        }
+    }
+    Ok((batches, checks))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

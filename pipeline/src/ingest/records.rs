@@ -22,7 +22,7 @@ pub struct RawRecords {
     pub origin: String,
     pub header: Vec<String>,
     pub rows: Vec<RawRow>,
-    /// Calendar events (`sources::calendar::HEADER`): their account comes from the attendees.
+    /// Calendar events (`ingest::calendar::HEADER`): their account comes from the attendees.
     pub meetings: bool,
 }
 

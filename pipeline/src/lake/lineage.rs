@@ -22,7 +22,11 @@ pub async fn lineage(lake: &Lake, table: &str, limit: usize) -> Result<Vec<Versi
         ))
     })?;
     let Some(t) = lake.open_table(zone, name).await? else {
-        return Err(Error::Config(format!("no table {table} in this lake")));
+        return Err(Error::NotFound {
+            what: "table",
+            name: table.to_string(),
+            hint: " in this lake".into(),
+        });
     };
     let latest = t.version().unwrap_or_default();
     let mut out = Vec::new();

@@ -229,6 +229,11 @@ impl Lake {
         Ok(ctx)
     }
 
+    /// Runs SQL over every table of the lake (`cslake query`).
+    pub async fn query(&self, sql: &str) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
+        query::sql(&self.session().await?, sql).await
+    }
+
     /// Writes a small file (model artifacts, markers).
     pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
         self.store.put(&self.path(rel), bytes.into()).await?;

@@ -11,6 +11,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
+use crate::lake::query::{has_table, sql};
 use crate::lake::schema::ColType;
 use crate::{Error, Lake, Result};
 
@@ -279,6 +280,49 @@ pub async fn quarantine(
         .append(vec![batch], &[], &run.run_id)
         .await?;
     Ok(stats.version)
+}
+
+/// `cslake runs list`: the latest runs, newest first.
+pub async fn runs(lake: &Lake, limit: usize) -> Result<Vec<RecordBatch>> {
+    let ctx = runs_session(lake).await?;
+    sql(
+        &ctx,
+        &format!(
+            "SELECT run_id, command, actor, as_of_date, started_at, \
+             CAST(date_part('epoch', ended_at) - date_part('epoch', started_at) AS DECIMAL(10, 1)) AS seconds, \
+             status, rows_read, rows_written, rows_rejected FROM ops.runs ORDER BY started_at DESC LIMIT {limit}"
+        ),
+    )
+    .await
+}
+
+/// `cslake runs show ID`: everything recorded about one run.
+pub async fn run(lake: &Lake, run_id: &str) -> Result<Vec<RecordBatch>> {
+    let ctx = runs_session(lake).await?;
+    let rows = sql(
+        &ctx,
+        &format!(
+            "SELECT * FROM ops.runs WHERE run_id = '{}'",
+            run_id.replace('\'', "''")
+        ),
+    )
+    .await?;
+    if rows.iter().map(RecordBatch::num_rows).sum::<usize>() == 0 {
+        return Err(Error::NotFound {
+            what: "run",
+            name: run_id.to_string(),
+            hint: " in ops.runs (cslake runs list)".into(),
+        });
+    }
+    Ok(rows)
+}
+
+async fn runs_session(lake: &Lake) -> Result<deltalake::datafusion::prelude::SessionContext> {
+    let ctx = lake.session().await?;
+    if !has_table(&ctx, "ops.runs") {
+        return Err(Error::Job("no runs recorded yet in this lake".into()));
+    }
+    Ok(ctx)
 }
 
 #[cfg(test)]

@@ -124,10 +124,10 @@ impl std::fmt::Debug for Protector {
 }
 
 fn key_from_env(name: &str) -> Result<Key> {
-    let v = std::env::var(name).map_err(|_| {
-        Error::Config(format!(
-            "[pii] the environment variable {name} is not set (a base64 key of 32 bytes)"
-        ))
+    let v = std::env::var(name).map_err(|_| Error::MissingEnv {
+        var: name.to_string(),
+        what: "[pii]".into(),
+        why: "a base64 key of 32 bytes".into(),
     })?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(v.trim())

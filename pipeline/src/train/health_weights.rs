@@ -39,7 +39,7 @@ fn measure_score(v: f64, poor: f64, healthy: f64) -> f64 {
 }
 
 pub async fn suggest_weights(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result<WeightSuggestion> {
-    let profiles = crate::score::health_profiles(settings)?;
+    let profiles = crate::features::health_profiles(settings)?;
     let ctx = lake.session().await?;
     let set = build_training_set(&ctx, settings, settings.label_spec(), as_of, false).await?;
     let mut labels = Vec::new();

@@ -284,6 +284,21 @@ pub async fn rollback(lake: &Lake, run: &mut RunContext) -> Result<Entry> {
     Ok(entry)
 }
 
+/// `cslake models list`: every version with its status and out-of-time metrics, newest first.
+pub async fn table(lake: &Lake) -> Result<Vec<RecordBatch>> {
+    let ctx = lake.session().await?;
+    if !has_table(&ctx, "models.registry") {
+        return Err(Error::NoModel);
+    }
+    sql(
+        &ctx,
+        "SELECT version, status, as_of_date, training_rows, test_rows, \
+         ROUND(roc_auc, 3) AS roc_auc, ROUND(pr_auc, 3) AS pr_auc, ROUND(brier, 4) AS brier, \
+         ROUND(top_decile_lift, 2) AS lift, reason FROM models.registry ORDER BY created_at DESC",
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,11 +32,14 @@ pub struct Dispatcher {
 }
 
 fn env(name: &str, what: &str) -> Result<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-        Error::Config(format!(
-            "{what}: the environment variable {name} is not set (secrets are read from the environment only)"
-        ))
-    })
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::MissingEnv {
+            var: name.to_string(),
+            what: what.to_string(),
+            why: "secrets are read from the environment only".into(),
+        })
 }
 
 /// The channel kinds there are.

@@ -1,38 +1,17 @@
-//! `cslake report --as-of D --format pdf,html --out DIR [--deliver]`: the executive report.
-//!
-//! Every figure comes from the tables a BI user reads (`analytics.financial_impact`,
-//! `analytics.benchmarks`, `analytics.team_performance`, `analytics.team_goals`, `scores.*`), so
-//! the report and a dashboard agree; `report.json` beside the files lists every KPI as shown and
-//! the number behind it.
+//! Builds the executive report from the tables a BI user reads: KPI cards, revenue at risk and
+//! pipeline by segment, the risk × ARR heat map, trends, benchmarks, the accounts to act on, the
+//! team. Long functions here are page layouts, read top to bottom.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use chrono::{Duration, NaiveDate};
 use cslake_sinks::report::chart::{Chart, NumFmt, Series};
 use cslake_sinks::report::{Block, Card, Column, Report, Table, Tone, money, percent};
 use deltalake::datafusion::prelude::SessionContext;
 
+use crate::analytics::report::write::ReportOutput;
 use crate::lake::query::{has_table, text_rows};
 use crate::{Error, Lake, Result, Settings};
-
-/// What `cslake report` wrote.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReportOutput {
-    pub as_of: String,
-    pub files: Vec<PathBuf>,
-    pub pages: usize,
-    /// Layout problems found in the PDF (text over text, outside the page); empty when none.
-    pub layout_problems: Vec<String>,
-    /// Every KPI card: key → {label, value as shown, raw number}.
-    pub kpis: BTreeMap<String, serde_json::Value>,
-    #[serde(skip)]
-    pub report: Report,
-    #[serde(skip)]
-    pub pdf: Option<Vec<u8>>,
-    #[serde(skip)]
-    pub html: Option<String>,
-}
 
 /// Rows of a query as maps of column → text (nulls absent).
 async fn rows(ctx: &SessionContext, q: &str) -> Result<Vec<BTreeMap<String, String>>> {
@@ -825,178 +804,6 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
         pdf: None,
         html: None,
     })
-}
-
-/// Renders the formats asked for and writes them (and `report.json`) under `out`.
-pub fn write(mut r: ReportOutput, formats: &[String], out: &Path) -> Result<ReportOutput> {
-    if let Some(other) = formats.iter().find(|f| !matches!(f.as_str(), "pdf" | "html")) {
-        return Err(Error::Config(format!(
-            "--format {other}: expected pdf, html or both (pdf,html)"
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|source| Error::Io {
-        path: out.display().to_string(),
-        source,
-    })?;
-    let base = format!("cslake-report-{}", r.as_of);
-    let put = |name: String, bytes: &[u8]| -> Result<PathBuf> {
-        let p = out.join(name);
-        let tmp = p.with_extension("partial");
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, &p))
-            .map_err(|source| Error::Io {
-                path: p.display().to_string(),
-                source,
-            })?;
-        Ok(p)
-    };
-    for f in formats {
-        match f.as_str() {
-            "pdf" => {
-                let (bytes, pages, problems) = cslake_sinks::report::render_pdf(&r.report);
-                r.pages = pages;
-                for p in &problems {
-                    tracing::warn!(problem = %p, "report layout");
-                }
-                r.layout_problems = problems;
-                r.files.push(put(format!("{base}.pdf"), &bytes)?);
-                r.pdf = Some(bytes);
-            }
-            "html" => {
-                let html = cslake_sinks::report::render_html(&r.report);
-                r.files.push(put(format!("{base}.html"), html.as_bytes())?);
-                r.html = Some(html);
-            }
-            _ => unreachable!("formats are checked above"),
-        }
-    }
-    let json = serde_json::json!({"as_of": r.as_of, "kpis": r.kpis, "report": r.report});
-    r.files.push(put(
-        format!("{base}.json"),
-        serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes(),
-    )?);
-    Ok(r)
-}
-
-/// One delivery of the report.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReportDelivery {
-    pub channel: String,
-    pub sent: bool,
-    pub detail: String,
-}
-
-/// Sends the written report to every channel of `[report] deliver`: e-mail with the files
-/// attached (to `[report] recipients`), webhooks with the KPIs and the files (base64, with their
-/// SHA-256), Slack with the KPIs. The idempotency key is the report's date and content, so a
-/// receiver can tell a repeated delivery of the same report.
-pub async fn deliver(settings: &Settings, r: &ReportOutput) -> Result<Vec<ReportDelivery>> {
-    use crate::act::channels::{Delivery, Dispatcher, Outcome};
-    use cslake_sinks::email::Attachment;
-    let cfg = &settings.file.report;
-    if cfg.deliver.is_empty() {
-        return Err(Error::Config(
-            "--deliver: [report] deliver lists no channels (names of [[actions.channels]])".into(),
-        ));
-    }
-    let dispatcher = Dispatcher::new(&settings.file.actions, &settings.config_dir)?;
-    let mut attachments = Vec::new();
-    for f in &r.files {
-        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or_default();
-        let content_type = match ext {
-            "pdf" => "application/pdf",
-            "html" => "text/html; charset=utf-8",
-            "json" => "application/json",
-            _ => "application/octet-stream",
-        };
-        let bytes = std::fs::read(f).map_err(|source| Error::Io {
-            path: f.display().to_string(),
-            source,
-        })?;
-        attachments.push(Attachment {
-            filename: f
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-            content_type: content_type.into(),
-            bytes,
-        });
-    }
-    let digest = {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for a in &attachments {
-            h.update(&a.bytes);
-        }
-        h.finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let lines: Vec<String> = r
-        .report
-        .blocks
-        .iter()
-        .filter_map(|b| match b {
-            cslake_sinks::report::Block::Cards { cards } => Some(
-                cards
-                    .iter()
-                    .map(|c| format!("{}: {} ({})", c.label, c.value, c.note))
-                    .collect::<Vec<_>>(),
-            ),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let subject = r.report.title.clone();
-    let text = format!(
-        "{}\n\n{}\n\nThe full report is attached.",
-        r.report.subtitle,
-        lines.join("\n")
-    );
-    let mut out = Vec::new();
-    for channel in &cfg.deliver {
-        if !dispatcher.has(channel) {
-            return Err(Error::Config(format!(
-                "[report] deliver: channel `{channel}` is not one of [[actions.channels]]"
-            )));
-        }
-        let email = dispatcher.is_email(channel);
-        if email && cfg.recipients.is_empty() {
-            return Err(Error::Config(format!(
-                "[report] deliver: `{channel}` is an e-mail channel: list the addresses in [report] recipients"
-            )));
-        }
-        let d = Delivery {
-            key: format!("report-{}-{digest}-{channel}", r.as_of),
-            kind: "report".into(),
-            ref_id: format!("report-{}", r.as_of),
-            account_id: None,
-            channel: channel.clone(),
-            to: if email { cfg.recipients.clone() } else { Vec::new() },
-            subject: subject.clone(),
-            text: text.clone(),
-            data: serde_json::json!({"as_of": r.as_of, "kpis": r.kpis, "pages": r.pages}),
-            attachments: attachments.clone(),
-        };
-        let outcome = dispatcher.send(&d).await;
-        out.push(match outcome {
-            Outcome::Sent { status, .. } => ReportDelivery {
-                channel: channel.clone(),
-                sent: true,
-                detail: status
-                    .map(|s| format!("HTTP {s}"))
-                    .unwrap_or_else(|| format!("to {}", d.to.join(", "))),
-            },
-            Outcome::Failed { error, .. } | Outcome::Unauthorized { error } => ReportDelivery {
-                channel: channel.clone(),
-                sent: false,
-                detail: error,
-            },
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,124 @@
+//! `cslake act` and the commands around it: playbooks, tasks, alerts, campaigns.
+
+use chrono::NaiveDate;
+use cslake_pipeline::Error;
+use cslake_pipeline::act::{self as job, commands, stats};
+use cslake_pipeline::lake::ops::audited;
+
+use super::Ctx;
+use crate::cli::{AlertsAction, CampaignsAction, PlaybooksAction, TasksAction};
+use crate::out;
+use crate::output;
+use crate::summary::Summary;
+
+/// `cslake act --as-of D [--dry-run]`.
+pub async fn act(ctx: &Ctx, d: NaiveDate, dry_run: bool) -> anyhow::Result<Summary> {
+    let lake = ctx.lake()?;
+    let report = if dry_run {
+        // reads only: no audit row
+        job::act(&lake, &ctx.settings, d, true, &mut ctx.run("act", Some(d))).await?
+    } else {
+        audited(&lake, ctx.run("act", Some(d)), async |run| {
+            job::act(&lake, &ctx.settings, d, false, run).await
+        })
+        .await?
+        .0
+    };
+    output::acted(&report);
+    Ok(Summary::succeeded("act").with("actions", &report))
+}
+
+/// `cslake playbooks list | validate | dry-run | stats`.
+pub async fn playbooks(ctx: &Ctx, action: PlaybooksAction) -> anyhow::Result<Summary> {
+    match action {
+        PlaybooksAction::List => {
+            let entries = commands::list(&ctx.settings)?;
+            output::playbooks(&entries);
+            Ok(Summary::succeeded("playbooks list").with("playbooks", &entries))
+        }
+        PlaybooksAction::Validate { as_of } => {
+            let entries = commands::list(&ctx.settings)?;
+            let warnings = commands::validate(&ctx.lake()?, &ctx.settings, as_of).await?;
+            for w in &warnings {
+                out!("warning: {w}");
+            }
+            out!("{} playbooks and campaigns are valid.", entries.len());
+            Ok(Summary::succeeded("playbooks validate")
+                .with("checked", entries.len())
+                .with("warnings", &warnings))
+        }
+        PlaybooksAction::DryRun { as_of } => {
+            let d = as_of.as_of;
+            let report = job::act(&ctx.lake()?, &ctx.settings, d, true, &mut ctx.run("act", Some(d))).await?;
+            output::acted(&report);
+            Ok(Summary::succeeded("playbooks dry-run").with("actions", &report))
+        }
+        PlaybooksAction::Stats { as_of } => {
+            let (date, batches) = commands::stats(&ctx.lake()?, as_of).await?;
+            let Some(date) = date else {
+                return Err(Error::Job(
+                    "no playbook statistics yet: run `cslake act --as-of DATE` first".into(),
+                )
+                .into());
+            };
+            out!("Playbook performance as of {date}:");
+            output::print_batches(&batches, output::Format::Table)?;
+            Ok(Summary::succeeded("playbooks stats").with("as_of", &date))
+        }
+    }
+}
+
+/// `cslake tasks list | complete`.
+pub async fn tasks(ctx: &Ctx, action: TasksAction) -> anyhow::Result<Summary> {
+    let lake = ctx.lake()?;
+    match action {
+        TasksAction::List { all, assignee } => {
+            let batches = commands::tasks(&lake, all, assignee.as_deref()).await?;
+            let n = output::print_batches(&batches, output::Format::Table)?;
+            Ok(Summary::succeeded("tasks list").with("rows", n))
+        }
+        TasksAction::Complete { task_id, by } => {
+            let by = by.unwrap_or_else(|| ctx.settings.actor.clone());
+            let (task, run) = audited(&lake, ctx.run("tasks complete", None), async |run| {
+                commands::complete_task(&lake, &task_id, &by, run).await
+            })
+            .await?;
+            out!("Task {} completed by {by}: {}", task.task_id, task.title);
+            Ok(Summary::succeeded("tasks complete")
+                .run(&run)
+                .with("task_id", &task.task_id)
+                .with("completed_by", &by))
+        }
+    }
+}
+
+/// `cslake alerts list | ack`.
+pub async fn alerts(ctx: &Ctx, action: AlertsAction) -> anyhow::Result<Summary> {
+    let lake = ctx.lake()?;
+    match action {
+        AlertsAction::List { all } => {
+            let n = output::print_batches(&commands::alerts(&lake, all).await?, output::Format::Table)?;
+            Ok(Summary::succeeded("alerts list").with("rows", n))
+        }
+        AlertsAction::Ack { alert_id, by } => {
+            let by = by.unwrap_or_else(|| ctx.settings.actor.clone());
+            let (alert, run) = audited(&lake, ctx.run("alerts ack", None), async |run| {
+                commands::ack_alert(&lake, &alert_id, &by, run).await
+            })
+            .await?;
+            out!("Alert {} acknowledged by {by}: {}", alert.alert_id, alert.title);
+            Ok(Summary::succeeded("alerts ack")
+                .run(&run)
+                .with("alert_id", &alert.alert_id)
+                .with("acknowledged_by", &by))
+        }
+    }
+}
+
+/// `cslake campaigns report`.
+pub async fn campaigns(ctx: &Ctx, action: CampaignsAction) -> anyhow::Result<Summary> {
+    let CampaignsAction::Report { as_of } = action;
+    let arms = stats::campaign_report(&ctx.lake()?, &ctx.settings, as_of).await?;
+    output::campaigns(&arms);
+    Ok(Summary::succeeded("campaigns report").with("arms", &arms))
+}

@@ -1,0 +1,311 @@
+//! The display list both renderers draw onto ([`Canvas`]), and the layout helpers that measure
+//! text with the font's real metrics: `fit` shortens, `wrap` breaks lines, `check_pages` finds
+//! text outside the printable area or over other text.
+
+use super::metrics::{self, text_width};
+
+/// A colour: theme roles (resolved by each renderer: CSS variables in HTML, the light theme in
+/// the PDF) or a fixed colour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Paint {
+    Fg,
+    Muted,
+    Grid,
+    Surface,
+    Rgb(u8, u8, u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+/// A box: (x0, top, x1, bottom).
+pub type Bounds = (f32, f32, f32, f32);
+
+/// One drawing operation, in points, origin top-left, y down.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Rect {
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+        fill: Option<Paint>,
+        stroke: Option<(Paint, f32)>,
+    },
+    Path {
+        points: Vec<(f32, f32)>,
+        stroke: Paint,
+        width: f32,
+        dashed: bool,
+    },
+    Text {
+        x: f32,
+        /// The baseline.
+        y: f32,
+        size: f32,
+        bold: bool,
+        paint: Paint,
+        anchor: Anchor,
+        text: String,
+    },
+}
+
+impl Op {
+    /// The box a text occupies: (x0, top, x1, bottom).
+    pub fn text_box(&self) -> Option<(f32, f32, f32, f32)> {
+        let Op::Text {
+            x,
+            y,
+            size,
+            bold,
+            anchor,
+            text,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let w = text_width(text, *size, *bold);
+        let x0 = match anchor {
+            Anchor::Start => *x,
+            Anchor::Middle => x - w / 2.0,
+            Anchor::End => x - w,
+        };
+        Some((x0, y - 0.72 * size, x0 + w, y + 0.21 * size))
+    }
+
+    /// The box any operation covers.
+    fn bounds(&self) -> (f32, f32, f32, f32) {
+        match self {
+            Op::Rect { x, y, w, h, .. } => (*x, *y, x + w, y + h),
+            Op::Path { points, .. } => points.iter().fold(
+                (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
+                |(a, b, c, d), (x, y)| (a.min(*x), b.min(*y), c.max(*x), d.max(*y)),
+            ),
+            Op::Text { .. } => self.text_box().unwrap_or_default(),
+        }
+    }
+}
+
+/// A display list being drawn, with an offset (charts draw at their own origin).
+#[derive(Debug, Default)]
+pub struct Canvas {
+    pub ops: Vec<Op>,
+    pub dx: f32,
+    pub dy: f32,
+}
+
+impl Canvas {
+    pub fn rect(
+        &mut self,
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+        fill: Option<Paint>,
+        stroke: Option<(Paint, f32)>,
+    ) {
+        self.ops.push(Op::Rect {
+            x: x + self.dx,
+            y: y + self.dy,
+            w,
+            h,
+            fill,
+            stroke,
+        });
+    }
+
+    pub fn path(&mut self, points: &[(f32, f32)], stroke: Paint, width: f32, dashed: bool) {
+        self.ops.push(Op::Path {
+            points: points.iter().map(|(x, y)| (x + self.dx, y + self.dy)).collect(),
+            stroke,
+            width,
+            dashed,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn text(&mut self, x: f32, y: f32, text: &str, size: f32, bold: bool, paint: Paint, anchor: Anchor) {
+        if text.is_empty() {
+            return;
+        }
+        self.ops.push(Op::Text {
+            x: x + self.dx,
+            y: y + self.dy,
+            size,
+            bold,
+            paint,
+            anchor,
+            text: text.to_string(),
+        });
+    }
+
+    /// Text shortened with "…" to fit `max_w`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn text_fit(
+        &mut self,
+        x: f32,
+        y: f32,
+        text: &str,
+        max_w: f32,
+        size: f32,
+        bold: bool,
+        paint: Paint,
+        anchor: Anchor,
+    ) {
+        let t = fit(text, max_w, size, bold);
+        self.text(x, y, &t, size, bold, paint, anchor);
+    }
+}
+
+/// `text`, shortened with "…" until it is at most `max_w` wide.
+pub fn fit(text: &str, max_w: f32, size: f32, bold: bool) -> String {
+    if text_width(text, size, bold) <= max_w {
+        return text.to_string();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let t: String = chars.iter().collect::<String>().trim_end().to_string() + "…";
+        if text_width(&t, size, bold) <= max_w {
+            return t;
+        }
+    }
+    String::new()
+}
+
+/// Words of `text` in lines at most `max_w` wide.
+pub fn wrap(text: &str, max_w: f32, size: f32, bold: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let candidate = if line.is_empty() {
+            word.to_string()
+        } else {
+            format!("{line} {word}")
+        };
+        if text_width(&candidate, size, bold) <= max_w || line.is_empty() {
+            line = if text_width(&candidate, size, bold) <= max_w {
+                candidate
+            } else {
+                fit(&candidate, max_w, size, bold)
+            };
+        } else {
+            lines.push(std::mem::take(&mut line));
+            line = fit(word, max_w, size, bold);
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// What a reader would notice on a page: anything outside the printable area, text over text,
+/// a page with nothing on it.
+pub fn check_pages(pages: &[Vec<Op>], width: f32, height: f32, margin: f32) -> Vec<String> {
+    let mut problems = Vec::new();
+    let eps = 0.5;
+    for (i, ops) in pages.iter().enumerate() {
+        let page = i + 1;
+        let content = ops.iter().filter(|o| matches!(o, Op::Text { .. })).count();
+        if content <= 2 {
+            problems.push(format!("page {page} is empty"));
+        }
+        for o in ops {
+            let (x0, y0, x1, y1) = o.bounds();
+            if x0 < margin - eps
+                || y0 < margin / 2.0 - eps
+                || x1 > width - margin + eps
+                || y1 > height - margin / 2.0 + eps
+            {
+                let what = match o {
+                    Op::Text { text, .. } => format!("text \"{text}\""),
+                    _ => "a shape".to_string(),
+                };
+                problems.push(format!(
+                    "page {page}: {what} at ({x0:.0}, {y0:.0})-({x1:.0}, {y1:.0}) is outside the printable area"
+                ));
+            }
+        }
+        for o in ops {
+            if let Op::Text { text, .. } = o
+                && metrics::win_ansi(text).contains(&b'?')
+                && !text.contains('?')
+            {
+                problems.push(format!(
+                    "page {page}: \"{text}\" has characters the PDF's Helvetica cannot show (they print as ?; the HTML shows them)"
+                ));
+            }
+        }
+        let boxes: Vec<(&str, Bounds)> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Text { text, .. } => Some((text.as_str(), o.text_box()?)),
+                _ => None,
+            })
+            .collect();
+        for (a, (ta, ba)) in boxes.iter().enumerate() {
+            for (tb, bb) in &boxes[a + 1..] {
+                let overlap_x = ba.2.min(bb.2) - ba.0.max(bb.0);
+                let overlap_y = ba.3.min(bb.3) - ba.1.max(bb.1);
+                if overlap_x > eps && overlap_y > eps {
+                    problems.push(format!("page {page}: \"{ta}\" overlaps \"{tb}\""));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_and_wrap_respect_the_width() {
+        let s = "Revenue at risk by segment and plan over the trailing twelve months";
+        let f = fit(s, 100.0, 10.0, false);
+        assert!(f.ends_with('…') && text_width(&f, 10.0, false) <= 100.0, "{f}");
+        assert_eq!(fit("short", 100.0, 10.0, false), "short");
+        let lines = wrap(s, 120.0, 10.0, false);
+        assert!(lines.len() > 2);
+        assert!(lines.iter().all(|l| text_width(l, 10.0, false) <= 120.0));
+        assert_eq!(lines.join(" ").replace('…', ""), s);
+    }
+
+    #[test]
+    fn check_pages_finds_overlap_and_overflow() {
+        let t = |x: f32, y: f32, s: &str| Op::Text {
+            x,
+            y,
+            size: 10.0,
+            bold: false,
+            paint: Paint::Fg,
+            anchor: Anchor::Start,
+            text: s.into(),
+        };
+        let ok = vec![
+            t(40.0, 60.0, "one"),
+            t(40.0, 80.0, "two"),
+            t(40.0, 100.0, "three"),
+        ];
+        assert!(check_pages(&[ok], 595.0, 842.0, 36.0).is_empty());
+        let bad = vec![
+            t(40.0, 60.0, "one"),
+            t(45.0, 62.0, "two"),
+            t(590.0, 100.0, "three"),
+        ];
+        let p = check_pages(&[bad], 595.0, 842.0, 36.0);
+        assert!(p.iter().any(|m| m.contains("\"one\" overlaps \"two\"")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("\"three\" at") && m.contains("outside")),
+            "{p:?}"
+        );
+    }
+}
