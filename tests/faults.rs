@@ -60,27 +60,3 @@ fn a_day_killed_at_any_step_converges_on_the_next_run() {
         ["command", "ingest", "ingest", "features", "train", "score"]
     );
 }
-
-#[test]
-fn two_runs_of_the_same_day_at_once_leave_it_consistent() {
-    let (_tmp, dir) = workspace(150, 300, D);
-    let day = ["run", "--as-of", D, "--source", "data"];
-    cslake(&dir, &day).ok();
-    let reference = snapshot(&dir, D);
-    let (a, b) = (crate::spawn(&dir, &day, &[]), crate::spawn(&dir, &day, &[]));
-    for child in [a, b] {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        // both finish, or one stops with a clear message and the next run repairs nothing
-        assert!(out.status.success() || stderr.contains("error: "), "{stderr}");
-    }
-    cslake(&dir, &day).ok();
-    assert_eq!(snapshot(&dir, D), reference);
-    for (table, key) in [("core.accounts", "account_id"), ("core.usage_events", "event_id")] {
-        let r = query(
-            &dir,
-            &format!("SELECT COUNT(*) - COUNT(DISTINCT {key}) AS d FROM {table}"),
-        );
-        assert_eq!(r[1], "0", "{table}");
-    }
-}

@@ -4,6 +4,7 @@
 mod actions;
 mod airflow;
 mod cli;
+mod concurrency;
 mod conformance;
 mod connectors;
 mod e2e;

@@ -6,17 +6,27 @@ use serde::{Deserialize, Serialize};
 pub struct Metrics {
     pub rows: usize,
     pub positives: usize,
+    #[serde(with = "undefined")]
     pub base_rate: f64,
+    #[serde(with = "undefined")]
     pub roc_auc: f64,
+    #[serde(with = "undefined")]
     pub pr_auc: f64,
+    #[serde(with = "undefined")]
     pub brier: f64,
     /// Churn rate among the 10% highest-scored rows divided by the base rate.
+    #[serde(with = "undefined")]
     pub top_decile_lift: f64,
     /// Accuracy at `threshold` (and, for comparison, the accuracy of always predicting "stays").
+    #[serde(with = "undefined")]
     pub accuracy: f64,
+    #[serde(with = "undefined")]
     pub majority_accuracy: f64,
+    #[serde(with = "undefined")]
     pub precision: f64,
+    #[serde(with = "undefined")]
     pub recall: f64,
+    #[serde(with = "undefined")]
     pub threshold: f64,
     pub reliability: Vec<ReliabilityBin>,
 }
@@ -24,11 +34,33 @@ pub struct Metrics {
 /// Predicted against observed rate in one band of predicted probability.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReliabilityBin {
+    #[serde(with = "undefined")]
     pub lower: f64,
+    #[serde(with = "undefined")]
     pub upper: f64,
     pub rows: usize,
+    #[serde(with = "undefined")]
     pub mean_predicted: f64,
+    #[serde(with = "undefined")]
     pub observed_rate: f64,
+}
+
+/// A metric that can be undefined (ROC AUC of a window without churners is NaN) as JSON: `null`,
+/// read back as NaN, so a model trained on such data can still be loaded.
+mod undefined {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 impl Metrics {
@@ -175,6 +207,18 @@ pub struct Fold {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn undefined_metrics_survive_a_json_round_trip() {
+        // a test window without churners: ROC AUC, PR AUC and lift are undefined
+        let m = super::Metrics::compute(&[0.1, 0.2, 0.3], &[0.0, 0.0, 0.0], 0.5);
+        assert!(m.roc_auc.is_nan());
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains("\"roc_auc\":null"), "{text}");
+        let back: super::Metrics = serde_json::from_str(&text).unwrap();
+        assert!(back.roc_auc.is_nan() && back.pr_auc.is_nan());
+        assert_eq!(back.rows, 3);
+    }
+
     use super::*;
 
     #[test]

@@ -252,14 +252,22 @@ pub async fn run(
         summary.features = Some(FeaturesDay::from(&report));
     }
     if step(Step::Train) {
-        let has_model = has_table(&lake.session().await?, "models.registry");
-        if opts.retrain || !has_model {
+        let has_model = async || Ok::<_, Error>(has_table(&lake.session().await?, "models.registry"));
+        if opts.retrain || !has_model().await? {
             let (report, _) = audited(lake, audit.run("train", Some(d)), async |run| {
-                crate::train::train(lake, settings, d, opts.strict, run).await
+                // another day may have trained a first model while this one waited for the lease
+                if !opts.retrain && has_model().await? {
+                    return Ok(None);
+                }
+                crate::train::train(lake, settings, d, opts.strict, run)
+                    .await
+                    .map(Some)
             })
             .await?;
-            observer.step_done(StepReport::Train(&report));
-            summary.train = Some(report);
+            if let Some(report) = report {
+                observer.step_done(StepReport::Train(&report));
+                summary.train = Some(report);
+            }
         }
     }
     if step(Step::Score) {

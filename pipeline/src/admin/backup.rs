@@ -75,6 +75,8 @@ impl Side {
         let all: Vec<object_store::ObjectMeta> = self.store.list(Some(&self.prefix)).try_collect().await?;
         Ok(all
             .into_iter()
+            // leases belong to the writers of this store at this moment, not to its data
+            .filter(|m| !m.location.parts().skip(n).any(|p| p.as_ref() == "_cslake_leases"))
             .map(|m| {
                 let rel = m
                     .location

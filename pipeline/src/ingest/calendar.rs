@@ -74,6 +74,17 @@ pub fn read_ics(bytes: &[u8], origin: String) -> RawRecords {
             _ => {}
         }
     }
+    let mut broken = Vec::new();
+    if let Some(e) = event.take() {
+        broken.push(format!(
+            "event {} is not closed (no END:VEVENT): the file is cut short",
+            if e.uid.is_empty() { "#?" } else { e.uid.as_str() }
+        ));
+        events.push(e);
+    }
+    if events.is_empty() && !text.to_ascii_uppercase().contains("BEGIN:VCALENDAR") {
+        broken.push("not an iCalendar file (no BEGIN:VCALENDAR)".into());
+    }
     // occurrences moved or changed by their own VEVENT (same UID, RECURRENCE-ID)
     let moved: std::collections::HashSet<(String, DateTime<Utc>)> = events
         .iter()
@@ -121,6 +132,9 @@ pub fn read_ics(bytes: &[u8], origin: String) -> RawRecords {
             },
             (None, None) => rows.push(e.row(rows.len() + 1, format!("ics:{}", e.uid), Some(start.utc), None)),
         }
+    }
+    for error in broken {
+        rows.push(Event::default().row(rows.len() + 1, "ics:".into(), None, Some(error)));
     }
     RawRecords {
         origin,
@@ -192,7 +206,10 @@ fn to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         LocalResult::Single(t) => t.with_timezone(&Utc),
         LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
         // a wall-clock time skipped by a daylight-saving jump: the same time an hour later
-        LocalResult::None => to_utc(tz, local + chrono::Duration::hours(1)),
+        LocalResult::None => match local.checked_add_signed(chrono::TimeDelta::hours(1)) {
+            Some(later) => to_utc(tz, later),
+            None => local.and_utc(),
+        },
     }
 }
 
@@ -285,14 +302,22 @@ fn expand(start: &Start, rule: &str, horizon: DateTime<Utc>) -> Result<Vec<DateT
             .ok_or_else(|| format!("'{part}' is not NAME=VALUE"))?;
         match k.to_ascii_uppercase().as_str() {
             "FREQ" => freq = Some(v.to_ascii_uppercase()),
-            "INTERVAL" => interval = v.parse().map_err(|_| format!("INTERVAL '{v}'"))?,
+            "INTERVAL" => {
+                interval = v
+                    .parse()
+                    .ok()
+                    .filter(|i| (1..=100_000).contains(i))
+                    .ok_or_else(|| format!("INTERVAL '{v}' (a whole number from 1 to 100000)"))?;
+            }
             "COUNT" => count = Some(v.parse().map_err(|_| format!("COUNT '{v}'"))?),
             "UNTIL" => until = Some(parse_start(v, &[]).map_err(|e| format!("UNTIL: {e}"))?.utc),
             "WKST" => {}
             "BYDAY" => {
                 for d in v.split(',') {
                     let d = d.trim().to_ascii_uppercase();
-                    let (n, wd) = d.split_at(d.len().saturating_sub(2));
+                    // the weekday is the last two characters (whatever bytes they take)
+                    let at = d.char_indices().rev().nth(1).map_or(0, |(i, _)| i);
+                    let (n, wd) = d.split_at(at);
                     let day = WEEKDAYS
                         .iter()
                         .find(|(code, _)| *code == wd)
@@ -323,43 +348,50 @@ fn expand(start: &Start, rule: &str, horizon: DateTime<Utc>) -> Result<Vec<DateT
     let time = first.time();
     let mut out: Vec<DateTime<Utc>> = Vec::new();
     let limit = count.unwrap_or(usize::MAX).min(5_000);
-    // candidates of the k-th period, in order
-    let period = |k: i64| -> Vec<NaiveDate> {
+    // candidates of the k-th period, in order; `None` past the calendar's end
+    let period = |k: i64| -> Option<Vec<NaiveDate>> {
         let d0 = first.date();
-        match freq.as_deref() {
-            Some("DAILY") => vec![d0 + chrono::Duration::days(k * interval)],
+        let step = k.checked_mul(interval)?;
+        let plus_days = |d: NaiveDate, n: i64| d.checked_add_signed(chrono::TimeDelta::try_days(n)?);
+        Some(match freq.as_deref() {
+            Some("DAILY") => vec![plus_days(d0, step)?],
             Some("WEEKLY") => {
+                let monday = plus_days(
+                    d0,
+                    step.checked_mul(7)? - i64::from(d0.weekday().num_days_from_monday()),
+                )?;
                 if by_day.is_empty() {
-                    vec![d0 + chrono::Duration::weeks(k * interval)]
+                    vec![plus_days(d0, step.checked_mul(7)?)?]
                 } else {
-                    let monday = d0 - chrono::Duration::days(i64::from(d0.weekday().num_days_from_monday()))
-                        + chrono::Duration::weeks(k * interval);
                     let mut days: Vec<NaiveDate> = by_day
                         .iter()
-                        .map(|(_, w)| monday + chrono::Duration::days(i64::from(w.num_days_from_monday())))
+                        .filter_map(|(_, w)| plus_days(monday, i64::from(w.num_days_from_monday())))
                         .collect();
                     days.sort();
                     days
                 }
             }
             Some("MONTHLY") => {
-                let m0 = i64::from(d0.year()) * 12 + i64::from(d0.month0()) + k * interval;
-                let (y, m) = ((m0.div_euclid(12)) as i32, (m0.rem_euclid(12) + 1) as u32);
+                let m0 = (i64::from(d0.year()) * 12 + i64::from(d0.month0())).checked_add(step)?;
+                let y = i32::try_from(m0.div_euclid(12)).ok()?;
+                let m = (m0.rem_euclid(12) + 1) as u32;
                 month_days(y, m, d0.day(), &by_day, &by_month_day)
             }
             Some("YEARLY") => {
-                NaiveDate::from_ymd_opt(d0.year() + (k * interval) as i32, d0.month(), d0.day())
+                let y = i32::try_from(i64::from(d0.year()).checked_add(step)?).ok()?;
+                NaiveDate::from_ymd_opt(y, d0.month(), d0.day())
                     .into_iter()
                     .collect()
             }
             _ => vec![],
-        }
+        })
     };
     if !matches!(freq.as_deref(), Some("DAILY" | "WEEKLY" | "MONTHLY" | "YEARLY")) {
         return Err(format!("FREQ {} is not supported", freq.unwrap_or_default()));
     }
     'periods: for k in 0.. {
-        for day in period(k) {
+        let Some(days) = period(k) else { break };
+        for day in days {
             let local = day.and_time(time);
             if local < first {
                 continue;
@@ -399,7 +431,7 @@ fn month_days(
         .unwrap_or(first);
     let n_days = i64::from(last.day());
     let mut days: Vec<NaiveDate> = Vec::new();
-    for &md in by_month_day {
+    for &md in by_month_day.iter().filter(|d| (-31..=31).contains(*d)) {
         let d = if md < 0 { n_days + md + 1 } else { md };
         if (1..=n_days).contains(&d) {
             days.extend(NaiveDate::from_ymd_opt(y, m, d as u32));
@@ -524,6 +556,48 @@ impl AttendeeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_rules_and_broken_files_become_rejected_rows() {
+        let ics = |rule: &str| {
+            format!(
+                "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260302T090000Z\r\nRRULE:{rule}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            )
+        };
+        for (rule, why) in [
+            ("FREQ=DAILY;INTERVAL=100000000", "INTERVAL '100000000'"),
+            ("FREQ=WEEKLY;BYDAY=€", "BYDAY '€'"),
+            ("FREQ=WEEKLY;BYDAY=9999999999999999999999MO", "BYDAY"),
+        ] {
+            let r = read_ics(ics(rule).as_bytes(), "x.ics".into());
+            assert_eq!(r.rows.len(), 1, "{rule}");
+            let e = r.rows[0].error.clone().unwrap_or_default();
+            assert!(e.contains(why), "{rule}: {e}");
+        }
+        // huge years and month days do not overflow: they end the series
+        let r = read_ics(ics("FREQ=YEARLY;INTERVAL=100000").as_bytes(), "x.ics".into());
+        assert!(r.rows.iter().all(|row| row.error.is_none()));
+        let r = read_ics(
+            ics("FREQ=MONTHLY;BYMONTHDAY=-9223372036854775808").as_bytes(),
+            "x.ics".into(),
+        );
+        assert!(!r.rows.is_empty());
+        // a file that is not a calendar, and one cut short, say so
+        let r = read_ics(b"hello", "x.ics".into());
+        assert_eq!(
+            r.rows[0].error.as_deref(),
+            Some("not an iCalendar file (no BEGIN:VCALENDAR)")
+        );
+        let r = read_ics(
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:cut\r\nDTSTART:2026",
+            "x.ics".into(),
+        );
+        assert!(r.rows.iter().any(|row| {
+            row.error
+                .as_deref()
+                .is_some_and(|e| e.contains("event cut is not closed"))
+        }));
+    }
 
     #[test]
     fn parses_folded_lines_dates_and_attendees() {

@@ -2,6 +2,8 @@
 
 pub mod calendar;
 pub mod connectors;
+#[cfg(test)]
+mod fuzz;
 pub mod records;
 pub mod source_state;
 

@@ -6,6 +6,7 @@
 //! helpers that query tables and read their batches ([`query`]).
 
 pub mod erasures;
+pub mod lease;
 pub mod lineage;
 pub mod ops;
 pub mod pii;
@@ -39,6 +40,8 @@ pub struct Lake {
     datafusion_options: HashMap<String, String>,
     /// Bytes DataFusion may hold before it spills to disk (`None`: unbounded).
     memory_limit: Option<usize>,
+    /// How long a writer's lease on a zone lasts, and how long a writer waits for one.
+    lease_times: lease::LeaseTimes,
     store: Arc<dyn ObjectStore>,
     store_prefix: StorePath,
     /// The version of every table the last session registered: what jobs could read, recorded as
@@ -91,6 +94,7 @@ impl Lake {
             storage_options: storage.clone(),
             datafusion_options: datafusion.clone(),
             memory_limit: None,
+            lease_times: lease::LeaseTimes::default(),
             store,
             store_prefix: prefix,
             read_versions: Arc::default(),
@@ -101,8 +105,29 @@ impl Lake {
     pub fn from_settings(settings: &crate::Settings) -> Result<Self> {
         Ok(
             Self::open(&settings.lake, &settings.file.storage, &settings.file.datafusion)?
-                .with_memory_limit(settings.memory_limit),
+                .with_memory_limit(settings.memory_limit)
+                .with_lease_times(settings.lease_times()?),
         )
+    }
+
+    /// How long leases last and how long a writer waits for a held one.
+    pub fn with_lease_times(mut self, times: lease::LeaseTimes) -> Self {
+        self.lease_times = times;
+        self
+    }
+
+    /// Takes the leases of `zones` for a run: no other writer writes them until they are released
+    /// (see [`lease`]).
+    pub async fn lease(&self, zones: &[&str], owner: &lease::Owner) -> Result<lease::Leases> {
+        lease::acquire(
+            self.store.clone(),
+            &self.store_prefix,
+            self.root.as_str(),
+            zones,
+            owner,
+            self.lease_times,
+        )
+        .await
     }
 
     /// Bounds the memory of queries: sorts, joins and aggregations spill to disk beyond it.

@@ -11,6 +11,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
+use crate::lake::lease::Owner;
 use crate::lake::query::{has_table, sql};
 use crate::lake::schema::ColType;
 use crate::{Error, Lake, Result};
@@ -142,8 +143,26 @@ impl Audit {
     }
 }
 
+/// The zones of the lake a command writes, beyond its own rows of `ops.runs` and
+/// `ops.quarantine`: it holds their leases while it runs (see [`super::lease`]). Tables of `ops`
+/// that one command alone writes (source state, feature statistics, erasures) go with its zone.
+pub fn zones_written(command: &str) -> &'static [&'static str] {
+    match command {
+        "ingest" => &["core"],
+        "features" => &["features"],
+        "train" | "evaluate" | "features training-set" => &["training", "models"],
+        "models promote" | "models rollback" => &["models"],
+        "score" => &["scores"],
+        "act" | "tasks complete" | "alerts ack" => &["actions"],
+        "analytics" => &["analytics"],
+        "maintain" | "gdpr erase" | "pii rotate" | "restore" => super::ZONES,
+        _ => &[],
+    }
+}
+
 /// Runs a job with its audit row: `running` before it starts (a killed run keeps that row), its
-/// outcome after, written whether the job succeeds or fails.
+/// outcome after, written whether the job succeeds or fails. The job holds the leases of the
+/// zones its command writes ([`zones_written`]).
 pub async fn audited<T, F>(lake: &Lake, run: RunContext, job: F) -> Result<(T, RunContext)>
 where
     F: AsyncFnOnce(&mut RunContext) -> Result<T>,
@@ -158,7 +177,26 @@ pub async fn finish<T, F>(lake: &Lake, mut run: RunContext, job: F) -> Result<(T
 where
     F: AsyncFnOnce(&mut RunContext) -> Result<T>,
 {
-    match job(&mut run).await {
+    let owner = Owner {
+        run_id: run.run_id.clone(),
+        command: run.command.clone(),
+        actor: run.actor.clone(),
+    };
+    let outcome = match lake.lease(zones_written(&run.command), &owner).await {
+        Ok(mut leases) => {
+            let outcome = job(&mut run).await;
+            let lost = leases.lost();
+            leases.release().await;
+            match (outcome, lost) {
+                (Ok(_), Some(why)) => Err(Error::Job(format!(
+                    "{why} while this run wrote (it stalled past the lease's lifetime); check the zone's tables"
+                ))),
+                (outcome, _) => outcome,
+            }
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(v) => {
             run.record(lake, "succeeded", None).await.map_err(Error::audit)?;
             Ok((v, run))

@@ -28,3 +28,31 @@ pub struct MaintainConfig {
     /// Compaction target (default 128 MB).
     pub target_file_mb: Option<u64>,
 }
+
+/// `[leases]`: one writer per zone of the lake at a time (see `lake/lease.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// How long a lease lasts without renewal (default `"2m"`; renewed every third of it while
+    /// the command runs). A writer that died on another machine blocks its zone this long.
+    pub ttl: Option<String>,
+    /// How long a command waits for a zone another writer holds before it fails with exit 1
+    /// naming the holder (default `"10m"`).
+    pub wait: Option<String>,
+}
+
+/// How long a lease lasts without renewal, and how long a writer waits for a held one.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTimes {
+    pub ttl: std::time::Duration,
+    pub wait: std::time::Duration,
+}
+
+impl Default for LeaseTimes {
+    fn default() -> Self {
+        Self {
+            ttl: std::time::Duration::from_secs(120),
+            wait: std::time::Duration::from_secs(600),
+        }
+    }
+}

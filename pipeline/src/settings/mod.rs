@@ -20,7 +20,7 @@ pub use actions::{
     ActionsConfig, AssignmentConfig, ChannelConfig, CrmConfig, DeliveryConfig, RouteConfig, SmtpConfig,
     TeamConfig,
 };
-pub use admin::{MaintainConfig, PiiConfig};
+pub use admin::{LeaseConfig, LeaseTimes, MaintainConfig, PiiConfig};
 pub use analytics::{AnalyticsConfig, Goal, PostgresConfig, PublishConfig, ReportConfig};
 pub use ingest::{
     AuthConfig, IncrementalConfig, IngestConfig, PagingConfig, PagingKind, SourceConfig, SourceKind,
@@ -68,6 +68,9 @@ pub struct FileConfig {
     pub retention: HashMap<String, String>,
     #[serde(default)]
     pub maintain: MaintainConfig,
+    /// One writer per zone at a time: how long a lease lasts and how long a writer waits.
+    #[serde(default)]
+    pub leases: LeaseConfig,
     #[serde(default)]
     pub pii: PiiConfig,
     /// How old the newest row of a core table may be when features are built:
@@ -151,8 +154,25 @@ impl Settings {
         toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let c = &self.file.churn;
+        // ten years: longer windows are typos, and would overflow date arithmetic
+        for (key, v) in [
+            ("horizon_days", Some(c.horizon_days)),
+            ("lead_days", Some(c.lead_days)),
+            ("grace_days", Some(c.grace_days)),
+            ("inactivity_days", Some(c.inactivity_days)),
+            ("observation_every_days", Some(c.observation_every_days)),
+            ("warmup_days", Some(c.warmup_days)),
+            ("observe_before_renewal_days", c.observe_before_renewal_days),
+        ] {
+            if v.is_some_and(|d| d.abs() > 3650) {
+                return Err(Error::Config(format!(
+                    "[churn] {key} = {}: at most 3650 days",
+                    v.unwrap_or_default()
+                )));
+            }
+        }
         if c.horizon_days <= 0
             || c.observation_every_days <= 0
             || c.inactivity_days <= 0
@@ -251,6 +271,7 @@ impl Settings {
                 )));
             }
         }
+        self.lease_times()?;
         let mut names = std::collections::HashSet::new();
         for s in &self.file.sources {
             if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
@@ -288,6 +309,23 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// `[leases]` as durations.
+    pub fn lease_times(&self) -> Result<LeaseTimes> {
+        let mut t = LeaseTimes::default();
+        let l = &self.file.leases;
+        for (key, value, slot) in [("ttl", &l.ttl, &mut t.ttl), ("wait", &l.wait, &mut t.wait)] {
+            if let Some(v) = value {
+                *slot = crate::units::parse_duration(v)
+                    .and_then(|d| d.to_std().map_err(|e| e.to_string()))
+                    .map_err(|e| Error::Config(format!("[leases] {key}: {e}")))?;
+            }
+        }
+        if t.ttl < std::time::Duration::from_secs(3) {
+            return Err(Error::Config("[leases] ttl: at least 3s".into()));
+        }
+        Ok(t)
     }
 
     /// A path from the config file, relative to the config file's folder.
@@ -407,5 +445,11 @@ mod tests {
                 .contains("`files` and `delimiter` are for file drops")
         );
         assert!(check("[ingest.tables.accounts]\npath = \"x\"\n").contains("only API sources"));
+        // huge numbers name their key instead of overflowing later
+        assert!(
+            check("[churn]\nhorizon_days = 99999999999\n")
+                .contains("[churn] horizon_days = 99999999999: at most 3650 days")
+        );
+        assert!(check("[retention]\nusage_events = \"99999999999y\"\n").contains("[retention] usage_events"));
     }
 }

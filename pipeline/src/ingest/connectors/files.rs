@@ -172,7 +172,13 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     go(pattern.as_bytes(), text.as_bytes())
 }
 
-fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
+/// A UTF-8 byte-order mark is not data (spreadsheets write one): dropped before parsing.
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)
+}
+
+pub(crate) fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
+    let bytes = without_bom(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(RawRecords {
             origin,
@@ -253,7 +259,8 @@ fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<RawRecords> {
     })
 }
 
-fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
+pub(crate) fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
+    let bytes = without_bom(bytes);
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     let objects: Vec<(usize, Result<serde_json::Value, String>)> = if first == Some(&b'[') {
         // a JSON array is one document: it parses whole or not at all
@@ -368,7 +375,26 @@ fn flatten(
     }
 }
 
-fn read_parquet(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
+/// Reads a Parquet file. The parquet crate panics on some corrupt files (an unknown logical
+/// type, say) instead of returning an error: such a file is bad input, named, not a crash.
+pub(crate) fn read_parquet(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        parquet_records(bytes, origin.clone())
+    }));
+    attempt.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "the reader failed".into());
+        Err(Error::Input {
+            origin,
+            message: format!("not a readable Parquet file: {why}"),
+        })
+    })
+}
+
+fn parquet_records(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
     let err = |e: String| Error::Input {
         origin: origin.clone(),
         message: e,
