@@ -47,7 +47,9 @@ fn malformed_rows_are_quarantined_and_missing_columns_load_nothing() {
         "{reasons:?}"
     );
     assert!(
-        reasons[2].contains("accounts-fix.csv,3,,row 3: 2 fields where the header has 4"),
+        reasons[2].contains(
+            "accounts-fix.csv,3,,\"row 3: 2 fields where the header has 4; its quote, opened on line 4, is never closed\""
+        ),
         "{reasons:?}"
     );
     assert!(

@@ -17,6 +17,7 @@ mod layout;
 mod properties;
 mod report;
 mod s3;
+mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

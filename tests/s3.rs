@@ -290,6 +290,20 @@ fn an_s3_outage_is_ridden_out_or_fails_cleanly_and_reruns_cleanly() {
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("error: "), "{}", out.stderr);
+    // without max_retries, refused connections are retried for the whole retry_timeout
+    std::fs::write(dir.join("cslake.toml"), "[storage]\nretry_timeout = \"6s\"\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = crate::cslake_env(
+        dir,
+        &["--lake", "s3://lake/prod", "features", "--as-of", "2026-03-31"],
+        &aws_env(&endpoint),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "gave up after {:?}",
+        started.elapsed()
+    );
 
     // a new server (moto keeps nothing across restarts): the day runs again from the source
     let s3 = Moto::start();

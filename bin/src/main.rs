@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cslake_pipeline::Error;
+use cslake_pipeline::{Error, mask};
 
 mod cli;
 mod commands;
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             match &summary.unsuccessful {
                 None => ExitCode::SUCCESS,
                 Some(why) => {
-                    eprintln!("error: {why}");
+                    eprintln!("error: {}", mask(why));
                     ExitCode::from(1)
                 }
             }
@@ -55,11 +55,11 @@ fn main() -> ExitCode {
             // 2 usage or configuration, 3 input rejected, 1 the job failed (never 99: Airflow
             // reads it as "skipped")
             let code = e.downcast_ref::<Error>().map_or(1, Error::exit_code);
-            eprintln!("error: {e}");
+            eprintln!("error: {}", mask(&e.to_string()));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", mask(&cause.to_string()));
             }
-            Summary::failed(code, e.to_string()).print();
+            Summary::failed(code, mask(&e.to_string()).into_owned()).print();
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }

@@ -10,11 +10,28 @@ pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,buoyant_kernel=off,deltalake_core=error,cslake=info,cslake_pipeline=info,cslake_features=info,cslake_models=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| Masked);
     if std::io::stderr().is_terminal() {
         builder.with_target(false).compact().init();
     } else {
         builder.json().flatten_event(true).init();
+    }
+}
+
+/// stderr that masks every secret the pipeline has registered (credentials, secret URLs, keys,
+/// in every encoding they are sent in) before a log line leaves the process: libraries log
+/// URLs and servers echo credentials.
+pub struct Masked;
+
+impl std::io::Write for Masked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(cslake_pipeline::mask(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -119,11 +119,10 @@ impl Summary {
         if self.silent {
             return;
         }
-        out!(
-            "{}",
-            serde_json::to_string(self)
-                .unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"error\":\"{e}\"}}"))
-        );
+        let line = serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"error\":\"{e}\"}}"));
+        // no secret leaves the process, whatever a server echoed into an error
+        out!("{}", cslake_pipeline::mask(&line));
     }
 }
 

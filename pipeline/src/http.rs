@@ -80,6 +80,29 @@ fn env_var(source: &str, name: &str) -> Result<String> {
         })
 }
 
+/// Every form a secret travels in: as is, base64 (standard and URL-safe, padded or not) and
+/// URL-encoded; longest first, so a longer form is masked before a shorter one inside it. Values
+/// under 4 characters are left alone: they would mask unrelated text.
+fn masks(secrets: &[String]) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let mut out: Vec<String> = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out.push(s.clone());
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            out.push(engine.encode(s.as_bytes()));
+        }
+        let encoded: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        out.push(encoded.replace('+', "%20"));
+        out.push(encoded);
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    // and whatever prints (the logs, the summary line) masks them too
+    crate::add_secrets(out.clone());
+    out
+}
+
 impl HttpClient {
     pub fn new(source: &str, auth: &AuthConfig, opts: Options) -> Result<Self> {
         let mut env_names = Vec::new();
@@ -141,18 +164,19 @@ impl HttpClient {
                 )));
             }
         };
-        let mut secrets: Vec<String> = match &auth {
+        let secrets: Vec<String> = match &auth {
             Auth::None => vec![],
             Auth::Bearer(t) | Auth::Header(_, t) | Auth::Query(_, t) => vec![t.clone()],
-            Auth::Basic(u, p) => vec![u.clone(), p.clone()],
+            // what goes over the wire is base64 of `user:password`: a server that echoes it back
+            // must not get it into a log
+            Auth::Basic(u, p) => vec![format!("{u}:{p}"), u.clone(), p.clone()],
             Auth::OAuth(o) => [Some(&o.client_secret), o.refresh_token.as_ref()]
                 .into_iter()
                 .flatten()
                 .cloned()
                 .collect(),
         };
-        // very short values would mask unrelated text; they are not secrets worth the name anyway
-        secrets.retain(|s| s.len() >= 4);
+        let secrets = masks(&secrets);
         let client = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(Duration::from_secs(10).min(opts.timeout))
@@ -172,7 +196,25 @@ impl HttpClient {
         })
     }
 
-    /// `text` with every secret replaced by `***`.
+    /// A client for a URL that is itself a secret (a Slack or webhook URL grants whoever holds
+    /// it the right to post): its path and query are masked wherever they would be shown, so
+    /// logs, errors and `actions.deliveries` keep only its scheme and host.
+    pub fn secret_url(mut self, url: &Url) -> Self {
+        let mut parts = Vec::new();
+        if url.path().len() > 1 {
+            parts.push(url.path().to_string());
+        }
+        parts.extend(url.query().map(str::to_string));
+        if !url.password().unwrap_or_default().is_empty() {
+            parts.extend(url.password().map(str::to_string));
+        }
+        self.secrets.extend(masks(&parts));
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self
+    }
+
+    /// `text` with every secret, in every form it is sent in (as is, base64, URL-encoded),
+    /// replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {

@@ -24,5 +24,5 @@ pub mod units;
 pub use error::{Error, Result};
 pub use lake::Lake;
 pub use lake::ops::RunContext;
-pub use observe::{NoProgress, Progress, fault_point};
+pub use observe::{NoProgress, Progress, add_secrets, fault_point, mask};
 pub use settings::Settings;

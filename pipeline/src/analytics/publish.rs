@@ -49,6 +49,13 @@ pub async fn publish(
     let url = std::env::var(&pg.url_env)
         .ok()
         .filter(|v| !v.is_empty())
+        .inspect(|u| {
+            // the URL carries the password
+            let password = url::Url::parse(u)
+                .ok()
+                .and_then(|p| p.password().map(str::to_string));
+            crate::add_secrets(password.into_iter().chain([u.clone()]));
+        })
         .ok_or_else(|| Error::MissingEnv {
             var: pg.url_env.clone(),
             what: "[publish.postgres]".into(),

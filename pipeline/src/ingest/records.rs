@@ -11,8 +11,8 @@ use deltalake::arrow::array::{
 };
 
 pub use crate::lake::ops::Rejected;
-use crate::lake::schema::{ColType, TableSpec};
-use crate::settings::TableMapping;
+use crate::lake::schema::{ColType, DEFAULT_RULES, RuleDefault, TableSpec};
+use crate::settings::{Rule, TableMapping};
 use crate::{Error, Result};
 
 /// Records read from one source file (or page), as text.
@@ -481,6 +481,28 @@ pub fn cast_records(
             })
         })
         .collect();
+    // the checks of values that parse but cannot be right: the table's own, else the built-in
+    let now = Utc::now();
+    let rules: Vec<Option<Rule>> = spec
+        .columns
+        .iter()
+        .map(|c| match config.rules.get(c.name) {
+            Some(r) => Some(*r),
+            None => DEFAULT_RULES
+                .iter()
+                .find(|(t, col, _)| *t == spec.name && *col == c.name)
+                .map(|(_, _, d)| match d {
+                    RuleDefault::Min(m) => Rule {
+                        min: Some(*m),
+                        ..Rule::default()
+                    },
+                    RuleDefault::NotAfterDays(n) => Rule {
+                        future_days: Some(*n),
+                        ..Rule::default()
+                    },
+                }),
+        })
+        .collect();
     let mut rejected = Vec::new();
     'rows: for row in &records.rows {
         if !belongs(&mapping.filter, row) {
@@ -558,6 +580,13 @@ pub fn cast_records(
                 None => Ok(Value::Null),
                 Some(s) => parse_value(c.ty, s, &config.date_formats),
             };
+            let value = value.and_then(|v| match rules[j].as_ref().and_then(|r| broken(r, &v, now)) {
+                Some(why) => Err(format!(
+                    "{why} (a rule of [ingest.tables.{}.rules]; `{} = {{}}` there turns it off)",
+                    spec.name, c.name
+                )),
+                None => Ok(v),
+            });
             match value {
                 Ok(v) => values.push(v),
                 Err(reason) => {
@@ -613,6 +642,37 @@ pub fn cast_records(
         builder.push(values, attributes);
     }
     rejected
+}
+
+/// Why a value breaks its rule, if it does.
+fn broken(rule: &Rule, v: &Value, now: DateTime<Utc>) -> Option<String> {
+    let number = match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    if let Some(x) = number {
+        if let Some(min) = rule.min.filter(|m| x < *m) {
+            return Some(format!("{x} is below the minimum {min}"));
+        }
+        if let Some(max) = rule.max.filter(|m| x > *m) {
+            return Some(format!("{x} is above the maximum {max}"));
+        }
+    }
+    let day = match v {
+        Value::Date(d) => Some(*d),
+        Value::Ts(t) => Some(t.date_naive()),
+        _ => None,
+    };
+    if let (Some(d), Some(days)) = (day, rule.future_days) {
+        let ahead = (d - now.date_naive()).num_days();
+        if ahead > days {
+            return Some(format!(
+                "{d} is {ahead} days after the day it was loaded (at most {days}: it cannot have happened yet)"
+            ));
+        }
+    }
+    None
 }
 
 /// The record as a JSON object (header → text), for quarantine.
@@ -685,6 +745,66 @@ mod tests {
         assert!(rej[1].raw.contains("\"group_id\":\"a1\""));
         let batch = b.finish_data().unwrap();
         assert_eq!(batch.num_rows(), 2);
+    }
+
+    #[test]
+    fn values_that_cannot_be_right_are_quarantined_by_rule() {
+        use crate::lake::schema::SUBSCRIPTIONS;
+        let r = rec(
+            &["subscription_id", "account_id", "mrr", "seats", "start_date"],
+            &[
+                &["s1", "a1", "100", "5", "2026-01-01"],
+                &["s2", "a1", "-5", "5", "2026-01-01"],
+                &["s3", "a1", "100", "-1", "2026-01-01"],
+            ],
+        );
+        let m = Mapping::resolve(&SUBSCRIPTIONS, &r.header, &TableMapping::default(), &r.origin).unwrap();
+        let mut b = BatchBuilder::new(&SUBSCRIPTIONS);
+        let bad = cast_records(&SUBSCRIPTIONS, &r, &m, &TableMapping::default(), None, &mut b);
+        assert_eq!(b.len(), 1);
+        assert_eq!(bad.len(), 2);
+        assert_eq!(bad[0].field, "mrr");
+        assert!(
+            bad[0].reason.contains(
+                "row 2, field 'mrr': -5 is below the minimum 0 (a rule of [ingest.tables.subscriptions.rules]"
+            ),
+            "{}",
+            bad[0].reason
+        );
+        assert_eq!(bad[1].field, "seats");
+        // `mrr = {}` turns the built-in rule off; a rule of one's own replaces it
+        let cfg: TableMapping = toml::from_str("[rules]\nmrr = {}\nseats = { min = 0, max = 3 }\n").unwrap();
+        let mut b = BatchBuilder::new(&SUBSCRIPTIONS);
+        let bad = cast_records(&SUBSCRIPTIONS, &r, &m, &cfg, None, &mut b);
+        assert_eq!((b.len(), bad.len()), (0, 3));
+        let reasons: Vec<&str> = bad.iter().map(|r| r.reason.as_str()).collect();
+        assert!(
+            reasons[0].contains("5 is above the maximum 3")
+                && reasons[1].contains("5 is above the maximum 3")
+        );
+        assert!(reasons[2].contains("-1 is below the minimum 0"), "{reasons:?}");
+        // events cannot have happened years from now
+        let future = (Utc::now() + chrono::Duration::days(400))
+            .format("%Y-%m-%dT10:00:00Z")
+            .to_string();
+        let soon = (Utc::now() + chrono::Duration::days(1))
+            .format("%Y-%m-%dT10:00:00Z")
+            .to_string();
+        let r = rec(
+            &["event_id", "account_id", "event_type", "event_time"],
+            &[&["e1", "a1", "login", &future], &["e2", "a1", "login", &soon]],
+        );
+        let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &TableMapping::default(), &r.origin).unwrap();
+        let mut b = BatchBuilder::new(&USAGE_EVENTS);
+        let bad = cast_records(&USAGE_EVENTS, &r, &m, &TableMapping::default(), None, &mut b);
+        assert_eq!((b.len(), bad.len()), (1, 1));
+        assert!(
+            bad[0]
+                .reason
+                .contains("days after the day it was loaded (at most 2"),
+            "{}",
+            bad[0].reason
+        );
     }
 
     #[test]

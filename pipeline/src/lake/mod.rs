@@ -76,7 +76,18 @@ pub fn location_url(location: &str, create: bool) -> Result<Url> {
         path: location.to_string(),
         source,
     })?;
-    Url::from_directory_path(&abs)
+    // `../lake` is a folder like any other: resolve `..` and `.` (object stores refuse them)
+    let mut clean = std::path::PathBuf::new();
+    for part in abs.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    Url::from_directory_path(&clean)
         .map_err(|_| Error::Config(format!("'{location}' is not a usable folder path")))
 }
 
@@ -275,5 +286,17 @@ impl Lake {
 
     pub async fn get(&self, rel: &str) -> Result<Vec<u8>> {
         Ok(self.store.get(&self.path(rel)).await?.bytes().await?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relative_folders_resolve_dot_dot() {
+        let here = std::env::current_dir().unwrap();
+        let url = super::location_url("../x/./y/../lake", false).unwrap();
+        let want = here.parent().unwrap_or(&here).join("x/lake/");
+        assert_eq!(url.to_file_path().unwrap(), want);
+        assert!(!url.as_str().contains(".."));
     }
 }

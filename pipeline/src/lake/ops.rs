@@ -75,6 +75,9 @@ impl RunContext {
 
     /// Records the run's outcome (replacing its `running` row).
     pub async fn record(&self, lake: &Lake, status: &str, message: Option<&str>) -> Result<()> {
+        // whatever an error quotes (a server's echo, a URL), no secret is stored
+        let masked = message.map(|m| crate::mask(m).into_owned());
+        let message = masked.as_deref();
         let ended = Utc::now();
         // one log event per step, for log-based monitoring
         tracing::info!(

@@ -129,6 +129,7 @@ fn key_from_env(name: &str) -> Result<Key> {
         what: "[pii]".into(),
         why: "a base64 key of 32 bytes".into(),
     })?;
+    crate::add_secrets([v.trim().to_string()]);
     let raw = base64::engine::general_purpose::STANDARD
         .decode(v.trim())
         .map_err(|_| Error::Config(format!("[pii] {name} is not base64")))?;

@@ -320,6 +320,30 @@ pub const DEALS: TableSpec = TableSpec {
 };
 
 /// Every core table, in load order (accounts first so references can be checked).
+/// Built-in checks of values that parse but cannot be right (`[ingest.tables.<t>.rules]`
+/// replaces them column by column): amounts and counts that cannot be negative, and the times of
+/// things that happened, which cannot be far in the future.
+pub const DEFAULT_RULES: &[(&str, &str, RuleDefault)] = &[
+    ("accounts", "seats", RuleDefault::Min(0.0)),
+    ("accounts", "mrr", RuleDefault::Min(0.0)),
+    ("accounts", "created_date", RuleDefault::NotAfterDays(2)),
+    ("contacts", "created_date", RuleDefault::NotAfterDays(2)),
+    ("subscriptions", "seats", RuleDefault::Min(0.0)),
+    ("subscriptions", "mrr", RuleDefault::Min(0.0)),
+    ("invoices", "payment_failures", RuleDefault::Min(0.0)),
+    ("invoices", "issued_date", RuleDefault::NotAfterDays(2)),
+    ("invoices", "paid_date", RuleDefault::NotAfterDays(2)),
+    ("usage_events", "event_time", RuleDefault::NotAfterDays(2)),
+    // not interactions.occurred_at: calendars hold meetings scheduled months ahead
+];
+
+/// A built-in rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RuleDefault {
+    Min(f64),
+    NotAfterDays(i64),
+}
+
 pub const CORE_TABLES: &[TableSpec] = &[
     ACCOUNTS,
     CSMS,

@@ -4,8 +4,8 @@
 //! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, web identity and container credentials)
 //! and from `[storage]` in `cslake.toml` (`aws_endpoint`, `aws_region`, ...), which wins.
 //! Requests are path-style unless `aws_virtual_hosted_style_request = "true"`. A store that is
-//! unreachable or failing is retried with backoff (`max_retries`, default 10, within
-//! `retry_timeout`, default `"3m"`); past that the run fails and commits nothing more.
+//! unreachable or failing is retried with backoff for `retry_timeout` (default `"3m"`; at most
+//! `max_retries` times when that is set); past that the run fails and commits nothing more.
 //!
 //! Delta commits on S3 are safe with concurrent writers only because the store honours
 //! `If-None-Match: *` on PutObject (AWS S3 since 2024, MinIO, Cloudflare R2, moto); the
@@ -33,7 +33,17 @@ fn s3(url: &Url, options: &HashMap<String, String>) -> object_store::Result<(Arc
     for (key, value) in profile_settings() {
         builder = builder.with_config(key, value);
     }
-    let mut retry = object_store::RetryConfig::default();
+    // a store that is down (refusing connections, 5xx) is retried for `retry_timeout` (3 minutes
+    // by default): the count of retries bounds it only when `max_retries` is set
+    let mut retry = object_store::RetryConfig {
+        max_retries: 1_000,
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(250),
+            max_backoff: std::time::Duration::from_secs(15),
+            base: 2.0,
+        },
+        ..object_store::RetryConfig::default()
+    };
     for (k, v) in options {
         match k.to_ascii_lowercase().as_str() {
             // how long a store that is down is retried before the run fails

@@ -76,6 +76,24 @@ pub struct TableMapping {
     /// Source fields (or dotted prefixes) not kept as attributes, e.g. `["attributes"]`.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// Checks of values that parse but cannot be right, per canonical column, replacing the
+    /// built-in one: `mrr = { min = 0 }`, `event_time = { future_days = 2 }`; `{}` turns the
+    /// built-in rule off. A row that breaks one is quarantined with the rule named.
+    #[serde(default)]
+    pub rules: HashMap<String, Rule>,
+}
+
+/// A check of one column's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Numbers: the smallest value that can be right.
+    pub min: Option<f64>,
+    /// Numbers: the largest.
+    pub max: Option<f64>,
+    /// Dates and times of something that happened: how many days after the time of loading they
+    /// may be (clocks and time zones differ by a day or so; a year ahead is an error).
+    pub future_days: Option<i64>,
 }
 
 impl TableMapping {
@@ -114,6 +132,7 @@ impl TableMapping {
         }
         or(&mut self.query, &defaults.query);
         self.ignore.extend(defaults.ignore.iter().cloned());
+        merge(&mut self.rules, &defaults.rules);
         self
     }
 

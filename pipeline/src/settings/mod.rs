@@ -23,7 +23,7 @@ pub use actions::{
 pub use admin::{LeaseConfig, LeaseTimes, MaintainConfig, PiiConfig};
 pub use analytics::{AnalyticsConfig, Goal, PostgresConfig, PublishConfig, ReportConfig};
 pub use ingest::{
-    AuthConfig, IncrementalConfig, IngestConfig, PagingConfig, PagingKind, SourceConfig, SourceKind,
+    AuthConfig, IncrementalConfig, IngestConfig, PagingConfig, PagingKind, Rule, SourceConfig, SourceKind,
     TableMapping,
 };
 pub use model::{
@@ -98,6 +98,35 @@ pub struct Settings {
     pub actor: String,
     /// Bytes, from `--memory-limit` / `CSLAKE_MEMORY_LIMIT` / `memory_limit`.
     pub memory_limit: Option<usize>,
+}
+
+/// Rules name columns of their table and fit their type.
+fn check_rules(at: &str, table: &str, t: &TableMapping) -> Result<()> {
+    use schema::ColType;
+    for (column, rule) in &t.rules {
+        let ty = schema::core_table(table)
+            .and_then(|s| s.column(column))
+            .map(|c| c.ty)
+            .ok_or_else(|| Error::Config(format!("{at} {column}: not a column of core.{table}")))?;
+        let numeric = matches!(ty, ColType::Int | ColType::Float);
+        let dated = matches!(ty, ColType::Date | ColType::Timestamp);
+        if (rule.min.is_some() || rule.max.is_some()) && !numeric {
+            return Err(Error::Config(format!(
+                "{at} {column}: min and max are for numbers"
+            )));
+        }
+        if rule.future_days.is_some() && !dated {
+            return Err(Error::Config(format!(
+                "{at} {column}: future_days is for dates and times"
+            )));
+        }
+        if rule.future_days.is_some_and(|d| !(0..=36_500).contains(&d)) {
+            return Err(Error::Config(format!(
+                "{at} {column}: future_days from 0 to 36500"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Settings {
@@ -210,6 +239,7 @@ impl Settings {
                     "[ingest.tables.{name}] {key}: only API sources ([[sources]]) have it"
                 )));
             }
+            check_rules(&format!("[ingest.tables.{name}.rules]"), name, t)?;
         }
         for (key, value) in &self.file.retention {
             parse_days(value).map_err(|e| Error::Config(format!("[retention] {key}: {e}")))?;
@@ -294,6 +324,11 @@ impl Settings {
                         s.name
                     )));
                 }
+                check_rules(
+                    &format!("source '{}': [sources.tables.{name}.rules]", s.name),
+                    name,
+                    t,
+                )?;
                 if s.kind == SourceKind::Rest && t.path.is_none() {
                     return Err(Error::Config(format!(
                         "source '{}': [sources.tables.{name}] needs a `path` (the endpoint)",

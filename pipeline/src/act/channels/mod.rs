@@ -31,10 +31,12 @@ pub struct Dispatcher {
     channels: HashMap<String, Box<dyn Channel>>,
 }
 
+/// A secret from the environment (a URL, a signing secret, an SMTP password); never printed.
 fn env(name: &str, what: &str) -> Result<String> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
+        .inspect(|v| crate::add_secrets([v.clone()]))
         .ok_or_else(|| Error::MissingEnv {
             var: name.to_string(),
             what: what.to_string(),
@@ -54,7 +56,7 @@ impl Dispatcher {
         let mut channels: HashMap<String, Box<dyn Channel>> = HashMap::new();
         for c in &cfg.channels {
             let what = format!("[[actions.channels]] '{}'", c.name);
-            let http = || {
+            let http = |url: &Url| {
                 HttpClient::new(
                     &format!("channel {}", c.name),
                     &AuthConfig {
@@ -68,23 +70,30 @@ impl Dispatcher {
                         requests_per_second: None,
                     },
                 )
+                .map(|h| h.secret_url(url))
             };
             let channel: Box<dyn Channel> = match c.kind.as_str() {
-                "slack" => Box::new(slack::Slack {
-                    name: c.name.clone(),
-                    url: url(c, &what)?,
-                    http: http()?,
-                }),
-                "webhook" => Box::new(webhook::Webhook {
-                    name: c.name.clone(),
-                    url: url(c, &what)?,
-                    secret: c
-                        .secret_env
-                        .as_deref()
-                        .map(|n| env(n, &what).map(String::into_bytes))
-                        .transpose()?,
-                    http: http()?,
-                }),
+                "slack" => {
+                    let url = url(c, &what)?;
+                    Box::new(slack::Slack {
+                        name: c.name.clone(),
+                        http: http(&url)?,
+                        url,
+                    })
+                }
+                "webhook" => {
+                    let url = url(c, &what)?;
+                    Box::new(webhook::Webhook {
+                        name: c.name.clone(),
+                        secret: c
+                            .secret_env
+                            .as_deref()
+                            .map(|n| env(n, &what).map(String::into_bytes))
+                            .transpose()?,
+                        http: http(&url)?,
+                        url,
+                    })
+                }
                 "email" => Box::new(email::Email {
                     name: c.name.clone(),
                     mailer: mailer.clone().ok_or_else(|| {

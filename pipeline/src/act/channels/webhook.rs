@@ -112,15 +112,15 @@ pub(crate) async fn post(
             reference: None,
         },
         Ok((status, _, text, shown)) => Outcome::Failed {
-            error: format!(
+            error: http.redact(&format!(
                 "POST {shown} answered HTTP {status}{}",
                 snippet(&text).map(|s| format!(": {s}")).unwrap_or_default()
-            ),
+            )),
             // a refused payload or credentials will be refused again
             transient: false,
         },
         Err(e) => Outcome::Failed {
-            error: e.to_string(),
+            error: http.redact(&e.to_string()),
             transient: true,
         },
     }

@@ -251,12 +251,60 @@ pub(crate) fn read_csv(bytes: &[u8], delimiter: u8, origin: String) -> Result<Ra
             }
         }
     }
+    // a quote never closed swallows every line after it into one field: say so, and how much
+    if let Some((line, lost)) = unclosed_quote(bytes, delimiter)
+        && let Some(last) = rows.last_mut()
+    {
+        let quote = if lost > 0 {
+            format!(
+                "a quote opened on line {line} is never closed: the rest of the file ({lost} line(s) after it) \
+                 was read as one field and is not loaded; fix the quoting and load the file again"
+            )
+        } else {
+            format!("its quote, opened on line {line}, is never closed")
+        };
+        last.error = Some(match last.error.take() {
+            Some(e) => format!("{e}; {quote}"),
+            None => quote,
+        });
+    }
     Ok(RawRecords {
         origin,
         header,
         rows,
         meetings: false,
     })
+}
+
+/// Whether the file ends inside a quoted field: the line the quote opened on, and how many lines
+/// follow it. Quotes count as RFC 4180 reads them (only at the start of a field; `""` inside a
+/// quoted field is a quote).
+fn unclosed_quote(bytes: &[u8], delimiter: u8) -> Option<(usize, usize)> {
+    let (mut line, mut opened_on) = (1usize, 0usize);
+    let (mut inside, mut field_start) = (false, true);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if inside {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    inside = false;
+                }
+            }
+        } else if b == b'"' && field_start {
+            inside = true;
+            opened_on = line;
+        }
+        if b == b'\n' {
+            line += 1;
+        }
+        field_start = !inside && (b == delimiter || b == b'\n' || b == b'\r');
+        i += 1;
+    }
+    let total = line - usize::from(bytes.last() == Some(&b'\n'));
+    inside.then(|| (opened_on, total - opened_on))
 }
 
 pub(crate) fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
@@ -285,6 +333,35 @@ pub(crate) fn read_json(bytes: &[u8], origin: String) -> Result<RawRecords> {
             .collect()
     };
     Ok(records_from_json(origin, objects, false))
+}
+
+/// A nested column (struct, list, map) as one JSON text per row, as NDJSON files keep nested
+/// fields: the column lands as an attribute (or a mapped column) instead of the file being refused.
+fn json_text(
+    field: &deltalake::arrow::datatypes::Field,
+    col: &Arc<dyn Array>,
+) -> std::result::Result<Arc<dyn Array>, String> {
+    use deltalake::arrow::datatypes::Schema;
+    let one = RecordBatch::try_new(Arc::new(Schema::new(vec![field.clone()])), vec![col.clone()])
+        .map_err(|e| e.to_string())?;
+    let mut w = deltalake::arrow::json::LineDelimitedWriter::new(Vec::new());
+    w.write(&one).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    let text = String::from_utf8(w.into_inner()).map_err(|e| e.to_string())?;
+    let values: Vec<Option<String>> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get(field.name()).cloned())
+                .filter(|v| !v.is_null())
+                .map(|v| v.to_string())
+        })
+        .collect();
+    if values.len() != col.len() {
+        return Err(format!("{} JSON values for {} rows", values.len(), col.len()));
+    }
+    Ok(Arc::new(deltalake::arrow::array::StringArray::from(values)))
 }
 
 /// Records from parsed JSON objects, numbered, nested objects flattened to dotted fields. With
@@ -411,9 +488,17 @@ fn parquet_records(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
             header = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
         }
         let cols: Vec<Arc<dyn Array>> = batch
-            .columns()
+            .schema()
+            .fields()
             .iter()
-            .map(|c| cast(c, &DataType::Utf8).map_err(|e| err(e.to_string())))
+            .zip(batch.columns())
+            .map(|(f, c)| {
+                if f.data_type().is_nested() {
+                    json_text(f, c).map_err(|e| err(format!("column '{}': {e}", f.name())))
+                } else {
+                    cast(c, &DataType::Utf8).map_err(|e| err(format!("column '{}': {e}", f.name())))
+                }
+            })
             .collect::<Result<_>>()?;
         let strings: Vec<&deltalake::arrow::array::StringArray> = cols
             .iter()
@@ -446,6 +531,79 @@ fn parquet_records(bytes: bytes::Bytes, origin: String) -> Result<RawRecords> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_parquet_columns_land_as_json_text() {
+        use deltalake::arrow::array::{Int64Array, ListBuilder, StringArray, StringBuilder, StructArray};
+        use deltalake::arrow::datatypes::{Field, Fields, Schema};
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        tags.values().append_value("a");
+        tags.values().append_value("b");
+        tags.append(true);
+        tags.append(false);
+        let tags = tags.finish();
+        let ctx = StructArray::new(
+            Fields::from(vec![Field::new("page", DataType::Utf8, true)]),
+            vec![Arc::new(StringArray::from(vec![Some("/x"), None])) as Arc<dyn Array>],
+            None,
+        );
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("tags", tags.data_type().clone(), true),
+                Field::new("context", ctx.data_type().clone(), true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(tags),
+                Arc::new(ctx),
+            ],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.parquet");
+        let mut w = cslake_sinks::FileWriter::create(&path, FileFormat::Parquet, batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let r = read_parquet(std::fs::read(&path).unwrap().into(), "n.parquet".into()).unwrap();
+        assert_eq!(r.header, ["id", "tags", "context"]);
+        assert_eq!(
+            r.rows[0].values,
+            [
+                Some("1".into()),
+                Some("[\"a\",\"b\"]".into()),
+                Some("{\"page\":\"/x\"}".into())
+            ]
+        );
+        assert_eq!(r.rows[1].values[1], None);
+    }
+
+    #[test]
+    fn an_unclosed_quote_says_how_much_it_swallowed_and_a_bom_is_dropped() {
+        let mut csv = String::from("\u{feff}account_id,name\nA1,Acme\nA2,\"Bolt\n");
+        for k in 3..23 {
+            csv.push_str(&format!("A{k},Name {k}\n"));
+        }
+        let r = read_csv(csv.as_bytes(), b',', "x.csv".into()).unwrap();
+        assert_eq!(r.header, ["account_id", "name"]);
+        assert_eq!(r.rows.len(), 2);
+        assert!(r.rows[0].error.is_none());
+        let e = r.rows[1].error.clone().unwrap();
+        assert!(
+            e.contains("a quote opened on line 3 is never closed") && e.contains("20 line(s) after it"),
+            "{e}"
+        );
+        // quotes that close, doubled quotes and quoted newlines are fine
+        let ok = "a,b\n\"x \"\"y\"\"\",\"two\nlines\"\n1,2\n";
+        let r = read_csv(ok.as_bytes(), b',', "ok.csv".into()).unwrap();
+        assert_eq!(r.rows.len(), 2);
+        assert!(r.rows.iter().all(|row| row.error.is_none()), "{:?}", r.rows);
+        // NDJSON with a BOM and a broken line in the middle: the good lines land
+        let nd = "\u{feff}{\"a\":1}\n{\"a\":\n{\"a\":3}\n";
+        let r = read_json(nd.as_bytes(), "x.ndjson".into()).unwrap();
+        assert_eq!(r.rows.len(), 3);
+        assert!(r.rows[0].error.is_none() && r.rows[1].error.is_some() && r.rows[2].error.is_none());
+    }
 
     #[test]
     fn globs_and_default_file_names() {
