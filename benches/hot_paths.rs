@@ -1,14 +1,16 @@
-//! Micro-benchmarks of the per-row hot paths: parsing and validating raw records, generating
+//! Micro-benchmarks of the hot paths: casting and validating a source batch, generating
 //! accounts, and the ranking metrics over a large score vector.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use cslake_pipeline::ingest::records::{BatchBuilder, Mapping, RawRecords, RawRow, cast_records};
+use cslake_pipeline::ingest::batch::SourceBatch;
+use cslake_pipeline::ingest::cast::{Stamp, cast_batch};
+use cslake_pipeline::ingest::records::{RawRecords, RawRow};
 use cslake_pipeline::lake::schema::USAGE_EVENTS;
 use cslake_pipeline::settings::TableMapping;
 
-fn records(n: usize) -> RawRecords {
+fn records(n: usize) -> SourceBatch {
     let header = [
         "event_id",
         "account_id",
@@ -17,7 +19,7 @@ fn records(n: usize) -> RawRecords {
         "event_time",
         "quantity",
     ];
-    RawRecords {
+    SourceBatch::from_records(RawRecords {
         origin: "bench".into(),
         header: header.iter().map(|s| s.to_string()).collect(),
         rows: (0..n)
@@ -35,26 +37,31 @@ fn records(n: usize) -> RawRecords {
             })
             .collect(),
         meetings: false,
-    }
+    })
+    .expect("batch")
 }
 
 fn cast(c: &mut Criterion) {
     let r = records(50_000);
-    let m = Mapping::resolve(&USAGE_EVENTS, &r.header, &TableMapping::default(), "bench").unwrap();
     let mut g = c.benchmark_group("ingest");
-    g.throughput(Throughput::Elements(r.rows.len() as u64));
+    g.throughput(Throughput::Elements(r.num_rows() as u64));
     g.bench_function("cast_usage_events_50k", |b| {
         b.iter(|| {
-            let mut builder = BatchBuilder::new(&USAGE_EVENTS);
-            let rejected = cast_records(
-                &USAGE_EVENTS,
-                black_box(&r),
-                &m,
-                &TableMapping::default(),
-                None,
-                &mut builder,
-            );
-            black_box((builder.finish_data().unwrap(), rejected))
+            let stamp = Stamp {
+                source: "bench",
+                run_id: "run",
+                ingested_at: chrono::Utc::now(),
+            };
+            black_box(
+                cast_batch(
+                    &USAGE_EVENTS,
+                    black_box(&r),
+                    &TableMapping::default(),
+                    None,
+                    stamp,
+                )
+                .unwrap(),
+            )
         });
     });
     g.finish();

@@ -486,3 +486,121 @@ fn a_large_event_export_spills_to_disk_and_lands_the_same_rows() {
     .ok();
     assert_eq!(inserted(&more), 1200);
 }
+
+#[test]
+fn a_file_of_several_batches_quarantines_exactly_its_bad_rows() {
+    // more rows than three batches of the reader (65,536 rows each), bad rows in each of them,
+    // a byte-order mark and a quoted field over two lines
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("drop")).unwrap();
+    std::fs::write(
+        dir.join("drop/accounts.csv"),
+        "account_id,name\nA1,Acme\nA2,Bolt\n",
+    )
+    .unwrap();
+    let n = 140_000;
+    let bad = [7usize, 65_536, 65_537, 131_080];
+    let mut csv = String::from("\u{feff}event_id,account_id,event_type,event_time,note\n");
+    for i in 1..=n {
+        let line = match i {
+            7 => "E7,A1,login,yesterday,x\n".to_string(),
+            65_536 => ",A1,login,2026-01-02T10:00:00Z,x\n".to_string(),
+            65_537 => "E65537,A1,login\n".to_string(),
+            131_080 => "E131080,ZZ,login,2026-01-02T10:00:00Z,x\n".to_string(),
+            2 => "E2,A2,login,2026-01-02T10:00:00Z,\"two\nlines\"\n".to_string(),
+            _ => format!("E{i},A{},login,2026-01-02T10:00:00Z,x\n", 1 + i % 2),
+        };
+        csv.push_str(&line);
+    }
+    std::fs::write(dir.join("drop/usage_events.csv"), csv).unwrap();
+    let s = cslake(dir, &["ingest", "--source", "drop"]).ok().summary();
+    assert_eq!(
+        (s["read"].as_u64(), s["rejected"].as_u64()),
+        (Some(n as u64 + 2), Some(4)),
+        "{s}"
+    );
+    assert_eq!(count(dir, "core.usage_events"), n - bad.len());
+    let q = query(
+        dir,
+        "SELECT row_number, field, reason FROM ops.quarantine ORDER BY row_number",
+    );
+    assert_eq!(
+        q[1..],
+        [
+            "7,event_time,\"row 7, field 'event_time': expected a timestamp (RFC 3339, e.g. 2026-01-31T09:30:00Z), found 'yesterday'\"",
+            "65536,event_id,\"row 65536, field 'event_id': required but empty\"",
+            "65537,,row 65537: 3 fields where the header has 5",
+            "131080,account_id,\"row 131080, field 'account_id': unknown account 'ZZ' (not in accounts)\"",
+        ]
+    );
+    // the quoted newline is one field of one record: record 2 landed, and row numbers count
+    // records, not lines (row 7 above is on line 9 of the file)
+    assert_eq!(
+        query(
+            dir,
+            "SELECT event_id, account_id FROM core.usage_events WHERE event_id IN ('E2', 'E3') ORDER BY 1"
+        ),
+        ["event_id,account_id", "E2,A2", "E3,A2"]
+    );
+}
+
+#[test]
+fn one_large_parquet_file_lands_whole_under_a_small_memory_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let g = cslake(
+        dir,
+        &[
+            "generate",
+            "--out",
+            "data",
+            "--accounts",
+            "300",
+            "--days",
+            "365",
+            "--format",
+            "parquet",
+            "--events-per-file",
+            "10000000",
+        ],
+    )
+    .ok()
+    .summary();
+    let events = g["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t[0] == "usage_events")
+        .map(|t| t[1].as_u64().unwrap())
+        .unwrap();
+    assert!(events > 200_000, "{g}");
+    assert_eq!(
+        std::fs::read_dir(dir.join("data/usage_events")).unwrap().count(),
+        1,
+        "one file"
+    );
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nspill_dir = \"spill\"\n").unwrap();
+    let ingest = |full: bool| {
+        let mut args = vec!["--memory-limit", "128M", "ingest", "--source", "data"];
+        if full {
+            args.push("--full");
+        }
+        let s = cslake(dir, &args).ok().summary();
+        s["sources"][0]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "usage_events")
+            .map(|t| t["inserted"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert_eq!(ingest(false), events);
+    assert_eq!(count(dir, "core.usage_events"), events as usize);
+    // the same file again, read in full: nothing doubles
+    assert_eq!(ingest(true), 0);
+    assert_eq!(count(dir, "core.usage_events"), events as usize);
+    // the spill folder is used, and left empty
+    assert!(dir.join("spill").is_dir());
+    assert_eq!(std::fs::read_dir(dir.join("spill")).unwrap().count(), 0);
+}

@@ -27,7 +27,8 @@ pub struct Cli {
     /// Who runs the command, for the audit log (default: the OS user)
     #[arg(long, global = true, env = "CSLAKE_ACTOR")]
     pub actor: Option<String>,
-    /// Memory queries may use before spilling to disk, e.g. 4G (default: unbounded)
+    /// Memory a command may use before spilling to disk, e.g. 4G (default: half the machine's
+    /// memory, or of the container's limit)
     #[arg(long, global = true, env = "CSLAKE_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
     #[command(subcommand)]

@@ -67,6 +67,28 @@ impl cslake_pipeline::Progress for Bars {
             *b = Some(bar);
         }
     }
+    fn start_bytes(&self, step: &str, total: u64) {
+        if !self.visible {
+            return;
+        }
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{prefix:>20} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(step.to_string());
+        if let Ok(mut b) = self.bar.lock() {
+            *b = Some(bar);
+        }
+    }
+    fn rows(&self, n: u64) {
+        if let Ok(b) = self.bar.lock()
+            && let Some(b) = b.as_ref()
+        {
+            b.set_message(format!("{n} rows"));
+        }
+    }
     fn advance(&self, n: u64) {
         if let Ok(b) = self.bar.lock()
             && let Some(b) = b.as_ref()

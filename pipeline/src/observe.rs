@@ -14,7 +14,13 @@ pub fn fault_point(name: &str) {
 /// Progress of long steps, drawn by the CLI (a bar on a terminal, nothing otherwise).
 pub trait Progress: Send + Sync {
     fn start(&self, _step: &str, _total: Option<u64>) {}
+    /// A step measured in bytes (files being read).
+    fn start_bytes(&self, step: &str, total: u64) {
+        self.start(step, Some(total))
+    }
     fn advance(&self, _n: u64) {}
+    /// Rows the step has done so far, shown beside its bar.
+    fn rows(&self, _n: u64) {}
     fn finish(&self) {}
 }
 

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
@@ -21,6 +24,9 @@ pub struct DeltaTarget {
     /// Lineage: the versions of the tables the writing job could read, recorded with each
     /// commit as `cslake_inputs` (`{"features.billing": 12, ...}`).
     pub inputs: Option<serde_json::Value>,
+    /// Columns whose values are (nearly) all different, written without a Parquet dictionary:
+    /// building one for a key only to drop it costs more than the rest of the write.
+    pub unique: Vec<String>,
 }
 
 /// What a write did.
@@ -40,7 +46,25 @@ impl DeltaTarget {
             url,
             storage_options,
             inputs: None,
+            unique: Vec::new(),
         }
+    }
+
+    /// Writes `columns` without a dictionary (see [`DeltaTarget::unique`]).
+    pub fn with_unique(mut self, columns: &[&str]) -> Self {
+        self.unique = columns.iter().map(|c| (*c).to_string()).collect();
+        self
+    }
+
+    /// delta-rs's writer properties (Snappy), without dictionaries for the unique columns.
+    fn writer_properties(&self) -> WriterProperties {
+        let mut props = WriterProperties::builder()
+            .set_created_by(format!("cslake {}", env!("CARGO_PKG_VERSION")))
+            .set_compression(Compression::SNAPPY);
+        for c in &self.unique {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+        }
+        props.build()
     }
 
     /// Records `inputs` (table → version) with every commit this target makes.
@@ -116,6 +140,7 @@ impl DeltaTarget {
             .with_save_mode(SaveMode::Append)
             .with_partition_columns(partition_by.iter().map(|s| s.to_string()))
             .with_commit_properties(self.commit(run_id))
+            .with_writer_properties(self.writer_properties())
             .await
             .map_err(|e| self.err(e))?;
         Ok(WriteStats {
@@ -145,6 +170,7 @@ impl DeltaTarget {
             .with_replace_where(predicate.to_string())
             .with_partition_columns(partition_by.iter().map(|s| s.to_string()))
             .with_commit_properties(self.commit(run_id))
+            .with_writer_properties(self.writer_properties())
             .await
             .map_err(|e| self.err(e))?;
         Ok(WriteStats {
@@ -166,16 +192,33 @@ impl DeltaTarget {
         also_update: &[&str],
         run_id: &str,
     ) -> Result<WriteStats> {
-        let Some(table) = self.open().await? else {
-            return self.append(batches, &[], run_id).await;
-        };
-        let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        if batches.is_empty() {
+            let version = self.open().await?.and_then(|t| t.version());
             return Ok(WriteStats {
-                version: table.version(),
+                version,
                 ..Default::default()
             });
+        }
+        let ctx = SessionContext::new();
+        let source = ctx.read_batches(batches)?;
+        self.upsert_df(source, keys, compare, also_update, &ctx, run_id)
+            .await
+    }
+
+    /// Like [`upsert`](Self::upsert) for rows that need not fit in memory: `source` runs in
+    /// `ctx`, its memory pool and spilling apply; one commit.
+    pub async fn upsert_df(
+        &self,
+        source: DataFrame,
+        keys: &[&str],
+        compare: &[&str],
+        also_update: &[&str],
+        ctx: &SessionContext,
+        run_id: &str,
+    ) -> Result<WriteStats> {
+        let Some(table) = self.open().await? else {
+            return self.write_df(source, ctx, SaveMode::Append, run_id).await;
         };
-        let source = SessionContext::new().read_batches(batches)?;
         let on = keys
             .iter()
             .map(|k| format!("target.{k} = source.{k}"))
@@ -186,12 +229,19 @@ impl DeltaTarget {
             .map(|c| format!("(target.{c} IS DISTINCT FROM source.{c})"))
             .collect::<Vec<_>>()
             .join(" OR ");
-        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let columns: Vec<String> = source
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let (table, m) = table
             .merge(source, on)
             .with_source_alias("source")
             .with_target_alias("target")
+            .with_session_state(delta_state(ctx))
             .with_commit_properties(self.commit(run_id))
+            .with_writer_properties(self.writer_properties())
             .when_matched_update(|u| {
                 compare
                     .iter()
@@ -249,6 +299,12 @@ impl DeltaTarget {
         }
     }
 
+    /// Appends the rows of `df`, streamed (see [`insert_new_df`](Self::insert_new_df)); one
+    /// commit, creating the table when missing.
+    pub async fn append_df(&self, df: DataFrame, ctx: &SessionContext, run_id: &str) -> Result<WriteStats> {
+        self.write_df(df, ctx, SaveMode::Append, run_id).await
+    }
+
     /// Replaces the whole table's content with the rows of `df`, streamed (see
     /// [`insert_new_df`](Self::insert_new_df)); one commit.
     pub async fn overwrite_df(
@@ -275,6 +331,7 @@ impl DeltaTarget {
             .with_session_state(delta_state(ctx))
             .with_save_mode(mode)
             .with_commit_properties(self.commit(run_id))
+            .with_writer_properties(self.writer_properties())
             .await
             .map_err(|e| self.err(e))?;
         // the rows written, from the commit's own metrics (counting first would run the plan twice)
@@ -316,6 +373,7 @@ impl DeltaTarget {
             .with_target_alias("target")
             .with_session_state(delta_state(ctx))
             .with_commit_properties(self.commit(run_id))
+            .with_writer_properties(self.writer_properties())
             .when_not_matched_insert(|i| {
                 columns
                     .iter()
@@ -351,6 +409,7 @@ impl DeltaTarget {
             .write(batches)
             .with_save_mode(SaveMode::Overwrite)
             .with_commit_properties(self.commit(run_id))
+            .with_writer_properties(self.writer_properties())
             .await
             .map_err(|e| self.err(e))?;
         Ok(WriteStats {

@@ -8,9 +8,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use crate::ingest::batch::SourceBatch;
 use crate::ingest::calendar::read_ics;
-use crate::ingest::connectors::files::{read_csv, read_json, read_parquet};
-use crate::ingest::records::{BatchBuilder, Mapping, RawRecords, apply_templates, cast_records};
+use crate::ingest::cast::{Stamp, cast_batch};
+use crate::ingest::read::{Format, all_batches};
 use crate::lake::schema::{TableSpec, core_table};
 use crate::settings::{FileConfig, TableMapping};
 
@@ -109,13 +110,17 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     b
 }
 
-/// The mapping and casts ingest runs on a reader's records.
-fn land(spec: &'static TableSpec, mut records: RawRecords, config: &TableMapping) {
-    apply_templates(&mut records, config);
-    if let Ok(mapping) = Mapping::resolve_records(spec, &records, config) {
-        let mut builder = BatchBuilder::new(spec);
-        let _rejected = cast_records(spec, &records, &mapping, config, None, &mut builder);
-        let _ = builder.finish_table("fuzz", "run", chrono::Utc::now());
+/// The mapping and casts ingest runs on a reader's batches.
+fn land(spec: &'static TableSpec, batches: Vec<SourceBatch>, config: &TableMapping) {
+    let stamp = Stamp {
+        source: "fuzz",
+        run_id: "run",
+        ingested_at: chrono::Utc::now(),
+    };
+    for b in batches {
+        if let Ok(b) = b.with_templates(config) {
+            let _ = cast_batch(spec, &b, config, None, stamp);
+        }
     }
 }
 
@@ -182,7 +187,7 @@ fn mapping() -> TableMapping {
 fn csv_exports_never_panic() {
     let spec = core_table("accounts").unwrap();
     hammer("csv", CSV.as_bytes(), |b| {
-        if let Ok(r) = read_csv(b, b',', "fuzz.csv".into()) {
+        if let Ok(r) = all_batches(b, Format::Csv { delimiter: b',' }, "fuzz.csv") {
             land(spec, r, &mapping());
         }
     });
@@ -192,7 +197,7 @@ fn csv_exports_never_panic() {
 fn ndjson_exports_never_panic() {
     let spec = core_table("usage_events").unwrap();
     hammer("ndjson", EVENTS.as_bytes(), |b| {
-        if let Ok(r) = read_json(b, "fuzz.ndjson".into()) {
+        if let Ok(r) = all_batches(b, Format::Json, "fuzz.ndjson") {
             land(spec, r, &TableMapping::default());
         }
     });
@@ -209,7 +214,9 @@ fn calendar_files_never_panic() {
         for row in &mut r.rows {
             row.values.extend([Some("ACC-1".to_string()), None]);
         }
-        land(spec, r, &TableMapping::default());
+        if let Ok(b) = SourceBatch::from_records(r) {
+            land(spec, vec![b], &TableMapping::default());
+        }
     });
 }
 
@@ -217,11 +224,16 @@ fn calendar_files_never_panic() {
 fn parquet_exports_never_panic() {
     let spec = core_table("accounts").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let csv = read_csv(CSV.as_bytes(), b',', "seed.csv".into()).unwrap();
-    let mapping = Mapping::resolve_records(spec, &csv, &TableMapping::default()).unwrap();
-    let mut builder = BatchBuilder::new(spec);
-    cast_records(spec, &csv, &mapping, &TableMapping::default(), None, &mut builder);
-    let batch = builder.finish_table("seed", "run", chrono::Utc::now()).unwrap();
+    let csv = all_batches(CSV.as_bytes(), Format::Csv { delimiter: b',' }, "seed.csv").unwrap();
+    let stamp = Stamp {
+        source: "seed",
+        run_id: "run",
+        ingested_at: chrono::Utc::now(),
+    };
+    let batch = cast_batch(spec, &csv[0], &TableMapping::default(), None, stamp)
+        .unwrap()
+        .unwrap()
+        .batch;
     let path = dir.path().join("seed.parquet");
     let mut w =
         cslake_sinks::FileWriter::create(&path, cslake_sinks::FileFormat::Parquet, batch.schema()).unwrap();
@@ -229,7 +241,7 @@ fn parquet_exports_never_panic() {
     w.finish().unwrap();
     let seed = std::fs::read(&path).unwrap();
     hammer("parquet", &seed, |b| {
-        if let Ok(r) = read_parquet(bytes::Bytes::copy_from_slice(b), "fuzz.parquet".into()) {
+        if let Ok(r) = all_batches(b, Format::Parquet, "fuzz.parquet") {
             land(spec, r, &TableMapping::default());
         }
     });

@@ -1,9 +1,13 @@
 //! `cslake ingest`: land source files in the `core/` tables.
 
+pub mod batch;
 pub mod calendar;
+pub mod cast;
 pub mod connectors;
+pub mod dedupe;
 #[cfg(test)]
 mod fuzz;
+pub mod read;
 pub mod records;
 pub mod source_state;
 
@@ -14,9 +18,12 @@ use deltalake::arrow::array::RecordBatch;
 
 use deltalake::datafusion::prelude::SessionContext;
 
+use crate::ingest::batch::SourceBatch;
 use crate::ingest::calendar::AttendeeIndex;
+use crate::ingest::cast::{Stamp, cast_batch};
 use crate::ingest::connectors::FileDrop;
-use crate::ingest::records::{BatchBuilder, Mapping, RawRecords, Rejected, apply_templates, cast_records};
+use crate::ingest::connectors::files::Input;
+use crate::ingest::records::{RawRecords, Rejected};
 use crate::lake::ops;
 use crate::lake::query::{dedupe, has_table, sql, strings};
 use crate::lake::schema::{CORE_TABLES, Kind, TableSpec};
@@ -62,13 +69,15 @@ struct Staged {
     load: TableLoad,
 }
 
-/// The staged rows of a large event table, on local disk until the run commits: Parquet parts in
-/// a temporary folder (removed when dropped), each row with its position in the run (`_ord`) so
-/// the first delivery of an event still wins.
+/// The staged rows of a large table, on local disk until the run commits: Parquet parts in a
+/// folder of the command's spill folder (removed when dropped), each row with its position in
+/// the run (`_ord`), so the first delivery of an event and the last version of an entity win.
 struct Spill {
     dir: tempfile::TempDir,
     parts: usize,
     rows: u64,
+    /// Their size in memory, as they were staged.
+    bytes: usize,
 }
 
 impl Staged {
@@ -76,50 +85,61 @@ impl Staged {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
+    fn staged_bytes(&self) -> usize {
+        self.batches.iter().map(RecordBatch::get_array_memory_size).sum()
+    }
+
     /// Moves the batches in memory to a new Parquet part of the spill.
-    fn spill(&mut self) -> Result<()> {
+    fn spill(&mut self, folder: &crate::lake::spill::SpillDir) -> Result<()> {
         use deltalake::arrow::array::UInt64Array;
         use deltalake::arrow::datatypes::{DataType, Field};
         if self.batches.is_empty() {
             return Ok(());
         }
         if self.spill.is_none() {
-            let dir = tempfile::Builder::new()
-                .prefix(&format!("cslake-spill-{}-", self.spec.name))
-                .tempdir()
-                .map_err(|source| Error::Io {
-                    path: std::env::temp_dir().display().to_string(),
-                    source,
-                })?;
+            let dir = folder.subfolder(&format!("{}-", self.spec.name))?;
             self.spill = Some(Spill {
                 dir,
                 parts: 0,
                 rows: 0,
+                bytes: 0,
             });
         }
+        let bytes = self.staged_bytes();
         let spill = self.spill.as_mut().expect("spill");
+        spill.bytes += bytes;
+        // Parquet without compression and without a dictionary for the key (unique but for the
+        // odd duplicate): cheap to write, and small where values repeat (the source, the run)
         let path = spill.dir.path().join(format!("part-{:05}.parquet", spill.parts));
-        let mut writer: Option<cslake_sinks::FileWriter> = None;
+        let io = |e: deltalake::parquet::errors::ParquetError| Error::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let props = deltalake::parquet::file::properties::WriterProperties::builder()
+            .set_compression(deltalake::parquet::basic::Compression::UNCOMPRESSED)
+            .set_column_dictionary_enabled(self.spec.key.into(), false)
+            .build();
+        let mut writer: Option<deltalake::parquet::arrow::ArrowWriter<std::fs::File>> = None;
         for b in std::mem::take(&mut self.batches) {
             let n = b.num_rows() as u64;
             let ord: std::sync::Arc<dyn deltalake::arrow::array::Array> =
                 std::sync::Arc::new(UInt64Array::from_iter_values(spill.rows..spill.rows + n));
             let b = crate::lake::query::append_column(&b, Field::new("_ord", DataType::UInt64, false), ord)?;
             if writer.is_none() {
+                let file = std::fs::File::create(&path).map_err(|source| Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
                 writer = Some(
-                    cslake_sinks::FileWriter::create(&path, cslake_sinks::FileFormat::Parquet, b.schema())
-                        .map_err(|e| Error::Job(e.to_string()))?,
+                    deltalake::parquet::arrow::ArrowWriter::try_new(file, b.schema(), Some(props.clone()))
+                        .map_err(io)?,
                 );
             }
-            writer
-                .as_mut()
-                .expect("writer")
-                .write(&b)
-                .map_err(|e| Error::Job(e.to_string()))?;
+            writer.as_mut().expect("writer").write(&b).map_err(io)?;
             spill.rows += n;
         }
         if let Some(w) = writer {
-            w.finish().map_err(|e| Error::Job(e.to_string()))?;
+            w.close().map_err(io)?;
         }
         spill.parts += 1;
         Ok(())
@@ -148,7 +168,7 @@ pub async fn ingest(
 /// Validates and casts records into the table they belong to, keeping what the run learns
 /// (accounts loaded so far, meeting attendees) for the records that follow.
 struct Stager {
-    known: HashSet<String>,
+    known: cast::Accounts,
     /// Hashes of erased identifiers (`ops.erasures`): their records are not landed again.
     erased: HashSet<(String, String)>,
     /// `[retention]`: per table, the first date still kept (older rows are not landed).
@@ -158,13 +178,16 @@ struct Stager {
     keep_orphans: bool,
     /// `[ingest] spill_rows`.
     spill_rows: usize,
+    /// Staged bytes a table keeps in memory: a quarter of the memory budget.
+    spill_bytes: usize,
+    lake: Lake,
     ingested_at: chrono::DateTime<Utc>,
     attendees: Option<AttendeeIndex>,
 }
 
 impl Stager {
-    async fn new(ctx: &SessionContext, settings: &Settings) -> Result<Self> {
-        let mut known: HashSet<String> = HashSet::new();
+    async fn new(lake: &Lake, ctx: &SessionContext, settings: &Settings) -> Result<Self> {
+        let mut known = cast::Accounts::default();
         if has_table(ctx, "core.accounts") {
             for b in sql(ctx, "SELECT account_id FROM core.accounts").await? {
                 known.extend(strings(&b, "account_id")?.into_iter().flatten());
@@ -188,6 +211,8 @@ impl Stager {
                 .collect(),
             keep_orphans: settings.keep_orphans(),
             spill_rows: settings.spill_rows(),
+            spill_bytes: lake.memory_limit().map_or(usize::MAX, |m| (m / 4).max(16 << 20)),
+            lake: lake.clone(),
             ingested_at: Utc::now(),
             attendees: None,
         })
@@ -207,7 +232,9 @@ impl Stager {
         }
     }
 
-    async fn add(
+    /// Records in hand (API pages, calendar events): meetings are matched to accounts through
+    /// their attendees first.
+    async fn add_records(
         &mut self,
         ctx: &SessionContext,
         earlier: &[Staged],
@@ -216,8 +243,7 @@ impl Stager {
         config: &TableMapping,
         run_id: &str,
     ) -> Result<()> {
-        let spec = st.spec;
-        if spec.name == "interactions"
+        if st.spec.name == "interactions"
             && records.meetings
             && let Some(p) = self.pii.as_ref().filter(|p| p.covers("contacts", "email"))
         {
@@ -234,7 +260,7 @@ impl Stager {
                 }
             }
         }
-        if spec.name == "interactions" && records.meetings {
+        if st.spec.name == "interactions" && records.meetings {
             if self.attendees.is_none() {
                 self.attendees = Some(attendee_index(ctx, earlier).await?);
             }
@@ -251,35 +277,46 @@ impl Stager {
             tracing::warn!(origin = records.origin.as_str(), "empty: nothing to load");
             return Ok(());
         }
-        apply_templates(&mut records, config);
-        let mapping = Mapping::resolve_records(spec, &records, config)?;
-        for (c, idx) in spec.columns.iter().zip(&mapping.columns) {
-            if idx.is_some() && !st.present.contains(&c.name) {
-                st.present.push(c.name);
+        self.add(st, SourceBatch::from_records(records)?, config, run_id)
+    }
+
+    /// Casts one batch of a source into its table and stages the rows that land; a table whose
+    /// staged rows outgrow the memory share of ingest moves them to the spill folder.
+    fn add(&mut self, st: &mut Staged, src: SourceBatch, config: &TableMapping, run_id: &str) -> Result<()> {
+        let spec = st.spec;
+        let src = src.with_templates(config)?;
+        let known = (!self.keep_orphans).then_some(&self.known);
+        let stamp = Stamp {
+            source: &src.origin,
+            run_id,
+            ingested_at: self.ingested_at,
+        };
+        let Some(cast) = cast_batch(spec, &src, config, known, stamp)? else {
+            // no row of this batch is the table's (a filter routes them elsewhere)
+            return Ok(());
+        };
+        for c in cast.provided {
+            if !st.present.contains(&c) {
+                st.present.push(c);
             }
         }
-        if spec.keeps_attributes && !mapping.unmapped.is_empty() && !st.present.contains(&"attributes") {
-            st.present.push("attributes");
-        }
-        let mut builder = BatchBuilder::new(spec);
-        let known_ref = (!self.keep_orphans).then_some(&self.known);
-        let mut rejected = cast_records(spec, &records, &mapping, config, known_ref, &mut builder);
+        let mut rejected = cast.rejected;
         if let Some(p) = &self.pii {
             for r in &mut rejected {
                 r.raw = p.protect_raw(&r.raw);
             }
         }
         // records a filter routes to another table are not this table's reads
-        st.load.read += builder.len() + rejected.len();
+        st.load.read += cast.read;
         st.rejected.extend(rejected);
-        let mut batch = builder.finish_table(&records.origin, run_id, self.ingested_at)?;
+        let mut batch = cast.batch;
         if !self.erased.is_empty() {
             let before = batch.num_rows();
             batch = self.suppress(spec, batch)?;
             if batch.num_rows() < before {
                 st.load.erased += before - batch.num_rows();
                 tracing::info!(
-                    origin = records.origin.as_str(),
+                    origin = src.origin.as_str(),
                     rows = before - batch.num_rows(),
                     "records of erased subjects not landed (ops.erasures)"
                 );
@@ -305,7 +342,7 @@ impl Stager {
             st.load.expired += before - batch.num_rows();
             if batch.num_rows() < before {
                 tracing::info!(
-                    origin = records.origin.as_str(),
+                    origin = src.origin.as_str(),
                     rows = before - batch.num_rows(),
                     first_kept = %first_kept,
                     "rows older than the table's retention not landed"
@@ -319,9 +356,13 @@ impl Stager {
             self.known
                 .extend(strings(&batch, "account_id")?.into_iter().flatten());
         }
-        st.batches.push(batch);
-        if spec.kind == Kind::Event && st.staged_rows() >= self.spill_rows {
-            st.spill()?;
+        if batch.num_rows() > 0 {
+            st.batches.push(batch);
+        }
+        // contacts stay in memory while meetings may still need their e-mails
+        let spillable = spec.name != "contacts";
+        if spillable && (st.staged_rows() >= self.spill_rows || st.staged_bytes() >= self.spill_bytes) {
+            st.spill(self.lake.spill_dir()?.as_ref())?;
         }
         Ok(())
     }
@@ -423,7 +464,7 @@ async fn ingest_files(
         settings.file.ingest.tables.clone(),
     )?;
     let ctx = lake.session().await?;
-    let mut stager = Stager::new(&ctx, settings).await?;
+    let mut stager = Stager::new(lake, &ctx, settings).await?;
     let seen = if full {
         HashMap::new()
     } else {
@@ -444,15 +485,50 @@ async fn ingest_files(
             staged.push(st);
             continue;
         }
-        progress.start(&format!("read {}", spec.name), Some(files.len() as u64));
+        let bytes: u64 = files.iter().map(|f| f.size).sum();
+        progress.start_bytes(&format!("read {}", spec.name), bytes);
         let config = drop.mapping(spec.name).cloned().unwrap_or_default();
+        let mut table_rows = 0u64;
         for file in &files {
             read_files.push(source_state::FileState::of(&drop, file, spec.name));
-            let records = drop.read(spec, file).await?;
-            stager
-                .add(&ctx, &staged, &mut st, records, &config, &run.run_id)
-                .await?;
-            progress.advance(1);
+            let origin = drop.origin(file);
+            let started = std::time::Instant::now();
+            let (read_before, rejected_before) = (st.load.read, st.rejected.len());
+            let mut rows = 0u64;
+            let mut done = 0u64;
+            match drop.read(spec, file).await? {
+                Input::Records(records) => {
+                    rows = records.rows.len() as u64;
+                    stager
+                        .add_records(&ctx, &staged, &mut st, records, &config, &run.run_id)
+                        .await?;
+                }
+                Input::Batches(mut batches) => {
+                    while let Some(src) = batches.next().await? {
+                        rows += src.num_rows() as u64;
+                        let at = src.offset.min(file.size);
+                        progress.advance(at.saturating_sub(done));
+                        done = done.max(at);
+                        progress.rows(table_rows + rows);
+                        stager.add(&mut st, src, &config, &run.run_id)?;
+                    }
+                }
+            }
+            progress.advance(file.size.saturating_sub(done));
+            table_rows += rows;
+            if rows == 0 {
+                tracing::warn!(origin = origin.as_str(), "empty: nothing to load");
+            }
+            tracing::info!(
+                origin = origin.as_str(),
+                table = spec.name,
+                bytes = file.size,
+                records = rows,
+                read = st.load.read - read_before,
+                rejected = st.rejected.len() - rejected_before,
+                seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                "file read"
+            );
         }
         progress.finish();
         tracing::info!(
@@ -485,7 +561,7 @@ async fn ingest_api(
 ) -> Result<IngestReport> {
     let api = connectors::open(config)?;
     let ctx = lake.session().await?;
-    let mut stager = Stager::new(&ctx, settings).await?;
+    let mut stager = Stager::new(lake, &ctx, settings).await?;
     let cursors = if full {
         HashMap::new()
     } else {
@@ -497,15 +573,20 @@ async fn ingest_api(
     for spec in CORE_TABLES {
         let mut st = Stager::staged(spec);
         for stream in streams.iter().filter(|s| s.table.name == spec.name) {
+            let run_id = run.run_id.clone();
             let fetched = api
-                .fetch(stream, cursors.get(&stream.key).map(String::as_str), progress)
+                .fetch(
+                    stream,
+                    cursors.get(&stream.key).map(String::as_str),
+                    progress,
+                    async |page| {
+                        stager
+                            .add_records(&ctx, &staged, &mut st, page, &stream.mapping, &run_id)
+                            .await
+                    },
+                )
                 .await?;
-            st.load.pages += fetched.pages.len();
-            for page in fetched.pages {
-                stager
-                    .add(&ctx, &staged, &mut st, page, &stream.mapping, &run.run_id)
-                    .await?;
-            }
+            st.load.pages += fetched.pages;
             if let Some(c) = fetched.cursor {
                 reached.push((stream.key.clone(), c));
             }
@@ -572,8 +653,8 @@ async fn commit(
     };
     for mut st in staged {
         if st.spill.is_some() {
-            // a large event table: deduplicated and written from disk, streamed in one commit
-            st.spill()?;
+            // a large table: de-duplicated and written from disk, streamed in one commit
+            st.spill(lake.spill_dir()?.as_ref())?;
             let spill = st.spill.take().expect("spill");
             progress.start(&format!("load {}", st.spec.name), None);
             let ctx = lake.session().await?;
@@ -583,35 +664,93 @@ async fn commit(
                 deltalake::datafusion::prelude::ParquetReadOptions::default(),
             )
             .await?;
-            let columns: Vec<String> = ctx
-                .table("_cslake_spill")
-                .await?
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .filter(|c| c != "_ord")
-                .map(|c| format!("\"{c}\""))
-                .collect();
-            let df = ctx
-                .sql(&format!(
-                    "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY \"{key}\" ORDER BY _ord) AS _cslake_rn FROM _cslake_spill) WHERE _cslake_rn = 1",
-                    cols = columns.join(", "),
-                    key = st.spec.key
-                ))
-                .await?;
-            let stats = lake
-                .target("core", st.spec.name)
-                .insert_new_df(df, st.spec.key, &ctx, &run.run_id)
-                .await?;
+            let key = st.spec.key;
+            // the key first, then the other columns, as the union below needs them
+            let mut columns = vec![format!("\"{key}\"")];
+            columns.extend(
+                ctx.table("_cslake_spill")
+                    .await?
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .filter(|c| c != "_ord" && c != key)
+                    .map(|c| format!("\"{c}\"")),
+            );
+            let cols = columns.join(", ");
+            let target = lake.target("core", st.spec.name).with_unique(&[st.spec.key]);
+            let exists = target.open().await?.is_some();
+            let stats = match st.spec.kind {
+                // The first delivery of an event wins, and an event the table holds is not
+                // inserted again. When the staged rows would take more than a quarter of the
+                // memory budget, both are decided by one sort of the table's keys and the
+                // staged rows (table first, then in staging order): a staged row that comes
+                // first for its key is new. A sort spills to disk, where the hash join of a
+                // merge holds every staged row in memory; but it reads every key of the table,
+                // so smaller loads (a day's events) are merged.
+                Kind::Event => {
+                    let budget = lake.memory_limit().map_or(usize::MAX, |m| m / 4);
+                    let by_sort = exists && spill.bytes > budget;
+                    let sql = if by_sort {
+                        let nulls: String = columns[1..].iter().map(|c| format!("NULL AS {c}, ")).collect();
+                        format!(
+                            "SELECT \"{key}\", {nulls}false AS _cslake_new, 0 AS _ord FROM core.{table} \
+                             UNION ALL SELECT {cols}, true AS _cslake_new, _ord FROM _cslake_spill \
+                             ORDER BY \"{key}\", _cslake_new, _ord",
+                            table = st.spec.name
+                        )
+                    } else {
+                        format!(
+                            "SELECT {cols}, true AS _cslake_new, _ord FROM _cslake_spill ORDER BY \"{key}\", _ord"
+                        )
+                    };
+                    let sorted = ctx.sql(&sql).await?;
+                    let df = dedupe::first_per_key(
+                        &ctx,
+                        sorted,
+                        key,
+                        Some("_cslake_new"),
+                        &["_cslake_new", "_ord"],
+                    )?;
+                    if exists && !by_sort {
+                        target.insert_new_df(df, key, &ctx, &run.run_id).await?
+                    } else {
+                        target.append_df(df, &ctx, &run.run_id).await?
+                    }
+                }
+                // the last version of an entity wins
+                Kind::Entity => {
+                    let sorted = ctx
+                        .sql(&format!(
+                            "SELECT {cols}, _ord FROM _cslake_spill ORDER BY \"{key}\", _ord DESC"
+                        ))
+                        .await?;
+                    let df = dedupe::first_per_key(&ctx, sorted, key, None, &["_ord"])?;
+                    let compare: Vec<&str> = st
+                        .spec
+                        .compare_columns()
+                        .into_iter()
+                        .filter(|c| st.present.contains(c))
+                        .collect();
+                    target
+                        .upsert_df(df, &[key], &compare, &AUDIT_COLUMNS, &ctx, &run.run_id)
+                        .await?
+                }
+            };
             progress.finish();
             st.load.inserted = stats.inserted;
+            st.load.updated = stats.updated;
             st.load.version = stats.version;
-            run.wrote(&format!("core.{}", st.spec.name), stats.inserted, stats.version);
+            run.wrote(
+                &format!("core.{}", st.spec.name),
+                stats.inserted + stats.updated,
+                stats.version,
+            );
             crate::fault_point("ingest:mid-load");
             tracing::info!(
                 table = st.spec.name,
                 inserted = stats.inserted,
+                updated = stats.updated,
                 staged = spill.rows,
                 version = stats.version,
                 "loaded (from the spill)"
@@ -621,7 +760,7 @@ async fn commit(
         }
         if let Some(batch) = dedupe(&st.batches, st.spec.key, st.spec.kind == Kind::Entity)? {
             progress.start(&format!("load {}", st.spec.name), None);
-            let target = lake.target("core", st.spec.name);
+            let target = lake.target("core", st.spec.name).with_unique(&[st.spec.key]);
             let stats = match st.spec.kind {
                 Kind::Entity => {
                     let compare: Vec<&str> = st

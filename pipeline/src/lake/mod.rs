@@ -13,6 +13,7 @@ pub mod pii;
 pub mod query;
 pub mod retention;
 pub mod schema;
+pub mod spill;
 pub mod storage;
 
 use std::collections::HashMap;
@@ -22,8 +23,8 @@ use cslake_sinks::DeltaTarget;
 use deltalake::DeltaTable;
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
-use deltalake::datafusion::execution::memory_pool::FairSpillPool;
-use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -33,6 +34,9 @@ pub use schema::ZONES;
 
 use crate::{Error, Result};
 
+/// A command's spill folder and the DataFusion runtime that spills into it.
+type Runtime = (Arc<spill::SpillDir>, Arc<RuntimeEnv>);
+
 #[derive(Clone)]
 pub struct Lake {
     pub root: Url,
@@ -40,6 +44,11 @@ pub struct Lake {
     datafusion_options: HashMap<String, String>,
     /// Bytes DataFusion may hold before it spills to disk (`None`: unbounded).
     memory_limit: Option<usize>,
+    /// Where the spill folder goes (`[ingest] spill_dir`; default the system's temporary folder).
+    spill_root: std::path::PathBuf,
+    /// The command's spill folder and DataFusion runtime (one memory pool for every session of
+    /// the command), made on first use.
+    runtime: Arc<std::sync::Mutex<Option<Runtime>>>,
     /// How long a writer's lease on a zone lasts, and how long a writer waits for one.
     lease_times: lease::LeaseTimes,
     store: Arc<dyn ObjectStore>,
@@ -105,6 +114,8 @@ impl Lake {
             storage_options: storage.clone(),
             datafusion_options: datafusion.clone(),
             memory_limit: None,
+            spill_root: spill::default_root(),
+            runtime: Arc::default(),
             lease_times: lease::LeaseTimes::default(),
             store,
             store_prefix: prefix,
@@ -117,6 +128,7 @@ impl Lake {
         Ok(
             Self::open(&settings.lake, &settings.file.storage, &settings.file.datafusion)?
                 .with_memory_limit(settings.memory_limit)
+                .with_spill_root(settings.spill_root())
                 .with_lease_times(settings.lease_times()?),
         )
     }
@@ -144,7 +156,48 @@ impl Lake {
     /// Bounds the memory of queries: sorts, joins and aggregations spill to disk beyond it.
     pub fn with_memory_limit(mut self, bytes: Option<usize>) -> Self {
         self.memory_limit = bytes;
+        self.runtime = Arc::default();
         self
+    }
+
+    /// The memory budget (`None`: unbounded).
+    pub fn memory_limit(&self) -> Option<usize> {
+        self.memory_limit
+    }
+
+    /// Puts the spill folder under `root`.
+    pub fn with_spill_root(mut self, root: std::path::PathBuf) -> Self {
+        self.spill_root = root;
+        self.runtime = Arc::default();
+        self
+    }
+
+    /// The command's spill folder and DataFusion runtime: one memory pool for all its sessions,
+    /// spilling into the folder. Made on first use, removed when the last handle on the lake goes.
+    fn runtime(&self) -> Result<Runtime> {
+        let mut slot = self
+            .runtime
+            .lock()
+            .map_err(|_| Error::Job("the lake's runtime lock is poisoned".into()))?;
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
+        let dir = Arc::new(spill::SpillDir::create(&self.spill_root)?);
+        let mut runtime = RuntimeEnvBuilder::new().with_temp_file_path(dir.path());
+        if let Some(limit) = self.memory_limit {
+            // the pool names its largest consumers when it refuses memory
+            let top = std::num::NonZeroUsize::new(3).expect("3 is not zero");
+            runtime =
+                runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(FairSpillPool::new(limit), top)));
+        }
+        let r = (dir, runtime.build_arc()?);
+        *slot = Some(r.clone());
+        Ok(r)
+    }
+
+    /// The command's spill folder (see [`spill`]).
+    pub fn spill_dir(&self) -> Result<Arc<spill::SpillDir>> {
+        Ok(self.runtime()?.0)
     }
 
     pub fn table_url(&self, zone: &str, name: &str) -> Url {
@@ -226,17 +279,19 @@ impl Lake {
     /// A DataFusion session with every existing table registered.
     pub async fn session(&self) -> Result<SessionContext> {
         let mut config = SessionConfig::new().with_information_schema(true);
+        if let Some(limit) = self.memory_limit {
+            // each sort keeps this much back to merge what it spilled: a fixed 10 MB per sort
+            // and partition does not fit a small budget
+            let reserve = (limit / 64).clamp(1 << 20, 10 << 20);
+            config = config.with_sort_spill_reservation_bytes(reserve);
+        }
         for (k, v) in &self.datafusion_options {
             config
                 .options_mut()
                 .set(k, v)
                 .map_err(|e| Error::Config(format!("[datafusion] {k}: {e}")))?;
         }
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(limit) = self.memory_limit {
-            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
-        }
-        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime()?.1);
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| Error::Job("DataFusion session has no default catalog".into()))?;

@@ -17,6 +17,10 @@ pub struct IngestConfig {
     /// Rows of an event table a run keeps in memory before it moves them to local disk until the
     /// commit (default 1,000,000): memory stays bounded however large the export.
     pub spill_rows: Option<usize>,
+    /// Where commands spill what does not fit in their memory budget (default: the system's
+    /// temporary folder). Each command has its own folder there, removed when it ends; folders of
+    /// killed commands are removed by the next one.
+    pub spill_dir: Option<String>,
     /// Per canonical table: which files hold it and how their fields map.
     #[serde(default)]
     pub tables: HashMap<String, TableMapping>,

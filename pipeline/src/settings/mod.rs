@@ -129,6 +129,19 @@ fn check_rules(at: &str, table: &str, t: &TableMapping) -> Result<()> {
     Ok(())
 }
 
+/// The memory budget of a command when none is set: half of the machine's memory (or of the
+/// container's limit, when it has a lower one).
+pub fn default_memory_limit() -> Option<usize> {
+    use sysinfo::System;
+    let mut sys = System::new();
+    sys.refresh_memory();
+    let mut total = sys.total_memory();
+    if let Some(limits) = sys.cgroup_limits() {
+        total = total.min(limits.total_memory);
+    }
+    (total > 0).then(|| usize::try_from(total / 2).unwrap_or(usize::MAX))
+}
+
 impl Settings {
     /// Reads `cslake.toml` (the given path, or `./cslake.toml` when it exists) and applies
     /// the overrides the CLI resolved from flags and environment.
@@ -165,7 +178,8 @@ impl Settings {
         let memory_limit = memory_limit
             .or_else(|| file.memory_limit.clone())
             .map(|m| parse_bytes(&m).map_err(|e| Error::Config(format!("memory limit {e}"))))
-            .transpose()?;
+            .transpose()?
+            .or_else(default_memory_limit);
         let s = Self {
             memory_limit,
             lake,
@@ -396,6 +410,14 @@ impl Settings {
 
     pub fn reject_threshold(&self) -> f64 {
         self.file.ingest.reject_threshold.unwrap_or(0.001)
+    }
+
+    /// `[ingest] spill_dir`, relative to the configuration file's folder.
+    pub fn spill_root(&self) -> PathBuf {
+        match &self.file.ingest.spill_dir {
+            Some(d) => self.config_dir.join(d),
+            None => crate::lake::spill::default_root(),
+        }
     }
 
     pub fn spill_rows(&self) -> usize {

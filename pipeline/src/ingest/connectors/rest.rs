@@ -50,7 +50,8 @@ pub struct Stream {
 /// What one stream read.
 #[derive(Debug, Default)]
 pub struct Fetched {
-    pub pages: Vec<RawRecords>,
+    /// Pages read.
+    pub pages: usize,
     /// The largest value of the incremental field seen (or the previous cursor).
     pub cursor: Option<String>,
     pub records: usize,
@@ -254,12 +255,14 @@ impl ApiSource {
         }
     }
 
-    /// Reads every page of a stream.
+    /// Reads every page of a stream, handing each to `page` as it arrives: a stream of any
+    /// length is never held whole.
     pub async fn fetch(
         &self,
         stream: &Stream,
         cursor: Option<&str>,
         progress: &dyn Progress,
+        mut page_read: impl AsyncFnMut(RawRecords) -> Result<()>,
     ) -> Result<Fetched> {
         let paging = stream.mapping.paging.clone().unwrap_or_default();
         let page_size = paging.page_size.map(|p| p as usize);
@@ -307,7 +310,8 @@ impl ApiSource {
             out.records += n;
             let mut records = self.connector.records(stream.shape, origin.clone(), items);
             drop_fields(&mut records, &stream.mapping.ignore);
-            out.pages.push(records);
+            out.pages += 1;
+            page_read(records).await?;
             tracing::info!(
                 source = self.name(),
                 stream = stream.key.as_str(),
@@ -587,7 +591,7 @@ pub fn objects(origin: String, items: Vec<Value>) -> RawRecords {
             (i + 1, parsed)
         })
         .collect();
-    crate::ingest::connectors::files::records_from_json(origin, objects, true)
+    crate::ingest::read::records_from_json(origin, objects, true)
 }
 
 /// Removes fields named in `ignore`, at any depth (`attributes` drops `Owner.attributes.url`).
