@@ -213,9 +213,7 @@ fn typed_value(col: &ArrayRef, row: usize) -> Option<Value> {
             .filter(|v| v.is_finite())
             .map(Value::Float)?,
         DataType::Boolean => Value::Bool(col.as_boolean().value(row)),
-        DataType::Date32 => Value::Date(
-            EPOCH + chrono::Duration::days(i64::from(col.as_primitive::<Date32Type>().value(row))),
-        ),
+        DataType::Date32 => Value::Date(date_of(col.as_primitive::<Date32Type>().value(row))?),
         DataType::Timestamp(..) => Value::Ts(DateTime::from_timestamp_micros(
             col.as_primitive::<TimestampMicrosecondType>().value(row),
         )?),
@@ -272,7 +270,7 @@ impl ColumnJob<'_> {
         let text: Option<StringArray> = match (source, &fast) {
             (None, _) => None,
             // a typed column without nulls needs no text
-            (Some(_), Some(f)) if f.null_count() == 0 && !has_non_finite(f) => None,
+            (Some(_), Some(f)) if f.null_count() == 0 && !needs_text(f) => None,
             (Some((src, i)), _) => Some(src.text_column(i)?),
         };
         if plain
@@ -286,7 +284,7 @@ impl ColumnJob<'_> {
             && self.all_rows
             && self.rule.is_none()
             && f.null_count() == 0
-            && !has_non_finite(f)
+            && !needs_text(f)
         {
             return Ok(f.clone());
         }
@@ -398,13 +396,33 @@ impl ColumnJob<'_> {
     }
 }
 
-/// Whether a float column holds NaN or an infinity (not values a column may hold).
-fn has_non_finite(a: &ArrayRef) -> bool {
-    a.data_type() == &DataType::Float64
-        && a.as_primitive::<Float64Type>()
+/// Whether a cast column holds what no column may hold: NaN or an infinity, a date or instant
+/// beyond the years chrono holds. The text path judges those rows.
+fn needs_text(a: &ArrayRef) -> bool {
+    match a.data_type() {
+        DataType::Float64 => a
+            .as_primitive::<Float64Type>()
             .iter()
             .flatten()
-            .any(|x| !x.is_finite())
+            .any(|x| !x.is_finite()),
+        DataType::Date32 => a
+            .as_primitive::<Date32Type>()
+            .iter()
+            .flatten()
+            .any(|d| date_of(d).is_none()),
+        DataType::Timestamp(..) => a
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .flatten()
+            .any(|t| DateTime::from_timestamp_micros(t).is_none()),
+        _ => false,
+    }
+}
+
+/// A Date32 value as a date; `None` beyond the years chrono holds (arrow's casts accept
+/// '+275760-09-13').
+fn date_of(days: i32) -> Option<NaiveDate> {
+    EPOCH.checked_add_signed(chrono::TimeDelta::try_days(i64::from(days))?)
 }
 
 /// The accounts the lake knows, looked up once per row of every table that references one: a
@@ -694,6 +712,25 @@ mod tests {
         assert_eq!(rej[1].reason, "row 3, field 'event_id': required but empty");
         assert!(rej[1].raw.contains("\"group_id\":\"a1\""));
         assert_eq!(b.num_rows(), 2);
+    }
+
+    #[test]
+    fn a_date_beyond_what_a_calendar_holds_is_rejected_not_a_panic() {
+        // found by the CSV and Parquet hostile-input runs: arrow casts this to a Date32 that
+        // chrono cannot hold
+        let r = rec(
+            &["account_id", "name", "created_date"],
+            &[&["a1", "Acme", "+275760-09-13"], &["a2", "Bolt", "2025-02-01"]],
+        );
+        let (b, bad) = land(&ACCOUNTS, &r, &TableMapping::default());
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].field, "created_date");
+        assert!(
+            bad[0].reason.starts_with("row 1, field 'created_date'"),
+            "{}",
+            bad[0].reason
+        );
     }
 
     #[test]

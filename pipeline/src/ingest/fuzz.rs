@@ -220,6 +220,27 @@ fn calendar_files_never_panic() {
     });
 }
 
+/// Inputs the runs once found a panic with, kept so it stays fixed (`fuzz_corpus/`).
+#[test]
+fn inputs_that_once_panicked_do_not() {
+    let spec = core_table("accounts").unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ingest/fuzz_corpus");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => Format::Parquet,
+            _ => Format::Csv { delimiter: b',' },
+        };
+        if let Ok(r) = all_batches(&bytes, format, &path.display().to_string()) {
+            land(spec, r, &TableMapping::default());
+        }
+        n += 1;
+    }
+    assert!(n >= 2, "the corpus is in {}", dir.display());
+}
+
 #[test]
 fn parquet_exports_never_panic() {
     let spec = core_table("accounts").unwrap();
