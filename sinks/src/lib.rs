@@ -32,3 +32,19 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A commit lost to another writer's: the write, read again, may be retried.
+    pub fn is_conflict(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError;
+        matches!(
+            self,
+            Error::Delta {
+                source: deltalake::DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+                },
+                ..
+            }
+        )
+    }
+}

@@ -91,16 +91,33 @@ impl RunContext {
             "step finished"
         );
         let batch = self.row(ended, status, message)?;
-        lake.target("ops", "runs")
-            .upsert(
-                vec![batch],
-                &["run_id"],
-                &["status", "ended_at"],
-                &["rows_read", "rows_written", "rows_rejected", "tables", "message"],
-                &self.run_id,
-            )
-            .await?;
-        Ok(())
+        // Every command writes here, whatever leases it holds: a merge that loses to another
+        // command's is read again and retried (it is keyed on the run, so a retry is harmless).
+        let mut attempt = 0u64;
+        loop {
+            let done = lake
+                .target("ops", "runs")
+                .upsert(
+                    vec![batch.clone()],
+                    &["run_id"],
+                    &["status", "ended_at"],
+                    &["rows_read", "rows_written", "rows_rejected", "tables", "message"],
+                    &self.run_id,
+                )
+                .await;
+            match done {
+                Err(e) if e.is_conflict() && attempt < 20 => {
+                    attempt += 1;
+                    // spread the retries of commands that collided
+                    let jitter = u64::from(std::process::id() % 50) + 25 * attempt;
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+                }
+                done => {
+                    done?;
+                    return Ok(());
+                }
+            }
+        }
     }
 
     fn row(&self, ended: DateTime<Utc>, status: &str, message: Option<&str>) -> Result<RecordBatch> {
