@@ -48,3 +48,26 @@ impl Error {
         )
     }
 }
+
+#[cfg(test)]
+mod conflict_tests {
+    use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+
+    use super::Error;
+
+    #[test]
+    fn a_lost_commit_is_a_conflict_and_other_errors_are_not() {
+        let lost = Error::Delta {
+            table: "ops.runs".into(),
+            source: deltalake::DeltaTableError::from(TransactionError::CommitConflict(
+                CommitConflictError::ConcurrentDeleteRead,
+            )),
+        };
+        assert!(lost.is_conflict(), "{lost}");
+        let other = Error::Table {
+            table: "ops.runs".into(),
+            message: "no such column".into(),
+        };
+        assert!(!other.is_conflict());
+    }
+}

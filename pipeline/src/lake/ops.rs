@@ -67,10 +67,8 @@ impl RunContext {
     /// row, so the audit log shows every command that started, finished or not.
     pub async fn begin(&self, lake: &Lake) -> Result<()> {
         let batch = self.row(self.started_at, "running", None)?;
-        lake.target("ops", "runs")
-            .append(vec![batch], &[], &self.run_id)
-            .await?;
-        Ok(())
+        let target = lake.target("ops", "runs");
+        retry_conflicts(|| target.append(vec![batch.clone()], &[], &self.run_id)).await
     }
 
     /// Records the run's outcome (replacing its `running` row).
@@ -91,33 +89,17 @@ impl RunContext {
             "step finished"
         );
         let batch = self.row(ended, status, message)?;
-        // Every command writes here, whatever leases it holds: a merge that loses to another
-        // command's is read again and retried (it is keyed on the run, so a retry is harmless).
-        let mut attempt = 0u64;
-        loop {
-            let done = lake
-                .target("ops", "runs")
-                .upsert(
-                    vec![batch.clone()],
-                    &["run_id"],
-                    &["status", "ended_at"],
-                    &["rows_read", "rows_written", "rows_rejected", "tables", "message"],
-                    &self.run_id,
-                )
-                .await;
-            match done {
-                Err(e) if e.is_conflict() && attempt < 20 => {
-                    attempt += 1;
-                    // spread the retries of commands that collided
-                    let jitter = u64::from(std::process::id() % 50) + 25 * attempt;
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
-                }
-                done => {
-                    done?;
-                    return Ok(());
-                }
-            }
-        }
+        let target = lake.target("ops", "runs");
+        retry_conflicts(|| {
+            target.upsert(
+                vec![batch.clone()],
+                &["run_id"],
+                &["status", "ended_at"],
+                &["rows_read", "rows_written", "rows_rejected", "tables", "message"],
+                &self.run_id,
+            )
+        })
+        .await
     }
 
     fn row(&self, ended: DateTime<Utc>, status: &str, message: Option<&str>) -> Result<RecordBatch> {
@@ -189,6 +171,32 @@ where
 {
     run.begin(lake).await.map_err(Error::audit)?;
     finish(lake, run, job).await
+}
+
+/// Runs a write to `ops.runs` until it commits. Every command writes there, whatever leases it
+/// holds, so two commands starting or ending at once can collide (seen in CI: a finished `cslake
+/// run` failed with exit 1); each write is keyed on its run, so one that lost is simply tried
+/// again on the newer version (up to 20 times, spread by process id). Other errors fail at once.
+async fn retry_conflicts<F, Fut>(mut write: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = cslake_sinks::Result<cslake_sinks::WriteStats>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match write().await {
+            Err(e) if e.is_conflict() && attempt < 20 => {
+                attempt += 1;
+                tracing::debug!(attempt, "ops.runs: commit lost to another command's, retrying");
+                let pause = u64::from(std::process::id() % 50) + 25 * attempt;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            done => {
+                done?;
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Runs the job and records its outcome, without a `running` row first (for `restore`, whose job
