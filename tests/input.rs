@@ -429,15 +429,7 @@ fn a_large_event_export_spills_to_disk_and_lands_the_same_rows() {
         ],
     )
     .ok();
-    let inserted = |o: &crate::Out| {
-        o.summary()["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["table"] == "usage_events")
-            .map(|t| t["inserted"].as_u64().unwrap())
-            .unwrap()
-    };
+    let inserted = |o: &crate::Out| inserted_events(&o.summary()["tables"]);
     assert!(inserted(&plain) > 2000, "enough rows to spill several parts");
     assert_eq!(inserted(&spilled), inserted(&plain));
     let rows = |lake: &str| {
@@ -586,14 +578,7 @@ fn one_large_parquet_file_lands_whole_under_a_small_memory_limit() {
         if full {
             args.push("--full");
         }
-        let s = cslake(dir, &args).ok().summary();
-        s["sources"][0]["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["table"] == "usage_events")
-            .map(|t| t["inserted"].as_u64().unwrap())
-            .unwrap()
+        inserted_events(&cslake(dir, &args).ok().summary()["sources"][0]["tables"])
     };
     assert_eq!(ingest(false), events);
     assert_eq!(count(dir, "core.usage_events"), events as usize);
@@ -603,4 +588,15 @@ fn one_large_parquet_file_lands_whole_under_a_small_memory_limit() {
     // the spill folder is used, and left empty
     assert!(dir.join("spill").is_dir());
     assert_eq!(std::fs::read_dir(dir.join("spill")).unwrap().count(), 0);
+}
+
+/// The usage events an ingest summary's `tables` says it inserted.
+fn inserted_events(tables: &serde_json::Value) -> u64 {
+    tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "usage_events")
+        .map(|t| t["inserted"].as_u64().unwrap())
+        .unwrap()
 }

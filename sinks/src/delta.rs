@@ -229,12 +229,7 @@ impl DeltaTarget {
             .map(|c| format!("(target.{c} IS DISTINCT FROM source.{c})"))
             .collect::<Vec<_>>()
             .join(" OR ");
-        let columns: Vec<String> = source
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let columns = column_names(&source);
         let (table, m) = table
             .merge(source, on)
             .with_source_alias("source")
@@ -361,12 +356,7 @@ impl DeltaTarget {
         ctx: &SessionContext,
         run_id: &str,
     ) -> Result<WriteStats> {
-        let columns: Vec<String> = source
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let columns = column_names(&source);
         let (table, m) = table
             .merge(source, format!("target.{key} = source.{key}"))
             .with_source_alias("source")
@@ -388,6 +378,10 @@ impl DeltaTarget {
             ..Default::default()
         })
     }
+}
+
+fn column_names(df: &DataFrame) -> Vec<String> {
+    df.schema().fields().iter().map(|f| f.name().clone()).collect()
 }
 
 /// `ctx`'s session (its memory pool, spilling and object stores) with delta-rs's planner, which

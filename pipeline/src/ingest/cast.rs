@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
-    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, StringBuilder,
 };
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{
@@ -20,7 +19,7 @@ use deltalake::arrow::datatypes::{
 
 use crate::Result;
 use crate::ingest::batch::SourceBatch;
-use crate::ingest::records::{MAX_FIELD_BYTES, Mapping, Value, filter_of, parse_value};
+use crate::ingest::records::{ColumnBuilder, MAX_FIELD_BYTES, Mapping, Value, filter_of, parse_value};
 use crate::lake::ops::Rejected;
 use crate::lake::schema::{ColType, DEFAULT_RULES, RuleDefault, TableSpec};
 use crate::settings::{Rule, TableMapping};
@@ -89,88 +88,6 @@ fn broken(rule: &Rule, number: Option<f64>, day: Option<NaiveDate>, today: Naive
         }
     }
     None
-}
-
-/// A canonical column being built.
-enum Out {
-    Str(StringBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Bool(BooleanBuilder),
-    Date(Date32Builder),
-    Ts(TimestampMicrosecondBuilder),
-}
-
-impl Out {
-    fn new(ty: ColType, n: usize) -> Self {
-        match ty {
-            ColType::Str => Out::Str(StringBuilder::with_capacity(n, n * 16)),
-            ColType::Int => Out::Int(Int64Builder::with_capacity(n)),
-            ColType::Float => Out::Float(Float64Builder::with_capacity(n)),
-            ColType::Bool => Out::Bool(BooleanBuilder::with_capacity(n)),
-            ColType::Date => Out::Date(Date32Builder::with_capacity(n)),
-            ColType::Timestamp => Out::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC")),
-        }
-    }
-
-    fn null(&mut self) {
-        match self {
-            Out::Str(b) => b.append_null(),
-            Out::Int(b) => b.append_null(),
-            Out::Float(b) => b.append_null(),
-            Out::Bool(b) => b.append_null(),
-            Out::Date(b) => b.append_null(),
-            Out::Ts(b) => b.append_null(),
-        }
-    }
-
-    /// Appends text to a text column.
-    fn str(&mut self, s: &str) {
-        if let Out::Str(b) = self {
-            b.append_value(s);
-        }
-    }
-
-    fn finish(self) -> ArrayRef {
-        match self {
-            Out::Str(mut b) => Arc::new(b.finish()),
-            Out::Int(mut b) => Arc::new(b.finish()),
-            Out::Float(mut b) => Arc::new(b.finish()),
-            Out::Bool(mut b) => Arc::new(b.finish()),
-            Out::Date(mut b) => Arc::new(b.finish()),
-            Out::Ts(mut b) => Arc::new(b.finish()),
-        }
-    }
-
-    /// Appends a parsed value; `(number, day)` for the rules.
-    fn push(&mut self, v: Value) -> (Option<f64>, Option<NaiveDate>) {
-        match (self, v) {
-            (Out::Str(b), Value::Str(s)) => b.append_value(s),
-            (Out::Int(b), Value::Int(x)) => {
-                b.append_value(x);
-                return (Some(x as f64), None);
-            }
-            (Out::Float(b), Value::Float(x)) => {
-                b.append_value(x);
-                return (Some(x), None);
-            }
-            (Out::Float(b), Value::Int(x)) => {
-                b.append_value(x as f64);
-                return (Some(x as f64), None);
-            }
-            (Out::Bool(b), Value::Bool(x)) => b.append_value(x),
-            (Out::Date(b), Value::Date(d)) => {
-                b.append_value((d - EPOCH).num_days() as i32);
-                return (None, Some(d));
-            }
-            (Out::Ts(b), Value::Ts(t)) => {
-                b.append_value(t.timestamp_micros());
-                return (None, Some(t.date_naive()));
-            }
-            (out, _) => out.null(),
-        }
-        (None, None)
-    }
 }
 
 /// A source column cast by Arrow to the canonical type, when its own type allows it exactly
@@ -288,7 +205,7 @@ impl ColumnJob<'_> {
         {
             return Ok(f.clone());
         }
-        let mut out = Out::new(c.ty, self.rows.len());
+        let mut out = ColumnBuilder::new(c.ty, self.rows.len());
         for (k, &r) in self.rows.iter().enumerate() {
             if failed[k].is_some() {
                 out.null();

@@ -85,6 +85,28 @@ impl Staged {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
+    /// The columns whose change makes an entity row an update: those some file of this run
+    /// provides (the others are left alone).
+    fn compare_columns(&self) -> Vec<&'static str> {
+        self.spec
+            .compare_columns()
+            .into_iter()
+            .filter(|c| self.present.contains(c))
+            .collect()
+    }
+
+    /// Records what the commit of this table wrote.
+    fn loaded(&mut self, stats: &cslake_sinks::WriteStats, run: &mut RunContext) {
+        self.load.inserted = stats.inserted;
+        self.load.updated = stats.updated;
+        self.load.version = stats.version;
+        run.wrote(
+            &format!("core.{}", self.spec.name),
+            stats.inserted + stats.updated,
+            stats.version,
+        );
+    }
+
     fn staged_bytes(&self) -> usize {
         self.batches.iter().map(RecordBatch::get_array_memory_size).sum()
     }
@@ -726,26 +748,14 @@ async fn commit(
                         ))
                         .await?;
                     let df = dedupe::first_per_key(&ctx, sorted, key, None, &["_ord"])?;
-                    let compare: Vec<&str> = st
-                        .spec
-                        .compare_columns()
-                        .into_iter()
-                        .filter(|c| st.present.contains(c))
-                        .collect();
+                    let compare = st.compare_columns();
                     target
                         .upsert_df(df, &[key], &compare, &AUDIT_COLUMNS, &ctx, &run.run_id)
                         .await?
                 }
             };
             progress.finish();
-            st.load.inserted = stats.inserted;
-            st.load.updated = stats.updated;
-            st.load.version = stats.version;
-            run.wrote(
-                &format!("core.{}", st.spec.name),
-                stats.inserted + stats.updated,
-                stats.version,
-            );
+            st.loaded(&stats, run);
             crate::fault_point("ingest:mid-load");
             tracing::info!(
                 table = st.spec.name,
@@ -763,12 +773,7 @@ async fn commit(
             let target = lake.target("core", st.spec.name).with_unique(&[st.spec.key]);
             let stats = match st.spec.kind {
                 Kind::Entity => {
-                    let compare: Vec<&str> = st
-                        .spec
-                        .compare_columns()
-                        .into_iter()
-                        .filter(|c| st.present.contains(c))
-                        .collect();
+                    let compare = st.compare_columns();
                     target
                         .upsert(vec![batch], &[st.spec.key], &compare, &AUDIT_COLUMNS, &run.run_id)
                         .await?
@@ -776,14 +781,7 @@ async fn commit(
                 Kind::Event => target.insert_new(vec![batch], st.spec.key, &run.run_id).await?,
             };
             progress.finish();
-            st.load.inserted = stats.inserted;
-            st.load.updated = stats.updated;
-            st.load.version = stats.version;
-            run.wrote(
-                &format!("core.{}", st.spec.name),
-                stats.inserted + stats.updated,
-                stats.version,
-            );
+            st.loaded(&stats, run);
             crate::fault_point("ingest:mid-load");
             tracing::info!(
                 table = st.spec.name,

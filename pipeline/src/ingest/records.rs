@@ -129,18 +129,93 @@ pub(crate) fn filter_of(header: &[String], config: &TableMapping) -> Vec<(Option
 /// Typed values of the canonical columns of one table, being built.
 pub struct BatchBuilder {
     spec: &'static TableSpec,
-    builders: Vec<Builder>,
+    builders: Vec<ColumnBuilder>,
     attributes: StringBuilder,
     rows: usize,
 }
 
-enum Builder {
+/// A canonical column being built, value by value (the casts' per-value path, the demo generator).
+pub(crate) enum ColumnBuilder {
     Str(StringBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
     Date(Date32Builder),
     Ts(TimestampMicrosecondBuilder),
+}
+
+impl ColumnBuilder {
+    pub(crate) fn new(ty: ColType, n: usize) -> Self {
+        match ty {
+            ColType::Str => ColumnBuilder::Str(StringBuilder::with_capacity(n, n * 16)),
+            ColType::Int => ColumnBuilder::Int(Int64Builder::with_capacity(n)),
+            ColType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(n)),
+            ColType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(n)),
+            ColType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(n)),
+            ColType::Timestamp => {
+                ColumnBuilder::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"))
+            }
+        }
+    }
+
+    pub(crate) fn null(&mut self) {
+        match self {
+            ColumnBuilder::Str(b) => b.append_null(),
+            ColumnBuilder::Int(b) => b.append_null(),
+            ColumnBuilder::Float(b) => b.append_null(),
+            ColumnBuilder::Bool(b) => b.append_null(),
+            ColumnBuilder::Date(b) => b.append_null(),
+            ColumnBuilder::Ts(b) => b.append_null(),
+        }
+    }
+
+    /// Appends text to a text column.
+    pub(crate) fn str(&mut self, s: &str) {
+        if let ColumnBuilder::Str(b) = self {
+            b.append_value(s);
+        }
+    }
+
+    pub(crate) fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Str(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Ts(mut b) => Arc::new(b.finish()),
+        }
+    }
+
+    /// Appends a parsed value; `(number, day)` for the rules.
+    pub(crate) fn push(&mut self, v: Value) -> (Option<f64>, Option<NaiveDate>) {
+        match (self, v) {
+            (ColumnBuilder::Str(b), Value::Str(s)) => b.append_value(s),
+            (ColumnBuilder::Int(b), Value::Int(x)) => {
+                b.append_value(x);
+                return (Some(x as f64), None);
+            }
+            (ColumnBuilder::Float(b), Value::Float(x)) => {
+                b.append_value(x);
+                return (Some(x), None);
+            }
+            (ColumnBuilder::Float(b), Value::Int(x)) => {
+                b.append_value(x as f64);
+                return (Some(x as f64), None);
+            }
+            (ColumnBuilder::Bool(b), Value::Bool(x)) => b.append_value(x),
+            (ColumnBuilder::Date(b), Value::Date(d)) => {
+                b.append_value((d - EPOCH).num_days() as i32);
+                return (None, Some(d));
+            }
+            (ColumnBuilder::Ts(b), Value::Ts(t)) => {
+                b.append_value(t.timestamp_micros());
+                return (None, Some(t.date_naive()));
+            }
+            (out, _) => out.null(),
+        }
+        (None, None)
+    }
 }
 
 /// One parsed value.
@@ -159,24 +234,25 @@ const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date"
 
 impl BatchBuilder {
     pub fn new(spec: &'static TableSpec) -> Self {
-        let builders = spec
-            .columns
-            .iter()
-            .map(|c| match c.ty {
-                ColType::Str => Builder::Str(StringBuilder::new()),
-                ColType::Int => Builder::Int(Int64Builder::new()),
-                ColType::Float => Builder::Float(Float64Builder::new()),
-                ColType::Bool => Builder::Bool(BooleanBuilder::new()),
-                ColType::Date => Builder::Date(Date32Builder::new()),
-                ColType::Timestamp => Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
-            })
-            .collect();
+        let builders = Self::empty(spec);
         Self {
             spec,
             builders,
             attributes: StringBuilder::new(),
             rows: 0,
         }
+    }
+
+    fn empty(spec: &TableSpec) -> Vec<ColumnBuilder> {
+        spec.columns.iter().map(|c| ColumnBuilder::new(c.ty, 0)).collect()
+    }
+
+    /// The columns so far; the builder starts again empty.
+    fn finish_columns(&mut self) -> Vec<ArrayRef> {
+        std::mem::replace(&mut self.builders, Self::empty(self.spec))
+            .into_iter()
+            .map(ColumnBuilder::finish)
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -191,21 +267,7 @@ impl BatchBuilder {
     /// the parser guarantee it).
     pub fn push(&mut self, values: Vec<Value>, attributes: Option<String>) {
         for (b, v) in self.builders.iter_mut().zip(values) {
-            match (b, v) {
-                (Builder::Str(b), Value::Str(s)) => b.append_value(s),
-                (Builder::Int(b), Value::Int(x)) => b.append_value(x),
-                (Builder::Float(b), Value::Float(x)) => b.append_value(x),
-                (Builder::Float(b), Value::Int(x)) => b.append_value(x as f64),
-                (Builder::Bool(b), Value::Bool(x)) => b.append_value(x),
-                (Builder::Date(b), Value::Date(d)) => b.append_value((d - EPOCH).num_days() as i32),
-                (Builder::Ts(b), Value::Ts(t)) => b.append_value(t.timestamp_micros()),
-                (Builder::Str(b), _) => b.append_null(),
-                (Builder::Int(b), _) => b.append_null(),
-                (Builder::Float(b), _) => b.append_null(),
-                (Builder::Bool(b), _) => b.append_null(),
-                (Builder::Date(b), _) => b.append_null(),
-                (Builder::Ts(b), _) => b.append_null(),
-            }
+            b.push(v);
         }
         self.attributes.append_option(attributes);
         self.rows += 1;
@@ -213,7 +275,7 @@ impl BatchBuilder {
 
     /// The canonical columns (without attributes or audit columns).
     pub fn finish_data(&mut self) -> Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(finish_builder).collect();
+        let arrays: Vec<ArrayRef> = self.finish_columns();
         let _ = self.attributes.finish();
         self.rows = 0;
         Ok(RecordBatch::try_new(self.spec.data_schema(), arrays)?)
@@ -227,18 +289,12 @@ impl BatchBuilder {
         ingested_at: DateTime<Utc>,
     ) -> Result<RecordBatch> {
         let n = self.rows;
-        let mut arrays: Vec<ArrayRef> = self.builders.iter_mut().map(finish_builder).collect();
+        let mut arrays: Vec<ArrayRef> = self.finish_columns();
         let attrs = self.attributes.finish();
         if self.spec.keeps_attributes {
             arrays.push(Arc::new(attrs));
         }
-        let repeat = |s: &str| {
-            let mut b = StringBuilder::with_capacity(n, n * s.len());
-            for _ in 0..n {
-                b.append_value(s);
-            }
-            Arc::new(b.finish()) as ArrayRef
-        };
+        let repeat = |s: &str| Arc::new(deltalake::arrow::array::StringArray::new_repeated(s, n)) as ArrayRef;
         arrays.push(repeat(source));
         arrays.push(repeat(run_id));
         let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -248,17 +304,6 @@ impl BatchBuilder {
         arrays.push(Arc::new(ts.finish()));
         self.rows = 0;
         Ok(RecordBatch::try_new(self.spec.table_schema(), arrays)?)
-    }
-}
-
-fn finish_builder(b: &mut Builder) -> ArrayRef {
-    match b {
-        Builder::Str(b) => Arc::new(b.finish()),
-        Builder::Int(b) => Arc::new(b.finish()),
-        Builder::Float(b) => Arc::new(b.finish()),
-        Builder::Bool(b) => Arc::new(b.finish()),
-        Builder::Date(b) => Arc::new(b.finish()),
-        Builder::Ts(b) => Arc::new(b.finish()),
     }
 }
 
