@@ -7,8 +7,8 @@ SELECT
     {{as_of}} AS as_of_date
 FROM accounts a
 WHERE EXISTS (
-    SELECT 1 FROM usage_events e
+    SELECT 1 FROM usage_daily e
     WHERE e.account_id = a.account_id
-      AND CAST(e.event_time AS DATE) <= {{as_of}}
-      AND CAST(e.event_time AS DATE) > {{as_of}} - INTERVAL '{{inactivity_days}}' DAY
+      AND e.event_date <= {{as_of}}
+      AND e.event_date > {{as_of}} - INTERVAL '{{inactivity_days}}' DAY
 )

@@ -1,6 +1,7 @@
 //! Usage and configuration errors: exit code 2 with a message that says what to fix.
 
 use crate::cslake;
+use std::path::Path;
 
 #[test]
 fn unknown_flag_and_bad_date_are_usage_errors() {
@@ -355,8 +356,11 @@ fn an_incremental_day_equals_a_full_rebuild_and_reads_only_new_days() {
         format!(
             "SELECT * EXCLUDE (_run_id) FROM features.subscription WHERE as_of_date = DATE '{d}' ORDER BY account_id"
         ),
-        "SELECT account_id, event_date, contact_id, event_type, quantity, events FROM features.usage_daily \
-         ORDER BY account_id, event_date, contact_id, event_type"
+        "SELECT account_id, event_date, event_type, quantity, events FROM features.usage_daily \
+         ORDER BY account_id, event_date, event_type"
+            .to_string(),
+        "SELECT account_id, event_date, contact_id, quantity, events FROM features.usage_daily_users \
+         ORDER BY account_id, event_date, contact_id"
             .to_string(),
     ] {
         let (a, b) = (crate::query(&inc, &sql), crate::query(&full, &sql));
@@ -465,4 +469,198 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Usage where users are many and spread over accounts (every event a new account-user pair, as
+/// in `../shared/perf`): `days` days ending on 30 June 2026, as CSV text.
+fn many_users_events(from_day: i64, to_day: i64) -> String {
+    let mut csv = String::from("event_id,account_id,user_id,event_type,occurred_at,value\n");
+    let end = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    let types = ["login", "export", "share", "api_call", "comment"];
+    for day in from_day..to_day {
+        let date = end - chrono::Duration::days(119 - day);
+        for i in 0..300u64 {
+            let n = day as u64 * 1000 + i;
+            let h = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17;
+            csv.push_str(&format!(
+                "e{n},A{:02},u{},{},{date}T{:02}:{:02}:00Z,{}\n",
+                h % 25,
+                (h >> 8) % 5000,
+                types[((h >> 24) % 5) as usize],
+                (h >> 32) % 24,
+                (h >> 40) % 60,
+                (h >> 48) % 7
+            ));
+        }
+    }
+    csv
+}
+
+fn many_users_lake(dir: &Path) {
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    let accounts: String = (0..25).map(|a| format!("A{a:02},Company {a}\n")).collect();
+    std::fs::write(
+        dir.join("base/accounts.csv"),
+        format!("account_id,name\n{accounts}"),
+    )
+    .unwrap();
+    let subs: String = (0..25)
+        .map(|a| format!("s{a},A{a:02},{},500,2025-01-01,\n", 10 + a))
+        .collect();
+    std::fs::write(
+        dir.join("base/subscriptions.csv"),
+        format!("subscription_id,account_id,seats,mrr,start_date,end_date\n{subs}"),
+    )
+    .unwrap();
+    let contacts: String = (0..1000)
+        .map(|c| format!("u{c},A{:02},u{c}@example.com\n", c % 25))
+        .collect();
+    std::fs::write(
+        dir.join("base/contacts.csv"),
+        format!("contact_id,account_id,email\n{contacts}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[ingest.tables.usage_events]\ncolumns = { contact_id = \"user_id\", event_time = \"occurred_at\", quantity = \"value\" }\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
+    let d = "2026-06-30";
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (inc, full) = (a.path(), b.path());
+    for dir in [inc, full] {
+        many_users_lake(dir);
+    }
+    // the incremental lake: 116 days, then the last four one day at a time with features each day
+    std::fs::write(inc.join("base/usage_events.csv"), many_users_events(0, 116)).unwrap();
+    cslake(
+        inc,
+        &[
+            "run",
+            "--as-of",
+            "2026-06-26",
+            "--source",
+            "base",
+            "--only",
+            "ingest",
+        ],
+    )
+    .ok();
+    let first = cslake(inc, &["features", "--as-of", "2026-06-26"]).ok().summary();
+    assert_eq!(first["rollup"]["mode"], "full", "{first}");
+    for day in 116..120 {
+        let drop = inc.join(format!("day{day}"));
+        std::fs::create_dir_all(&drop).unwrap();
+        std::fs::write(drop.join("usage_events.csv"), many_users_events(day, day + 1)).unwrap();
+        let date = (chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()
+            - chrono::Duration::days(119 - day))
+        .to_string();
+        let source = drop.to_str().unwrap();
+        cslake(
+            inc,
+            &["run", "--as-of", &date, "--source", source, "--only", "ingest"],
+        )
+        .ok();
+        let s = cslake(inc, &["features", "--as-of", &date]).ok().summary();
+        assert_eq!(s["rollup"]["mode"], "incremental", "{s}");
+        assert_eq!(s["rollup"]["days"], 1, "one new day, one day recomputed: {s}");
+    }
+    let activity = |dir: &Path, date: &str| {
+        crate::query(
+            dir,
+            &format!(
+                "SELECT * EXCLUDE (_run_id) FROM features.usage_activity WHERE as_of_date = DATE '{date}' ORDER BY account_id"
+            ),
+        )
+    };
+    let daily_run = activity(inc, "2026-06-28");
+
+    // late events for 27 and 28 June arrive with the last day: a strict re-run of 28 June
+    // reproduces what its daily run knew (from the rollups, the late days recomputed from the
+    // events known then), a plain one counts them
+    let late = inc.join("late");
+    std::fs::create_dir_all(&late).unwrap();
+    let late_events: String = (0..40)
+        .map(|i| format!("late{i},A03,u{i},login,2026-06-2{}T12:00:00Z,1\n", 7 + i % 2))
+        .collect();
+    std::fs::write(
+        late.join("usage_events.csv"),
+        format!("event_id,account_id,user_id,event_type,occurred_at,value\n{late_events}"),
+    )
+    .unwrap();
+    let source = late.to_str().unwrap();
+    cslake(
+        inc,
+        &[
+            "run",
+            "--as-of",
+            "2026-06-30",
+            "--source",
+            source,
+            "--only",
+            "ingest",
+        ],
+    )
+    .ok();
+    cslake(inc, &["features", "--as-of", "2026-06-28", "--strict"]).ok();
+    assert_eq!(
+        activity(inc, "2026-06-28"),
+        daily_run,
+        "strict saw events ingested later"
+    );
+    cslake(inc, &["features", "--as-of", "2026-06-28"]).ok();
+    assert_ne!(
+        activity(inc, "2026-06-28"),
+        daily_run,
+        "late events count without --strict"
+    );
+    // the full lake gets the same late events, so both lakes hold the same rows again
+    std::fs::create_dir_all(full.join("late")).unwrap();
+    std::fs::copy(late.join("usage_events.csv"), full.join("late/usage_events.csv")).unwrap();
+    // the full lake: everything at once, under a small memory budget (the aggregations spill)
+    std::fs::write(full.join("base/usage_events.csv"), many_users_events(0, 120)).unwrap();
+    cslake(full, &["ingest", "--source", "base"]).ok();
+    cslake(full, &["ingest", "--source", "late"]).ok();
+    let s = cslake(full, &["--memory-limit", "24M", "features", "--as-of", d])
+        .ok()
+        .summary();
+    assert_eq!(s["rollup"]["mode"], "full", "{s}");
+
+    let users = crate::query(
+        full,
+        "SELECT COUNT(DISTINCT contact_id) AS n FROM features.usage_daily_users",
+    );
+    assert!(users[1].parse::<u32>().unwrap() > 4000, "many users: {users:?}");
+    cslake(inc, &["features", "--as-of", d]).ok();
+    for sql in [
+        format!("SELECT * EXCLUDE (_run_id) FROM features.usage_activity WHERE as_of_date = DATE '{d}' ORDER BY account_id"),
+        format!("SELECT * EXCLUDE (_run_id) FROM features.engagement WHERE as_of_date = DATE '{d}' ORDER BY account_id"),
+        format!("SELECT * EXCLUDE (_run_id) FROM features.subscription WHERE as_of_date = DATE '{d}' ORDER BY account_id"),
+        "SELECT account_id, event_date, event_type, quantity, events FROM features.usage_daily ORDER BY 1, 2, 3".into(),
+        "SELECT account_id, event_date, contact_id, quantity, events FROM features.usage_daily_users ORDER BY 1, 2, 3".into(),
+    ] {
+        let (x, y) = (crate::query(inc, &sql), crate::query(full, &sql));
+        assert_eq!(x.len(), y.len(), "{sql}");
+        assert!(x.len() > 20, "{sql}: {x:?}");
+        assert!(x == y, "day by day and full differ: {sql}");
+    }
+    // and the numbers are the events' own: 30-day active users of one account, from the raw rows
+    let expected = crate::query(
+        full,
+        &format!(
+            "SELECT CAST(COUNT(DISTINCT contact_id) AS DOUBLE) AS n FROM core.usage_events WHERE account_id = 'A07' \
+             AND CAST(event_time AS DATE) > DATE '{d}' - INTERVAL '30' DAY AND CAST(event_time AS DATE) <= DATE '{d}'"
+        ),
+    );
+    let got = crate::query(
+        inc,
+        &format!(
+            "SELECT active_users_30d AS n FROM features.usage_activity WHERE account_id = 'A07' AND as_of_date = DATE '{d}'"
+        ),
+    );
+    assert_eq!(got, expected);
 }

@@ -107,7 +107,7 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
             "core.accounts",
             "core.contacts",
             "core.usage_events",
-            "features.usage_daily",
+            "features.usage_daily_users",
             "ops.quarantine"
         ],
         "{s}"

@@ -271,19 +271,21 @@ fn flatten_nested(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
 
 pub fn views(views: &[ViewInfo]) {
     out!(
-        "{:<18} {:>8} {:>9} {:<12} {:>8}  sources",
+        "{:<18} {:>8} {:>9} {:<11} {:<12} {:>8}  sources",
         "view",
         "features",
         "available",
+        "daily cost",
         "last as-of",
         "rows"
     );
     for v in views {
         out!(
-            "{:<18} {:>8} {:>9} {:<12} {:>8}  {}",
+            "{:<18} {:>8} {:>9} {:<11} {:<12} {:>8}  {}",
             v.name,
             v.features.len(),
             if v.available { "yes" } else { "no" },
+            if v.incremental { "window" } else { "history" },
             v.last_as_of.as_deref().unwrap_or("-"),
             v.last_rows.map_or("-".to_string(), |r| r.to_string()),
             v.sources.join(", ")
@@ -299,6 +301,13 @@ pub fn view(v: &ViewInfo) {
         if v.owner.is_empty() { "-" } else { &v.owner },
         v.sources.join(", ")
     );
+    if v.incremental {
+        out!("  daily cost: its window (reads the daily usage rollups, not raw events)");
+    } else {
+        out!(
+            "  daily cost: the whole history (reads usage_events itself: use usage_daily / usage_daily_users)"
+        );
+    }
     match &v.last_as_of {
         Some(d) => out!(
             "  materialised for {} date(s), last {d} with {} rows",

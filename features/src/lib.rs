@@ -6,17 +6,19 @@
 //! views on a DataFusion `SessionContext` it is handed (with the lake tables registered) and never
 //! writes anything.
 
+mod days;
 mod health;
 mod registry;
 mod render;
 mod training;
 
+pub use days::on_days;
 pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, Measure};
-pub use registry::{FeatureView, Registry, USAGE_DAILY_SQL};
+pub use registry::{FeatureView, ROLLUPS, Registry};
 pub use render::render;
 pub use training::{
     ChurnDefinition, FEATURE_TYPE, Knowledge, LabelSpec, Target, compute_all, compute_view, feature_vector,
-    register_spine, register_usage_daily, restrict_knowledge, training_set,
+    register_rollups, register_spine, restrict_knowledge, training_set, training_sets,
 };
 
 /// Errors from feature views, labels and health profiles.

@@ -46,8 +46,15 @@ pub const BUILTIN_VIEWS: &[(&str, &str)] = &[
 ];
 
 pub const SPINE_SQL: &str = include_str!("../../sql/spine.sql");
-/// The daily usage rollup; `{{where}}` narrows it to some days when it is refreshed.
-pub const USAGE_DAILY_SQL: &str = include_str!("../../sql/rollups/usage_daily.sql");
+/// The daily usage rollups the usage views read, `(name, SELECT)`: per account, day and event
+/// type, and per account, day and user. `{{where}}` narrows one to some days when it is refreshed.
+pub const ROLLUPS: &[(&str, &str)] = &[
+    ("usage_daily", include_str!("../../sql/rollups/usage_daily.sql")),
+    (
+        "usage_daily_users",
+        include_str!("../../sql/rollups/usage_daily_users.sql"),
+    ),
+];
 pub const SPINE_ACTIVITY_SQL: &str = include_str!("../../sql/spine_activity.sql");
 pub const CHURN_SUBSCRIPTION_GAP_SQL: &str = include_str!("../../sql/labels/churn_subscription_gap.sql");
 pub const CHURN_CANCELLATION_SQL: &str = include_str!("../../sql/labels/churn_cancellation.sql");
@@ -132,6 +139,21 @@ impl Registry {
 }
 
 impl FeatureView {
+    /// Whether a daily run of the view costs in proportion to its window: it reads the daily
+    /// rollups (and entity tables), not `usage_events` itself, whose scan grows with history.
+    pub fn incremental(&self) -> bool {
+        let code: String = self
+            .sql
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase();
+        !code
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|t| t == "usage_events")
+    }
+
     /// Parses the `-- key: value` header. `name` and at least one `feature` are required.
     pub fn parse(sql: &str, origin: &str) -> Result<Self> {
         let mut view = FeatureView {
@@ -207,6 +229,18 @@ mod tests {
         assert_eq!(reg.label("latest_nps"), Some("latest NPS answer (0-10)"));
         let unique: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "a feature column is defined twice");
+    }
+
+    #[test]
+    fn views_reading_raw_events_are_not_incremental() {
+        let reg = Registry::builtin().unwrap();
+        assert!(reg.views.iter().all(FeatureView::incremental));
+        let raw = FeatureView::parse(
+            "-- name: raw\n-- sources: usage_events\n-- feature: n | n\nSELECT account_id, COUNT(*) AS n FROM usage_events GROUP BY 1",
+            "raw.sql",
+        )
+        .unwrap();
+        assert!(!raw.incremental());
     }
 
     #[test]

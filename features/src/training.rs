@@ -335,11 +335,12 @@ pub async fn restrict_knowledge(ctx: &SessionContext, cutoff: Option<i64>) -> Re
     Ok(())
 }
 
-/// Makes `usage_daily` (the daily usage rollup the usage views read) available: the materialised
-/// table when the session has one, else (or with `force`, for a knowledge-restricted session) a
-/// view computed from `usage_events`.
-pub async fn register_usage_daily(ctx: &SessionContext, force: bool) -> Result<()> {
-    if !ctx.table_exist("usage_events")? || (!force && ctx.table_exist("usage_daily")?) {
+/// Makes the daily usage rollups (`usage_daily`, `usage_daily_users`: what the usage views read)
+/// available under their bare names: the materialised `features.<rollup>` tables when the session
+/// has them and `restricted` is false, else views computed from `usage_events` (a
+/// knowledge-restricted session, a session without the tables such as the `.slt` tests).
+pub async fn register_rollups(ctx: &SessionContext, restricted: bool) -> Result<()> {
+    if !ctx.table_exist("usage_events")? {
         return Ok(());
     }
     let has_ingested = ctx
@@ -347,13 +348,121 @@ pub async fn register_usage_daily(ctx: &SessionContext, force: bool) -> Result<(
         .await?
         .schema()
         .has_column_with_unqualified_name("_ingested_at");
-    let mut sql = crate::registry::USAGE_DAILY_SQL.replace("{{where}}", "");
-    if !has_ingested {
-        sql = sql.replace("MAX(_ingested_at)", "CAST(NULL AS TIMESTAMP)");
+    for (name, rollup) in crate::registry::ROLLUPS {
+        let materialised = ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema("features"))
+            .is_some_and(|s| s.table_exist(name));
+        let provider = if !restricted && materialised {
+            ctx.table(format!("features.{name}").as_str()).await?.into_view()
+        } else {
+            let mut sql = rollup.replace("{{where}}", "");
+            if !has_ingested {
+                sql = sql.replace("MAX(_ingested_at)", "CAST(NULL AS TIMESTAMP)");
+            }
+            ctx.sql(&sql).await?.into_view()
+        };
+        ctx.deregister_table(*name)?;
+        ctx.register_table(*name, provider)?;
     }
-    let view = ctx.sql(&sql).await?.into_view();
-    ctx.deregister_table("usage_daily")?;
-    ctx.register_table("usage_daily", view)?;
+    Ok(())
+}
+
+/// The rollups as they stood with only the rows ingested before `cutoff` (µs, UTC), for strict
+/// runs as of `as_of`: the materialised rows of every day whose rows were all ingested before the
+/// cutoff (a rollup row keeps its newest `_ingested_at`), and the other days up to `as_of`
+/// recomputed from the events ingested before it (the restricted `usage_events`, narrowed to those
+/// days so the scan skips the other files). A backfill of a lake loaded day by day so reads a
+/// few days of events per date, not the history. Without the materialised tables, views over the
+/// restricted events, as [`register_rollups`].
+async fn register_rollups_known_at(ctx: &SessionContext, as_of: NaiveDate, cutoff: i64) -> Result<()> {
+    use datafusion::common::ScalarValue;
+    use datafusion::prelude::{col, lit};
+    let cutoff = lit(ScalarValue::TimestampMicrosecond(
+        Some(cutoff),
+        Some("UTC".into()),
+    ));
+    let as_of_lit = lit(ScalarValue::Date32(Some(
+        (as_of - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32,
+    )));
+    for (name, rollup) in crate::registry::ROLLUPS {
+        let materialised = ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema("features"))
+            .is_some_and(|s| s.table_exist(name));
+        let has_ingested = ctx
+            .table("usage_events")
+            .await?
+            .schema()
+            .has_column_with_unqualified_name("_ingested_at");
+        if !materialised || !has_ingested {
+            let mut sql = rollup.replace("{{where}}", "");
+            if !has_ingested {
+                sql = sql.replace("MAX(_ingested_at)", "CAST(NULL AS TIMESTAMP)");
+            }
+            let view = ctx.sql(&sql).await?.into_view();
+            ctx.deregister_table(*name)?;
+            ctx.register_table(*name, view)?;
+            continue;
+        }
+        let table = ctx.table(format!("features.{name}").as_str()).await?;
+        let upto = table.filter(col("event_date").lt_eq(as_of_lit.clone()))?;
+        let late = upto
+            .clone()
+            .filter(col("_ingested_at").gt_eq(cutoff.clone()))?
+            .aggregate(vec![col("event_date")], vec![])?
+            .collect()
+            .await?;
+        let mut days: Vec<NaiveDate> = Vec::new();
+        for b in &late {
+            let d = datafusion::arrow::compute::cast(b.column(0), &DataType::Date32)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let d = d
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Date32Array>()
+                .ok_or_else(|| Error::View {
+                    view: name.to_string(),
+                    path: String::new(),
+                    message: "event_date is not a date".into(),
+                })?;
+            days.extend(d.iter().flatten().filter_map(|v| {
+                NaiveDate::from_ymd_opt(1970, 1, 1).map(|e| e + chrono::Duration::days(v.into()))
+            }));
+        }
+        let known = if days.is_empty() {
+            upto
+        } else {
+            let list: Vec<_> = days
+                .iter()
+                .map(|d| {
+                    lit(ScalarValue::Date32(Some(
+                        (*d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32,
+                    )))
+                })
+                .collect();
+            let kept = upto.filter(col("event_date").in_list(list, true))?;
+            // the late days again, from the events known at the cutoff
+            let events = crate::on_days(ctx.table("usage_events").await?, "event_time", &days)?;
+            ctx.deregister_table("rollup_known_events")?;
+            ctx.register_table("rollup_known_events", events.into_view())?;
+            let recomputed = ctx
+                .sql(
+                    &rollup
+                        .replace("FROM usage_events", "FROM rollup_known_events")
+                        .replace("{{where}}", ""),
+                )
+                .await?;
+            let columns: Vec<_> = kept
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| col(format!("\"{}\"", f.name())))
+                .collect();
+            kept.union(recomputed.select(columns)?)?
+        };
+        ctx.deregister_table(*name)?;
+        ctx.register_table(*name, known.into_view())?;
+    }
     Ok(())
 }
 
@@ -365,12 +474,12 @@ pub async fn compute_all(
     label: &LabelSpec,
     knowledge: &Knowledge,
 ) -> Result<Vec<(String, Vec<RecordBatch>)>> {
-    if knowledge.strict.is_some() {
-        restrict_knowledge(ctx, knowledge.cutoff(as_of)).await?;
-        // the materialised rollup knows rows the cutoff excludes: derive it from what is left
-        register_usage_daily(ctx, true).await?;
+    if let Some(cutoff) = knowledge.cutoff(as_of) {
+        restrict_knowledge(ctx, Some(cutoff)).await?;
+        // the materialised rollups know rows the cutoff excludes: keep the days they do not
+        register_rollups_known_at(ctx, as_of, cutoff).await?;
     } else {
-        register_usage_daily(ctx, false).await?;
+        register_rollups(ctx, false).await?;
     }
     register_spine(ctx, as_of, label).await?;
     let mut out = Vec::with_capacity(registry.views.len());
@@ -390,9 +499,36 @@ pub async fn training_set(
     label: LabelSpec,
     knowledge: &Knowledge,
 ) -> Result<Vec<RecordBatch>> {
-    let mut out = Vec::new();
+    training_sets(ctx, registry, dates, &[label], knowledge)
+        .await?
+        .pop()
+        .unwrap_or_else(|| Ok(Vec::new()))
+}
+
+/// [`training_set`] for several labels observed on the same dates (churn and expansion): the
+/// features of each date are computed once and joined to every label. The labels must share the
+/// spine (the churn definition). A label whose query fails (expansion without MRR history, say)
+/// gives its error and leaves the others be; a feature view that fails fails the whole call.
+pub async fn training_sets(
+    ctx: &SessionContext,
+    registry: &Registry,
+    dates: &[NaiveDate],
+    labels: &[LabelSpec],
+    knowledge: &Knowledge,
+) -> Result<Vec<Result<Vec<RecordBatch>>>> {
+    let Some(first) = labels.first() else {
+        return Ok(Vec::new());
+    };
+    if labels.iter().any(|l| l.definition != first.definition) {
+        return Err(Error::View {
+            view: "training set".into(),
+            path: String::new(),
+            message: "labels built together must share the churn definition (the spine)".into(),
+        });
+    }
+    let mut out: Vec<Result<Vec<RecordBatch>>> = labels.iter().map(|_| Ok(Vec::new())).collect();
     for as_of in dates {
-        let computed = compute_all(ctx, registry, *as_of, &label, knowledge).await?;
+        let computed = compute_all(ctx, registry, *as_of, first, knowledge).await?;
         let vector = feature_vector(ctx, registry, &computed).await?;
         if vector.iter().all(|b| b.num_rows() == 0) {
             continue;
@@ -401,21 +537,31 @@ pub async fn training_set(
         // the label looks into the future of the observation date: it sees everything
         if knowledge.strict.is_some() {
             restrict_knowledge(ctx, None).await?;
+            register_rollups(ctx, false).await?;
         }
-        let label_sql = render(label.label_sql(), *as_of, &label.params());
-        register_batches(
-            ctx,
-            "labels_at",
-            collect_sql(ctx, &label_sql, "churn label", *as_of).await?,
-        )?;
-        let rows = ctx
-            .sql("SELECT f.*, l.label FROM fv_all f JOIN labels_at l ON l.account_id = f.account_id ORDER BY f.account_id")
-            .await?
-            .collect()
-            .await?;
-        out.extend(rows);
+        for (label, rows) in labels.iter().zip(out.iter_mut()) {
+            let Ok(acc) = rows else { continue };
+            let label_sql = render(label.label_sql(), *as_of, &label.params());
+            let joined = async {
+                register_batches(
+                    ctx,
+                    "labels_at",
+                    collect_sql(ctx, &label_sql, "label", *as_of).await?,
+                )?;
+                let rows = ctx
+                    .sql("SELECT f.*, l.label FROM fv_all f JOIN labels_at l ON l.account_id = f.account_id ORDER BY f.account_id")
+                    .await?
+                    .collect()
+                    .await?;
+                ctx.deregister_table("labels_at")?;
+                Ok::<_, Error>(rows)
+            };
+            match joined.await {
+                Ok(r) => acc.extend(r),
+                Err(e) => *rows = Err(e),
+            }
+        }
         ctx.deregister_table("fv_all")?;
-        ctx.deregister_table("labels_at")?;
     }
     Ok(out)
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use cslake_features::{LabelSpec, Registry, compute_view, register_spine, register_usage_daily};
+use cslake_features::{LabelSpec, Registry, compute_view, register_rollups, register_spine};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
@@ -65,7 +65,7 @@ impl Db {
             .find(|v| v.name == name)
             .ok_or_else(|| Failure(format!("no feature view '{name}'")))?
             .clone();
-        register_usage_daily(&self.ctx, false).await.map_err(fail)?;
+        register_rollups(&self.ctx, false).await.map_err(fail)?;
         register_spine(&self.ctx, as_of, &LabelSpec::default())
             .await
             .map_err(fail)?;

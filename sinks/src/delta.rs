@@ -311,6 +311,32 @@ impl DeltaTarget {
         self.write_df(df, ctx, SaveMode::Overwrite, run_id).await
     }
 
+    /// Streams the rows of `df` into a table partitioned by `partition_by`, in one commit:
+    /// `replace: Some(predicate)` replaces the rows matching it (give the partition values, e.g.
+    /// `event_date IN (...)`, and only those partitions' files are rewritten); `None` replaces
+    /// the whole table, its schema and partitioning included (a rebuild, or a layout change).
+    pub async fn replace_partitions_df(
+        &self,
+        df: DataFrame,
+        ctx: &SessionContext,
+        partition_by: &[&str],
+        replace: Option<&str>,
+        run_id: &str,
+    ) -> Result<WriteStats> {
+        let exists = self.open().await?.is_some();
+        let layout = Layout {
+            partition_by,
+            replace_where: replace.filter(|_| exists),
+            new_schema: replace.is_none(),
+        };
+        let mode = if replace.is_some() && !exists {
+            SaveMode::Append
+        } else {
+            SaveMode::Overwrite
+        };
+        self.write_df_with(df, ctx, mode, &layout, run_id).await
+    }
+
     async fn write_df(
         &self,
         df: DataFrame,
@@ -318,7 +344,19 @@ impl DeltaTarget {
         mode: SaveMode,
         run_id: &str,
     ) -> Result<WriteStats> {
-        let table = self
+        self.write_df_with(df, ctx, mode, &Layout::default(), run_id)
+            .await
+    }
+
+    async fn write_df_with(
+        &self,
+        df: DataFrame,
+        ctx: &SessionContext,
+        mode: SaveMode,
+        layout: &Layout<'_>,
+        run_id: &str,
+    ) -> Result<WriteStats> {
+        let mut write = self
             .handle()
             .await?
             .write(Vec::<RecordBatch>::new())
@@ -326,9 +364,17 @@ impl DeltaTarget {
             .with_session_state(delta_state(ctx))
             .with_save_mode(mode)
             .with_commit_properties(self.commit(run_id))
-            .with_writer_properties(self.writer_properties())
-            .await
-            .map_err(|e| self.err(e))?;
+            .with_writer_properties(self.writer_properties());
+        if !layout.partition_by.is_empty() {
+            write = write.with_partition_columns(layout.partition_by.iter().map(|s| s.to_string()));
+        }
+        if let Some(p) = layout.replace_where {
+            write = write.with_replace_where(p.to_string());
+        }
+        if layout.new_schema {
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
+        }
+        let table = write.await.map_err(|e| self.err(e))?;
         // the rows written, from the commit's own metrics (counting first would run the plan twice)
         let info: Vec<_> = table
             .history(Some(1))
@@ -378,6 +424,15 @@ impl DeltaTarget {
             ..Default::default()
         })
     }
+}
+
+/// How a streamed write lays the table out.
+#[derive(Default)]
+struct Layout<'a> {
+    partition_by: &'a [&'a str],
+    replace_where: Option<&'a str>,
+    /// The write replaces the schema and partitioning as well as the rows.
+    new_schema: bool,
 }
 
 fn column_names(df: &DataFrame) -> Vec<String> {

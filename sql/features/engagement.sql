@@ -16,10 +16,21 @@ WITH u AS (
         SUM(CASE WHEN event_date <= {{as_of}} - INTERVAL '7' DAY
                   AND event_date > {{as_of}} - INTERVAL '35' DAY THEN quantity ELSE 0 END) AS e28_before,
         SUM(CASE WHEN event_date > {{as_of}} - INTERVAL '30' DAY THEN quantity ELSE 0 END) AS e30,
-        SUM(quantity) AS e90,
-        COUNT(DISTINCT CASE WHEN event_date > {{as_of}} - INTERVAL '30' DAY THEN contact_id END) AS users_30d
+        SUM(quantity) AS e90
     FROM usage_daily
     WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '90' DAY
+    GROUP BY account_id
+),
+users AS (
+    -- distinct users: distinct keys first, then a count (spills, unlike COUNT(DISTINCT) per group)
+    SELECT account_id, COUNT(*) AS users_30d
+    FROM (
+        SELECT account_id, contact_id
+        FROM usage_daily_users
+        WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '30' DAY
+          AND contact_id IS NOT NULL
+        GROUP BY account_id, contact_id
+    ) d
     GROUP BY account_id
 ),
 seats AS (
@@ -44,14 +55,15 @@ SELECT
     s.account_id,
     s.as_of_date,
     CAST(COALESCE(u.e30, 0) AS DOUBLE) / GREATEST(CAST(COALESCE(seats.seats, 0) AS DOUBLE), 1.0) AS events_per_seat_30d,
-    CAST(COALESCE(u.e30, 0) AS DOUBLE) / GREATEST(CAST(COALESCE(u.users_30d, 0) AS DOUBLE), 1.0) AS events_per_active_user_30d,
-    CAST(COALESCE(u.users_30d, 0) AS DOUBLE) / GREATEST(CAST(COALESCE(known.contacts, 0) AS DOUBLE), 1.0) AS user_coverage_30d,
+    CAST(COALESCE(u.e30, 0) AS DOUBLE) / GREATEST(CAST(COALESCE(users.users_30d, 0) AS DOUBLE), 1.0) AS events_per_active_user_30d,
+    CAST(COALESCE(users.users_30d, 0) AS DOUBLE) / GREATEST(CAST(COALESCE(known.contacts, 0) AS DOUBLE), 1.0) AS user_coverage_30d,
     CAST(COALESCE(u.e90, 0) AS DOUBLE) * 30.0
         / GREATEST(LEAST(CAST(COALESCE({{as_of}} - since.first_start, 90) AS DOUBLE), 90.0), 1.0) AS events_rate_tenure_90d,
     (CAST(COALESCE(u.e7, 0) AS DOUBLE) + 1.0) / (CAST(COALESCE(u.e28_before, 0) AS DOUBLE) / 4.0 + 1.0) - 1.0
         AS events_change_7d_vs_28d
 FROM spine s
 LEFT JOIN u ON u.account_id = s.account_id
+LEFT JOIN users ON users.account_id = s.account_id
 LEFT JOIN seats ON seats.account_id = s.account_id
 LEFT JOIN since ON since.account_id = s.account_id
 LEFT JOIN known ON known.account_id = s.account_id

@@ -30,9 +30,14 @@ first_start AS (
     GROUP BY account_id
 ),
 users AS (
-    SELECT account_id, COUNT(DISTINCT contact_id) AS active_users_30d
-    FROM usage_daily
-    WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '30' DAY
+    SELECT account_id, COUNT(*) AS active_users_30d
+    FROM (
+        SELECT account_id, contact_id
+        FROM usage_daily_users
+        WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '30' DAY
+          AND contact_id IS NOT NULL
+        GROUP BY account_id, contact_id
+    ) d
     GROUP BY account_id
 ),
 anchor AS (

@@ -4,9 +4,9 @@
 -- sources: usage_events
 WITH active AS (
     SELECT DISTINCT account_id
-    FROM usage_events
-    WHERE CAST(event_time AS DATE) > {{as_of}} + INTERVAL '{{lead_days}}' DAY
-      AND CAST(event_time AS DATE) <= {{as_of}} + INTERVAL '{{window_end_days}}' DAY
+    FROM usage_daily
+    WHERE event_date > {{as_of}} + INTERVAL '{{lead_days}}' DAY
+      AND event_date <= {{as_of}} + INTERVAL '{{window_end_days}}' DAY
 )
 SELECT
     s.account_id,

@@ -158,6 +158,9 @@ pub struct ViewInfo {
     pub origin: String,
     /// Whether every source table exists in this lake.
     pub available: bool,
+    /// Whether a daily run costs in proportion to the view's window (it reads the daily
+    /// rollups), or reads `usage_events` itself and so grows with history.
+    pub incremental: bool,
     /// (column, label, type as materialised or `null` before the first run)
     pub features: Vec<(String, String, Option<String>)>,
     pub materialised_dates: u64,
@@ -207,6 +210,7 @@ pub async fn describe_views(lake: &Lake, settings: &Settings) -> Result<Vec<View
             sources: v.sources.clone(),
             origin: v.origin.clone(),
             available: v.sources.iter().all(|s| has_table(&ctx, s)),
+            incremental: v.incremental(),
             features: v
                 .features
                 .iter()

@@ -1,29 +1,40 @@
-//! Incremental rollups: `features.usage_daily` holds usage per account, day, user and event type
-//! (`sql/rollups/usage_daily.sql`), the grain the usage views need for every window and distinct
-//! count. Each refresh recomputes only the days that events ingested since the last refresh
-//! touch (late events for an old day included), so a daily run costs one day of events; the
-//! high-water mark is the newest `_ingested_at` the rollup reflects. A full rebuild and a chain
-//! of refreshes give the same table (tested).
+//! Incremental rollups: `features.usage_daily` holds usage per account, day and event type and
+//! `features.usage_daily_users` per account, day and user (`sql/rollups/`): the grains the usage
+//! views need for every window and distinct count. Both are partitioned by `event_date`. Each
+//! refresh recomputes only the days that events ingested since the last refresh touch (late
+//! events for an old day included), reading only the event files whose time range holds those
+//! days, and replaces only those days' partitions, so a daily run costs one day of events. The
+//! high-water mark is the newest `_ingested_at` a rollup reflects. A full rebuild and a chain of
+//! refreshes give the same tables (tested).
 
 use chrono::NaiveDate;
-use cslake_features::USAGE_DAILY_SQL;
+use cslake_features::ROLLUPS;
+use deltalake::datafusion::arrow::datatypes::DataType;
+use deltalake::datafusion::prelude::SessionContext;
 
 use crate::lake::query::{has_table, sql, strings};
 use crate::{Lake, Result, RunContext};
 
-/// More changed days than this and the rollup is rebuilt whole (a first load, a backfill).
+/// More changed days than this and the rollups are rebuilt whole (a first load, a backfill).
 const MAX_DAYS_INCREMENTAL: usize = 400;
+
+/// The column the rollups are partitioned by.
+const PARTITION: &str = "event_date";
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RollupReport {
     /// `full` or `incremental`
     pub mode: String,
     pub days: usize,
+    /// Rows written to `features.usage_daily` (the changed days' rows when incremental).
     pub rows: usize,
+    /// Rows written to `features.usage_daily_users`.
+    pub user_rows: usize,
+    /// The version of `features.usage_daily`.
     pub version: Option<u64>,
 }
 
-/// Brings `features.usage_daily` up to date with `core.usage_events`.
+/// Brings the daily usage rollups up to date with `core.usage_events`.
 pub async fn refresh_usage_daily(
     lake: &Lake,
     rebuild: bool,
@@ -33,33 +44,22 @@ pub async fn refresh_usage_daily(
     if !has_table(&ctx, "core.usage_events") {
         return Ok(None);
     }
-    let exists = has_table(&ctx, "features.usage_daily");
-    let watermark = if exists && !rebuild {
-        sql(
-            &ctx,
-            "SELECT CAST(MAX(_ingested_at) AS VARCHAR) AS w FROM features.usage_daily",
-        )
-        .await?
-        .first()
-        .map(|b| strings(b, "w"))
-        .transpose()?
-        .and_then(|v| v.into_iter().next().flatten())
-    } else {
-        None
-    };
-    let target = lake.target("features", "usage_daily");
-    let source = USAGE_DAILY_SQL.replace("FROM usage_events", "FROM core.usage_events");
-    let report = match (&watermark, exists && !rebuild) {
-        (Some(w), true) => {
-            let q = format!(
-                "SELECT DISTINCT CAST(CAST(event_time AS DATE) AS VARCHAR) AS d FROM core.usage_events \
-                 WHERE _ingested_at > CAST('{w}' AS TIMESTAMP)"
-            );
-            let mut days: Vec<String> = Vec::new();
-            for b in sql(&ctx, &q).await? {
-                days.extend(strings(&b, "d")?.into_iter().flatten());
+    // the oldest high-water mark of the two: a refresh that failed between them redoes its days
+    let mut watermark: Option<String> = None;
+    let mut rebuild = rebuild;
+    for (name, _) in ROLLUPS {
+        match current_watermark(lake, &ctx, name).await? {
+            Some(w) if !rebuild => {
+                if watermark.as_ref().is_none_or(|m| &w < m) {
+                    watermark = Some(w);
+                }
             }
-            days.sort();
+            _ => rebuild = true,
+        }
+    }
+    let report = match watermark.filter(|_| !rebuild) {
+        Some(w) => {
+            let days = changed_days(&ctx, &w).await?;
             if days.is_empty() {
                 return Ok(Some(RollupReport {
                     mode: "incremental".into(),
@@ -69,58 +69,161 @@ pub async fn refresh_usage_daily(
             if days.len() > MAX_DAYS_INCREMENTAL {
                 return Box::pin(refresh_usage_daily(lake, true, run)).await;
             }
-            // the days as Date32 literals: the form deltalake can write back into the commit
+            register_source(&ctx, Some(&days)).await?;
+            // the days as Date32 literals: partition values delta-rs can match and rewrite
             let list = days
                 .iter()
-                .filter(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
                 .map(|d| format!("arrow_cast('{d}', 'Date32')"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let q = source.replace(
-                "{{where}}",
-                &format!("WHERE CAST(event_time AS DATE) IN ({list})"),
-            );
-            let batches = sql(&ctx, &q).await?;
-            let rows = batches.iter().map(|b| b.num_rows()).sum();
-            let w = target
-                .replace_where(batches, &format!("event_date IN ({list})"), &[], &run.run_id)
-                .await?;
-            RollupReport {
+            let predicate = format!("{PARTITION} IN ({list})");
+            let mut report = RollupReport {
                 mode: "incremental".into(),
                 days: days.len(),
-                rows,
-                version: w.version,
+                ..Default::default()
+            };
+            for (i, (name, rollup)) in ROLLUPS.iter().enumerate() {
+                let q = source_sql(rollup).replace("{{where}}", &format!("WHERE {}", event_days(&list)));
+                let df = ctx.sql(&q).await?;
+                let w = lake
+                    .target("features", name)
+                    .replace_partitions_df(df, &ctx, &[PARTITION], Some(&predicate), &run.run_id)
+                    .await?;
+                record(&mut report, i, w.inserted, w.version);
+                run.wrote(&format!("features.{name}"), w.inserted, w.version);
             }
+            report
         }
-        _ => {
-            // the whole history: streamed from the events into the table (a year of events for
-            // 100K accounts does not fit in memory), aggregation spilling beyond the memory limit
-            let df = ctx.sql(&source.replace("{{where}}", "")).await?;
-            let w = target.overwrite_df(df, &ctx, &run.run_id).await?;
-            let days = sql(
-                &ctx,
-                "SELECT COUNT(DISTINCT CAST(event_time AS DATE)) AS n FROM core.usage_events",
+        None => {
+            // the whole history, streamed from the events into the tables (a year of events for
+            // 100K accounts does not fit in memory), aggregations spilling beyond the memory limit
+            register_source(&ctx, None).await?;
+            let mut report = RollupReport {
+                mode: "full".into(),
+                ..Default::default()
+            };
+            for (i, (name, rollup)) in ROLLUPS.iter().enumerate() {
+                let df = ctx.sql(&source_sql(rollup).replace("{{where}}", "")).await?;
+                let w = lake
+                    .target("features", name)
+                    .replace_partitions_df(df, &ctx, &[PARTITION], None, &run.run_id)
+                    .await?;
+                record(&mut report, i, w.inserted, w.version);
+                run.wrote(&format!("features.{name}"), w.inserted, w.version);
+            }
+            // the session above predates the rebuild: count from a fresh one
+            let fresh = lake.session().await?;
+            report.days = sql(
+                &fresh,
+                "SELECT CAST(COUNT(DISTINCT event_date) AS VARCHAR) AS n FROM features.usage_daily",
             )
             .await?
             .first()
-            .map(|b| crate::lake::query::floats(b, "n"))
+            .map(|b| strings(b, "n"))
             .transpose()?
-            .and_then(|v| v.first().copied())
-            .unwrap_or(0.0);
-            RollupReport {
-                mode: "full".into(),
-                days: days as usize,
-                rows: w.inserted,
-                version: w.version,
-            }
+            .and_then(|v| v.into_iter().flatten().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+            report
         }
     };
-    run.wrote("features.usage_daily", report.rows, report.version);
     tracing::info!(
         mode = report.mode.as_str(),
         days = report.days,
         rows = report.rows,
-        "usage rollup refreshed"
+        user_rows = report.user_rows,
+        "usage rollups refreshed"
     );
     Ok(Some(report))
+}
+
+fn record(report: &mut RollupReport, i: usize, rows: usize, version: Option<u64>) {
+    if i == 0 {
+        report.rows = rows;
+        report.version = version;
+    } else {
+        report.user_rows = rows;
+    }
+}
+
+/// The rollup's SELECT over `rollup_source` (the events, narrowed to the days being refreshed).
+fn source_sql(rollup: &str) -> String {
+    rollup.replace("FROM usage_events", "FROM rollup_source")
+}
+
+/// The events' own condition for the days: their date is one of them.
+fn event_days(list: &str) -> String {
+    format!("CAST(event_time AS DATE) IN ({list})")
+}
+
+/// The newest `_ingested_at` a rollup reflects, `None` when it must be (re)built: missing, or in
+/// an older layout (one table per account, day, user and event type; not partitioned by day).
+async fn current_watermark(lake: &Lake, ctx: &SessionContext, name: &str) -> Result<Option<String>> {
+    let table = format!("features.{name}");
+    if !has_table(ctx, &table) {
+        return Ok(None);
+    }
+    let provider = ctx.table_provider(table.as_str()).await?;
+    let schema = provider.schema();
+    let old_layout = name == "usage_daily" && schema.field_with_name("contact_id").is_ok();
+    let date_partitioned = matches!(
+        schema.field_with_name(PARTITION).map(|f| f.data_type().clone()),
+        Ok(DataType::Date32)
+    ) && partitioned_by_date(lake, name).await?;
+    if old_layout || !date_partitioned {
+        tracing::info!(table = table.as_str(), "rollup in an older layout: rebuilt");
+        return Ok(None);
+    }
+    let w = sql(
+        ctx,
+        &format!("SELECT CAST(MAX(_ingested_at) AS VARCHAR) AS w FROM {table}"),
+    )
+    .await?
+    .first()
+    .map(|b| strings(b, "w"))
+    .transpose()?
+    .and_then(|v| v.into_iter().next().flatten());
+    Ok(w)
+}
+
+/// Whether the Delta table's partition columns are exactly the rollup's day.
+async fn partitioned_by_date(lake: &Lake, name: &str) -> Result<bool> {
+    let Some(table) = lake.open_table("features", name).await? else {
+        return Ok(false);
+    };
+    let state = table.snapshot()?;
+    let cols = state.metadata().partition_columns();
+    Ok(cols.len() == 1 && cols[0] == PARTITION)
+}
+
+/// The days (UTC) of events ingested after the watermark, read only from the files whose
+/// `_ingested_at` range reaches past it.
+async fn changed_days(ctx: &SessionContext, watermark: &str) -> Result<Vec<NaiveDate>> {
+    let q = format!(
+        "SELECT DISTINCT CAST(CAST(event_time AS DATE) AS VARCHAR) AS d FROM core.usage_events \
+         WHERE _ingested_at > CAST('{watermark}' AS TIMESTAMP)"
+    );
+    let mut days: Vec<NaiveDate> = Vec::new();
+    for b in sql(ctx, &q).await? {
+        days.extend(
+            strings(&b, "d")?
+                .into_iter()
+                .flatten()
+                .filter_map(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+        );
+    }
+    days.sort();
+    Ok(days)
+}
+
+/// Registers `rollup_source`: `core.usage_events`, narrowed with `days` to the events whose time
+/// falls on one of them, as ranges the scan prunes files with.
+async fn register_source(ctx: &SessionContext, days: Option<&[NaiveDate]>) -> Result<()> {
+    let mut df = ctx.table("core.usage_events").await?;
+    if let Some(days) = days {
+        df = cslake_features::on_days(df, "event_time", days)?;
+    }
+    ctx.deregister_table("rollup_source")?;
+    ctx.register_table("rollup_source", df.into_view())?;
+    Ok(())
 }

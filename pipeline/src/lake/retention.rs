@@ -26,7 +26,7 @@ pub fn time_column(table: &str, schema: &Schema) -> Option<String> {
         "core.deals" => Some("close_date"),
         "ops.runs" => Some("started_at"),
         "ops.quarantine" => Some("quarantined_at"),
-        "features.usage_daily" => Some("event_date"),
+        "features.usage_daily" | "features.usage_daily_users" => Some("event_date"),
         _ if KEEP.contains(&table) || table.starts_with("core.") => None,
         _ => schema.field_with_name("as_of_date").ok().map(|_| "as_of_date"),
     };
@@ -38,8 +38,8 @@ pub fn time_column(table: &str, schema: &Schema) -> Option<String> {
 /// The retention of a table: its own entry, its core name, or its zone's.
 pub fn retention_days(retention: &HashMap<String, String>, table: &str) -> Result<Option<i64>> {
     let (zone, name) = table.split_once('.').unwrap_or(("", table));
-    if table == "features.usage_daily" {
-        // the rollup holds usage_events' data: it ages with them
+    if table == "features.usage_daily" || table == "features.usage_daily_users" {
+        // the rollups hold usage_events' data: they age with them
         return retention_days(retention, "core.usage_events");
     }
     let entry = retention

@@ -6,7 +6,7 @@ pub mod registry;
 use std::collections::HashMap;
 
 use chrono::{Duration, NaiveDate, Utc};
-use cslake_features::{LabelSpec, training_set};
+use cslake_features::{LabelSpec, training_sets};
 use cslake_models::{Dataset, Metrics, ModelMeta, TrainOptions, train_out_of_time};
 
 use crate::features::available_registry;
@@ -98,6 +98,24 @@ pub async fn build_training_set(
     as_of: NaiveDate,
     strict: bool,
 ) -> Result<TrainingSet> {
+    build_training_sets(ctx, settings, &[label], as_of, strict)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Job("no training set".into()))?
+}
+
+/// [`build_training_set`] for several labels at once (churn and expansion): the features of
+/// each observation date are computed once. A label that cannot be built gives its error alone.
+pub async fn build_training_sets(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &Settings,
+    labels: &[LabelSpec],
+    as_of: NaiveDate,
+    strict: bool,
+) -> Result<Vec<Result<TrainingSet>>> {
+    let Some(&label) = labels.first() else {
+        return Ok(Vec::new());
+    };
     require_core(ctx, &label)?;
     let registry = available_registry(settings, ctx)?;
     let c = &settings.file.churn;
@@ -133,15 +151,22 @@ pub async fn build_training_set(
     }
     tracing::info!(dates = dates.len(), first = %dates[0], last = %dates[dates.len() - 1], "building training set");
     let knowledge = crate::lake::query::knowledge(ctx, strict).await?;
-    let mut batches = training_set(ctx, &registry, &dates, label, &knowledge).await?;
-    if let Some(window) = c.observe_before_renewal_days {
-        batches = before_renewal(batches, window)?;
-    }
-    Ok(TrainingSet {
-        batches,
-        dates,
-        features: registry.feature_names(),
-    })
+    let sets = training_sets(ctx, &registry, &dates, labels, &knowledge).await?;
+    let features = registry.feature_names();
+    Ok(sets
+        .into_iter()
+        .map(|set| {
+            let mut batches = set?;
+            if let Some(window) = c.observe_before_renewal_days {
+                batches = before_renewal(batches, window)?;
+            }
+            Ok(TrainingSet {
+                batches,
+                dates: dates.clone(),
+                features: features.clone(),
+            })
+        })
+        .collect())
 }
 
 /// Keeps the rows observed within `window` days before the account's renewal
@@ -377,12 +402,24 @@ pub async fn train(
 ) -> Result<TrainReport> {
     crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
+    let label = settings.label_spec();
+    // churn and expansion labels on the same observation dates: features computed once
+    let t = std::time::Instant::now();
+    let mut sets = build_training_sets(
+        &ctx,
+        settings,
+        &[label, settings.label_for(cslake_features::Target::Expansion)],
+        as_of,
+        strict,
+    )
+    .await?;
+    let expansion_set = sets.pop().ok_or_else(|| Error::Job("no expansion set".into()))?;
     let TrainingSet {
         batches,
         dates,
         features,
-    } = build_training_set(&ctx, settings, settings.label_spec(), as_of, strict).await?;
-    let label = settings.label_spec();
+    } = sets.pop().ok_or_else(|| Error::Job("no churn set".into()))??;
+    tracing::info!(seconds = t.elapsed().as_secs_f64(), "training sets built");
     let (data, obs) = to_dataset(&batches, &features)?;
     let positives = data.positives();
     tracing::info!(rows = data.n_rows(), positives, "training set built");
@@ -436,7 +473,7 @@ pub async fn train(
     lake.put(&format!("{dir}/model.json"), artifact.meta_json()?)
         .await?;
     // the expansion propensity model travels with this version: opportunities use it
-    let expansion = train_expansion(&ctx, settings, as_of, strict, &version).await;
+    let expansion = train_expansion(settings, expansion_set, as_of, &version);
     if let Some(x) = &expansion {
         lake.put(&format!("{dir}/expansion.safetensors"), x.weights_bytes()?)
             .await?;
@@ -548,16 +585,15 @@ pub async fn train(
 /// within the horizon), trained like the churn model. `None`, with a warning, when this lake
 /// cannot support one (no subscriptions, too few expansions): opportunities then use product fit
 /// alone.
-async fn train_expansion(
-    ctx: &deltalake::datafusion::prelude::SessionContext,
+fn train_expansion(
     settings: &Settings,
+    set: Result<TrainingSet>,
     as_of: NaiveDate,
-    strict: bool,
     version: &str,
 ) -> Option<cslake_models::ModelArtifact> {
     let label = settings.label_for(cslake_features::Target::Expansion);
-    let attempt = async {
-        let set = build_training_set(ctx, settings, label, as_of, strict).await?;
+    let attempt = || {
+        let set = set?;
         let (data, obs) = to_dataset(&set.batches, &set.features)?;
         if data.positives() < 20 {
             return Err(Error::Job(format!(
@@ -580,7 +616,7 @@ async fn train_expansion(
         };
         Ok::<_, Error>(train_out_of_time(&data, &obs, &train_options(settings), meta)?)
     };
-    match attempt.await {
+    match attempt() {
         Ok(a) => {
             tracing::info!(
                 roc_auc = a.meta.test_metrics.roc_auc,

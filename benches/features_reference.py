@@ -1,0 +1,40 @@
+"""The reference for `benches/features.rs`: DuckDB doing what `cslake features --as-of D` does on
+the same Delta files, with the project's own SQL. Prints: wall seconds, CPU seconds, peak MB.
+
+    python features_reference.py FILES.json AS_OF VIEW,VIEW,... PROJECT OUT_DIR
+
+FILES.json maps each core table to the Parquet files of its current version. The rollups of
+sql/rollups/ are written to Parquet first (as cslake materialises them), then the spine, then each
+view to Parquet, with 2 threads, as ../shared/perf/duck_cslake.py does.
+"""
+import json, os, resource, sys, time
+
+import duckdb
+
+files_json, as_of, views, project, out = sys.argv[1:6]
+files = json.load(open(files_json))
+os.makedirs(out, exist_ok=True)
+
+
+def sql(path):
+    text = open(os.path.join(project, path)).read()
+    return text.replace("{{as_of}}", f"DATE '{as_of}'").replace("{{where}}", "")
+
+
+t = time.time()
+con = duckdb.connect()
+con.execute("SET threads=2")
+for table, paths in files.items():
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({paths!r})")
+for rollup in sorted(os.listdir(os.path.join(project, "sql/rollups"))):
+    name = rollup.removesuffix(".sql")
+    target = os.path.join(out, f"{name}.parquet")
+    con.execute(f"COPY ({sql('sql/rollups/' + rollup)}) TO '{target}' (FORMAT PARQUET)")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{target}')")
+con.execute("CREATE TABLE spine AS " + sql("sql/spine.sql"))
+for view in views.split(","):
+    target = os.path.join(out, f"{view}.parquet")
+    con.execute(f"COPY ({sql(f'sql/features/{view}.sql')}) TO '{target}' (FORMAT PARQUET)")
+wall = time.time() - t
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024)
