@@ -206,7 +206,7 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
     let list = cslake(&dir, &["features", "list"]).ok();
     assert!(
         list.stdout
-            .contains(&format!("billing                   3       yes {D}")),
+            .contains(&format!("billing                   3       yes window      {D}")),
         "{}",
         list.stdout
     );
