@@ -22,6 +22,19 @@ fn unknown_flag_and_bad_date_are_usage_errors() {
         out.stderr
     );
 
+    // the command analysts are given only reads; the refusal names what was refused
+    let out = cslake(
+        dir.path(),
+        &["query", "INSERT INTO ops.runs SELECT * FROM ops.runs LIMIT 1"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cslake query is read-only: INSERT INTO is refused"),
+        "{}",
+        out.stderr
+    );
+
     let out = cslake(dir.path(), &["score", "--as-of", "31/01/2026"]);
     assert_eq!(out.code, 2);
     assert!(

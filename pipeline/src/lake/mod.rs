@@ -320,9 +320,28 @@ impl Lake {
         Ok(ctx)
     }
 
-    /// Runs SQL over every table of the lake (`cslake query`).
+    /// Runs one read-only statement over every table of the lake (`cslake query`, the command
+    /// analysts and BI users are given). Anything that would write (INSERT, UPDATE, DELETE, MERGE,
+    /// CREATE, DROP, COPY, SET, ...) is refused before the lake is opened, from the parsed
+    /// statement ([`query::read_only`]); the plan is checked again on the way in, so a statement
+    /// the parser lets through cannot write either.
     pub async fn query(&self, sql: &str) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
-        query::sql(&self.session().await?, sql).await
+        query::read_only(sql)?;
+        let options = deltalake::datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let ctx = self.session().await?;
+        let df = ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| match e.find_root() {
+                deltalake::datafusion::error::DataFusionError::Plan(m) if m.contains("not supported") => {
+                    Error::Usage(format!("cslake query is read-only: {m}"))
+                }
+                _ => e.into(),
+            })?;
+        Ok(df.collect().await?)
     }
 
     /// Writes a small file (model artifacts, markers).
@@ -346,6 +365,84 @@ impl Lake {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, RecordBatch};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn query_accepts_reads_and_refuses_every_kind_of_write_by_name() {
+        for ok in [
+            "SELECT 1",
+            "WITH t AS (SELECT 1 AS x) SELECT * FROM t",
+            "SELECT 'INSERT INTO runs' AS s -- DROP TABLE runs",
+            "EXPLAIN SELECT * FROM runs",
+            "VALUES (1), (2)",
+        ] {
+            assert!(super::query::read_only(ok).is_ok(), "{ok}");
+        }
+        for (sql, kind) in [
+            (
+                "INSERT INTO ops.runs SELECT * FROM ops.runs LIMIT 1",
+                "INSERT INTO",
+            ),
+            ("UPDATE runs SET actor = 'x'", "UPDATE"),
+            ("DELETE FROM runs", "DELETE FROM"),
+            (
+                "MERGE INTO runs t USING runs s ON t.run_id = s.run_id WHEN MATCHED THEN DELETE",
+                "MERGE INTO",
+            ),
+            ("CREATE TABLE x AS SELECT 1", "CREATE TABLE"),
+            ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x'",
+                "CREATE EXTERNAL TABLE",
+            ),
+            ("DROP TABLE runs", "DROP TABLE"),
+            ("COPY runs TO '/tmp/runs.parquet'", "COPY"),
+            ("TRUNCATE TABLE runs", "TRUNCATE TABLE"),
+            ("SET datafusion.execution.batch_size = 1", "SET"),
+            ("EXPLAIN ANALYZE INSERT INTO runs VALUES (1)", "INSERT INTO"),
+        ] {
+            let e = super::query::read_only(sql).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{sql}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("cslake query is read-only: {kind} is refused")),
+                "{sql}: {e}"
+            );
+        }
+        let two = super::query::read_only("SELECT 1; DROP TABLE runs").unwrap_err();
+        assert!(two.to_string().contains("one statement at a time"), "{two}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = super::Lake::open(
+            &dir.path().display().to_string(),
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        lake.target("ops", "runs")
+            .overwrite(vec![batch], "r1")
+            .await
+            .unwrap();
+        let before = lake.open_table("ops", "runs").await.unwrap().unwrap().version();
+        let e = lake
+            .query("INSERT INTO ops.runs SELECT n FROM ops.runs")
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        let after = lake.open_table("ops", "runs").await.unwrap().unwrap().version();
+        assert_eq!(before, after);
+        let rows = lake.query("SELECT COUNT(*) AS n FROM ops.runs").await.unwrap();
+        assert_eq!(rows[0].num_rows(), 1);
+    }
+
     #[test]
     fn relative_folders_resolve_dot_dot() {
         let here = std::env::current_dir().unwrap();

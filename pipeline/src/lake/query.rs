@@ -86,6 +86,58 @@ pub async fn sql(ctx: &SessionContext, query: &str) -> Result<Vec<RecordBatch>> 
     Ok(ctx.sql(query).await?.collect().await?)
 }
 
+/// Refuses SQL that is not a read: every statement must be a query (`SELECT`, `WITH`, `VALUES`),
+/// or `EXPLAIN` / `DESCRIBE` of one. Checked on the parsed statements, so a write hidden in a
+/// comment, a string or `EXPLAIN ANALYZE` (which runs its statement) is found, and a word in a
+/// string is not mistaken for one. [`crate::Error::Usage`] (exit 2) names what was refused.
+pub fn read_only(text: &str) -> Result<()> {
+    use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
+    use deltalake::datafusion::sql::sqlparser::ast::Statement as Sql;
+    fn check(statement: &Statement) -> std::result::Result<(), String> {
+        let refused = |s: &dyn std::fmt::Display| {
+            let text = s.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(3).collect();
+            // the statement's kind: its leading keywords (`CREATE EXTERNAL TABLE`, `INSERT INTO`)
+            let kind: Vec<&str> = words
+                .iter()
+                .take_while(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+                .copied()
+                .collect();
+            Err(if kind.is_empty() {
+                words.join(" ")
+            } else {
+                kind.join(" ")
+            })
+        };
+        match statement {
+            Statement::Statement(s) => match s.as_ref() {
+                Sql::Query(_) | Sql::ExplainTable { .. } => Ok(()),
+                Sql::Explain { statement, .. } => check(&Statement::Statement(statement.clone())),
+                other => refused(other),
+            },
+            Statement::Explain(e) => check(&e.statement),
+            Statement::CopyTo(s) => refused(s),
+            Statement::CreateExternalTable(s) => refused(s),
+            Statement::Reset(s) => refused(s),
+        }
+    }
+    let statements = DFParserBuilder::new(text).build()?.parse_statements()?;
+    if statements.len() > 1 {
+        return Err(crate::Error::Usage(format!(
+            "cslake query runs one statement at a time; found {}",
+            statements.len()
+        )));
+    }
+    for s in &statements {
+        check(s).map_err(|kind| {
+            crate::Error::Usage(format!(
+                "cslake query is read-only: {kind} is refused. Tables are written by the commands that own them (ingest, features, score, gdpr, ...), each audited in ops.runs"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// A query's rows as (column, value as text) pairs in column order; `None` for nulls.
 pub async fn text_rows(ctx: &SessionContext, query: &str) -> Result<Vec<Vec<(String, Option<String>)>>> {
     let mut out = Vec::new();
