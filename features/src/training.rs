@@ -481,10 +481,14 @@ pub async fn compute_all(
     } else {
         register_rollups(ctx, false).await?;
     }
+    let t = std::time::Instant::now();
     register_spine(ctx, as_of, label).await?;
+    tracing::debug!(%as_of, seconds = t.elapsed().as_secs_f64(), "spine");
     let mut out = Vec::with_capacity(registry.views.len());
     for view in &registry.views {
+        let t = std::time::Instant::now();
         out.push((view.name.clone(), compute_view(ctx, view, as_of).await?));
+        tracing::debug!(%as_of, view = view.name.as_str(), seconds = t.elapsed().as_secs_f64(), "view computed");
     }
     Ok(out)
 }
@@ -526,44 +530,130 @@ pub async fn training_sets(
             message: "labels built together must share the churn definition (the spine)".into(),
         });
     }
+    // The dates are independent: `workers` sessions (the configured target partitions, the
+    // cores by default) take every `workers`-th date each, side by side. They share the tables,
+    // the runtime and its memory pool, so the budget holds for all of them together; what each
+    // registers (spine, rollups as known then, labels) is its own.
+    let workers = ctx
+        .state()
+        .config()
+        .target_partitions()
+        .clamp(1, dates.len().max(1));
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let fork = fork_session(ctx).await?;
+        let mine: Vec<NaiveDate> = dates.iter().copied().skip(w).step_by(workers).collect();
+        let (registry, labels, knowledge) = (registry.clone(), labels.to_vec(), knowledge.clone());
+        tasks.push(datafusion::common::runtime::SpawnedTask::spawn(async move {
+            let mut done = Vec::with_capacity(mine.len());
+            for as_of in mine {
+                let rows = date_rows(&fork, &registry, as_of, &labels, &knowledge).await?;
+                done.push((as_of, rows));
+            }
+            Ok::<_, Error>(done)
+        }));
+    }
+    let mut by_date = Vec::with_capacity(dates.len());
+    for task in tasks {
+        let done = task.join_unwind().await.map_err(|e| Error::View {
+            view: "training set".into(),
+            path: String::new(),
+            message: format!("a worker stopped: {e}"),
+        })??;
+        by_date.extend(done);
+    }
+    by_date.sort_by_key(|(d, _)| *d);
     let mut out: Vec<Result<Vec<RecordBatch>>> = labels.iter().map(|_| Ok(Vec::new())).collect();
-    for as_of in dates {
-        let computed = compute_all(ctx, registry, *as_of, first, knowledge).await?;
-        let vector = feature_vector(ctx, registry, &computed).await?;
-        if vector.iter().all(|b| b.num_rows() == 0) {
-            continue;
-        }
-        register_batches(ctx, "fv_all", vector)?;
-        // the label looks into the future of the observation date: it sees everything
-        if knowledge.strict.is_some() {
-            restrict_knowledge(ctx, None).await?;
-            register_rollups(ctx, false).await?;
-        }
-        for (label, rows) in labels.iter().zip(out.iter_mut()) {
-            let Ok(acc) = rows else { continue };
-            let label_sql = render(label.label_sql(), *as_of, &label.params());
-            let joined = async {
-                register_batches(
-                    ctx,
-                    "labels_at",
-                    collect_sql(ctx, &label_sql, "label", *as_of).await?,
-                )?;
-                let rows = ctx
-                    .sql("SELECT f.*, l.label FROM fv_all f JOIN labels_at l ON l.account_id = f.account_id ORDER BY f.account_id")
-                    .await?
-                    .collect()
-                    .await?;
-                ctx.deregister_table("labels_at")?;
-                Ok::<_, Error>(rows)
-            };
-            match joined.await {
-                Ok(r) => acc.extend(r),
-                Err(e) => *rows = Err(e),
+    for (_, rows) in by_date {
+        for (acc, r) in out.iter_mut().zip(rows) {
+            match (acc, r) {
+                (Ok(acc), Ok(r)) => acc.extend(r),
+                (acc @ Ok(_), Err(e)) => *acc = Err(e),
+                (Err(_), _) => {}
             }
         }
-        ctx.deregister_table("fv_all")?;
     }
     Ok(out)
+}
+
+/// The rows of one observation date for each label: the feature vector joined to the label. A
+/// feature view that fails fails the date; a label that fails gives its error in its place.
+async fn date_rows(
+    ctx: &SessionContext,
+    registry: &Registry,
+    as_of: NaiveDate,
+    labels: &[LabelSpec],
+    knowledge: &Knowledge,
+) -> Result<Vec<Result<Vec<RecordBatch>>>> {
+    let Some(first) = labels.first() else {
+        return Ok(Vec::new());
+    };
+    let computed = compute_all(ctx, registry, as_of, first, knowledge).await?;
+    let vector = feature_vector(ctx, registry, &computed).await?;
+    if vector.iter().all(|b| b.num_rows() == 0) {
+        return Ok(labels.iter().map(|_| Ok(Vec::new())).collect());
+    }
+    register_batches(ctx, "fv_all", vector)?;
+    // the label looks into the future of the observation date: it sees everything
+    if knowledge.strict.is_some() {
+        restrict_knowledge(ctx, None).await?;
+        register_rollups(ctx, false).await?;
+    }
+    let mut out = Vec::with_capacity(labels.len());
+    for label in labels {
+        let label_sql = render(label.label_sql(), as_of, &label.params());
+        let joined = async {
+            register_batches(
+                ctx,
+                "labels_at",
+                collect_sql(ctx, &label_sql, "label", as_of).await?,
+            )?;
+            let rows = ctx
+                .sql("SELECT f.*, l.label FROM fv_all f JOIN labels_at l ON l.account_id = f.account_id ORDER BY f.account_id")
+                .await?
+                .collect()
+                .await?;
+            ctx.deregister_table("labels_at")?;
+            Ok::<_, Error>(rows)
+        };
+        out.push(joined.await);
+    }
+    ctx.deregister_table("fv_all")?;
+    Ok(out)
+}
+
+/// A session sharing `ctx`'s configuration, functions, runtime (memory pool, spill folder) and
+/// tables, with catalogs of its own: a table one registers or replaces the other does not see.
+pub async fn fork_session(ctx: &SessionContext) -> Result<SessionContext> {
+    use datafusion::catalog::{
+        CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+        SchemaProvider,
+    };
+    use datafusion::execution::session_state::SessionStateBuilder;
+    let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+        .build();
+    let fork = SessionContext::new_with_state(state);
+    for catalog_name in ctx.catalog_names() {
+        let Some(catalog) = ctx.catalog(&catalog_name) else {
+            continue;
+        };
+        let copy = Arc::new(MemoryCatalogProvider::new());
+        for schema_name in catalog.schema_names() {
+            let Some(schema) = catalog.schema(&schema_name) else {
+                continue;
+            };
+            let tables = Arc::new(MemorySchemaProvider::new());
+            for table in schema.table_names() {
+                if let Some(provider) = schema.table(&table).await? {
+                    tables.register_table(table, provider)?;
+                }
+            }
+            copy.register_schema(&schema_name, tables)?;
+        }
+        fork.register_catalog(catalog_name, copy);
+    }
+    Ok(fork)
 }
 
 /// The type feature columns are handed to models in.

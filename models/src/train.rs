@@ -236,7 +236,8 @@ pub fn fit_family(
 /// An expanding-window backtest: the latest observation dates are cut into `folds` consecutive
 /// blocks, and each block is scored by a model trained on every date before it (its own latest
 /// dates for early stopping and calibration), as if deployed then. Says how stable the model's
-/// quality is across time, which one test window cannot.
+/// quality is across time, which one test window cannot. The folds are independent and trained
+/// in parallel (each fit is seeded, so the result does not depend on the order).
 pub fn backtest(data: &Dataset, dates: &[String], opts: &TrainOptions, folds: usize) -> Result<Vec<Fold>> {
     let unique: Vec<&String> = dates.iter().collect::<BTreeSet<_>>().into_iter().collect();
     let n = unique.len();
@@ -246,7 +247,8 @@ pub fn backtest(data: &Dataset, dates: &[String], opts: &TrainOptions, folds: us
         return Ok(Vec::new());
     }
     let block = ((n as f64 * opts.test_share) / folds as f64).ceil().max(1.0) as usize;
-    let mut out = Vec::new();
+    // (first training date, validation from, test from, test to) of each fold, oldest first
+    let mut specs = Vec::new();
     for k in (0..folds).rev() {
         let test_end = n - k * block; // exclusive
         let Some(test_start) = test_end.checked_sub(block).filter(|s| *s >= 2) else {
@@ -254,14 +256,19 @@ pub fn backtest(data: &Dataset, dates: &[String], opts: &TrainOptions, folds: us
         };
         let before = test_start;
         let n_valid = ((before as f64 * opts.validation_share).round() as usize).clamp(1, before - 1);
-        let valid_from = unique[before - n_valid].clone();
-        let test_from = unique[test_start].clone();
-        let test_to = unique[test_end - 1].clone();
-        let train = data.select(|i| dates[i] < valid_from);
-        let valid = data.select(|i| dates[i] >= valid_from && dates[i] < test_from);
-        let test = data.select(|i| dates[i] >= test_from && dates[i] <= test_to);
+        specs.push((
+            [unique[0].clone(), unique[test_start - 1].clone()],
+            unique[before - n_valid].clone(),
+            unique[test_start].clone(),
+            unique[test_end - 1].clone(),
+        ));
+    }
+    let fold = |(train_span, valid_from, test_from, test_to): &([String; 2], String, String, String)| {
+        let train = data.select(|i| dates[i] < *valid_from);
+        let valid = data.select(|i| dates[i] >= *valid_from && dates[i] < *test_from);
+        let test = data.select(|i| dates[i] >= *test_from && dates[i] <= *test_to);
         if train.n_rows() == 0 || valid.n_rows() == 0 || test.n_rows() == 0 {
-            continue;
+            return Ok(None);
         }
         let scaler = Scaler::fit(&train);
         let valid_x = scaler.transform(&valid);
@@ -279,11 +286,25 @@ pub fn backtest(data: &Dataset, dates: &[String], opts: &TrainOptions, folds: us
             .into_iter()
             .map(|z| platt.probability(f64::from(z)))
             .collect();
-        out.push(Fold {
-            train: [unique[0].clone(), unique[test_start - 1].clone()],
-            test: [test_from, test_to],
+        Ok(Some(Fold {
+            train: train_span.clone(),
+            test: [test_from.clone(), test_to.clone()],
             metrics: Metrics::compute(&test_p, &test.y, opts.threshold),
-        });
+        }))
+    };
+    let results: Vec<Result<Option<Fold>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = specs.iter().map(|spec| scope.spawn(move || fold(spec))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Data("a backtest fold panicked".into())))
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r?);
     }
     Ok(out)
 }

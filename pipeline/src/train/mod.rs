@@ -451,13 +451,26 @@ pub async fn train(
         ]),
         ..Default::default()
     };
-    let mut artifact = train_out_of_time(&data, &obs, &train_options(settings), meta)?;
-    artifact.meta.backtest = cslake_models::backtest(
-        &data,
-        &obs,
-        &train_options(settings),
-        settings.file.model.backtest_folds,
-    )?;
+    // The model, its backtest folds and the expansion model are independent fits, each seeded:
+    // trained side by side, on as many cores as there are.
+    let t = std::time::Instant::now();
+    let opts = train_options(settings);
+    let (artifact, backtest, expansion) = std::thread::scope(|scope| {
+        let backtest =
+            scope.spawn(|| cslake_models::backtest(&data, &obs, &opts, settings.file.model.backtest_folds));
+        let expansion = scope.spawn(|| train_expansion(settings, expansion_set, as_of, &version));
+        let artifact = train_out_of_time(&data, &obs, &opts, meta);
+        let panicked = |what: &str| Error::Job(format!("training the {what} panicked"));
+        (
+            artifact,
+            backtest.join().map_err(|_| panicked("backtest")),
+            expansion.join().map_err(|_| panicked("expansion model")),
+        )
+    });
+    let mut artifact = artifact?;
+    artifact.meta.backtest = backtest??;
+    let expansion = expansion?;
+    tracing::info!(seconds = t.elapsed().as_secs_f64(), "models fitted");
     for f in &artifact.meta.backtest {
         tracing::info!(
             test_from = f.test[0].as_str(),
@@ -473,7 +486,6 @@ pub async fn train(
     lake.put(&format!("{dir}/model.json"), artifact.meta_json()?)
         .await?;
     // the expansion propensity model travels with this version: opportunities use it
-    let expansion = train_expansion(settings, expansion_set, as_of, &version);
     if let Some(x) = &expansion {
         lake.put(&format!("{dir}/expansion.safetensors"), x.weights_bytes()?)
             .await?;
