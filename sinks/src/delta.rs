@@ -27,6 +27,9 @@ pub struct DeltaTarget {
     /// Columns whose values are (nearly) all different, written without a Parquet dictionary:
     /// building one for a key only to drop it costs more than the rest of the write.
     pub unique: Vec<String>,
+    /// `Some`: only these columns get a Parquet dictionary (the few low-cardinality labels of a
+    /// large derived table); every other column is written plain.
+    pub dictionary_only: Option<Vec<String>>,
 }
 
 /// What a write did.
@@ -47,7 +50,14 @@ impl DeltaTarget {
             storage_options,
             inputs: None,
             unique: Vec::new(),
+            dictionary_only: None,
         }
+    }
+
+    /// Gives only `columns` a Parquet dictionary (see [`DeltaTarget::dictionary_only`]).
+    pub fn with_dictionary_only(mut self, columns: &[&str]) -> Self {
+        self.dictionary_only = Some(columns.iter().map(|c| (*c).to_string()).collect());
+        self
     }
 
     /// Writes `columns` without a dictionary (see [`DeltaTarget::unique`]).
@@ -63,6 +73,12 @@ impl DeltaTarget {
             .set_compression(Compression::SNAPPY);
         for c in &self.unique {
             props = props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+        }
+        if let Some(only) = &self.dictionary_only {
+            props = props.set_dictionary_enabled(false);
+            for c in only {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), true);
+            }
         }
         props.build()
     }
