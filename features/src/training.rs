@@ -663,6 +663,37 @@ pub const FEATURE_TYPE: DataType = DataType::Float64;
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_forked_session_shares_tables_but_not_what_it_registers() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE accounts AS VALUES ('a'), ('b')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let fork = fork_session(&ctx).await.unwrap();
+        let n = fork
+            .sql("SELECT COUNT(*) FROM accounts")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(n[0].num_rows(), 1);
+        // a spine registered in the fork, and a table replaced there, stay there
+        fork.sql("CREATE TABLE spine AS VALUES (1)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        fork.deregister_table("accounts").unwrap();
+        assert!(!ctx.table_exist("spine").unwrap());
+        assert!(ctx.table_exist("accounts").unwrap());
+        assert!(fork_session(&ctx).await.unwrap().table_exist("accounts").unwrap());
+    }
+
     #[test]
     fn strict_cutoff_is_the_last_ingest_up_to_the_date_or_the_end_of_the_day() {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
