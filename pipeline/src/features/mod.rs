@@ -1,6 +1,7 @@
 //! `cslake features`: materialise every feature view as of a date.
 
 pub mod quality;
+pub mod ranges;
 pub mod rollup;
 
 use chrono::NaiveDate;

@@ -4,14 +4,16 @@
 //! refresh recomputes only the days that events ingested since the last refresh touch (late
 //! events for an old day included), reading only the event files whose time range holds those
 //! days, and replaces only those days' partitions, so a daily run costs one day of events. The
-//! high-water mark is the newest `_ingested_at` a rollup reflects. A full rebuild and a chain of
-//! refreshes give the same tables (tested).
+//! high-water mark is the newest `_ingested_at` a rollup reflects. A full rebuild goes range of
+//! days by range of days when the events exceed what the memory budget aggregates at once
+//! ([`super::ranges`]). A full rebuild and a chain of refreshes give the same tables (tested).
 
 use chrono::NaiveDate;
 use cslake_features::ROLLUPS;
 use deltalake::datafusion::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::SessionContext;
 
+use crate::features::ranges::DayRanges;
 use crate::lake::query::{has_table, sql, strings};
 use crate::{Lake, Result, RunContext};
 
@@ -38,6 +40,9 @@ pub struct RollupReport {
     pub user_rows: usize,
     /// The version of `features.usage_daily`.
     pub version: Option<u64>,
+    /// How many day ranges a full rebuild aggregated one after the other to stay within the
+    /// memory budget (1: all at once).
+    pub ranges: usize,
 }
 
 /// Brings the daily usage rollups up to date with `core.usage_events`.
@@ -105,12 +110,18 @@ pub async fn refresh_usage_daily(
             // the whole history, streamed from the events into the tables (a year of events for
             // 100K accounts does not fit in memory), aggregations spilling beyond the memory limit
             register_source(&ctx, None).await?;
+            let ranges = DayRanges::stage(lake, &ctx, "rollup_source").await?;
             let mut report = RollupReport {
                 mode: "full".into(),
+                ranges: ranges.as_ref().map_or(1, DayRanges::len),
                 ..Default::default()
             };
             for (i, (name, rollup)) in ROLLUPS.iter().enumerate() {
-                let df = ctx.sql(&source_sql(rollup).replace("{{where}}", "")).await?;
+                let q = source_sql(rollup).replace("{{where}}", "");
+                let df = match &ranges {
+                    Some(r) => r.each(&ctx, &q).await?,
+                    None => ctx.sql(&q).await?,
+                };
                 let w = lake
                     .target("features", name)
                     .with_dictionary_only(DICTIONARY)
@@ -140,6 +151,7 @@ pub async fn refresh_usage_daily(
         days = report.days,
         rows = report.rows,
         user_rows = report.user_rows,
+        ranges = report.ranges,
         "usage rollups refreshed"
     );
     Ok(Some(report))
