@@ -46,6 +46,52 @@ fn unknown_flag_and_bad_date_are_usage_errors() {
 }
 
 #[test]
+fn a_mistyped_lake_is_refused_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--lake", "lkae", "query", "SELECT 1"][..],
+        &["--lake", "lkae", "score", "--as-of", "2026-01-01"],
+        &["--lake", "lkae", "runs", "list"],
+        &[
+            "--lake",
+            "lkae",
+            "backfill",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-02",
+        ],
+    ] {
+        let out = cslake(dir.path(), args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("no lake at 'lkae': the folder does not exist"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!dir.path().join("lkae").exists(), "{args:?} created the lake");
+    }
+    // an existing folder without tables is no lake either
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let out = cslake(dir.path(), &["--lake", "empty", "models", "list"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no lake at 'empty': it holds no cslake tables"),
+        "{}",
+        out.stderr
+    );
+    // playbooks can be checked before any data lands
+    let out = cslake(dir.path(), &["--lake", "lkae", "playbooks", "validate"]).ok();
+    assert!(
+        out.stdout.contains("trigger and exit SQL could not be checked"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn config_typos_are_rejected_not_ignored() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cslake.toml"), "[churn]\nhorizon_dayz = 30\n").unwrap();

@@ -13,7 +13,7 @@ use crate::summary::Summary;
 
 /// `cslake act --as-of D [--dry-run]`.
 pub async fn act(ctx: &Ctx, d: NaiveDate, dry_run: bool) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let report = if dry_run {
         // reads only: no audit row
         job::act(&lake, &ctx.settings, d, true, &mut ctx.run("act", Some(d))).await?
@@ -38,7 +38,16 @@ pub async fn playbooks(ctx: &Ctx, action: PlaybooksAction) -> anyhow::Result<Sum
         }
         PlaybooksAction::Validate { as_of } => {
             let entries = commands::list(&ctx.settings)?;
-            let warnings = commands::validate(&ctx.lake()?, &ctx.settings, as_of).await?;
+            // playbooks can be checked before any data landed: only the SQL checks need a lake
+            let lake = match ctx.lake().await {
+                Ok(lake) => Some(lake),
+                Err(Error::Usage(why)) => {
+                    out!("warning: {why}");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let warnings = commands::validate(lake.as_ref(), &ctx.settings, as_of).await?;
             for w in &warnings {
                 out!("warning: {w}");
             }
@@ -49,12 +58,19 @@ pub async fn playbooks(ctx: &Ctx, action: PlaybooksAction) -> anyhow::Result<Sum
         }
         PlaybooksAction::DryRun { as_of } => {
             let d = as_of.as_of;
-            let report = job::act(&ctx.lake()?, &ctx.settings, d, true, &mut ctx.run("act", Some(d))).await?;
+            let report = job::act(
+                &ctx.lake().await?,
+                &ctx.settings,
+                d,
+                true,
+                &mut ctx.run("act", Some(d)),
+            )
+            .await?;
             output::acted(&report);
             Ok(Summary::succeeded("playbooks dry-run").with("actions", &report))
         }
         PlaybooksAction::Stats { as_of } => {
-            let (date, batches) = commands::stats(&ctx.lake()?, as_of).await?;
+            let (date, batches) = commands::stats(&ctx.lake().await?, as_of).await?;
             let Some(date) = date else {
                 return Err(Error::Job(
                     "no playbook statistics yet: run `cslake act --as-of DATE` first".into(),
@@ -70,7 +86,7 @@ pub async fn playbooks(ctx: &Ctx, action: PlaybooksAction) -> anyhow::Result<Sum
 
 /// `cslake tasks list | complete`.
 pub async fn tasks(ctx: &Ctx, action: TasksAction) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     match action {
         TasksAction::List { all, assignee } => {
             let batches = commands::tasks(&lake, all, assignee.as_deref()).await?;
@@ -94,7 +110,7 @@ pub async fn tasks(ctx: &Ctx, action: TasksAction) -> anyhow::Result<Summary> {
 
 /// `cslake alerts list | ack`.
 pub async fn alerts(ctx: &Ctx, action: AlertsAction) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     match action {
         AlertsAction::List { all } => {
             let n = output::print_batches(&commands::alerts(&lake, all).await?, output::Format::Table)?;
@@ -118,7 +134,7 @@ pub async fn alerts(ctx: &Ctx, action: AlertsAction) -> anyhow::Result<Summary> 
 /// `cslake campaigns report`.
 pub async fn campaigns(ctx: &Ctx, action: CampaignsAction) -> anyhow::Result<Summary> {
     let CampaignsAction::Report { as_of } = action;
-    let arms = stats::campaign_report(&ctx.lake()?, &ctx.settings, as_of).await?;
+    let arms = stats::campaign_report(&ctx.lake().await?, &ctx.settings, as_of).await?;
     output::campaigns(&arms);
     Ok(Summary::succeeded("campaigns report").with("arms", &arms))
 }

@@ -14,7 +14,7 @@ use crate::summary::Summary;
 
 /// `cslake backup --to URL [--verify]`.
 pub async fn backup(ctx: &Ctx, to: &str, verify: bool) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let storage = &ctx.settings.file.storage;
     if verify {
         let report = copies::verify(to, storage).await?;
@@ -50,7 +50,12 @@ pub async fn restore(
     table: Option<String>,
     version: Option<u64>,
 ) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    // a lake restored from a backup may not exist yet; restoring a version needs the lake
+    let lake = if from.is_some() {
+        ctx.new_lake()?
+    } else {
+        ctx.lake().await?
+    };
     match (from, table, version) {
         (_, Some(table), Some(version)) => {
             let (v, run) = audited(&lake, ctx.run("restore", None), async |run| {
@@ -87,7 +92,7 @@ pub async fn restore(
 
 /// `cslake maintain [--as-of D] [--dry-run]`.
 pub async fn maintain(ctx: &Ctx, as_of: Option<NaiveDate>, dry_run: bool) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let d = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
     let (report, run) = audited(&lake, ctx.run("maintain", Some(d)), async |run| {
         housekeeping::maintain(&lake, &ctx.settings, d, dry_run, run).await
@@ -101,7 +106,7 @@ pub async fn maintain(ctx: &Ctx, as_of: Option<NaiveDate>, dry_run: bool) -> any
 
 /// `cslake gdpr erase | export`: the audit row names the subject only by its hash.
 pub async fn gdpr(ctx: &Ctx, action: GdprAction) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (command, subject) = match &action {
         GdprAction::Erase { subject, .. } => ("gdpr erase", subject.subject()),
         GdprAction::Export { subject, .. } => ("gdpr export", subject.subject()),
@@ -161,7 +166,7 @@ pub async fn gdpr(ctx: &Ctx, action: GdprAction) -> anyhow::Result<Summary> {
 /// `cslake pii rotate`.
 pub async fn pii(ctx: &Ctx, action: PiiAction) -> anyhow::Result<Summary> {
     let PiiAction::Rotate = action;
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let pii = Protector::from_settings(&ctx.settings)?
         .ok_or_else(|| Error::Config("[pii] is not configured: nothing to rotate".into()))?;
     let (report, run) = audited(&lake, ctx.run("pii rotate", None), async |run| {

@@ -12,7 +12,7 @@ use crate::summary::Summary;
 
 /// `cslake analytics --as-of D`: the tables BI tools read.
 pub async fn analytics(ctx: &Ctx, d: NaiveDate) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (r, run) = audited(&lake, ctx.run("analytics", Some(d)), async |run| {
         job::analytics(&lake, &ctx.settings, d, run).await
     })
@@ -23,7 +23,7 @@ pub async fn analytics(ctx: &Ctx, d: NaiveDate) -> anyhow::Result<Summary> {
 
 /// `cslake publish --as-of D`: the day's output tables into PostgreSQL.
 pub async fn publish(ctx: &Ctx, d: NaiveDate) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (r, run) = audited(&lake, ctx.run("publish", Some(d)), async |run| {
         pg::publish(&lake, &ctx.settings, d, run).await
     })
@@ -40,7 +40,7 @@ pub async fn report(
     out: PathBuf,
     deliver: bool,
 ) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let built = exec::build(&lake, &ctx.settings, d).await?;
     let r = exec::write(built, formats, &out)?;
     let deliveries = if deliver {
@@ -65,7 +65,7 @@ pub async fn report(
 
 /// `cslake account ID`: the account workbench.
 pub async fn account(ctx: &Ctx, id: &str, as_of: Option<NaiveDate>) -> anyhow::Result<Summary> {
-    let a = workbench::account(&ctx.lake()?, id, as_of).await?;
+    let a = workbench::account(&ctx.lake().await?, id, as_of).await?;
     output::account(&a);
     Ok(Summary::succeeded("account").with("account", &a))
 }

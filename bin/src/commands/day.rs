@@ -31,7 +31,7 @@ pub async fn run(
         retrain: retrain || only == Some(Step::Train) || from_step == Some(Step::Train),
         strict,
     };
-    let summary = runner::run(&ctx.lake()?, &ctx.settings, d, &opts, &ctx.audit, ctx).await?;
+    let summary = runner::run(&ctx.new_lake()?, &ctx.settings, d, &opts, &ctx.audit, ctx).await?;
     Ok(Summary::succeeded("run").merge(summary))
 }
 
@@ -45,7 +45,7 @@ pub async fn backfill(
     strict: bool,
 ) -> anyhow::Result<Summary> {
     runner::backfill_dates(from, to, every)?;
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let summary = runner::backfill(
         &lake,
         &ctx.settings,
@@ -64,7 +64,7 @@ pub async fn backfill(
 /// `cslake demo`: generate the demo data and run the whole day on it (training always, so the
 /// summary shows the model's quality).
 pub async fn demo(ctx: &Ctx, g: &GenArgs, data: PathBuf) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.new_lake()?;
     let t = std::time::Instant::now();
     let stats = generate(&gen_options(g, data.clone()), &ctx.progress)?;
     output::generated(&stats, &data);

@@ -15,7 +15,7 @@ pub async fn features(ctx: &Ctx, as_of: Option<NaiveDate>, strict: bool) -> anyh
     let d = as_of.ok_or_else(|| {
         Error::Usage("cslake features needs --as-of YYYY-MM-DD (or a subcommand: list, describe NAME)".into())
     })?;
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (report, run) = audited(&lake, ctx.run("features", Some(d)), async |run| {
         job::features(&lake, &ctx.settings, d, strict, run).await
     })
@@ -25,7 +25,7 @@ pub async fn features(ctx: &Ctx, as_of: Option<NaiveDate>, strict: bool) -> anyh
 
 /// `cslake features list | describe | training-set | stats`.
 pub async fn action(ctx: &Ctx, action: FeaturesAction) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     match action {
         FeaturesAction::List => {
             let views = job::describe_views(&lake, &ctx.settings).await?;

@@ -35,7 +35,7 @@ pub fn generate(ctx: &Ctx, g: &GenArgs, out: PathBuf) -> anyhow::Result<Summary>
 
 /// `cslake ingest`: every configured source (or the one named), each its own audited run.
 pub async fn ingest(ctx: &Ctx, source: Option<String>, full: bool) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.new_lake()?;
     let sources = day::sources(&ctx.settings, source);
     let r = day::ingest(&lake, &ctx.settings, &sources, full, None, &ctx.audit, ctx).await?;
     Ok(Summary::succeeded("ingest").merge(r))

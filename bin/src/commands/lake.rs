@@ -13,7 +13,7 @@ use crate::summary::Summary;
 
 /// `cslake query "SQL" [--format table|csv|json] [--reveal]`.
 pub async fn query(ctx: &Ctx, sql: &str, format: Format, reveal: bool) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let mut batches = lake.query(sql).await?;
     if reveal {
         let pii = Protector::from_settings(&ctx.settings)?
@@ -41,7 +41,7 @@ pub async fn query(ctx: &Ctx, sql: &str, format: Format, reveal: bool) -> anyhow
 
 /// `cslake runs list | show`: the audit log.
 pub async fn runs(ctx: &Ctx, action: RunsAction) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (command, batches, format) = match &action {
         RunsAction::List { limit } => ("runs list", ops::runs(&lake, *limit).await?, Format::Table),
         RunsAction::Show { run_id } => ("runs show", ops::run(&lake, run_id).await?, Format::Json),
@@ -52,7 +52,7 @@ pub async fn runs(ctx: &Ctx, action: RunsAction) -> anyhow::Result<Summary> {
 
 /// `cslake lineage ZONE.TABLE`: each version, the run that wrote it, and what it read.
 pub async fn lineage(ctx: &Ctx, table: &str, limit: usize) -> anyhow::Result<Summary> {
-    let found = versions::lineage(&ctx.lake()?, table, limit).await?;
+    let found = versions::lineage(&ctx.lake().await?, table, limit).await?;
     for v in &found {
         let inputs = v
             .inputs

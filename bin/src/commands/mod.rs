@@ -30,8 +30,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The lake the settings name.
-    pub fn lake(&self) -> cslake_pipeline::Result<Lake> {
+    /// The lake the settings name, which must exist (exit 2 naming it otherwise).
+    pub async fn lake(&self) -> cslake_pipeline::Result<Lake> {
+        Lake::existing(&self.settings).await
+    }
+
+    /// The lake the settings name, created if missing: for the commands that land data.
+    pub fn new_lake(&self) -> cslake_pipeline::Result<Lake> {
         Lake::from_settings(&self.settings)
     }
 

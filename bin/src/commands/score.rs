@@ -10,7 +10,7 @@ use crate::summary::Summary;
 
 /// `cslake score --as-of D`: risk, health and opportunities for every customer.
 pub async fn score(ctx: &Ctx, d: NaiveDate) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (report, run) = audited(&lake, ctx.run("score", Some(d)), async |run| {
         job::score(&lake, &ctx.settings, d, run).await
     })

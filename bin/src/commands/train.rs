@@ -14,7 +14,7 @@ use crate::summary::Summary;
 
 /// `cslake train --as-of D`.
 pub async fn train(ctx: &Ctx, d: NaiveDate, strict: bool) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (report, run) = audited(&lake, ctx.run("train", Some(d)), async |run| {
         job::train(&lake, &ctx.settings, d, strict, run).await
     })
@@ -25,7 +25,7 @@ pub async fn train(ctx: &Ctx, d: NaiveDate, strict: bool) -> anyhow::Result<Summ
 
 /// `cslake evaluate --as-of D`: the trainer against the reference, nothing registered.
 pub async fn evaluate(ctx: &Ctx, d: NaiveDate, out: Option<PathBuf>) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let (r, run) = audited(&lake, ctx.run("evaluate", Some(d)), async |run| {
         job::evaluate(&lake, &ctx.settings, d, out.as_deref(), run).await
     })
@@ -36,7 +36,7 @@ pub async fn evaluate(ctx: &Ctx, d: NaiveDate, out: Option<PathBuf>) -> anyhow::
 
 /// `cslake models list | show | promote | rollback`.
 pub async fn models(ctx: &Ctx, action: ModelsAction) -> anyhow::Result<Summary> {
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     match action {
         ModelsAction::List => {
             let rows = output::print_batches(&registry::table(&lake).await?, output::Format::Table)?;
@@ -77,7 +77,7 @@ pub async fn models(ctx: &Ctx, action: ModelsAction) -> anyhow::Result<Summary> 
 /// `cslake health suggest-weights --as-of D`.
 pub async fn health(ctx: &Ctx, action: HealthAction) -> anyhow::Result<Summary> {
     let HealthAction::SuggestWeights { as_of } = action;
-    let lake = ctx.lake()?;
+    let lake = ctx.lake().await?;
     let s = health_weights::suggest_weights(&lake, &ctx.settings, as_of.as_of).await?;
     out!("{}", s.diff.trim_end());
     Ok(Summary::succeeded("health suggest-weights")

@@ -123,7 +123,28 @@ impl Lake {
         })
     }
 
-    /// The lake the settings name, with their storage, DataFusion and memory options.
+    /// The lake the settings name, which must already exist and hold at least one table: for
+    /// every command but those that land data, so a mistyped `--lake` is refused (exit 2)
+    /// instead of reading an empty lake it would create.
+    pub async fn existing(settings: &crate::Settings) -> Result<Self> {
+        let location = &settings.lake;
+        let creators = "`ingest`, `run`, `demo` or `restore --from` create one";
+        if !location.contains("://") && !std::path::Path::new(location).is_dir() {
+            return Err(Error::Usage(format!(
+                "no lake at '{location}': the folder does not exist ({creators})"
+            )));
+        }
+        let lake = Self::from_settings(settings)?;
+        if lake.tables().await?.is_empty() {
+            return Err(Error::Usage(format!(
+                "no lake at '{location}': it holds no cslake tables ({creators})"
+            )));
+        }
+        Ok(lake)
+    }
+
+    /// The lake the settings name, with their storage, DataFusion and memory options; a local
+    /// folder is created if missing.
     pub fn from_settings(settings: &crate::Settings) -> Result<Self> {
         Ok(
             Self::open(&settings.lake, &settings.file.storage, &settings.file.datafusion)?
