@@ -3,7 +3,10 @@ use std::collections::HashMap;
 use deltalake::arrow::array::RecordBatch;
 use std::sync::Arc;
 
-use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, FieldRef, Schema};
+use deltalake::datafusion::common::Column;
+use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
@@ -148,6 +151,7 @@ impl DeltaTarget {
         partition_by: &[&str],
         run_id: &str,
     ) -> Result<WriteStats> {
+        let batches = signed_batches(batches)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let table = self
             .handle()
@@ -179,6 +183,7 @@ impl DeltaTarget {
         if table.version().is_none() {
             return self.append(batches, partition_by, run_id).await;
         }
+        let batches = signed_batches(batches)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let table = table
             .write(batches)
@@ -232,6 +237,7 @@ impl DeltaTarget {
         ctx: &SessionContext,
         run_id: &str,
     ) -> Result<WriteStats> {
+        let source = signed_df(source)?;
         let Some(table) = self.open().await? else {
             return self.write_df(source, ctx, SaveMode::Append, run_id).await;
         };
@@ -372,6 +378,7 @@ impl DeltaTarget {
         layout: &Layout<'_>,
         run_id: &str,
     ) -> Result<WriteStats> {
+        let df = signed_df(df)?;
         let mut write = self
             .handle()
             .await?
@@ -418,6 +425,7 @@ impl DeltaTarget {
         ctx: &SessionContext,
         run_id: &str,
     ) -> Result<WriteStats> {
+        let source = signed_df(source)?;
         let columns = column_names(&source);
         let (table, m) = table
             .merge(source, format!("target.{key} = source.{key}"))
@@ -451,6 +459,93 @@ struct Layout<'a> {
     new_schema: bool,
 }
 
+/// The type a column is written as: Delta has no unsigned integers, and delta-rs records an
+/// unsigned column under the signed type of its width while the Parquet files keep the unsigned
+/// one, which readers such as polars refuse. Values that do not fit fail the cast (an error,
+/// never a wrapped number).
+fn signed(t: &DataType) -> Option<DataType> {
+    let field = |f: &FieldRef| -> Option<FieldRef> {
+        signed(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+    };
+    match t {
+        DataType::UInt8 => Some(DataType::Int8),
+        DataType::UInt16 => Some(DataType::Int16),
+        DataType::UInt32 => Some(DataType::Int32),
+        DataType::UInt64 => Some(DataType::Int64),
+        DataType::List(f) => field(f).map(DataType::List),
+        DataType::LargeList(f) => field(f).map(DataType::LargeList),
+        DataType::Struct(fields) => {
+            let changed: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
+            changed.iter().any(Option::is_some).then(|| {
+                DataType::Struct(
+                    fields
+                        .iter()
+                        .zip(changed)
+                        .map(|(f, c)| c.unwrap_or_else(|| f.clone()))
+                        .collect(),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `batches` with every unsigned column cast to its signed type (see [`signed`]).
+fn signed_batches(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    let schema = first.schema();
+    if !schema.fields().iter().any(|f| signed(f.data_type()).is_some()) {
+        return Ok(batches);
+    }
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match signed(f.data_type()) {
+            Some(t) => Arc::new(f.as_ref().clone().with_data_type(t)),
+            None => f.clone(),
+        })
+        .collect();
+    let target = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    batches
+        .into_iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(target.fields())
+                .map(|(c, f)| cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(target.clone(), columns)?)
+        })
+        .collect()
+}
+
+/// `df` with every unsigned column cast to its signed type (see [`signed`]).
+fn signed_df(df: DataFrame) -> Result<DataFrame> {
+    if !df
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| signed(f.data_type()).is_some())
+    {
+        return Ok(df);
+    }
+    let exprs: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(q, f)| {
+            let c = Expr::Column(Column::from((q, f)));
+            match signed(f.data_type()) {
+                Some(t) => deltalake::datafusion::prelude::cast(c, t).alias(f.name()),
+                None => c,
+            }
+        })
+        .collect();
+    Ok(df.select(exprs)?)
+}
+
 fn column_names(df: &DataFrame) -> Vec<String> {
     df.schema().fields().iter().map(|f| f.name().clone()).collect()
 }
@@ -467,6 +562,7 @@ fn delta_state(ctx: &SessionContext) -> Arc<dyn deltalake::datafusion::catalog::
 impl DeltaTarget {
     /// Replaces the whole table's content in one commit (creating it when missing).
     pub async fn overwrite(&self, batches: Vec<RecordBatch>, run_id: &str) -> Result<WriteStats> {
+        let batches = signed_batches(batches)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let table = self
             .handle()
@@ -607,5 +703,66 @@ mod tests {
             read(&t).await,
             "+----+-----+---+\n| id | day | v |\n+----+-----+---+\n| a  | d1  | 1 |\n| b  | d1  | 2 |\n+----+-----+---+"
         );
+    }
+
+    /// The Parquet files' own column types, as a reader that trusts them (polars) sees them.
+    fn file_types(dir: &std::path::Path) -> Vec<(String, DataType)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "parquet") {
+                let f = std::fs::File::open(e.path()).unwrap();
+                let r = deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                    .unwrap();
+                for fl in r.schema().fields() {
+                    out.push((fl.name().clone(), fl.data_type().clone()));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup();
+        out
+    }
+
+    #[tokio::test]
+    async fn unsigned_columns_are_written_as_the_signed_types_the_schema_records() {
+        use deltalake::arrow::array::{UInt32Array, UInt64Array};
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path().join("ranks")).unwrap();
+        let t = DeltaTarget::new("analytics.ranks", url, HashMap::new());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("rank", DataType::UInt32, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(UInt32Array::from(vec![Some(1), None])),
+            ],
+        )
+        .unwrap();
+        t.append(vec![b], &[], "r1").await.unwrap();
+        assert_eq!(
+            file_types(&dir.path().join("ranks")),
+            vec![("id".into(), DataType::Utf8), ("rank".into(), DataType::Int32)]
+        );
+        // and from SQL, whose ROW_NUMBER() is unsigned
+        let ctx = SessionContext::new();
+        let df = ctx
+            .sql("SELECT 'x' AS id, ROW_NUMBER() OVER (ORDER BY 1) AS n")
+            .await
+            .unwrap();
+        let url = Url::from_directory_path(dir.path().join("numbered")).unwrap();
+        let t = DeltaTarget::new("analytics.numbered", url, HashMap::new());
+        t.append_df(df, &ctx, "r2").await.unwrap();
+        let types = file_types(&dir.path().join("numbered"));
+        assert!(types.contains(&("n".into(), DataType::Int64)), "{types:?}");
+        // a value that does not fit is an error, not a wrapped number
+        let big = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, false)])),
+            vec![Arc::new(UInt64Array::from(vec![u64::MAX]))],
+        )
+        .unwrap();
+        assert!(signed_batches(vec![big]).is_err());
     }
 }
