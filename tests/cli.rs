@@ -167,10 +167,10 @@ fn generator_is_deterministic() {
 fn a_user_feature_view_with_an_unknown_column_names_view_and_column() {
     let (_tmp, dir) = crate::workspace(20, 40, "2026-03-31");
     let out = cslake(&dir, &["features", "--as-of", "2026-03-31"]);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 2);
     assert!(
         out.stderr
-            .contains("table core.accounts does not exist yet: load data with `cslake ingest"),
+            .contains("no lake at './lake': the folder does not exist (`ingest`, `run`"),
         "{}",
         out.stderr
     );

@@ -13,6 +13,8 @@ use crate::summary::Summary;
 
 /// `cslake query "SQL" [--format table|csv|json] [--reveal]`.
 pub async fn query(ctx: &Ctx, sql: &str, format: Format, reveal: bool) -> anyhow::Result<Summary> {
+    // a statement that would write is refused before the lake is looked at
+    cslake_pipeline::lake::query::read_only(sql)?;
     let lake = ctx.lake().await?;
     let mut batches = lake.query(sql).await?;
     if reveal {

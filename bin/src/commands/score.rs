@@ -10,6 +10,8 @@ use crate::summary::Summary;
 
 /// `cslake score --as-of D`: risk, health and opportunities for every customer.
 pub async fn score(ctx: &Ctx, d: NaiveDate) -> anyhow::Result<Summary> {
+    // the configuration's own mistakes first: they do not depend on the lake
+    cslake_pipeline::features::health_profiles(&ctx.settings)?;
     let lake = ctx.lake().await?;
     let (report, run) = audited(&lake, ctx.run("score", Some(d)), async |run| {
         job::score(&lake, &ctx.settings, d, run).await
