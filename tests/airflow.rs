@@ -35,6 +35,31 @@ fn the_airflow_dags_load_and_their_commands_run_a_day() {
         String::from_utf8_lossy(&render.stderr)
     );
     let dags: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+
+    // docs/airflow copied as it is into a DAGs folder loads without import errors
+    let folder = dir.join("dags");
+    std::fs::create_dir_all(&folder).unwrap();
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/airflow");
+    for e in std::fs::read_dir(docs).unwrap().flatten() {
+        std::fs::copy(e.path(), folder.join(e.file_name())).unwrap();
+    }
+    let load = Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import sys\nfrom airflow.dag_processing.dagbag import DagBag\n\
+             b = DagBag(dag_folder=sys.argv[1])\nprint(sorted(b.import_errors), sorted(b.dag_ids))",
+        )
+        .arg(&folder)
+        .env("AIRFLOW_HOME", dir.join("airflow"))
+        .output()
+        .unwrap();
+    let loaded = String::from_utf8_lossy(&load.stdout);
+    assert_eq!(
+        loaded.lines().last().unwrap_or_default(),
+        "[] ['cslake_daily', 'cslake_weekly_report', 'cslake_weekly_train']",
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
     let tasks = |dag: &str| -> Vec<(String, String, u64)> {
         dags[dag]
             .as_array()
