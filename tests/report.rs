@@ -231,6 +231,8 @@ target = 0.9
 url_env = "PG_URL"
 schema = "bi"
 ca_file = "pg/ca.pem"
+tables = ["analytics.financial_impact", "analytics.benchmarks", "analytics.team_performance",
+          "analytics.team_summary", "analytics.team_goals", "scores.risk_scores"]
 
 [report]
 title = "Acme CS report"
@@ -266,7 +268,11 @@ secret_env = "BOARD_SECRET"
     let day = run(&["run", "--as-of", D, "--source", "data"]).ok();
     let s = day.summary();
     let published = s["publish"]["tables"].as_array().unwrap_or_else(|| panic!("{s}"));
-    assert_eq!(published.len(), 5, "every analytics table: {s}");
+    assert_eq!(
+        published.len(),
+        6,
+        "every analytics table and the risk scores: {s}"
+    );
     assert!(published.iter().all(|t| t["created"] == true), "{s}");
 
     // goals: one row per goal per CSM
@@ -341,6 +347,29 @@ secret_env = "BOARD_SECRET"
         .unwrap();
     let seg_rows: usize = query(dir, &format!("SELECT COUNT(*) FROM benchmarks WHERE as_of_date = DATE '{D}' AND dimension = 'segment' AND kpi = 'nrr_12m' AND peer_rank BETWEEN 1 AND {segs}"))[1].parse().unwrap();
     assert_eq!(seg_rows, segs);
+
+    // nested columns are JSON in PostgreSQL: each risk score's reasons, queryable with SQL
+    assert_eq!(
+        pg.query(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = 'bi' \
+             AND table_name = 'scores_risk_scores' AND column_name = 'top_factors'"
+        ),
+        ["jsonb"]
+    );
+    let first = query(
+        dir,
+        &format!(
+            "SELECT account_id, top_factors[1]['feature'] AS f FROM risk_scores WHERE as_of_date = DATE '{D}' \
+             AND array_length(top_factors) > 0 ORDER BY account_id LIMIT 1"
+        ),
+    );
+    let (account, feature) = first[1].split_once(',').unwrap();
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT top_factors->0->>'feature' FROM bi.scores_risk_scores WHERE as_of_date = '{D}' AND account_id = '{account}'"
+        )),
+        [feature]
+    );
 
     // PostgreSQL holds the same rows and numbers
     let lake_rows: usize = query(

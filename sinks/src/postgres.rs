@@ -7,8 +7,9 @@
 
 use std::fmt::Write as _;
 
-use deltalake::arrow::array::{Array, RecordBatch};
+use deltalake::arrow::array::{Array, ArrayRef, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Schema, TimeUnit};
+use deltalake::arrow::json::writer::{EncoderOptions, NullableEncoder, make_encoder};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::SinkExt;
 use tokio_postgres::Client;
@@ -46,7 +47,21 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The PostgreSQL type of an Arrow column (nested and unusual types land as text).
+/// Lists, structs and maps: published as JSON (`jsonb`), which SQL and BI tools can query.
+fn is_nested(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::FixedSizeList(_, _)
+            | DataType::Struct(_)
+            | DataType::Map(_, _)
+    )
+}
+
+/// The PostgreSQL type of an Arrow column (nested types as `jsonb`, unusual ones as text).
 pub fn pg_type(t: &DataType) -> &'static str {
     match t {
         DataType::Boolean => "boolean",
@@ -61,8 +76,15 @@ pub fn pg_type(t: &DataType) -> &'static str {
             TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond,
             None,
         ) => "timestamp",
+        t if is_nested(t) => "jsonb",
         _ => "text",
     }
+}
+
+/// How a column's values are written into COPY's CSV.
+enum Cell<'a> {
+    Text(ArrayFormatter<'a>),
+    Json(NullableEncoder<'a>),
 }
 
 /// One day (or other partition) of a lake table, to upsert.
@@ -221,7 +243,10 @@ impl PgSink {
                     }
                     Some((_, have)) => {
                         let want = pg_type(f.data_type());
+                        // a text column (nested values before they were published as JSON)
+                        // takes the JSON text as it is
                         let same = have == want
+                            || (want == "jsonb" && have == "text")
                             || (want == "timestamptz" && have == "timestamp with time zone")
                             || (want == "timestamp" && have == "timestamp without time zone");
                         // a column that only widens (integer → bigint/numeric/double) is altered;
@@ -270,35 +295,45 @@ impl PgSink {
         let mut sink = std::pin::pin!(sink);
         let mut rows = 0u64;
         let opts = FormatOptions::default().with_null("");
+        let json_opts = EncoderOptions::default();
         for b in batches {
             let b = b.clone();
-            let fmts: Vec<ArrayFormatter> = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    let col = b
-                        .column_by_name(f.name())
-                        .ok_or_else(|| err(table, format!("a batch has no column `{}`", f.name())))?;
-                    ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| err(table, e))
-                })
-                .collect::<Result<_, _>>()?;
-            let arrays: Vec<&dyn Array> = schema
+            let arrays: Vec<&ArrayRef> = schema
                 .fields()
                 .iter()
                 .map(|f| {
                     b.column_by_name(f.name())
-                        .map(|c| c.as_ref())
-                        .unwrap_or_else(|| unreachable!())
+                        .ok_or_else(|| err(table, format!("a batch has no column `{}`", f.name())))
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
+            let mut cells: Vec<Cell> = schema
+                .fields()
+                .iter()
+                .zip(&arrays)
+                .map(|(f, col)| {
+                    Ok(if is_nested(col.data_type()) {
+                        Cell::Json(make_encoder(f, col.as_ref(), &json_opts).map_err(|e| err(table, e))?)
+                    } else {
+                        Cell::Text(ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| err(table, e))?)
+                    })
+                })
+                .collect::<Result<_, PgError>>()?;
             let mut buf = String::new();
+            let mut json = Vec::new();
             for i in 0..b.num_rows() {
-                for (j, (fmt, arr)) in fmts.iter().zip(&arrays).enumerate() {
+                for (j, (cell, arr)) in cells.iter_mut().zip(&arrays).enumerate() {
                     if j > 0 {
                         buf.push(',');
                     }
                     if !arr.is_null(i) {
-                        let v = fmt.value(i).to_string();
+                        let v = match cell {
+                            Cell::Text(fmt) => fmt.value(i).to_string(),
+                            Cell::Json(enc) => {
+                                json.clear();
+                                enc.encode(i, &mut json);
+                                String::from_utf8_lossy(&json).into_owned()
+                            }
+                        };
                         buf.push('"');
                         buf.push_str(&v.replace('"', "\"\""));
                         buf.push('"');
@@ -430,6 +465,8 @@ mod tests {
             pg_type(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
             "timestamptz"
         );
+        let factor = deltalake::arrow::datatypes::Field::new("item", DataType::Utf8, true);
+        assert_eq!(pg_type(&DataType::List(factor.into())), "jsonb");
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(
             redact("postgres://u:secret@h:5432/db"),
