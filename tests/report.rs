@@ -371,6 +371,38 @@ secret_env = "BOARD_SECRET"
         [feature]
     );
 
+    // a connection that fails says why: a CA the client does not know, nothing listening
+    let config = std::fs::read_to_string(dir.join("cslake.toml")).unwrap();
+    std::fs::write(
+        dir.join("no_ca.toml"),
+        config.replace("ca_file = \"pg/ca.pem\"\n", ""),
+    )
+    .unwrap();
+    let out = run(&["--config", "no_ca.toml", "publish", "--as-of", D]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("not signed by a CA this machine trusts: set [publish.postgres] ca_file"),
+        "{}",
+        out.stderr
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let refused = format!("postgres://cslake@127.0.0.1:{port}/postgres?sslmode=require");
+    let out = cslake_env(
+        dir,
+        &["publish", "--as-of", D],
+        &[("PG_URL", refused.as_str()), ("BOARD_SECRET", secret)],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("nothing accepts connections at that host and port"),
+        "{}",
+        out.stderr
+    );
+
     // PostgreSQL holds the same rows and numbers
     let lake_rows: usize = query(
         dir,

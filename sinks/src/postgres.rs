@@ -34,11 +34,45 @@ fn err(what: impl Into<String>, e: impl std::fmt::Display) -> PgError {
 fn db_err(what: impl Into<String>, e: tokio_postgres::Error) -> PgError {
     let message = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => explained(&e),
     };
     PgError {
         what: what.into(),
         message,
+    }
+}
+
+/// A client-side error with its causes ("error performing TLS handshake" alone does not say
+/// which certificate check failed), and what to do about the common ones.
+fn explained(e: &tokio_postgres::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let _ = write!(message, ": {s}");
+        source = s.source();
+    }
+    let hint = if message.contains("UnknownIssuer") {
+        Some(
+            "the server's certificate is not signed by a CA this machine trusts: set [publish.postgres] ca_file to the PEM of the CA that signed it",
+        )
+    } else if message.contains("NotValidForName") {
+        Some(
+            "the server's certificate is not issued for the host name in the URL: connect with the name on the certificate",
+        )
+    } else if message.contains("Expired") {
+        Some("the server's certificate has expired")
+    } else if message.to_lowercase().contains("connection refused") {
+        Some("nothing accepts connections at that host and port: is PostgreSQL running and listening there?")
+    } else if message.contains("server does not support TLS") {
+        Some("the URL asks for TLS (sslmode=require) but the server does not offer it")
+    } else if message.contains("failed to lookup address") || message.contains("Name or service not known") {
+        Some("the host name does not resolve")
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{message} ({h})"),
+        None => message,
     }
 }
 
