@@ -41,7 +41,7 @@ pub struct RollupReport {
     /// The version of `features.usage_daily`.
     pub version: Option<u64>,
     /// How many day ranges a full rebuild aggregated one after the other to stay within the
-    /// memory budget (1: all at once).
+    /// memory budget (1: all at once; 0 when the refresh was incremental).
     pub ranges: usize,
 }
 
