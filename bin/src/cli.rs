@@ -293,7 +293,7 @@ pub enum Command {
         /// Also ignore rows ingested after the daily run of that date (reproduce what it saw)
         #[arg(long)]
         strict: bool,
-        /// Run only this step (a scheduler task per step); `train` always trains
+        /// Run only this step (a scheduler task per step); `train` trains when no model exists or with --retrain
         #[arg(long, value_enum, conflicts_with = "from_step")]
         only: Option<StepArg>,
         /// Run this step and the ones after it (resume a day that failed part-way)

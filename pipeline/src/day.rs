@@ -151,6 +151,9 @@ pub struct DaySummary {
     pub features: Option<FeaturesDay>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainReport>,
+    /// Why the train step trained nothing (a model exists and `--retrain` was not given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_skipped: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scores: Option<ScoreReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -268,6 +271,11 @@ pub async fn run(
                 observer.step_done(StepReport::Train(&report));
                 summary.train = Some(report);
             }
+        }
+        if summary.train.is_none() {
+            let why = "a model exists (models.registry): nothing trained; --retrain trains a new one";
+            tracing::info!("{why}");
+            summary.train_skipped = Some(why.into());
         }
     }
     if step(Step::Score) {

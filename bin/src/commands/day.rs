@@ -27,8 +27,9 @@ pub async fn run(
     let opts = DayOptions {
         sources: runner::sources(&ctx.settings, source),
         steps: Step::selected(only, from_step),
-        // a train step asked for by name trains, model or not
-        retrain: retrain || only == Some(Step::Train) || from_step == Some(Step::Train),
+        // the train step trains when the lake has no model yet, or with --retrain: a daily
+        // scheduler task can run it every night and the weekly one pass --retrain
+        retrain,
         strict,
     };
     let summary = runner::run(&ctx.new_lake()?, &ctx.settings, d, &opts, &ctx.audit, ctx).await?;

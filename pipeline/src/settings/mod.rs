@@ -129,6 +129,18 @@ fn check_rules(at: &str, table: &str, t: &TableMapping) -> Result<()> {
     Ok(())
 }
 
+/// `location` (a folder or a URL) as seen from `dir`: relative folders are joined to it, URLs and
+/// absolute paths are kept.
+fn beside(dir: &Path, location: &str) -> String {
+    let path = Path::new(location);
+    let here = dir.as_os_str().is_empty() || dir == Path::new(".");
+    if location.contains("://") || path.is_absolute() || here {
+        location.to_string()
+    } else {
+        dir.join(path).to_string_lossy().into_owned()
+    }
+}
+
 /// The memory budget of a command when none is set: half of the machine's memory (or of the
 /// container's limit, when it has a lower one).
 pub fn default_memory_limit() -> Option<usize> {
@@ -161,8 +173,13 @@ impl Settings {
             }
             None => (FileConfig::default(), PathBuf::from(".")),
         };
+        let mut file = file;
+        // locations in the file are relative to the file's folder, not to wherever the command
+        // runs (a scheduler's task runs in a temporary folder); flags and environment are the
+        // caller's, relative to the working folder
+        file.ingest.source = file.ingest.source.map(|s| beside(&config_dir, &s));
         let lake = lake
-            .or_else(|| file.lake.clone())
+            .or_else(|| file.lake.as_deref().map(|l| beside(&config_dir, l)))
             .unwrap_or_else(|| "./lake".to_string());
         let actor = actor
             .or_else(|| std::env::var("USER").ok())
@@ -432,6 +449,35 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_in_the_file_are_relative_to_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::create_dir(&conf).unwrap();
+        let file = conf.join("cslake.toml");
+        std::fs::write(
+            &file,
+            "lake = \"lake\"\n[ingest]\nsource = \"exports\"\nspill_dir = \"spill\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), None, Some("t".into()), None).unwrap();
+        assert_eq!(s.lake, conf.join("lake").to_string_lossy());
+        assert_eq!(
+            s.file.ingest.source.as_deref(),
+            Some(&*conf.join("exports").to_string_lossy())
+        );
+        assert_eq!(s.spill_root(), conf.join("spill"));
+        // the caller's own locations stay theirs; URLs and absolute paths are kept
+        let s = Settings::load(Some(&file), Some("here".into()), Some("t".into()), None).unwrap();
+        assert_eq!(s.lake, "here");
+        std::fs::write(&file, "lake = \"s3://b/p\"\n[ingest]\nsource = \"/srv/x\"\n").unwrap();
+        let s = Settings::load(Some(&file), None, Some("t".into()), None).unwrap();
+        assert_eq!(
+            (s.lake.as_str(), s.file.ingest.source.as_deref()),
+            ("s3://b/p", Some("/srv/x"))
+        );
+    }
 
     #[test]
     fn the_example_configuration_is_valid() {
