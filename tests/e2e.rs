@@ -390,6 +390,72 @@ BACK-T,{account},ticket,2026-06-25T09:00:00Z,high
     );
     let bad = cslake(&dir, &["backfill", "--from", "2026-05-15", "--to", "2026-05-01"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
+
+    readers_agree(&dir);
+}
+
+/// Every table of a lake that has run every step reads the same (types and rows) in python
+/// deltalake, polars and DuckDB as `cslake tables` says, and is as docs/tables.md documents it.
+fn readers_agree(dir: &Path) {
+    let listed = cslake(dir, &["tables", "--format", "json"]).ok();
+    let tables: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let names: Vec<&str> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    // the documented tables exist before their first row (nothing rejected, no alert sent yet)
+    for t in [
+        "ops.quarantine",
+        "ops.erasures",
+        "ops.source_cursors",
+        "actions.dead_letters",
+        "actions.crm_sync",
+        "actions.campaign_results",
+        "analytics.benchmarks",
+    ] {
+        assert!(names.contains(&t), "{t} missing: {names:?}");
+    }
+    assert_eq!(query(dir, "SELECT COUNT(*) AS n FROM ops.quarantine"), ["n", "0"]);
+
+    let json = dir.join("tables.json");
+    std::fs::write(&json, &listed.stdout).unwrap();
+    let python = std::env::var_os("CSLAKE_READERS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/cslake-readers/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "the readers are not installed: run .ci/setup (python deltalake, polars, DuckDB into ~/.cache/cslake-readers)"
+    );
+    let out = std::process::Command::new(&python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/readers.py"))
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["checked"].as_u64(), Some(names.len() as u64));
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+
+    // docs/tables.md lists each table with exactly these columns and types
+    let doc = include_str!("../docs/tables.md");
+    let md = cslake(dir, &["tables", "--format", "markdown"]).ok().stdout;
+    for section in md.split("### ").filter(|s| !s.trim().is_empty()) {
+        let section = section.trim_end();
+        assert!(
+            doc.contains(section),
+            "docs/tables.md is out of date (cslake tables --format markdown):\n### {section}"
+        );
+    }
 }
 
 #[test]

@@ -162,6 +162,14 @@ pub enum Command {
         #[arg(long, requires = "table")]
         version: Option<u64>,
     },
+    /// Every table of the lake: columns and their Delta types, partitions, version, files, rows
+    Tables {
+        /// One table (zone.table) or zone; default: all
+        table: Option<String>,
+        /// table, json, or markdown (the form of docs/tables.md)
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "markdown"])]
+        format: String,
+    },
     /// The versions of a table, the run that wrote each, and the input versions it was built from
     Lineage {
         /// zone.table, e.g. scores.risk_scores

@@ -706,3 +706,18 @@ pub fn verified(r: &cslake_pipeline::admin::backup::VerifyReport, at: &str) {
         out!("  damaged or missing: {b}");
     }
 }
+
+/// A size in bytes for people: `812 B`, `4.2 KB`, `1.3 MB`, `2.0 GB` (powers of 1024).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let (mut v, mut unit) = (n as f64, 0);
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

@@ -144,6 +144,41 @@ impl DeltaTarget {
         CommitProperties::default().with_metadata(meta)
     }
 
+    /// Creates the table, empty, with the schema of `example` (its rows are ignored) when it does
+    /// not exist yet: a documented table exists before its first row, so readers find it. Another
+    /// writer creating it at the same moment is not an error. True when this call created it.
+    pub async fn create_empty(
+        &self,
+        example: RecordBatch,
+        partition_by: &[&str],
+        run_id: &str,
+    ) -> Result<bool> {
+        use deltalake::kernel::StructType;
+        use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+        let table = self.handle().await?;
+        if table.version().is_some() {
+            return Ok(false);
+        }
+        let example = signed_batches(vec![example])?.remove(0);
+        let schema: StructType = example
+            .schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| self.err(e.into()))?;
+        let created = table
+            .create()
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(partition_by.iter().map(|s| s.to_string()))
+            .with_save_mode(SaveMode::Ignore)
+            .with_commit_properties(self.commit(run_id))
+            .await;
+        match created {
+            Ok(_) => Ok(true),
+            Err(_) if self.open().await?.is_some() => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Appends rows (creating the table on first write).
     pub async fn append(
         &self,

@@ -1,6 +1,8 @@
-//! `cslake query`, `cslake runs` and `cslake lineage`: reading the lake and its audit.
+//! `cslake query`, `cslake tables`, `cslake runs` and `cslake lineage`: reading the lake and its
+//! audit.
 
 use cslake_pipeline::Error;
+use cslake_pipeline::lake::describe;
 use cslake_pipeline::lake::lineage as versions;
 use cslake_pipeline::lake::ops::{self, audited};
 use cslake_pipeline::lake::pii::Protector;
@@ -78,4 +80,49 @@ pub async fn lineage(ctx: &Ctx, table: &str, limit: usize) -> anyhow::Result<Sum
     Ok(Summary::succeeded("lineage")
         .with("table", table)
         .with("versions", &found))
+}
+
+/// `cslake tables [ZONE.TABLE] [--format table|json|markdown]`: what a reader of the lake finds.
+pub async fn tables(ctx: &Ctx, only: Option<&str>, format: &str) -> anyhow::Result<Summary> {
+    let found = describe::describe(&ctx.lake().await?, only).await?;
+    match format {
+        "json" => {
+            out!("{}", serde_json::to_string_pretty(&found)?);
+            return Ok(Summary::succeeded("tables").silent());
+        }
+        "markdown" => {
+            out!("{}", describe::markdown(&found).trim_end());
+            return Ok(Summary::succeeded("tables").silent());
+        }
+        _ => {}
+    }
+    let width = found.iter().map(|t| t.table.len()).max().unwrap_or(0);
+    for t in &found {
+        let rows = t.rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+        let parts = if t.partitioned_by.is_empty() {
+            String::new()
+        } else {
+            format!(", by {}", t.partitioned_by.join(", "))
+        };
+        out!(
+            "{:<width$}  v{:<4} {:>11} rows  {:>5} files  {:>9}  {} columns{parts}",
+            t.table,
+            t.version,
+            rows,
+            t.files,
+            output::bytes(t.bytes),
+            t.columns.len(),
+        );
+        if only.is_some() {
+            for c in &t.columns {
+                out!(
+                    "    {:<28} {}{}",
+                    c.name,
+                    c.ty,
+                    if c.nullable { "" } else { " not null" }
+                );
+            }
+        }
+    }
+    Ok(Summary::succeeded("tables").with("tables", found.len()))
 }

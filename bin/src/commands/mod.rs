@@ -140,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Summary> {
         Command::Maintain { as_of, dry_run } => admin::maintain(&ctx, as_of, dry_run).await,
         Command::Gdpr { action } => admin::gdpr(&ctx, action).await,
         Command::Pii { action } => admin::pii(&ctx, action).await,
+        Command::Tables { table, format } => lake::tables(&ctx, table.as_deref(), &format).await,
         Command::Lineage { table, limit } => lake::lineage(&ctx, &table, limit).await,
         Command::Runs { action } => lake::runs(&ctx, action).await,
         Command::Query { sql, format, reveal } => lake::query(&ctx, &sql, format, reveal).await,

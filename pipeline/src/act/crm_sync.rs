@@ -185,14 +185,7 @@ pub(crate) async fn write_back(
     }
     if !keys.is_empty() {
         let n = keys.len();
-        let b = Cols::default()
-            .key("sync_key", keys)
-            .key("crm", vec![cfg.name.clone(); n])
-            .str("object_id", objects)
-            .str("value", values)
-            .date("synced_on", vec![Some(day.as_of); n])
-            .key("_run_id", vec![run.run_id.clone(); n])
-            .batch()?;
+        let b = sync_batch(&cfg.name, keys, objects, values, day.as_of, &run.run_id)?;
         let s = lake
             .target("actions", "crm_sync")
             .upsert(
@@ -335,4 +328,24 @@ async fn send(crm: &Crm, deliveries: &[Delivery]) -> Result<Vec<Outcome>> {
         });
     }
     Ok(outcomes)
+}
+
+/// `actions.crm_sync` rows: the value last written to each CRM field.
+pub(crate) fn sync_batch(
+    crm: &str,
+    keys: Vec<String>,
+    objects: Vec<Option<String>>,
+    values: Vec<Option<String>>,
+    synced_on: chrono::NaiveDate,
+    run_id: &str,
+) -> Result<deltalake::arrow::array::RecordBatch> {
+    let n = keys.len();
+    Cols::default()
+        .key("sync_key", keys)
+        .key("crm", vec![crm.to_string(); n])
+        .str("object_id", objects)
+        .str("value", values)
+        .date("synced_on", vec![Some(synced_on); n])
+        .key("_run_id", vec![run_id.to_string(); n])
+        .batch()
 }

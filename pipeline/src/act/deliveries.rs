@@ -372,30 +372,7 @@ pub(crate) async fn dispatch(
         run.wrote("actions.deliveries", chunk.len(), s.version);
         if !dead.is_empty() {
             let rows: Vec<&DeliveryRow> = dead.iter().collect();
-            let b = Cols::default()
-                .key(
-                    "delivery_id",
-                    rows.iter().map(|r| r.delivery_id.clone()).collect(),
-                )
-                .str("kind", rows.iter().map(|r| Some(r.kind.clone())).collect())
-                .str("ref_id", rows.iter().map(|r| Some(r.ref_id.clone())).collect())
-                .str("channel", rows.iter().map(|r| Some(r.channel.clone())).collect())
-                .str(
-                    "recipients",
-                    rows.iter().map(|r| Some(r.recipients.clone())).collect(),
-                )
-                .str("subject", rows.iter().map(|r| Some(r.subject.clone())).collect())
-                .str("body", rows.iter().map(|r| Some(r.body.clone())).collect())
-                .str("payload", rows.iter().map(|r| Some(r.payload.clone())).collect())
-                .str("error", rows.iter().map(|r| r.last_error.clone()).collect())
-                .int("attempts", rows.iter().map(|r| Some(r.attempts)).collect())
-                .date("as_of_date", vec![Some(as_of); rows.len()])
-                .ts(
-                    "dead_at",
-                    vec![Some(chrono::Utc::now().timestamp_micros()); rows.len()],
-                )
-                .key("_run_id", vec![run.run_id.clone(); rows.len()])
-                .batch()?;
+            let b = dead_letters_batch(&rows, as_of, &run.run_id)?;
             insert_new(lake, "dead_letters", b, "delivery_id", run).await?;
         }
         if n == 0 {
@@ -433,4 +410,36 @@ pub(crate) async fn dispatch(
         upsert_alerts(lake, &changed, run).await?;
     }
     Ok(counts)
+}
+
+/// `actions.dead_letters` rows: deliveries given up on, with their last error.
+pub(crate) fn dead_letters_batch(
+    rows: &[&DeliveryRow],
+    as_of: NaiveDate,
+    run_id: &str,
+) -> Result<deltalake::arrow::array::RecordBatch> {
+    Cols::default()
+        .key(
+            "delivery_id",
+            rows.iter().map(|r| r.delivery_id.clone()).collect(),
+        )
+        .str("kind", rows.iter().map(|r| Some(r.kind.clone())).collect())
+        .str("ref_id", rows.iter().map(|r| Some(r.ref_id.clone())).collect())
+        .str("channel", rows.iter().map(|r| Some(r.channel.clone())).collect())
+        .str(
+            "recipients",
+            rows.iter().map(|r| Some(r.recipients.clone())).collect(),
+        )
+        .str("subject", rows.iter().map(|r| Some(r.subject.clone())).collect())
+        .str("body", rows.iter().map(|r| Some(r.body.clone())).collect())
+        .str("payload", rows.iter().map(|r| Some(r.payload.clone())).collect())
+        .str("error", rows.iter().map(|r| r.last_error.clone()).collect())
+        .int("attempts", rows.iter().map(|r| Some(r.attempts)).collect())
+        .date("as_of_date", vec![Some(as_of); rows.len()])
+        .ts(
+            "dead_at",
+            vec![Some(chrono::Utc::now().timestamp_micros()); rows.len()],
+        )
+        .key("_run_id", vec![run_id.to_string(); rows.len()])
+        .batch()
 }

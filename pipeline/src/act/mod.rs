@@ -101,6 +101,8 @@ pub async fn act(
         return Ok(report);
     };
 
+    create_tables(lake, as_of, &run.run_id).await?;
+
     // state first, then messages: a crash after this point re-sends only what was not logged
     if !new_tasks.is_empty() {
         let b = Task::batch(&new_tasks, &run.run_id)?;
@@ -198,4 +200,36 @@ pub async fn act(
         run.wrote("actions.campaign_results", arms.len(), s.version);
     }
     Ok(report)
+}
+
+/// Every `actions` table, created empty on the first (not dry) run, so BI tools and SQL find the
+/// documented tables before a playbook first fills them (no alert yet is an empty table, not a
+/// missing one). Each comes from the builder its writer uses, so the schemas cannot differ.
+async fn create_tables(lake: &Lake, as_of: NaiveDate, run_id: &str) -> Result<()> {
+    let day = ["as_of_date"];
+    let tables = [
+        ("tasks", Task::batch(&[], run_id)?, &[][..]),
+        ("alerts", Alert::batch(&[], run_id)?, &[]),
+        ("campaign_assignments", Assignment::batch(&[], run_id)?, &[]),
+        ("playbook_runs", Enrolment::batch(&[], as_of, run_id)?, &day),
+        ("deliveries", DeliveryRow::batch(&[], run_id)?, &[]),
+        (
+            "dead_letters",
+            deliveries::dead_letters_batch(&[], as_of, run_id)?,
+            &[],
+        ),
+        (
+            "crm_sync",
+            crm_sync::sync_batch("", vec![], vec![], vec![], as_of, run_id)?,
+            &[],
+        ),
+        ("playbook_stats", stats_batch(&[], as_of, run_id)?, &day),
+        ("campaign_results", arms_batch(&[], as_of, run_id)?, &day),
+    ];
+    for (name, example, partitions) in tables {
+        lake.target("actions", name)
+            .create_empty(example, partitions, run_id)
+            .await?;
+    }
+    Ok(())
 }

@@ -24,7 +24,6 @@ use deltalake::protocol::SaveMode;
 
 use crate::lake::erasures::sha256;
 use crate::lake::query::{has_table, sql, strings};
-use crate::lake::schema::ColType;
 use crate::{Error, Lake, Result, RunContext};
 
 /// Whom a request is about.
@@ -433,16 +432,7 @@ async fn record(
         .iter()
         .map(|t| (t.table.as_str(), t.deleted + t.blanked))
         .collect();
-    let ts = ColType::Timestamp.arrow();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("erasure_id", DataType::Utf8, false),
-        Field::new("subject", DataType::Utf8, false),
-        Field::new("identifier_kind", DataType::Utf8, false),
-        Field::new("identifier_sha256", DataType::Utf8, false),
-        Field::new("tables", DataType::Utf8, false),
-        Field::new("actor", DataType::Utf8, false),
-        Field::new("erased_at", ts, false),
-    ]));
+    let schema = crate::lake::erasures::schema();
     let batch = RecordBatch::try_new(
         schema,
         vec![

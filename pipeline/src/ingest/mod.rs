@@ -181,10 +181,30 @@ pub async fn ingest(
     run: &mut RunContext,
     progress: &dyn Progress,
 ) -> Result<IngestReport> {
+    create_ops_tables(lake, &run.run_id).await?;
     match settings.file.sources.iter().find(|s| s.name == source) {
         Some(api) => ingest_api(lake, settings, api, full, run, progress).await,
         None => ingest_files(lake, settings, source, full, run, progress).await,
     }
+}
+
+/// The `ops` tables ingest keeps, created empty on a lake's first ingest, so that "nothing was
+/// rejected" reads as an empty `ops.quarantine` rather than a missing table. (Core tables are not:
+/// a missing core table means the company sends no such data, and the views reading it are
+/// skipped.)
+async fn create_ops_tables(lake: &Lake, run_id: &str) -> Result<()> {
+    use deltalake::arrow::array::RecordBatch;
+    for (name, schema) in [
+        ("quarantine", crate::lake::ops::quarantine_schema()),
+        ("source_state", source_state::state_schema()),
+        ("source_cursors", source_state::cursors_schema()),
+        ("erasures", crate::lake::erasures::schema()),
+    ] {
+        lake.target("ops", name)
+            .create_empty(RecordBatch::new_empty(schema), &[], run_id)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Validates and casts records into the table they belong to, keeping what the run learns

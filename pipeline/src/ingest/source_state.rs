@@ -78,14 +78,10 @@ pub async fn load(ctx: &SessionContext, source: &str) -> Result<HashMap<(String,
     Ok(out)
 }
 
-/// Upserts the state of the files this run loaded.
-pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str) -> Result<Option<u64>> {
-    if files.is_empty() {
-        return Ok(None);
-    }
-    let n = files.len();
+/// The columns of `ops.source_state`.
+pub fn state_schema() -> Arc<Schema> {
     let ts = ColType::Timestamp.arrow();
-    let schema = Arc::new(Schema::new(vec![
+    Arc::new(Schema::new(vec![
         Field::new("source", DataType::Utf8, false),
         Field::new("table_name", DataType::Utf8, false),
         Field::new("object", DataType::Utf8, false),
@@ -94,7 +90,16 @@ pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str
         Field::new("e_tag", DataType::Utf8, true),
         Field::new("_run_id", DataType::Utf8, false),
         Field::new("loaded_at", ts, false),
-    ]));
+    ]))
+}
+
+/// Upserts the state of the files this run loaded.
+pub async fn record(lake: &Lake, source: &str, files: &[FileState], run_id: &str) -> Result<Option<u64>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let n = files.len();
+    let schema = state_schema();
     let batch = RecordBatch::try_new(
         schema,
         vec![
@@ -151,6 +156,18 @@ pub async fn load_cursors(ctx: &SessionContext, source: &str) -> Result<HashMap<
     Ok(out)
 }
 
+/// The columns of `ops.source_cursors`.
+pub fn cursors_schema() -> Arc<Schema> {
+    let ts = ColType::Timestamp.arrow();
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("cursor", DataType::Utf8, false),
+        Field::new("_run_id", DataType::Utf8, false),
+        Field::new("updated_at", ts, false),
+    ]))
+}
+
 /// Upserts the cursors a run reached. Called only after the core tables are committed.
 pub async fn record_cursors(
     lake: &Lake,
@@ -162,14 +179,7 @@ pub async fn record_cursors(
         return Ok(None);
     }
     let n = cursors.len();
-    let ts = ColType::Timestamp.arrow();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("source", DataType::Utf8, false),
-        Field::new("stream", DataType::Utf8, false),
-        Field::new("cursor", DataType::Utf8, false),
-        Field::new("_run_id", DataType::Utf8, false),
-        Field::new("updated_at", ts, false),
-    ]));
+    let schema = cursors_schema();
     let batch = RecordBatch::try_new(
         schema,
         vec![

@@ -2,11 +2,14 @@
 //! that later ingests keep the subject out and nothing of the subject itself stays in the lake.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
 use sha2::{Digest, Sha256};
 
 use super::query::{has_table, sql, strings};
+use super::schema::ColType;
 use crate::Result;
 
 /// The hex SHA-256 of a text, as `ops.erasures` stores identifiers.
@@ -35,4 +38,18 @@ pub async fn erased(ctx: &SessionContext) -> Result<HashSet<(String, String)>> {
         }
     }
     Ok(out)
+}
+
+/// The columns of `ops.erasures`.
+pub fn schema() -> Arc<Schema> {
+    let ts = ColType::Timestamp.arrow();
+    Arc::new(Schema::new(vec![
+        Field::new("erasure_id", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, false),
+        Field::new("identifier_kind", DataType::Utf8, false),
+        Field::new("identifier_sha256", DataType::Utf8, false),
+        Field::new("tables", DataType::Utf8, false),
+        Field::new("actor", DataType::Utf8, false),
+        Field::new("erased_at", ts, false),
+    ]))
 }

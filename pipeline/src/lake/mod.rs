@@ -5,6 +5,7 @@
 //! erasure list ([`erasures`]), retention ([`retention`]), lineage ([`lineage`]) and the
 //! helpers that query tables and read their batches ([`query`]).
 
+pub mod describe;
 pub mod erasures;
 pub mod lease;
 pub mod lineage;

@@ -297,6 +297,21 @@ pub struct Rejected {
     pub raw: String,
 }
 
+/// The columns of `ops.quarantine`.
+pub fn quarantine_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("_run_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new("row_number", DataType::Int64, false),
+        Field::new("field", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("quarantined_at", ColType::Timestamp.arrow(), false),
+    ]))
+}
+
 /// Appends rejected rows to `ops/quarantine`.
 pub async fn quarantine(
     lake: &Lake,
@@ -309,17 +324,7 @@ pub async fn quarantine(
         return Ok(None);
     }
     let n = rows.len();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("_run_id", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, false),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("origin", DataType::Utf8, false),
-        Field::new("row_number", DataType::Int64, false),
-        Field::new("field", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("raw", DataType::Utf8, false),
-        Field::new("quarantined_at", ColType::Timestamp.arrow(), false),
-    ]));
+    let schema = quarantine_schema();
     let now = Utc::now().timestamp_micros();
     let batch = RecordBatch::try_new(
         schema,
