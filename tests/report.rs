@@ -535,6 +535,28 @@ secret_env = "BOARD_SECRET"
     let high: f64 = query(dir, &format!("SELECT COUNT(*) FROM risk_scores WHERE as_of_date = DATE '{D}' AND risk_band IN ('high', 'critical')"))[1].parse().unwrap();
     assert_eq!(card("high_risk_accounts").0, high);
     assert!(text.contains("Acme CS report"), "{text}");
+    // no number is cut short anywhere ("$1.2…"), and every critical account is among the
+    // accounts to act on, however small
+    let chars: Vec<char> = text.chars().collect();
+    let cut = chars
+        .windows(2)
+        .any(|w| w[1] == '…' && (w[0].is_ascii_digit() || matches!(w[0], '.' | ',' | '$' | '%')));
+    assert!(!cut, "{text}");
+    for name in query(
+        dir,
+        &format!(
+            "SELECT a.name FROM risk_scores r JOIN accounts a ON a.account_id = r.account_id \
+             WHERE r.as_of_date = DATE '{D}' AND r.risk_band = 'critical' LIMIT 45"
+        ),
+    )
+    .iter()
+    .skip(1)
+    {
+        assert!(
+            html.contains(name.as_str()),
+            "critical account {name} is not listed"
+        );
+    }
     for seg in query(dir, &format!("SELECT value, accounts FROM financial_impact WHERE as_of_date = DATE '{D}' AND dimension = 'segment'"))[1..].iter() {
         let (name, n) = seg.split_once(',').unwrap();
         assert!(html.contains(&format!("<tr><td>{name}</td><td class=\"num\">{n}</td>")), "segment {name} with {n} accounts");

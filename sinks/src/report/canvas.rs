@@ -157,25 +157,72 @@ impl Canvas {
         paint: Paint,
         anchor: Anchor,
     ) {
-        let t = fit(text, max_w, size, bold);
-        self.text(x, y, &t, size, bold, paint, anchor);
+        if is_number(text) {
+            // a number is never shortened: it is set smaller until it fits
+            let size = fit_size(text, max_w, size, bold);
+            self.text(x, y, text, size, bold, paint, anchor);
+        } else {
+            let t = fit(text, max_w, size, bold);
+            self.text(x, y, &t, size, bold, paint, anchor);
+        }
     }
 }
 
-/// `text`, shortened with "…" until it is at most `max_w` wide.
+/// Whether `text` reads as a number (`$1.2M`, `135.4`, `79.8%`, `12/54`, `-3`): a digit, and more
+/// digits than letters (unit suffixes such as K, M, B).
+pub fn is_number(text: &str) -> bool {
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+    digits > 0 && letters < digits && !text.contains(' ')
+}
+
+/// The font size, at most `size` and at least 4 points, at which `text` is at most `max_w` wide.
+pub fn fit_size(text: &str, max_w: f32, size: f32, bold: bool) -> f32 {
+    let w = text_width(text, size, bold);
+    if w <= max_w || w <= 0.0 {
+        size
+    } else {
+        (size * max_w / w * 0.98).max(4.0)
+    }
+}
+
+/// `text`, shortened with "…" until it is at most `max_w` wide: whole words are dropped first, and
+/// a cut never ends inside a number (`$1.2…` would misstate it).
 pub fn fit(text: &str, max_w: f32, size: f32, bold: bool) -> String {
     if text_width(text, size, bold) <= max_w {
         return text.to_string();
     }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for n in (1..words.len()).rev() {
+        let t = format!("{} …", words[..n].join(" "));
+        if text_width(&t, size, bold) <= max_w {
+            return t;
+        }
+    }
+    // one word wider than the space: cut it, but not in the middle of a number
     let mut chars: Vec<char> = text.chars().collect();
     while !chars.is_empty() {
         chars.pop();
+        while chars
+            .last()
+            .is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '$' | '€' | '£' | '-' | '+'))
+        {
+            chars.pop();
+        }
         let t: String = chars.iter().collect::<String>().trim_end().to_string() + "…";
         if text_width(&t, size, bold) <= max_w {
             return t;
         }
     }
     String::new()
+}
+
+/// Whether `text` shows a number cut short: "…" right after a digit or a number's punctuation.
+pub fn cuts_a_number(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .windows(2)
+        .any(|w| w[1] == '…' && (w[0].is_ascii_digit() || matches!(w[0], '.' | ',' | '$' | '€' | '£' | '%')))
 }
 
 /// Words of `text` in lines at most `max_w` wide.
@@ -234,6 +281,13 @@ pub fn check_pages(pages: &[Vec<Op>], width: f32, height: f32, margin: f32) -> V
         }
         for o in ops {
             if let Op::Text { text, .. } = o
+                && cuts_a_number(text)
+            {
+                problems.push(format!("page {page}: \"{text}\" cuts a number short"));
+            }
+        }
+        for o in ops {
+            if let Op::Text { text, .. } = o
                 && metrics::win_ansi(text).contains(&b'?')
                 && !text.contains('?')
             {
@@ -272,6 +326,15 @@ mod tests {
         let f = fit(s, 100.0, 10.0, false);
         assert!(f.ends_with('…') && text_width(&f, 10.0, false) <= 100.0, "{f}");
         assert_eq!(fit("short", 100.0, 10.0, false), "short");
+        // words are dropped whole, and numbers are never cut
+        let f = fit("usage fell 45% over the last 30 days", 90.0, 10.0, false);
+        assert!(f.ends_with(" …") && !cuts_a_number(&f), "{f}");
+        let f = fit("$1,234,567.89", 30.0, 10.0, false);
+        assert!(!cuts_a_number(&f), "{f}");
+        assert!(cuts_a_number("$1.2…") && cuts_a_number("135.…") && !cuts_a_number("Pioneer …"));
+        assert!(is_number("$1.2M") && is_number("79.8%") && is_number("12/54") && !is_number("ACME 12"));
+        let size = fit_size("$1,234,567.89", 40.0, 10.0, false);
+        assert!(size < 10.0 && text_width("$1,234,567.89", size, false) <= 40.0);
         let lines = wrap(s, 120.0, 10.0, false);
         assert!(lines.len() > 2);
         assert!(lines.iter().all(|l| text_width(l, 10.0, false) <= 120.0));

@@ -5,7 +5,10 @@ use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
 use super::chart::draw;
 use super::metrics::win_ansi;
-use super::{Anchor, Block, Canvas, Op, Paint, Report, Table, Tone, check_pages, fit, text_width, wrap};
+use super::{
+    Anchor, Block, Canvas, Op, Paint, Report, Table, Tone, check_pages, fit, fit_size, is_number, text_width,
+    wrap,
+};
 
 pub const PAGE_W: f32 = 595.28;
 pub const PAGE_H: f32 = 841.89;
@@ -168,24 +171,25 @@ fn table(l: &mut Layout, t: &Table) {
     }
     for (i, row) in t.rows.iter().enumerate() {
         // text cells wrap to two lines at most (the second shortened with "…"), numbers stay on one
-        let cells: Vec<Vec<String>> = t
+        // numbers are never cut: one that is wider than its column is set smaller
+        let cells: Vec<(Vec<String>, f32)> = t
             .columns
             .iter()
             .zip(&widths)
             .zip(row)
             .map(|((c, w), cell)| {
-                if c.numeric {
-                    return vec![fit(cell, w - 8.0, size, false)];
+                if c.numeric || is_number(cell) {
+                    return (vec![cell.clone()], fit_size(cell, w - 8.0, size, false));
                 }
                 let mut lines = wrap(cell, w - 8.0, size, false);
                 if lines.len() > 2 {
                     lines[1] = fit(&lines[1..].join(" "), w - 8.0, size, false);
                     lines.truncate(2);
                 }
-                lines
+                (lines, size)
             })
             .collect();
-        let lines = cells.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let lines = cells.iter().map(|c| c.0.len()).max().unwrap_or(1).max(1);
         let h = row_h + 9.0 * (lines - 1) as f32;
         if l.y + h > BOTTOM {
             l.new_page();
@@ -197,14 +201,22 @@ fn table(l: &mut Layout, t: &Table) {
             p.rect(MARGIN, y, CONTENT_W, h, Some(Paint::Rgb(249, 250, 251)), None);
         }
         let mut x = MARGIN;
-        for ((c, w), cell) in t.columns.iter().zip(&widths).zip(&cells) {
+        for ((c, w), (cell, cell_size)) in t.columns.iter().zip(&widths).zip(&cells) {
             let (tx, anchor) = if c.numeric {
                 (x + w - 4.0, Anchor::End)
             } else {
                 (x + 4.0, Anchor::Start)
             };
             for (k, line) in cell.iter().enumerate() {
-                p.text(tx, y + 9.0 + 9.0 * k as f32, line, size, false, Paint::Fg, anchor);
+                p.text(
+                    tx,
+                    y + 9.0 + 9.0 * k as f32,
+                    line,
+                    *cell_size,
+                    false,
+                    Paint::Fg,
+                    anchor,
+                );
             }
             x += w;
         }
@@ -222,10 +234,23 @@ fn table(l: &mut Layout, t: &Table) {
 /// Column widths: every header in full (while the headers fit the page at all), the rest of the
 /// width shared by weight.
 fn column_widths(t: &Table, size: f32) -> Vec<f32> {
+    // a column of numbers needs its widest number as well as its header
     let need: Vec<f32> = t
         .columns
         .iter()
-        .map(|c| text_width(&c.name, size, true) + 10.0)
+        .enumerate()
+        .map(|(i, c)| {
+            let widest = if c.numeric {
+                t.rows
+                    .iter()
+                    .filter_map(|r| r.get(i))
+                    .map(|v| text_width(v, size, false))
+                    .fold(0.0, f32::max)
+            } else {
+                0.0
+            };
+            text_width(&c.name, size, true).max(widest) + 10.0
+        })
         .collect();
     let total_need: f32 = need.iter().sum();
     if total_need >= CONTENT_W {

@@ -134,13 +134,19 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
             .cloned()
             .unwrap_or_default()
     };
+    // CSMs by name where core.csms has them: readers know people, not ids
+    let (csm_name, csms) = if has_table(&ctx, "core.csms") {
+        ("c.name", "LEFT JOIN core.csms c ON c.csm_id = a.csm_id")
+    } else {
+        ("NULL", "")
+    };
     let risk_rows = rows(
         &ctx,
         &format!(
             "SELECT r.account_id, COALESCE(a.name, r.account_id) AS name, COALESCE(a.segment, 'unknown') AS segment, \
-             COALESCE(a.csm_id, 'unassigned') AS csm, r.risk_score, r.risk_band, r.churn_probability, \
+             COALESCE({csm_name}, a.csm_id, 'unassigned') AS csm, r.risk_score, r.risk_band, r.churn_probability, \
              COALESCE(m.mrr, 0) AS mrr, r.top_factors[1]['reason'] AS reason \
-             FROM scores.risk_scores r LEFT JOIN core.accounts a ON a.account_id = r.account_id \
+             FROM scores.risk_scores r LEFT JOIN core.accounts a ON a.account_id = r.account_id {csms} \
              LEFT JOIN ({mrr}) m ON m.account_id = r.account_id WHERE r.as_of_date = {d}",
             mrr = if has_table(&ctx, "features.subscription") {
                 format!("SELECT account_id, mrr FROM features.subscription WHERE as_of_date = {d}")
@@ -588,21 +594,26 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
             .total_cmp(&(num(a, "mrr") * num(a, "churn_probability")))
     });
     let n_top = cfg.top_accounts.unwrap_or(15);
+    let (chosen, critical_left) = to_act_on(&top, n_top);
+    let critical = top.iter().filter(|r| text(r, "risk_band") == "critical").count();
     blocks.push(Block::Table(Table {
         key: "top_at_risk".into(),
-        title: format!("Top {n_top} accounts by revenue at risk"),
+        title: if critical > 0 {
+            format!("Top {n_top} accounts by revenue at risk, and every critical one")
+        } else {
+            format!("Top {n_top} accounts by revenue at risk")
+        },
         columns: vec![
             Column::text("Account", 2.2),
             Column::text("Segment", 1.1),
-            Column::text("CSM", 0.9),
+            Column::text("CSM", 1.2),
             Column::num("MRR", 0.9),
             Column::num("Risk", 0.6),
             Column::num("At risk / yr", 1.0),
-            Column::text("Main reason", 4.6),
+            Column::text("Main reason", 4.3),
         ],
-        rows: top
+        rows: chosen
             .iter()
-            .take(n_top)
             .map(|r| {
                 vec![
                     text(r, "name"),
@@ -616,6 +627,14 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
             })
             .collect(),
     }));
+    if critical_left > 0 {
+        blocks.push(Block::Text {
+            text: format!(
+                "{critical_left} more critical accounts are not listed: `cslake query \"SELECT * FROM risk_scores WHERE as_of_date = DATE '{as_of}' AND risk_band = 'critical'\"` lists them all."
+            ),
+            small: true,
+        });
+    }
     if has_table(&ctx, "scores.opportunities") {
         let opps = rows(
             &ctx,
@@ -806,9 +825,59 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
     })
 }
 
+/// The accounts to act on, from `ranked` (by expected loss, largest first): the top `n`, and
+/// every critical account besides (a small account at risk 96 is as urgent as a large one at
+/// risk 40), up to `3 n` rows in all; also how many critical accounts did not fit.
+fn to_act_on<'a>(
+    ranked: &[&'a BTreeMap<String, String>],
+    n: usize,
+) -> (Vec<&'a BTreeMap<String, String>>, usize) {
+    let cap = 3 * n.max(1);
+    let mut left = 0;
+    let mut chosen = Vec::new();
+    for (i, r) in ranked.iter().enumerate() {
+        let critical = text(r, "risk_band") == "critical";
+        if i < n || (critical && chosen.len() < cap) {
+            chosen.push(*r);
+        } else if critical {
+            left += 1;
+        }
+    }
+    (chosen, left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn critical_accounts_are_always_among_those_to_act_on() {
+        let row = |id: &str, band: &str| -> BTreeMap<String, String> {
+            [("name", id), ("risk_band", band)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // ranked by expected loss: big low-risk accounts first, small critical ones last
+        let rows: Vec<BTreeMap<String, String>> = (0..10)
+            .map(|i| row(&format!("big{i}"), "low"))
+            .chain((0..5).map(|i| row(&format!("crit{i}"), "critical")))
+            .collect();
+        let ranked: Vec<&BTreeMap<String, String>> = rows.iter().collect();
+        let names = |v: &[&BTreeMap<String, String>]| v.iter().map(|r| text(r, "name")).collect::<Vec<_>>();
+        let (chosen, left) = to_act_on(&ranked, 3);
+        assert_eq!(
+            names(&chosen),
+            [
+                "big0", "big1", "big2", "crit0", "crit1", "crit2", "crit3", "crit4"
+            ]
+        );
+        assert_eq!(left, 0);
+        // at most 3 n rows in all: the rest is counted, not silently dropped
+        let (chosen, left) = to_act_on(&ranked, 2);
+        assert_eq!(chosen.len(), 6);
+        assert_eq!(left, 1);
+    }
 
     #[test]
     fn arr_bands_are_round_and_cover_everything() {
