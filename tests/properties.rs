@@ -141,7 +141,7 @@ async fn check(seed: u64) {
     cslake_pipeline::ingest::ingest(&lake, &settings, &source, false, &mut run, &NoProgress)
         .await
         .unwrap();
-    cslake_pipeline::features::features(&lake, &settings, d, false, &mut run)
+    cslake_pipeline::features::features(&lake, &settings, d, false, &mut run, &cslake_pipeline::NoProgress)
         .await
         .unwrap();
     let target = cslake_features::Target::Churn;
@@ -165,9 +165,16 @@ async fn check(seed: u64) {
         .clone()
         .unwrap();
     let obs: NaiveDate = obs.parse().unwrap();
-    cslake_pipeline::features::features(&lake, &settings, obs, false, &mut run)
-        .await
-        .unwrap();
+    cslake_pipeline::features::features(
+        &lake,
+        &settings,
+        obs,
+        false,
+        &mut run,
+        &cslake_pipeline::NoProgress,
+    )
+    .await
+    .unwrap();
     // a session sees the table versions of when it was opened
     let ctx = lake.session().await.unwrap();
     let daily: std::collections::BTreeMap<String, Vec<(String, Option<String>)>> = {
@@ -227,7 +234,7 @@ async fn check(seed: u64) {
     cslake_pipeline::ingest::ingest(&lake, &settings, &late, false, &mut run, &NoProgress)
         .await
         .unwrap();
-    cslake_pipeline::features::features(&lake, &settings, d, false, &mut run)
+    cslake_pipeline::features::features(&lake, &settings, d, false, &mut run, &cslake_pipeline::NoProgress)
         .await
         .unwrap();
     cslake_pipeline::train::write_training_set(&lake, &settings, target, d, false, None, &mut run)

@@ -106,6 +106,10 @@ pub enum Command {
         /// Where the generated files go
         #[arg(long, default_value = "./demo-data")]
         data: PathBuf,
+        /// Weeks before the last day also scored and analysed (a date every two weeks), so
+        /// trends and the report's charts have a history (0: none)
+        #[arg(long, default_value_t = 13)]
+        history_weeks: u32,
     },
     /// Generate a realistic B2B SaaS data set as files
     Generate {

@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
 pub fn init_logging() {
@@ -35,17 +37,37 @@ impl std::io::Write for Masked {
     }
 }
 
-/// indicatif bars on a terminal; nothing otherwise (logs carry the counts).
+/// indicatif bars on a terminal; nothing otherwise (logs carry the counts). Steps nest (a
+/// backfill's dates, each date's steps): each `start` adds a line under the ones running, and
+/// `finish` removes the newest.
 pub struct Bars {
-    bar: Mutex<Option<ProgressBar>>,
+    multi: MultiProgress,
+    stack: Mutex<Vec<ProgressBar>>,
     visible: bool,
 }
 
 impl Bars {
     pub fn new() -> Self {
         Self {
-            bar: Mutex::new(None),
+            multi: MultiProgress::new(),
+            stack: Mutex::new(Vec::new()),
             visible: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn push(&self, bar: ProgressBar) {
+        let bar = self.multi.add(bar);
+        bar.enable_steady_tick(Duration::from_millis(150));
+        if let Ok(mut s) = self.stack.lock() {
+            s.push(bar);
+        }
+    }
+
+    fn top(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(s) = self.stack.lock()
+            && let Some(b) = s.last()
+        {
+            f(b);
         }
     }
 }
@@ -57,15 +79,18 @@ impl cslake_pipeline::Progress for Bars {
         }
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} ({eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{prefix:>20} [{bar:30}] {pos}/{len} ({elapsed}, {eta} left) {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             ),
-            None => ProgressBar::new_spinner(),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{prefix:>20} {spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
         };
-        bar.set_message(step.to_string());
-        if let Ok(mut b) = self.bar.lock() {
-            *b = Some(bar);
-        }
+        bar.set_prefix(step.to_string());
+        self.push(bar);
     }
     fn start_bytes(&self, step: &str, total: u64) {
         if !self.visible {
@@ -78,27 +103,20 @@ impl cslake_pipeline::Progress for Bars {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(step.to_string());
-        if let Ok(mut b) = self.bar.lock() {
-            *b = Some(bar);
-        }
+        self.push(bar);
     }
     fn rows(&self, n: u64) {
-        if let Ok(b) = self.bar.lock()
-            && let Some(b) = b.as_ref()
-        {
-            b.set_message(format!("{n} rows"));
-        }
+        self.top(|b| b.set_message(format!("{n} rows")));
+    }
+    fn phase(&self, what: &str) {
+        self.top(|b| b.set_message(what.to_string()));
     }
     fn advance(&self, n: u64) {
-        if let Ok(b) = self.bar.lock()
-            && let Some(b) = b.as_ref()
-        {
-            b.inc(n);
-        }
+        self.top(|b| b.inc(n));
     }
     fn finish(&self) {
-        if let Ok(mut b) = self.bar.lock()
-            && let Some(b) = b.take()
+        if let Ok(mut s) = self.stack.lock()
+            && let Some(b) = s.pop()
         {
             b.finish_and_clear();
         }

@@ -221,6 +221,19 @@ pub async fn ingest(
     Ok(summary)
 }
 
+/// Runs one step of a day with a line on the terminal saying which, for which date, for how long.
+async fn shown<T>(
+    progress: &dyn Progress,
+    step: &str,
+    d: NaiveDate,
+    job: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    progress.start(&format!("{step} {d}"), None);
+    let out = job.await;
+    progress.finish();
+    out
+}
+
 /// The whole day (or the steps `opts` selects), each step audited as its own run.
 pub async fn run(
     lake: &Lake,
@@ -247,9 +260,14 @@ pub async fn run(
         summary.ingest = Some(ingest(lake, settings, &opts.sources, false, Some(d), audit, observer).await?);
     }
     if step(Step::Features) {
-        let (report, _) = audited(lake, audit.run("features", Some(d)), async |run| {
-            crate::features::features(lake, settings, d, opts.strict, run).await
-        })
+        let (report, _) = shown(
+            observer,
+            "features",
+            d,
+            audited(lake, audit.run("features", Some(d)), async |run| {
+                crate::features::features(lake, settings, d, opts.strict, run, observer).await
+            }),
+        )
         .await?;
         observer.step_done(StepReport::Features(&report));
         summary.features = Some(FeaturesDay::from(&report));
@@ -257,15 +275,20 @@ pub async fn run(
     if step(Step::Train) {
         let has_model = async || Ok::<_, Error>(has_table(&lake.session().await?, "models.registry"));
         if opts.retrain || !has_model().await? {
-            let (report, _) = audited(lake, audit.run("train", Some(d)), async |run| {
-                // another day may have trained a first model while this one waited for the lease
-                if !opts.retrain && has_model().await? {
-                    return Ok(None);
-                }
-                crate::train::train(lake, settings, d, opts.strict, run)
-                    .await
-                    .map(Some)
-            })
+            let (report, _) = shown(
+                observer,
+                "train",
+                d,
+                audited(lake, audit.run("train", Some(d)), async |run| {
+                    // another day may have trained a first model while this one waited for the lease
+                    if !opts.retrain && has_model().await? {
+                        return Ok(None);
+                    }
+                    crate::train::train(lake, settings, d, opts.strict, run, observer)
+                        .await
+                        .map(Some)
+                }),
+            )
             .await?;
             if let Some(report) = report {
                 observer.step_done(StepReport::Train(&report));
@@ -279,33 +302,53 @@ pub async fn run(
         }
     }
     if step(Step::Score) {
-        let (report, _) = audited(lake, audit.run("score", Some(d)), async |run| {
-            crate::score::score(lake, settings, d, run).await
-        })
+        let (report, _) = shown(
+            observer,
+            "score",
+            d,
+            audited(lake, audit.run("score", Some(d)), async |run| {
+                crate::score::score(lake, settings, d, run).await
+            }),
+        )
         .await?;
         observer.step_done(StepReport::Score(&report));
         summary.scores = Some(report);
     }
     if step(Step::Act) {
-        let (report, _) = audited(lake, audit.run("act", Some(d)), async |run| {
-            crate::act::act(lake, settings, d, false, run).await
-        })
+        let (report, _) = shown(
+            observer,
+            "act",
+            d,
+            audited(lake, audit.run("act", Some(d)), async |run| {
+                crate::act::act(lake, settings, d, false, run).await
+            }),
+        )
         .await?;
         observer.step_done(StepReport::Act(&report));
         summary.actions = Some(report);
     }
     if step(Step::Analytics) {
-        let (report, _) = audited(lake, audit.run("analytics", Some(d)), async |run| {
-            crate::analytics::analytics(lake, settings, d, run).await
-        })
+        let (report, _) = shown(
+            observer,
+            "analytics",
+            d,
+            audited(lake, audit.run("analytics", Some(d)), async |run| {
+                crate::analytics::analytics(lake, settings, d, run).await
+            }),
+        )
         .await?;
         observer.step_done(StepReport::Analytics(&report));
         summary.analytics = Some(report);
     }
     if step(Step::Publish) && publishes {
-        let (report, _) = audited(lake, audit.run("publish", Some(d)), async |run| {
-            crate::analytics::publish::publish(lake, settings, d, run).await
-        })
+        let (report, _) = shown(
+            observer,
+            "publish",
+            d,
+            audited(lake, audit.run("publish", Some(d)), async |run| {
+                crate::analytics::publish::publish(lake, settings, d, run).await
+            }),
+        )
         .await?;
         observer.step_done(StepReport::Publish(&report));
         summary.publish = Some(report);
@@ -371,14 +414,19 @@ pub async fn backfill(
         strict,
     };
     let mut days = Vec::new();
+    observer.start("backfill", Some(dates.len() as u64));
     for d in &dates {
-        let day = run(lake, settings, *d, &opts, audit, observer)
-            .await
-            .map_err(|e| {
-                e.context(format!(
-                    "backfill stopped at {d} (dates before it are done; re-run with --from {d})"
-                ))
-            })?;
+        let day = run(lake, settings, *d, &opts, audit, observer).await;
+        if day.is_ok() {
+            observer.advance(1);
+        } else {
+            observer.finish();
+        }
+        let day = day.map_err(|e| {
+            e.context(format!(
+                "backfill stopped at {d} (dates before it are done; re-run with --from {d})"
+            ))
+        })?;
         tracing::info!(as_of = %d, "backfilled");
         days.push(BackfillDay {
             as_of: d.to_string(),
@@ -386,6 +434,7 @@ pub async fn backfill(
             scores: day.scores.map(|s| s.accounts),
         });
     }
+    observer.finish();
     Ok(BackfillSummary {
         from: from.to_string(),
         to: to.to_string(),

@@ -19,6 +19,8 @@ pub trait Progress: Send + Sync {
         self.start(step, Some(total))
     }
     fn advance(&self, _n: u64) {}
+    /// What the current step is doing now (`building the training set: 14 dates`).
+    fn phase(&self, _what: &str) {}
     /// Rows the step has done so far, shown beside its bar.
     fn rows(&self, _n: u64) {}
     fn finish(&self) {}

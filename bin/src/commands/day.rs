@@ -64,7 +64,7 @@ pub async fn backfill(
 
 /// `cslake demo`: generate the demo data and run the whole day on it (training always, so the
 /// summary shows the model's quality).
-pub async fn demo(ctx: &Ctx, g: &GenArgs, data: PathBuf) -> anyhow::Result<Summary> {
+pub async fn demo(ctx: &Ctx, g: &GenArgs, data: PathBuf, history_weeks: u32) -> anyhow::Result<Summary> {
     let lake = ctx.new_lake()?;
     let t = std::time::Instant::now();
     let stats = generate(&gen_options(g, data.clone()), &ctx.progress)?;
@@ -77,5 +77,28 @@ pub async fn demo(ctx: &Ctx, g: &GenArgs, data: PathBuf) -> anyhow::Result<Summa
         strict: false,
     };
     let summary = runner::run(&lake, &ctx.settings, g.end, &opts, &ctx.audit, ctx).await?;
+    // the weeks before: features, scores and analytics once a week with the day's model, so health
+    // and revenue-at-risk trends, benchmarks and the report's charts show lines, not one point
+    let weeks = history_weeks.min(u32::try_from(g.days / 7).unwrap_or(0).saturating_sub(1));
+    if weeks > 0 {
+        let history = DayOptions {
+            sources: vec![],
+            steps: vec![Step::Features, Step::Score, Step::Analytics],
+            retrain: false,
+            strict: false,
+        };
+        // every second week from `weeks` before: enough points for a line at half the cost of
+        // every week (13 weeks reach the benchmarks' 90-day comparison)
+        let from = g.end - chrono::Duration::weeks(i64::from(weeks));
+        let to = g.end - chrono::Duration::days(1);
+        for d in runner::backfill_dates(from, to, 14)? {
+            runner::run(&lake, &ctx.settings, d, &history, &ctx.audit, &runner::Quiet).await?;
+            tracing::info!(as_of = %d, "history");
+        }
+        crate::out!(
+            "History: features, scores and analytics every two weeks over the {weeks} weeks before {}, for the trends.",
+            g.end
+        );
+    }
     Ok(Summary::succeeded("run").merge(summary))
 }

@@ -51,8 +51,17 @@ impl Progress for Ctx {
     fn start(&self, step: &str, total: Option<u64>) {
         self.progress.start(step, total);
     }
+    fn start_bytes(&self, step: &str, total: u64) {
+        self.progress.start_bytes(step, total);
+    }
     fn advance(&self, n: u64) {
         self.progress.advance(n);
+    }
+    fn rows(&self, n: u64) {
+        self.progress.rows(n);
+    }
+    fn phase(&self, what: &str) {
+        self.progress.phase(what);
     }
     fn finish(&self) {
         self.progress.finish();
@@ -90,7 +99,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Summary> {
         progress: Bars::new(),
     };
     match cli.command {
-        Command::Demo { gen_args, data } => day::demo(&ctx, &gen_args, data).await,
+        Command::Demo {
+            gen_args,
+            data,
+            history_weeks,
+        } => day::demo(&ctx, &gen_args, data, history_weeks).await,
         Command::Generate { gen_args, out } => ingest::generate(&ctx, &gen_args, out),
         Command::Ingest { source, full } => ingest::ingest(&ctx, source, full).await,
         Command::Features {

@@ -1,5 +1,6 @@
 //! `cslake train`, `cslake evaluate`, `cslake models` and `cslake health suggest-weights`.
 
+use cslake_pipeline::Progress;
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
@@ -15,10 +16,13 @@ use crate::summary::Summary;
 /// `cslake train --as-of D`.
 pub async fn train(ctx: &Ctx, d: NaiveDate, strict: bool) -> anyhow::Result<Summary> {
     let lake = ctx.lake().await?;
-    let (report, run) = audited(&lake, ctx.run("train", Some(d)), async |run| {
-        job::train(&lake, &ctx.settings, d, strict, run).await
+    ctx.start(&format!("train {d}"), None);
+    let done = audited(&lake, ctx.run("train", Some(d)), async |run| {
+        job::train(&lake, &ctx.settings, d, strict, run, ctx).await
     })
-    .await?;
+    .await;
+    ctx.finish();
+    let (report, run) = done?;
     output::trained(&report);
     Ok(Summary::succeeded("train").run(&run).with("model", &report))
 }

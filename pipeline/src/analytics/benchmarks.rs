@@ -94,9 +94,16 @@ type Kpis = BTreeMap<(String, String), f64>;
 
 /// Every KPI on date `t`, for `all` and per segment: keys are (scope value, kpi), where the scope
 /// value is `all` or the segment's name.
-async fn kpis_at(ctx: &SessionContext, t: NaiveDate) -> Result<Kpis> {
+async fn kpis_at(ctx: &SessionContext, t: NaiveDate, back_days: i64) -> Result<Kpis> {
     let mut out = Kpis::new();
-    let d = format!("DATE '{t}'");
+    // scores of `t`, or of the latest day scored up to `back_days` before it (a past date's
+    // scores exist only where a run or backfill made them; daily runs skip days)
+    let day_of = |table: &str| {
+        format!(
+            "(SELECT MAX(as_of_date) FROM {table} WHERE as_of_date <= DATE '{t}' AND as_of_date >= DATE '{}')",
+            t - Duration::days(back_days)
+        )
+    };
     let seg = "COALESCE(a.segment, 'unknown')";
     let mut put = |batches: &[RecordBatch], cols: &[&str]| -> Result<()> {
         for b in batches {
@@ -133,7 +140,8 @@ async fn kpis_at(ctx: &SessionContext, t: NaiveDate) -> Result<Kpis> {
             "SELECT {seg} AS scope, SUM(COALESCE(m.mrr, 0) * r.churn_probability) / NULLIF(SUM(COALESCE(m.mrr, 0)), 0) AS revenue_at_risk_share, \
              AVG(CASE WHEN r.risk_band IN ('high', 'critical') THEN 1.0 ELSE 0.0 END) AS high_risk_share \
              FROM scores.risk_scores r LEFT JOIN ({mrr}) m ON m.account_id = r.account_id LEFT JOIN core.accounts a ON a.account_id = r.account_id \
-             WHERE r.as_of_date = {d} GROUP BY ROLLUP({seg})"
+             WHERE r.as_of_date = {d} GROUP BY ROLLUP({seg})",
+            d = day_of("scores.risk_scores")
         );
         put(
             &sql(ctx, &q).await?,
@@ -143,7 +151,8 @@ async fn kpis_at(ctx: &SessionContext, t: NaiveDate) -> Result<Kpis> {
     if has_table(ctx, "scores.health_scores") {
         let q = format!(
             "SELECT {seg} AS scope, AVG(h.health_score) AS mean_health_score FROM scores.health_scores h \
-             LEFT JOIN core.accounts a ON a.account_id = h.account_id WHERE h.as_of_date = {d} GROUP BY ROLLUP({seg})"
+             LEFT JOIN core.accounts a ON a.account_id = h.account_id WHERE h.as_of_date = {d} GROUP BY ROLLUP({seg})",
+            d = day_of("scores.health_scores")
         );
         put(&sql(ctx, &q).await?, &["mean_health_score"])?;
     }
@@ -192,9 +201,9 @@ pub async fn benchmarks(
     as_of: NaiveDate,
     run_id: &str,
 ) -> Result<RecordBatch> {
-    let now = kpis_at(ctx, as_of).await?;
-    let d30 = kpis_at(ctx, as_of - Duration::days(30)).await?;
-    let d90 = kpis_at(ctx, as_of - Duration::days(90)).await?;
+    let now = kpis_at(ctx, as_of, 0).await?;
+    let d30 = kpis_at(ctx, as_of - Duration::days(30), 7).await?;
+    let d90 = kpis_at(ctx, as_of - Duration::days(90), 7).await?;
     let acv = acv_at(ctx, as_of).await?;
     let mut scopes: Vec<String> = now.keys().map(|(s, _)| s.clone()).collect();
     scopes.sort();

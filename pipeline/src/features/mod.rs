@@ -54,7 +54,9 @@ pub async fn features(
     as_of: NaiveDate,
     strict: bool,
     run: &mut RunContext,
+    progress: &dyn crate::Progress,
 ) -> Result<FeaturesReport> {
+    progress.phase("usage rollups");
     let rollup = crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
     let ctx = lake.session().await?;
     let label = settings.label_spec();
@@ -62,7 +64,9 @@ pub async fn features(
     let registry = available_registry(settings, &ctx)?;
     let freshness = quality::freshness(&ctx, &settings.file.freshness, as_of).await?;
     let knowledge = crate::lake::query::knowledge(&ctx, strict).await?;
+    progress.phase(&format!("{} views", registry.views.len()));
     let computed = compute_all(&ctx, &registry, as_of, &label, &knowledge).await?;
+    progress.phase("checks and writes");
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),
         freshness,

@@ -399,8 +399,11 @@ pub async fn train(
     as_of: NaiveDate,
     strict: bool,
     run: &mut RunContext,
+    progress: &dyn crate::Progress,
 ) -> Result<TrainReport> {
+    progress.phase("usage rollups");
     crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    progress.phase("training sets (features at every observation date)");
     let ctx = lake.session().await?;
     let label = settings.label_spec();
     // churn and expansion labels on the same observation dates: features computed once
@@ -420,6 +423,7 @@ pub async fn train(
         features,
     } = sets.pop().ok_or_else(|| Error::Job("no churn set".into()))??;
     tracing::info!(seconds = t.elapsed().as_secs_f64(), "training sets built");
+    progress.phase(&format!("fitting on {} observation dates", dates.len()));
     let (data, obs) = to_dataset(&batches, &features)?;
     let positives = data.positives();
     tracing::info!(rows = data.n_rows(), positives, "training set built");
