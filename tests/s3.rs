@@ -236,6 +236,68 @@ fn the_lake_and_a_file_drop_on_s3_end_to_end() {
     )
     .ok();
     assert_eq!(out.stdout.lines().nth(1), Some("40"));
+
+    // the AWS SDK's chain, as the AWS CLI resolves it: a credential_process profile, and a profile
+    // that assumes a role (through moto's STS) from another one's keys
+    let script = dir.join("credentials.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"testing\", \"SecretAccessKey\": \"testing\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.join(".aws/config"),
+        format!(
+            "[profile cslake]\nregion = us-east-1\n\n[profile proc]\nregion = us-east-1\ncredential_process = {}\n\n\
+             [profile role]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/cslake-reader\nsource_profile = cslake\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let count = |env: &[(&str, &str)]| {
+        crate::cslake_env(
+            dir,
+            &[
+                "--lake",
+                "s3://lake/prod",
+                "query",
+                "SELECT COUNT(*) AS n FROM core.accounts",
+                "--format",
+                "csv",
+            ],
+            env,
+        )
+    };
+    for profile in ["proc", "role"] {
+        let out = count(&[
+            ("HOME", home.as_str()),
+            ("AWS_PROFILE", profile),
+            ("AWS_ENDPOINT_URL", &s3.endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        assert_eq!(out.code, 0, "{profile}: {}", out.stderr);
+        assert_eq!(out.stdout.lines().nth(1), Some("40"), "{profile}");
+    }
+    // no credentials anywhere: a configuration error naming what was tried, not an IMDS 403
+    let empty = dir.join("empty-home");
+    std::fs::create_dir_all(&empty).unwrap();
+    let none = count(&[
+        ("HOME", empty.to_str().unwrap()),
+        ("AWS_ENDPOINT_URL", &s3.endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]);
+    assert_eq!(none.code, 2, "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no AWS credentials for s3://lake/prod")
+            && none.stderr.contains("credential_process")
+            && none.stderr.contains("instance metadata"),
+        "{}",
+        none.stderr
+    );
 }
 
 #[test]

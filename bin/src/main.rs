@@ -54,7 +54,15 @@ fn main() -> ExitCode {
         Err(e) => {
             // 2 usage or configuration, 3 input rejected, 1 the job failed (never 99: Airflow
             // reads it as "skipped")
-            let code = e.downcast_ref::<Error>().map_or(1, Error::exit_code);
+            let mut code = e.downcast_ref::<Error>().map_or(1, Error::exit_code);
+            // missing S3 credentials surface through the store, Delta and DataFusion errors: the
+            // message names them, and they are the configuration's to fix
+            if e.chain().any(|c| {
+                c.to_string()
+                    .contains(cslake_pipeline::lake::storage::NO_CREDENTIALS)
+            }) {
+                code = 2;
+            }
             eprintln!("error: {}", mask(&e.to_string()));
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {}", mask(&cause.to_string()));
