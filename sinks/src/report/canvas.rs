@@ -2,7 +2,7 @@
 //! text with the font's real metrics: `fit` shortens, `wrap` breaks lines, `check_pages` finds
 //! text outside the printable area or over other text.
 
-use super::metrics::{self, text_width};
+use super::metrics::text_width;
 
 /// A colour: theme roles (resolved by each renderer: CSS variables in HTML, the light theme in
 /// the PDF) or a fixed colour.
@@ -287,13 +287,16 @@ pub fn check_pages(pages: &[Vec<Op>], width: f32, height: f32, margin: f32) -> V
             }
         }
         for o in ops {
-            if let Op::Text { text, .. } = o
-                && metrics::win_ansi(text).contains(&b'?')
-                && !text.contains('?')
+            if let Op::Text { text, bold, .. } = o
+                && super::unicode::needs(text)
             {
-                problems.push(format!(
-                    "page {page}: \"{text}\" has characters the PDF's Helvetica cannot show (they print as ?; the HTML shows them)"
-                ));
+                let missing = super::unicode::font(*bold).missing(text);
+                if !missing.is_empty() {
+                    let chars: String = missing.iter().collect();
+                    problems.push(format!(
+                        "page {page}: \"{text}\" has characters no font of the PDF has ({chars}: they print as empty boxes; the HTML shows them)"
+                    ));
+                }
             }
         }
         let boxes: Vec<(&str, Bounds)> = ops

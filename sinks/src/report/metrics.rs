@@ -22,8 +22,12 @@ const BOLD: [u16; 95] = [
     611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584,
 ];
 
-/// The width of `text` in points at `size`.
+/// The width of `text` in points at `size`: Helvetica's, or the embedded font's for text Helvetica
+/// cannot show (the PDF sets the whole run in it, [`super::unicode`]).
 pub fn text_width(text: &str, size: f32, bold: bool) -> f32 {
+    if super::unicode::needs(text) {
+        return super::unicode::font(bold).width(text, size);
+    }
     let table = if bold { &BOLD } else { &REGULAR };
     let units: u32 = text
         .chars()
@@ -41,22 +45,25 @@ pub fn text_width(text: &str, size: f32, bold: bool) -> f32 {
 
 /// `text` in WinAnsiEncoding (what the base-14 fonts read); characters outside it become `?`.
 pub fn win_ansi(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| match c as u32 {
-            0x20..=0x7e | 0xa0..=0xff => c as u32 as u8,
-            0x20ac => 0x80,
-            0x2026 => 0x85,
-            0x2022 => 0x95,
-            0x2013 => 0x96,
-            0x2014 => 0x97,
-            0x2018 => 0x91,
-            0x2019 => 0x92,
-            0x201c => 0x93,
-            0x201d => 0x94,
-            0x2122 => 0x99,
-            _ => b'?',
-        })
-        .collect()
+    text.chars().map(|c| win_ansi_byte(c).unwrap_or(b'?')).collect()
+}
+
+/// One character in WinAnsiEncoding, if it has a code there.
+pub fn win_ansi_byte(c: char) -> Option<u8> {
+    Some(match c as u32 {
+        0x20..=0x7e | 0xa0..=0xff => c as u32 as u8,
+        0x20ac => 0x80,
+        0x2026 => 0x85,
+        0x2022 => 0x95,
+        0x2013 => 0x96,
+        0x2014 => 0x97,
+        0x2018 => 0x91,
+        0x2019 => 0x92,
+        0x201c => 0x93,
+        0x201d => 0x94,
+        0x2122 => 0x99,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Reports people open: a [`Report`] (KPI cards, charts, tables, notes) rendered to a PDF (vector
-//! charts, the PDF base-14 Helvetica, nothing to install) and to one self-contained HTML file
+//! charts, the PDF base-14 Helvetica, and DejaVu Sans embedded for text in other scripts) and to one self-contained HTML file
 //! (inline SVG charts, light and dark themes). Both renderings draw the charts with the same code
 //! ([`chart`]) onto a display list ([`Canvas`]), so the figures agree by construction.
 //!
@@ -17,6 +17,7 @@ mod format;
 mod html;
 mod metrics;
 mod pdf;
+mod unicode;
 
 pub use canvas::{
     Anchor, Bounds, Canvas, Op, Paint, check_pages, cuts_a_number, fit, fit_size, is_number, wrap,

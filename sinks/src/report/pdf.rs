@@ -1,10 +1,14 @@
 //! The PDF rendering: A4 portrait pages laid out top to bottom, written with pdf-writer using
-//! the base-14 Helvetica fonts (WinAnsi text; nothing embedded, nothing to install).
+//! the base-14 Helvetica fonts for WinAnsi text and DejaVu Sans, embedded, for text in other
+//! scripts ([`super::unicode`]).
+
+use std::collections::BTreeMap;
 
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
 use super::chart::draw;
 use super::metrics::win_ansi;
+use super::unicode;
 use super::{
     Anchor, Block, Canvas, Op, Paint, Report, Table, Tone, check_pages, fit, fit_size, is_number, text_width,
     wrap,
@@ -440,6 +444,24 @@ pub fn render_pdf(report: &Report) -> (Vec<u8>, usize, Vec<String>) {
     pdf.type1_font(bold)
         .base_font(Name(b"Helvetica-Bold"))
         .encoding_predefined(Name(b"WinAnsiEncoding"));
+    // text Helvetica cannot show is set in the embedded DejaVu Sans (F3 regular, F4 bold)
+    let mut used: [BTreeMap<u16, char>; 2] = Default::default();
+    for op in pages.iter().flatten() {
+        if let Op::Text { text, bold, .. } = op
+            && unicode::needs(text)
+        {
+            unicode::font(*bold).encode(text, &mut used[usize::from(*bold)]);
+        }
+    }
+    let mut unicode_fonts = Vec::new();
+    for (k, name) in [(0usize, "F3"), (1, "F4")] {
+        if !used[k].is_empty() {
+            let id = Ref::new(next);
+            let base: &[u8] = if k == 1 { b"DejaVuSans-Bold" } else { b"DejaVuSans" };
+            next = unicode::font(k == 1).write(&mut pdf, id, next + 1, base, &used[k]);
+            unicode_fonts.push((name, id));
+        }
+    }
     pdf.document_info(info)
         .title(TextStr(&report.title))
         .subject(TextStr(&report.subtitle))
@@ -450,10 +472,14 @@ pub fn render_pdf(report: &Report) -> (Vec<u8>, usize, Vec<String>) {
         page.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H));
         page.parent(tree);
         page.contents(*content_id);
-        page.resources()
-            .fonts()
-            .pair(Name(b"F1"), regular)
-            .pair(Name(b"F2"), bold);
+        let mut resources = page.resources();
+        let mut fonts = resources.fonts();
+        fonts.pair(Name(b"F1"), regular).pair(Name(b"F2"), bold);
+        for (name, id) in &unicode_fonts {
+            fonts.pair(Name(name.as_bytes()), *id);
+        }
+        fonts.finish();
+        resources.finish();
         page.finish();
         let mut c = Content::new();
         for op in ops {
@@ -531,10 +557,69 @@ fn emit(c: &mut Content, op: &Op) {
             let (r, g, b) = rgb(*paint);
             c.set_fill_rgb(r, g, b);
             c.begin_text();
-            c.set_font(Name(if *bold { b"F2" } else { b"F1" }), *size);
-            c.next_line(x0, fy(*y));
-            c.show(Str(&win_ansi(text)));
+            if unicode::needs(text) {
+                c.set_font(Name(if *bold { b"F4" } else { b"F3" }), *size);
+                c.next_line(x0, fy(*y));
+                let codes = unicode::font(*bold).encode(text, &mut BTreeMap::new());
+                c.show(Str(&codes));
+            } else {
+                c.set_font(Name(if *bold { b"F2" } else { b"F1" }), *size);
+                c.next_line(x0, fy(*y));
+                c.show(Str(&win_ansi(text)));
+            }
             c.end_text();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Column, Table};
+
+    /// Names in other scripts print as themselves (pdftotext reads them back), in the embedded
+    /// font, and the layout check has nothing to say.
+    #[test]
+    fn names_in_other_scripts_print_as_themselves() {
+        let names = [
+            "Общество Север",
+            "Łódź Analytics",
+            "Ελληνική Εταιρεία",
+            "Acme Corp",
+        ];
+        let report = Report {
+            title: "Отчёт — Ωmega".into(),
+            subtitle: "as of 2026-10-31".into(),
+            footer: "cslake".into(),
+            blocks: vec![Block::Table(Table {
+                key: "accounts".into(),
+                title: "Accounts".into(),
+                columns: vec![Column::text("Account", 2.0), Column::num("MRR", 1.0)],
+                rows: names
+                    .iter()
+                    .map(|n| vec![n.to_string(), "$1,200".into()])
+                    .collect(),
+            })],
+        };
+        let (bytes, pages, problems) = render_pdf(&report);
+        assert_eq!(pages, 1);
+        assert!(problems.is_empty(), "{problems:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let pdf = dir.path().join("r.pdf");
+        std::fs::write(&pdf, &bytes).unwrap();
+        let out = std::process::Command::new("pdftotext")
+            .arg(&pdf)
+            .arg("-")
+            .output()
+            .expect("pdftotext (poppler-utils, installed by .ci/setup) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for n in names.iter().chain(&["Отчёт — Ωmega"]) {
+            assert!(text.contains(n), "{n} not in:\n{text}");
+        }
+        // a script no embedded font covers is reported, not printed as boxes unnoticed
+        let mut cjk = report.clone();
+        cjk.title = "株式会社".into();
+        let (_, _, problems) = render_pdf(&cjk);
+        assert!(problems.iter().any(|p| p.contains("株式会社")), "{problems:?}");
     }
 }

@@ -1,0 +1,177 @@
+//! Text the base-14 Helvetica cannot show (Cyrillic, Greek, Hebrew, Arabic, Armenian, Georgian,
+//! Latin beyond WinAnsi: customer and CSM names from anywhere) is set in DejaVu Sans (the `dejavu`
+//! crate's TrueType files) and embedded in the PDF as a CID font: Identity-H, glyph ids from the
+//! font's cmap, widths from its metrics (ttf-parser), a ToUnicode map so the text can be found and
+//! copied. Runs Helvetica can show keep it (nothing embedded for them). Written by hand because
+//! pdf-writer writes PDF objects, not fonts, and this is the small part between the two; scripts
+//! DejaVu lacks (CJK) are reported by the layout check rather than printed as boxes unnoticed.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use pdf_writer::types::{CidFontType, FontFlags, SystemInfo};
+use pdf_writer::{Filter, Finish, Name, Pdf, Rect, Ref, Str};
+
+use super::metrics::win_ansi_byte;
+
+pub struct Font {
+    data: &'static [u8],
+    face: ttf_parser::Face<'static>,
+    units: f32,
+}
+
+/// DejaVu Sans, regular or bold.
+pub fn font(bold: bool) -> &'static Font {
+    static REGULAR: OnceLock<Font> = OnceLock::new();
+    static BOLD: OnceLock<Font> = OnceLock::new();
+    let (cell, data) = if bold {
+        (&BOLD, dejavu::sans::bold())
+    } else {
+        (&REGULAR, dejavu::sans::regular())
+    };
+    cell.get_or_init(|| {
+        // the bundled files are valid TrueType: a parse failure is a broken build
+        let face = ttf_parser::Face::parse(data, 0).expect("DejaVu Sans parses");
+        let units = f32::from(face.units_per_em());
+        Font { data, face, units }
+    })
+}
+
+/// Whether `text` needs the embedded font (Helvetica's WinAnsi cannot show some character).
+pub fn needs(text: &str) -> bool {
+    text.chars().any(|c| win_ansi_byte(c).is_none())
+}
+
+impl Font {
+    fn glyph(&self, c: char) -> Option<u16> {
+        self.face.glyph_index(c).map(|g| g.0)
+    }
+
+    /// Advance of a glyph in 1/1000 em.
+    fn advance(&self, gid: u16) -> f32 {
+        f32::from(self.face.glyph_hor_advance(ttf_parser::GlyphId(gid)).unwrap_or(0)) * 1000.0 / self.units
+    }
+
+    /// The width of `text` in points at `size`.
+    pub fn width(&self, text: &str, size: f32) -> f32 {
+        text.chars()
+            .map(|c| self.advance(self.glyph(c).unwrap_or(0)))
+            .sum::<f32>()
+            * size
+            / 1000.0
+    }
+
+    /// The characters of `text` the font has no glyph for.
+    pub fn missing(&self, text: &str) -> Vec<char> {
+        text.chars()
+            .filter(|c| !c.is_control() && self.glyph(*c).is_none())
+            .collect()
+    }
+
+    /// `text` as Identity-H codes (glyph ids, two bytes each), recording what each stands for.
+    pub fn encode(&self, text: &str, used: &mut BTreeMap<u16, char>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() * 2);
+        for c in text.chars() {
+            let gid = self.glyph(c).unwrap_or(0);
+            used.entry(gid).or_insert(c);
+            out.extend_from_slice(&gid.to_be_bytes());
+        }
+        out
+    }
+
+    /// Writes the Type 0 font `id` (and its descendant, descriptor, font file and ToUnicode map
+    /// at the refs from `next`) for the glyphs in `used`; returns the next free ref number.
+    pub fn write(
+        &self,
+        pdf: &mut Pdf,
+        id: Ref,
+        mut next: i32,
+        name: &[u8],
+        used: &BTreeMap<u16, char>,
+    ) -> i32 {
+        let mut alloc = || {
+            let r = Ref::new(next);
+            next += 1;
+            r
+        };
+        let (cid, descriptor, file, cmap) = (alloc(), alloc(), alloc(), alloc());
+        let scale = |v: i16| f32::from(v) * 1000.0 / self.units;
+        pdf.type0_font(id)
+            .base_font(Name(name))
+            .encoding_predefined(Name(b"Identity-H"))
+            .descendant_font(cid)
+            .to_unicode(cmap);
+        let info = SystemInfo {
+            registry: Str(b"Adobe"),
+            ordering: Str(b"Identity"),
+            supplement: 0,
+        };
+        let mut font = pdf.cid_font(cid);
+        font.subtype(CidFontType::Type2)
+            .base_font(Name(name))
+            .system_info(info)
+            .font_descriptor(descriptor)
+            .default_width(self.advance(0))
+            .cid_to_gid_map_predefined(Name(b"Identity"));
+        let mut widths = font.widths();
+        for gid in used.keys() {
+            widths.consecutive(*gid, [self.advance(*gid)]);
+        }
+        widths.finish();
+        font.finish();
+        let b = self.face.global_bounding_box();
+        pdf.font_descriptor(descriptor)
+            .name(Name(name))
+            .flags(FontFlags::NON_SYMBOLIC)
+            .bbox(Rect::new(
+                scale(b.x_min),
+                scale(b.y_min),
+                scale(b.x_max),
+                scale(b.y_max),
+            ))
+            .italic_angle(0.0)
+            .ascent(scale(self.face.ascender()))
+            .descent(scale(self.face.descender()))
+            .cap_height(scale(self.face.capital_height().unwrap_or(self.face.ascender())))
+            .stem_v(80.0)
+            .font_file2(file);
+        let packed = miniz_oxide::deflate::compress_to_vec_zlib(self.data, 6);
+        pdf.stream(file, &packed)
+            .filter(Filter::FlateDecode)
+            .pair(Name(b"Length1"), self.data.len() as i32);
+        let mut map = pdf_writer::types::UnicodeCmap::new(Name(b"Custom"), info);
+        for (gid, c) in used {
+            map.pair(*gid, *c);
+        }
+        let map = map.finish();
+        pdf.cmap(cmap, map.as_slice());
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_other_scripts_have_glyphs_and_widths() {
+        let f = font(false);
+        for name in [
+            "Łódź Tech",
+            "Общество Север",
+            "Ελληνική Εταιρεία",
+            "חברה בע\"מ",
+            "Şirket Ağı",
+        ] {
+            assert!(needs(name) || name.is_ascii(), "{name}");
+            assert!(f.missing(name).is_empty(), "{name}: {:?}", f.missing(name));
+            assert!(f.width(name, 10.0) > 10.0, "{name}");
+        }
+        assert!(!needs("Acme GmbH & Co. – café"));
+        // what DejaVu does not cover is known, so the layout check can say so
+        assert_eq!(font(true).missing("株式会社"), ['株', '式', '会', '社']);
+        let mut used = BTreeMap::new();
+        assert_eq!(f.encode("Ωx", &mut used).len(), 4);
+        assert_eq!(used.values().collect::<String>().len(), "Ωx".len());
+    }
+}
