@@ -18,7 +18,7 @@ use crate::output;
     about = "A customer-success lakehouse: land CRM, billing, usage and support data in Delta tables, build features, score churn risk, health and expansion."
 )]
 pub struct Cli {
-    /// Lake location: a folder, file:// or memory:// URL
+    /// Lake location: a folder, or a file://, s3:// or memory:// URL (default: `lake` in cslake.toml, else ./lake)
     #[arg(long, global = true, env = "CSLAKE_LAKE")]
     pub lake: Option<String>,
     /// Configuration file (default: ./cslake.toml when it exists)
