@@ -450,15 +450,23 @@ pub fn render_pdf(report: &Report) -> (Vec<u8>, usize, Vec<String>) {
         if let Op::Text { text, bold, .. } = op
             && unicode::needs(text)
         {
-            unicode::font(*bold).encode(text, &mut used[usize::from(*bold)]);
+            unicode::font(*bold).collect(text, &mut used[usize::from(*bold)]);
         }
     }
     let mut unicode_fonts = Vec::new();
+    let mut subsets: [Option<subsetter::GlyphRemapper>; 2] = Default::default();
     for (k, name) in [(0usize, "F3"), (1, "F4")] {
         if !used[k].is_empty() {
             let id = Ref::new(next);
-            let base: &[u8] = if k == 1 { b"DejaVuSans-Bold" } else { b"DejaVuSans" };
-            next = unicode::font(k == 1).write(&mut pdf, id, next + 1, base, &used[k]);
+            // a subset's name starts with a six-letter tag
+            let base: &[u8] = if k == 1 {
+                b"CSLAKE+DejaVuSans-Bold"
+            } else {
+                b"CSLAKE+DejaVuSans"
+            };
+            let (after, subset) = unicode::font(k == 1).write(&mut pdf, id, next + 1, base, &used[k]);
+            next = after;
+            subsets[k] = Some(subset);
             unicode_fonts.push((name, id));
         }
     }
@@ -483,14 +491,14 @@ pub fn render_pdf(report: &Report) -> (Vec<u8>, usize, Vec<String>) {
         page.finish();
         let mut c = Content::new();
         for op in ops {
-            emit(&mut c, op);
+            emit(&mut c, op, &subsets);
         }
         pdf.stream(*content_id, &c.finish());
     }
     (pdf.finish(), pages.len(), problems)
 }
 
-fn emit(c: &mut Content, op: &Op) {
+fn emit(c: &mut Content, op: &Op, subsets: &[Option<subsetter::GlyphRemapper>; 2]) {
     let fy = |y: f32| PAGE_H - y;
     match op {
         Op::Rect {
@@ -557,11 +565,12 @@ fn emit(c: &mut Content, op: &Op) {
             let (r, g, b) = rgb(*paint);
             c.set_fill_rgb(r, g, b);
             c.begin_text();
-            if unicode::needs(text) {
+            if unicode::needs(text)
+                && let Some(subset) = &subsets[usize::from(*bold)]
+            {
                 c.set_font(Name(if *bold { b"F4" } else { b"F3" }), *size);
                 c.next_line(x0, fy(*y));
-                let codes = unicode::font(*bold).encode(text, &mut BTreeMap::new());
-                c.show(Str(&codes));
+                c.show(Str(&unicode::font(*bold).encode(text, subset)));
             } else {
                 c.set_font(Name(if *bold { b"F2" } else { b"F1" }), *size);
                 c.next_line(x0, fy(*y));
@@ -604,6 +613,8 @@ mod tests {
         let (bytes, pages, problems) = render_pdf(&report);
         assert_eq!(pages, 1);
         assert!(problems.is_empty(), "{problems:?}");
+        // only the glyphs used are embedded, not the 750 KB font
+        assert!(bytes.len() < 60_000, "{} bytes", bytes.len());
         let dir = tempfile::tempdir().unwrap();
         let pdf = dir.path().join("r.pdf");
         std::fs::write(&pdf, &bytes).unwrap();

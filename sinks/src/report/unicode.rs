@@ -1,8 +1,8 @@
 //! Text the base-14 Helvetica cannot show (Cyrillic, Greek, Hebrew, Arabic, Armenian, Georgian,
 //! Latin beyond WinAnsi: customer and CSM names from anywhere) is set in DejaVu Sans (the `dejavu`
 //! crate's TrueType files) and embedded in the PDF as a CID font: Identity-H, glyph ids from the
-//! font's cmap, widths from its metrics (ttf-parser), a ToUnicode map so the text can be found and
-//! copied. Runs Helvetica can show keep it (nothing embedded for them). Written by hand because
+//! font's cmap, widths from its metrics (ttf-parser), only the glyphs used (typst's subsetter), a
+//! ToUnicode map so the text can be found and copied. Runs Helvetica can show keep it (nothing embedded for them). Written by hand because
 //! pdf-writer writes PDF objects, not fonts, and this is the small part between the two; scripts
 //! DejaVu lacks (CJK) are reported by the layout check rather than printed as boxes unnoticed.
 
@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 
 use pdf_writer::types::{CidFontType, FontFlags, SystemInfo};
 use pdf_writer::{Filter, Finish, Name, Pdf, Rect, Ref, Str};
+
+use subsetter::GlyphRemapper;
 
 use super::metrics::win_ansi_byte;
 
@@ -68,19 +70,27 @@ impl Font {
             .collect()
     }
 
-    /// `text` as Identity-H codes (glyph ids, two bytes each), recording what each stands for.
-    pub fn encode(&self, text: &str, used: &mut BTreeMap<u16, char>) -> Vec<u8> {
+    /// Records the glyphs `text` uses (the font's own ids) and the character each stands for.
+    pub fn collect(&self, text: &str, used: &mut BTreeMap<u16, char>) {
+        for c in text.chars() {
+            used.entry(self.glyph(c).unwrap_or(0)).or_insert(c);
+        }
+    }
+
+    /// `text` as Identity-H codes: the glyphs' ids in the embedded subset, two bytes each.
+    pub fn encode(&self, text: &str, subset: &GlyphRemapper) -> Vec<u8> {
         let mut out = Vec::with_capacity(text.len() * 2);
         for c in text.chars() {
-            let gid = self.glyph(c).unwrap_or(0);
-            used.entry(gid).or_insert(c);
+            let gid = subset.get(self.glyph(c).unwrap_or(0)).unwrap_or(0);
             out.extend_from_slice(&gid.to_be_bytes());
         }
         out
     }
 
     /// Writes the Type 0 font `id` (and its descendant, descriptor, font file and ToUnicode map
-    /// at the refs from `next`) for the glyphs in `used`; returns the next free ref number.
+    /// at the refs from `next`) with a subset of the font holding the glyphs in `used` (typst's
+    /// subsetter: a few KB instead of the whole file); returns the next free ref number and the
+    /// map from the font's glyph ids to the subset's, which [`Font::encode`] needs.
     pub fn write(
         &self,
         pdf: &mut Pdf,
@@ -88,7 +98,24 @@ impl Font {
         mut next: i32,
         name: &[u8],
         used: &BTreeMap<u16, char>,
-    ) -> i32 {
+    ) -> (i32, GlyphRemapper) {
+        let mut subset = GlyphRemapper::new();
+        for gid in used.keys() {
+            subset.remap(*gid);
+        }
+        // a subset that fails (it should not for the bundled font) falls back to the whole font
+        // with identical ids
+        let data = match subsetter::subset(self.data, 0, &subset) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = ?e, "font subsetting failed: embedding the whole font");
+                subset = GlyphRemapper::new();
+                for gid in 0..self.face.number_of_glyphs() {
+                    subset.remap(gid);
+                }
+                self.data.to_vec()
+            }
+        };
         let mut alloc = || {
             let r = Ref::new(next);
             next += 1;
@@ -115,7 +142,7 @@ impl Font {
             .cid_to_gid_map_predefined(Name(b"Identity"));
         let mut widths = font.widths();
         for gid in used.keys() {
-            widths.consecutive(*gid, [self.advance(*gid)]);
+            widths.consecutive(subset.get(*gid).unwrap_or(0), [self.advance(*gid)]);
         }
         widths.finish();
         font.finish();
@@ -135,17 +162,17 @@ impl Font {
             .cap_height(scale(self.face.capital_height().unwrap_or(self.face.ascender())))
             .stem_v(80.0)
             .font_file2(file);
-        let packed = miniz_oxide::deflate::compress_to_vec_zlib(self.data, 6);
+        let packed = miniz_oxide::deflate::compress_to_vec_zlib(&data, 6);
         pdf.stream(file, &packed)
             .filter(Filter::FlateDecode)
-            .pair(Name(b"Length1"), self.data.len() as i32);
+            .pair(Name(b"Length1"), data.len() as i32);
         let mut map = pdf_writer::types::UnicodeCmap::new(Name(b"Custom"), info);
         for (gid, c) in used {
-            map.pair(*gid, *c);
+            map.pair(subset.get(*gid).unwrap_or(0), *c);
         }
         let map = map.finish();
         pdf.cmap(cmap, map.as_slice());
-        next
+        (next, subset)
     }
 }
 
@@ -171,7 +198,9 @@ mod tests {
         // what DejaVu does not cover is known, so the layout check can say so
         assert_eq!(font(true).missing("株式会社"), ['株', '式', '会', '社']);
         let mut used = BTreeMap::new();
-        assert_eq!(f.encode("Ωx", &mut used).len(), 4);
+        f.collect("Ωx", &mut used);
         assert_eq!(used.values().collect::<String>().len(), "Ωx".len());
+        let subset = GlyphRemapper::new_from_glyphs(&used.keys().copied().collect::<Vec<_>>());
+        assert_eq!(f.encode("Ωx", &subset).len(), 4);
     }
 }
