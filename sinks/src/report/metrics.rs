@@ -45,25 +45,8 @@ pub fn text_width(text: &str, size: f32, bold: bool) -> f32 {
 
 /// `text` in WinAnsiEncoding (what the base-14 fonts read); characters outside it become `?`.
 pub fn win_ansi(text: &str) -> Vec<u8> {
+    use super::unicode::win_ansi_byte;
     text.chars().map(|c| win_ansi_byte(c).unwrap_or(b'?')).collect()
-}
-
-/// One character in WinAnsiEncoding, if it has a code there.
-pub fn win_ansi_byte(c: char) -> Option<u8> {
-    Some(match c as u32 {
-        0x20..=0x7e | 0xa0..=0xff => c as u32 as u8,
-        0x20ac => 0x80,
-        0x2026 => 0x85,
-        0x2022 => 0x95,
-        0x2013 => 0x96,
-        0x2014 => 0x97,
-        0x2018 => 0x91,
-        0x2019 => 0x92,
-        0x201c => 0x93,
-        0x201d => 0x94,
-        0x2122 => 0x99,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

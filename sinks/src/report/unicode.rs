@@ -14,7 +14,23 @@ use pdf_writer::{Filter, Finish, Name, Pdf, Rect, Ref, Str};
 
 use subsetter::GlyphRemapper;
 
-use super::metrics::win_ansi_byte;
+/// One character in WinAnsiEncoding, if it has a code there.
+pub fn win_ansi_byte(c: char) -> Option<u8> {
+    Some(match c as u32 {
+        0x20..=0x7e | 0xa0..=0xff => c as u32 as u8,
+        0x20ac => 0x80,
+        0x2026 => 0x85,
+        0x2022 => 0x95,
+        0x2013 => 0x96,
+        0x2014 => 0x97,
+        0x2018 => 0x91,
+        0x2019 => 0x92,
+        0x201c => 0x93,
+        0x201d => 0x94,
+        0x2122 => 0x99,
+        _ => return None,
+    })
+}
 
 pub struct Font {
     data: &'static [u8],
