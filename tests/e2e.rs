@@ -391,6 +391,20 @@ BACK-T,{account},ticket,2026-06-25T09:00:00Z,high
     let bad = cslake(&dir, &["backfill", "--from", "2026-05-15", "--to", "2026-05-01"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 
+    // benchmarks compare with the latest day scored in the week up to D - 30: runs skip days
+    cslake(&dir, &["backfill", "--from", "2026-06-18", "--to", "2026-06-18"]).ok();
+    cslake(&dir, &["analytics", "--as-of", "2026-06-18"]).ok();
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT kpi, value_30d_ago IS NOT NULL AS compared FROM analytics.benchmarks \
+             WHERE as_of_date = DATE '2026-06-18' AND dimension = 'all' \
+             AND kpi IN ('high_risk_share', 'mean_health_score') ORDER BY kpi"
+        ),
+        ["kpi,compared", "high_risk_share,true", "mean_health_score,true"],
+        "2026-05-19 has no scores; 2026-05-15 does"
+    );
+
     readers_agree(&dir);
 }
 

@@ -217,23 +217,26 @@ fn the_lake_and_a_file_drop_on_s3_end_to_end() {
     .unwrap();
     std::fs::write(dir.join(".aws/config"), "[profile cslake]\nregion = us-east-1\n").unwrap();
     let home = dir.display().to_string();
-    let out = crate::cslake_env(
-        dir,
-        &[
-            "--lake",
-            "s3://lake/prod",
-            "query",
-            "SELECT COUNT(*) AS n FROM core.accounts",
-            "--format",
-            "csv",
-        ],
-        &[
-            ("HOME", home.as_str()),
-            ("AWS_PROFILE", "cslake"),
-            ("AWS_ENDPOINT_URL", &s3.endpoint),
-            ("AWS_ALLOW_HTTP", "true"),
-        ],
-    )
+    let count = |env: &[(&str, &str)]| {
+        crate::cslake_env(
+            dir,
+            &[
+                "--lake",
+                "s3://lake/prod",
+                "query",
+                "SELECT COUNT(*) AS n FROM core.accounts",
+                "--format",
+                "csv",
+            ],
+            env,
+        )
+    };
+    let out = count(&[
+        ("HOME", home.as_str()),
+        ("AWS_PROFILE", "cslake"),
+        ("AWS_ENDPOINT_URL", &s3.endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+    ])
     .ok();
     assert_eq!(out.stdout.lines().nth(1), Some("40"));
 
@@ -255,20 +258,6 @@ fn the_lake_and_a_file_drop_on_s3_end_to_end() {
         ),
     )
     .unwrap();
-    let count = |env: &[(&str, &str)]| {
-        crate::cslake_env(
-            dir,
-            &[
-                "--lake",
-                "s3://lake/prod",
-                "query",
-                "SELECT COUNT(*) AS n FROM core.accounts",
-                "--format",
-                "csv",
-            ],
-            env,
-        )
-    };
     for profile in ["proc", "role"] {
         let out = count(&[
             ("HOME", home.as_str()),

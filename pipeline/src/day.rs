@@ -222,7 +222,7 @@ pub async fn ingest(
 }
 
 /// Runs one step of a day with a line on the terminal saying which, for which date, for how long.
-async fn shown<T>(
+pub async fn shown<T>(
     progress: &dyn Progress,
     step: &str,
     d: NaiveDate,

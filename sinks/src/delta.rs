@@ -102,6 +102,16 @@ impl DeltaTarget {
     /// Opens the table; an uninitialised table (no `_delta_log` yet) is returned as well, ready
     /// for its first write.
     pub async fn handle(&self) -> Result<DeltaTable> {
+        let (mut table, exists) = self.unloaded().await?;
+        // Only load what exists: loading a missing table makes the kernel log an error.
+        if exists {
+            table.load().await.map_err(|e| self.err(e))?;
+        }
+        Ok(table)
+    }
+
+    /// The table's handle without its log read, and whether the table exists (one listing).
+    async fn unloaded(&self) -> Result<(DeltaTable, bool)> {
         if self.url.scheme() == "file"
             && let Ok(path) = self.url.to_file_path()
         {
@@ -110,20 +120,16 @@ impl DeltaTarget {
                 message: format!("creating {}: {e}", path.display()),
             })?;
         }
-        let mut table = DeltaTableBuilder::from_url(self.url.clone())
+        let table = DeltaTableBuilder::from_url(self.url.clone())
             .map_err(|e| self.err(e))?
             .with_storage_options(self.storage_options.clone())
             .build()
             .map_err(|e| self.err(e))?;
-        // Only load what exists: loading a missing table makes the kernel log an error.
-        if table
+        let exists = table
             .verify_deltatable_existence()
             .await
-            .map_err(|e| self.err(e))?
-        {
-            table.load().await.map_err(|e| self.err(e))?;
-        }
-        Ok(table)
+            .map_err(|e| self.err(e))?;
+        Ok((table, exists))
     }
 
     /// The table if it exists.
@@ -155,8 +161,9 @@ impl DeltaTarget {
     ) -> Result<bool> {
         use deltalake::kernel::StructType;
         use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-        let table = self.handle().await?;
-        if table.version().is_some() {
+        // called on every ingest and act: an existing table costs one listing, not a log replay
+        let (table, exists) = self.unloaded().await?;
+        if exists {
             return Ok(false);
         }
         let example = signed_batches(vec![example])?.remove(0);
@@ -174,7 +181,7 @@ impl DeltaTarget {
             .await;
         match created {
             Ok(_) => Ok(true),
-            Err(_) if self.open().await?.is_some() => Ok(false),
+            Err(_) if self.unloaded().await?.1 => Ok(false),
             Err(e) => Err(self.err(e)),
         }
     }

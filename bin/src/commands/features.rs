@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use cslake_features::Target;
-use cslake_pipeline::Progress;
+use cslake_pipeline::day as runner;
 use cslake_pipeline::lake::ops::audited;
 use cslake_pipeline::{Error, features as job, train as training};
 
@@ -17,13 +17,15 @@ pub async fn features(ctx: &Ctx, as_of: Option<NaiveDate>, strict: bool) -> anyh
         Error::Usage("cslake features needs --as-of YYYY-MM-DD (or a subcommand: list, describe NAME)".into())
     })?;
     let lake = ctx.lake().await?;
-    ctx.start(&format!("features {d}"), None);
-    let done = audited(&lake, ctx.run("features", Some(d)), async |run| {
-        job::features(&lake, &ctx.settings, d, strict, run, ctx).await
-    })
-    .await;
-    ctx.finish();
-    let (report, run) = done?;
+    let (report, run) = runner::shown(
+        ctx,
+        "features",
+        d,
+        audited(&lake, ctx.run("features", Some(d)), async |run| {
+            job::features(&lake, &ctx.settings, d, strict, run, ctx).await
+        }),
+    )
+    .await?;
     Ok(Summary::succeeded("features").run(&run).merge(report))
 }
 

@@ -1,9 +1,9 @@
 //! `cslake train`, `cslake evaluate`, `cslake models` and `cslake health suggest-weights`.
 
-use cslake_pipeline::Progress;
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
+use cslake_pipeline::day as runner;
 use cslake_pipeline::lake::ops::audited;
 use cslake_pipeline::train::{self as job, health_weights, registry};
 
@@ -16,13 +16,15 @@ use crate::summary::Summary;
 /// `cslake train --as-of D`.
 pub async fn train(ctx: &Ctx, d: NaiveDate, strict: bool) -> anyhow::Result<Summary> {
     let lake = ctx.lake().await?;
-    ctx.start(&format!("train {d}"), None);
-    let done = audited(&lake, ctx.run("train", Some(d)), async |run| {
-        job::train(&lake, &ctx.settings, d, strict, run, ctx).await
-    })
-    .await;
-    ctx.finish();
-    let (report, run) = done?;
+    let (report, run) = runner::shown(
+        ctx,
+        "train",
+        d,
+        audited(&lake, ctx.run("train", Some(d)), async |run| {
+            job::train(&lake, &ctx.settings, d, strict, run, ctx).await
+        }),
+    )
+    .await?;
     output::trained(&report);
     Ok(Summary::succeeded("train").run(&run).with("model", &report))
 }
