@@ -432,6 +432,21 @@ fn readers_agree(dir: &Path) {
         assert!(names.contains(&t), "{t} missing: {names:?}");
     }
     assert_eq!(query(dir, "SELECT COUNT(*) AS n FROM ops.quarantine"), ["n", "0"]);
+    let one = cslake(dir, &["tables", "core.accounts"]).ok();
+    assert!(
+        one.stdout
+            .contains("    account_id                   string not null"),
+        "{}",
+        one.stdout
+    );
+    let typo = cslake(dir, &["tables", "core.acounts"]);
+    assert_eq!(typo.code, 2);
+    assert!(
+        typo.stderr
+            .contains("no table or zone 'core.acounts' in the lake (`cslake tables` lists them)"),
+        "{}",
+        typo.stderr
+    );
 
     let json = dir.join("tables.json");
     std::fs::write(&json, &listed.stdout).unwrap();

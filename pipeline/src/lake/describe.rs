@@ -71,9 +71,11 @@ pub async fn describe(lake: &Lake, only: Option<&str>) -> Result<Vec<TableInfo>>
     if let Some(o) = only
         && out.is_empty()
     {
-        return Err(crate::Error::Usage(format!(
-            "no table '{o}' in the lake (cslake tables lists them)"
-        )));
+        return Err(crate::Error::NotFound {
+            what: "table or zone",
+            name: o.to_string(),
+            hint: " in the lake (`cslake tables` lists them)".into(),
+        });
     }
     Ok(out)
 }
