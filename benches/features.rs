@@ -44,7 +44,12 @@ impl day::Observer for Watch {
     fn step_done(&self, report: day::StepReport<'_>) {
         if let (day::StepReport::Features(f), Ok(mut seen)) = (report, self.seen.lock()) {
             let views = f.views.iter().map(|(v, _, _)| v.clone()).collect();
-            let mode = f.rollup.as_ref().map_or("-".to_string(), |r| r.mode.clone());
+            // the rollups' refresh, then how each view state came to the date: `incremental+step`
+            let mut mode = f.rollup.as_ref().map_or("-".to_string(), |r| r.mode.clone());
+            for st in &f.states {
+                mode.push('+');
+                mode.push_str(&st.mode);
+            }
             *seen = Some((views, mode));
         }
     }
@@ -129,7 +134,7 @@ fn child(args: &[String]) {
     }
 }
 
-/// What a child said: (rows, usage, views, rollup mode).
+/// What a child said: (rows, usage, views, rollup and state modes).
 fn run_child(args: &[&str]) -> (u64, Usage, String, String) {
     let exe = std::env::current_exe().expect("own path");
     let out = Command::new(exe)
@@ -368,7 +373,7 @@ fn main() {
         );
     };
     let (accounts, full, views, mode) = run_child(&["features", &lake_s, &memory, &as_of.to_string()]);
-    assert_eq!(mode, "full", "the first build is a full one");
+    assert_eq!(mode, "full+full", "the first build is a full one");
     let files = dir.path().join("core_files.json");
     std::fs::write(&files, core_files(&lake)).expect("file list");
     let duck = run_reference(&python, &files, as_of, &views, &dir.path().join("duck_out"));
@@ -389,7 +394,10 @@ fn main() {
     let next_s = next_drop.display().to_string();
     let (new_rows, _, _, _) = run_child(&["ingest", &next_s, &lake_s, "4G", &next.to_string()]);
     let (accounts, day, _, mode) = run_child(&["features", &lake_s, &memory, &next.to_string()]);
-    assert_eq!(mode, "incremental", "the next day is incremental");
+    assert_eq!(
+        mode, "incremental+step",
+        "the next day is incremental and steps the state"
+    );
     line(
         "next day",
         "cslake",

@@ -5,7 +5,7 @@ the same Delta files, with the project's own SQL. Prints: wall seconds, CPU seco
 
 FILES.json maps each core table to the Parquet files of its current version. The rollups of
 sql/rollups/ are written to Parquet first (as cslake materialises them), then the spine, then each
-view to Parquet, with 2 threads, as ../shared/perf/duck_cslake.py does.
+view (after its state, sql/features/VIEW.state.sql, where it keeps one) to Parquet, with 2 threads, as ../shared/perf/duck_cslake.py does.
 """
 import json, os, resource, sys, time
 
@@ -33,6 +33,10 @@ for rollup in sorted(os.listdir(os.path.join(project, "sql/rollups"))):
     con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{target}')")
 con.execute("CREATE TABLE spine AS " + sql("sql/spine.sql"))
 for view in views.split(","):
+    # a view's state (sql/features/VIEW.state.sql), computed from scratch as a full build does
+    state = f"sql/features/{view}.state.sql"
+    if os.path.exists(os.path.join(project, state)):
+        con.execute(f"CREATE TABLE {view}_state AS {sql(state)}")
     target = os.path.join(out, f"{view}.parquet")
     con.execute(f"COPY ({sql(f'sql/features/{view}.sql')}) TO '{target}' (FORMAT PARQUET)")
 wall = time.time() - t

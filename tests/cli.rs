@@ -429,6 +429,68 @@ fn an_incremental_day_equals_a_full_rebuild_and_reads_only_new_days() {
 }
 
 #[test]
+fn a_daily_run_steps_the_usage_state_and_computes_it_in_full_when_old_days_change() {
+    let (_t, dir) = crate::workspace(60, 200, "2026-06-30");
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    let state = |s: &serde_json::Value| {
+        let st = &s["states"][0];
+        assert_eq!(st["table"], "features.usage_activity_state", "{s}");
+        (
+            st["mode"].as_str().unwrap().to_string(),
+            st["reason"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let run = |d: &str| cslake(&dir, &["features", "--as-of", d]).ok().summary();
+    assert_eq!(
+        state(&run("2026-06-20")),
+        ("full".to_string(), "no earlier state".to_string())
+    );
+    assert_eq!(
+        state(&run("2026-06-27")),
+        ("full".to_string(), "no state as of 2026-06-26".to_string())
+    );
+    for d in ["2026-06-28", "2026-06-29", "2026-06-30"] {
+        assert_eq!(state(&run(d)).0, "step", "{d}");
+    }
+    // only the last week of dates is kept
+    let dates = "SELECT CAST(as_of_date AS VARCHAR) AS d FROM features.usage_activity_state GROUP BY as_of_date ORDER BY d";
+    assert_eq!(
+        crate::query(&dir, dates),
+        ["d", "2026-06-27", "2026-06-28", "2026-06-29", "2026-06-30"]
+    );
+
+    // the stepped features equal features computed from scratch
+    let features = "SELECT * EXCLUDE (_run_id) FROM features.usage_activity WHERE as_of_date = DATE '2026-06-30' ORDER BY account_id";
+    let stepped = crate::query(&dir, features);
+    assert!(stepped.len() > 30, "{stepped:?}");
+    std::fs::remove_dir_all(dir.join("lake/features/usage_activity_state")).unwrap();
+    assert_eq!(
+        state(&run("2026-06-30")),
+        ("full".to_string(), "no earlier state".to_string())
+    );
+    assert!(
+        crate::query(&dir, features) == stepped,
+        "stepped and from scratch differ"
+    );
+
+    // a late event for an old day rewrites that day's rollup: the next day is computed in full
+    std::fs::create_dir_all(dir.join("late/usage_events")).unwrap();
+    std::fs::write(
+        dir.join("late/usage_events/late.csv"),
+        "event_id,account_id,event_type,event_time\nLATE-1,ACC-000001,login,2026-06-10T10:00:00Z\n",
+    )
+    .unwrap();
+    cslake(&dir, &["ingest", "--source", "late"]).ok();
+    let (mode, reason) = state(&run("2026-07-01"));
+    assert_eq!(mode, "full");
+    assert_eq!(
+        reason,
+        "features.usage_daily changed for 2026-06-10 after the state of 2026-06-30 was computed"
+    );
+    assert_eq!(state(&run("2026-07-02")).0, "step");
+}
+
+#[test]
 fn an_expansion_training_set_labels_mrr_growth_in_the_window() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -285,7 +285,7 @@ pub fn views(views: &[ViewInfo]) {
             v.name,
             v.features.len(),
             if v.available { "yes" } else { "no" },
-            if v.incremental { "window" } else { "history" },
+            v.maintenance.as_str(),
             v.last_as_of.as_deref().unwrap_or("-"),
             v.last_rows.map_or("-".to_string(), |r| r.to_string()),
             v.sources.join(", ")
@@ -301,12 +301,16 @@ pub fn view(v: &ViewInfo) {
         if v.owner.is_empty() { "-" } else { &v.owner },
         v.sources.join(", ")
     );
-    if v.incremental {
-        out!("  daily cost: its window (reads the daily usage rollups, not raw events)");
-    } else {
-        out!(
+    match v.maintenance {
+        cslake_features::Maintenance::Step => out!(
+            "  daily cost: one day (its state is advanced from the day before; distinct counts read their window of the rollups)"
+        ),
+        cslake_features::Maintenance::Window => {
+            out!("  daily cost: its window (reads the daily usage rollups, not raw events)")
+        }
+        cslake_features::Maintenance::History => out!(
             "  daily cost: the whole history (reads usage_events itself: use usage_daily / usage_daily_users)"
-        );
+        ),
     }
     match &v.last_as_of {
         Some(d) => out!(

@@ -10,12 +10,14 @@ mod days;
 mod health;
 mod registry;
 mod render;
+mod state;
 mod training;
 
 pub use days::on_days;
 pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, Measure};
-pub use registry::{FeatureView, ROLLUPS, Registry};
+pub use registry::{FeatureView, Maintenance, ROLLUPS, Registry, ViewState};
 pub use render::render;
+pub use state::{Computed, ComputedState, PreviousStates, compute_state};
 pub use training::{
     ChurnDefinition, FEATURE_TYPE, Knowledge, LabelSpec, Target, compute_all, compute_view, feature_vector,
     register_rollups, register_spine, restrict_knowledge, training_set, training_sets,

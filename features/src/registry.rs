@@ -15,6 +15,45 @@ pub struct FeatureView {
     pub sql: String,
     /// Where it came from: `builtin:NAME.sql` or a file path.
     pub origin: String,
+    /// The running state the view reads, if it keeps one (`NAME.state.sql`, `NAME.step.sql`).
+    pub state: Option<ViewState>,
+}
+
+/// What a view keeps from one day to the next: a table `NAME_state` the view's SQL reads (one
+/// row per entity), computed from scratch by `sql` for any date, or advanced one day from the
+/// previous day's rows (registered as `previous_state`) by `step`. Both must give the same rows;
+/// the daily run uses `step` when the previous day's rows are there and still valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewState {
+    /// The table name the view reads and the lake keeps (`features.<table>`).
+    pub table: String,
+    pub sql: String,
+    pub step: Option<String>,
+    /// Where the state SQL came from.
+    pub origin: String,
+}
+
+/// How the cost of a view's daily run grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Maintenance {
+    /// Advanced a day at a time from the previous day's state, plus what it reads directly
+    /// (windows of the rollups).
+    Step,
+    /// Recomputed from its windows of the daily rollups and the entity tables.
+    Window,
+    /// Reads `usage_events` itself: grows with the history.
+    History,
+}
+
+impl Maintenance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Maintenance::Step => "step",
+            Maintenance::Window => "window",
+            Maintenance::History => "history",
+        }
+    }
 }
 
 /// The feature views cslake computes.
@@ -45,6 +84,13 @@ pub const BUILTIN_VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The built-in views' states, `(view, state SQL, step SQL)`.
+pub const BUILTIN_STATES: &[(&str, &str, &str)] = &[(
+    "usage_activity",
+    include_str!("../../sql/features/usage_activity.state.sql"),
+    include_str!("../../sql/features/usage_activity.step.sql"),
+)];
+
 pub const SPINE_SQL: &str = include_str!("../../sql/spine.sql");
 /// The daily usage rollups the usage views read, `(name, SELECT)`: per account, day and event
 /// type, and per account, day and user. `{{where}}` narrows one to some days when it is refreshed.
@@ -63,14 +109,26 @@ pub const EXPANSION_SQL: &str = include_str!("../../sql/labels/expansion_mrr_inc
 
 impl Registry {
     pub fn builtin() -> Result<Self> {
-        let views = BUILTIN_VIEWS
+        let mut views: Vec<FeatureView> = BUILTIN_VIEWS
             .iter()
             .map(|(file, sql)| FeatureView::parse(sql, &format!("builtin:{file}")))
             .collect::<Result<_>>()?;
+        for (name, state, step) in BUILTIN_STATES {
+            if let Some(v) = views.iter_mut().find(|v| v.name == *name) {
+                v.state = Some(ViewState {
+                    table: format!("{name}_state"),
+                    sql: state.to_string(),
+                    step: Some(step.to_string()),
+                    origin: format!("builtin:{name}.state.sql"),
+                });
+            }
+        }
         Ok(Self { views })
     }
 
     /// Adds every `*.sql` file of a user folder; a user view replaces a built-in of the same name.
+    /// `NAME.state.sql` and `NAME.step.sql` are the state of view NAME (table `NAME_state`): a
+    /// user's own, or a replacement of a built-in view's (which a replaced view otherwise keeps).
     pub fn with_dir(mut self, dir: &Path) -> Result<Self> {
         let io = |source| Error::Io {
             path: dir.display().to_string(),
@@ -82,14 +140,62 @@ impl Registry {
             .filter(|p| p.extension().is_some_and(|x| x == "sql"))
             .collect();
         files.sort();
-        for path in files {
-            let sql = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| Error::Io {
                 path: path.display().to_string(),
                 source,
-            })?;
-            let view = FeatureView::parse(&sql, &path.display().to_string())?;
+            })
+        };
+        let file_name = |p: &Path| {
+            p.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let (companions, views): (Vec<_>, Vec<_>) = files.into_iter().partition(|p| {
+            let f = file_name(p);
+            f.ends_with(".state.sql") || f.ends_with(".step.sql")
+        });
+        for path in views {
+            let mut view = FeatureView::parse(&read(&path)?, &path.display().to_string())?;
+            if let Some(old) = self.views.iter().find(|v| v.name == view.name) {
+                view.state = old.state.clone();
+            }
             self.views.retain(|v| v.name != view.name);
             self.views.push(view);
+        }
+        let mut states: Vec<(String, ViewState)> = Vec::new();
+        for path in companions.iter().filter(|p| file_name(p).ends_with(".state.sql")) {
+            let name = file_name(path).trim_end_matches(".state.sql").to_string();
+            states.push((
+                name.clone(),
+                ViewState {
+                    table: format!("{name}_state"),
+                    sql: read(path)?,
+                    step: None,
+                    origin: path.display().to_string(),
+                },
+            ));
+        }
+        for path in companions.iter().filter(|p| file_name(p).ends_with(".step.sql")) {
+            let name = file_name(path).trim_end_matches(".step.sql").to_string();
+            let Some((_, state)) = states.iter_mut().find(|(n, _)| *n == name) else {
+                return Err(Error::View {
+                    view: name.clone(),
+                    path: path.display().to_string(),
+                    message: format!("a step needs the state it advances: {name}.state.sql is missing"),
+                });
+            };
+            state.step = Some(read(path)?);
+        }
+        for (name, state) in states {
+            let Some(view) = self.views.iter_mut().find(|v| v.name == name) else {
+                return Err(Error::View {
+                    view: name.clone(),
+                    path: state.origin.clone(),
+                    message: format!("no feature view named '{name}' reads this state"),
+                });
+            };
+            view.state = Some(state);
         }
         Ok(self)
     }
@@ -138,20 +244,45 @@ impl Registry {
     }
 }
 
+/// Whether the SQL (comments aside) names `table`.
+fn reads(sql: &str, table: &str) -> bool {
+    let code: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    let table = table.to_ascii_lowercase();
+    code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|t| t == table)
+}
+
 impl FeatureView {
-    /// Whether a daily run of the view costs in proportion to its window: it reads the daily
-    /// rollups (and entity tables), not `usage_events` itself, whose scan grows with history.
+    /// Whether a daily run of the view costs in proportion to its window: neither it nor its
+    /// state reads `usage_events` itself, whose scan grows with history.
     pub fn incremental(&self) -> bool {
-        let code: String = self
-            .sql
-            .lines()
-            .map(|l| l.split("--").next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_ascii_lowercase();
-        !code
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .any(|t| t == "usage_events")
+        self.maintenance() != Maintenance::History
+    }
+
+    /// How the view is kept up to date day by day.
+    pub fn maintenance(&self) -> Maintenance {
+        let state = self.state_used();
+        let history = reads(&self.sql, "usage_events")
+            || state.is_some_and(|s| {
+                reads(&s.sql, "usage_events") || s.step.as_deref().is_some_and(|st| reads(st, "usage_events"))
+            });
+        if history {
+            Maintenance::History
+        } else if state.is_some_and(|s| s.step.is_some()) {
+            Maintenance::Step
+        } else {
+            Maintenance::Window
+        }
+    }
+
+    /// The state, when the view's SQL reads it (a user view replacing a built-in one may not).
+    pub fn state_used(&self) -> Option<&ViewState> {
+        self.state.as_ref().filter(|s| reads(&self.sql, &s.table))
     }
 
     /// Parses the `-- key: value` header. `name` and at least one `feature` are required.
@@ -165,6 +296,7 @@ impl FeatureView {
             features: Vec::new(),
             sql: sql.to_string(),
             origin: origin.to_string(),
+            state: None,
         };
         for line in sql.lines() {
             let Some(rest) = line.trim().strip_prefix("--") else {
@@ -217,6 +349,16 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
+        let (companions, on_disk): (Vec<String>, Vec<String>) = on_disk
+            .into_iter()
+            .partition(|f| f.ends_with(".state.sql") || f.ends_with(".step.sql"));
+        for file in &companions {
+            let view = file.split('.').next().unwrap();
+            assert!(
+                BUILTIN_STATES.iter().any(|(v, _, _)| *v == view),
+                "sql/features/{file} is not embedded in BUILTIN_STATES"
+            );
+        }
         for file in &on_disk {
             assert!(
                 BUILTIN_VIEWS.iter().any(|(f, _)| f == file),
@@ -235,6 +377,11 @@ mod tests {
     fn views_reading_raw_events_are_not_incremental() {
         let reg = Registry::builtin().unwrap();
         assert!(reg.views.iter().all(FeatureView::incremental));
+        assert_eq!(
+            reg.get("usage_activity").unwrap().maintenance(),
+            Maintenance::Step
+        );
+        assert_eq!(reg.get("support").unwrap().maintenance(), Maintenance::Window);
         let raw = FeatureView::parse(
             "-- name: raw\n-- sources: usage_events\n-- feature: n | n\nSELECT account_id, COUNT(*) AS n FROM usage_events GROUP BY 1",
             "raw.sql",

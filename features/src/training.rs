@@ -9,6 +9,7 @@ use datafusion::prelude::SessionContext;
 use crate::registry::{
     CHURN_CANCELLATION_SQL, CHURN_INACTIVITY_SQL, CHURN_SUBSCRIPTION_GAP_SQL, SPINE_ACTIVITY_SQL, SPINE_SQL,
 };
+use crate::state::{Computed, PreviousStates, compute_state};
 use crate::{Error, FeatureView, Registry, Result, render};
 
 /// What "churned" means: configuration, because every business defines it differently.
@@ -160,7 +161,7 @@ async fn collect_sql(
     ctx.sql(sql).await.map_err(wrap)?.collect().await.map_err(wrap)
 }
 
-fn register_batches(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+pub(crate) fn register_batches(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
     let schema = match batches.first() {
         Some(b) => b.schema(),
         None => {
@@ -193,9 +194,19 @@ pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate, label: &Labe
     Ok(rows)
 }
 
-/// Computes one view as of `as_of` (the spine must be registered) and checks that it returns
-/// every feature its header declares.
+/// Computes one view as of `as_of` (the spine must be registered; its state, if it keeps one,
+/// is computed from scratch first) and checks that it returns every feature its header declares.
 pub async fn compute_view(
+    ctx: &SessionContext,
+    view: &FeatureView,
+    as_of: NaiveDate,
+) -> Result<Vec<RecordBatch>> {
+    compute_state(ctx, view, as_of, None).await?;
+    compute_view_sql(ctx, view, as_of).await
+}
+
+/// The view's own SELECT as of `as_of`, its state (if any) already registered.
+async fn compute_view_sql(
     ctx: &SessionContext,
     view: &FeatureView,
     as_of: NaiveDate,
@@ -466,14 +477,16 @@ async fn register_rollups_known_at(ctx: &SessionContext, as_of: NaiveDate, cutof
     Ok(())
 }
 
-/// Computes every view of the registry as of `as_of` (registering the spine first).
+/// Computes every view of the registry as of `as_of` (registering the spine first). A view that
+/// keeps a state steps it from `previous` when that holds the state's rows of the day before.
 pub async fn compute_all(
     ctx: &SessionContext,
     registry: &Registry,
     as_of: NaiveDate,
     label: &LabelSpec,
     knowledge: &Knowledge,
-) -> Result<Vec<(String, Vec<RecordBatch>)>> {
+    previous: &PreviousStates,
+) -> Result<Computed> {
     if let Some(cutoff) = knowledge.cutoff(as_of) {
         restrict_knowledge(ctx, Some(cutoff)).await?;
         // the materialised rollups know rows the cutoff excludes: keep the days they do not
@@ -484,10 +497,16 @@ pub async fn compute_all(
     let t = std::time::Instant::now();
     register_spine(ctx, as_of, label).await?;
     tracing::debug!(%as_of, seconds = t.elapsed().as_secs_f64(), "spine");
-    let mut out = Vec::with_capacity(registry.views.len());
+    let mut out = Computed::default();
     for view in &registry.views {
         let t = std::time::Instant::now();
-        out.push((view.name.clone(), compute_view(ctx, view, as_of).await?));
+        let prior = view.state_used().and_then(|s| previous.get(&s.table).cloned());
+        if let Some(state) = compute_state(ctx, view, as_of, prior).await? {
+            tracing::debug!(%as_of, state = state.table.as_str(), stepped = state.stepped, seconds = t.elapsed().as_secs_f64(), "state computed");
+            out.states.push(state);
+        }
+        out.views
+            .push((view.name.clone(), compute_view_sql(ctx, view, as_of).await?));
         tracing::debug!(%as_of, view = view.name.as_str(), seconds = t.elapsed().as_secs_f64(), "view computed");
     }
     Ok(out)
@@ -588,8 +607,8 @@ async fn date_rows(
     let Some(first) = labels.first() else {
         return Ok(Vec::new());
     };
-    let computed = compute_all(ctx, registry, as_of, first, knowledge).await?;
-    let vector = feature_vector(ctx, registry, &computed).await?;
+    let computed = compute_all(ctx, registry, as_of, first, knowledge, &PreviousStates::new()).await?;
+    let vector = feature_vector(ctx, registry, &computed.views).await?;
     if vector.iter().all(|b| b.num_rows() == 0) {
         return Ok(labels.iter().map(|_| Ok(Vec::new())).collect());
     }

@@ -3,6 +3,7 @@
 pub mod quality;
 pub mod ranges;
 pub mod rollup;
+pub mod state;
 
 use chrono::NaiveDate;
 use cslake_features::{HealthProfiles, Registry, compute_all};
@@ -23,6 +24,8 @@ pub struct FeaturesReport {
     pub freshness: Vec<crate::features::quality::Freshness>,
     /// How the daily usage rollup was brought up to date.
     pub rollup: Option<crate::features::rollup::RollupReport>,
+    /// How each view state was brought to the date (stepped from the day before, or in full).
+    pub states: Vec<crate::features::state::StateReport>,
 }
 
 /// The built-in views plus the user's folder, if configured.
@@ -64,8 +67,11 @@ pub async fn features(
     let registry = available_registry(settings, &ctx)?;
     let freshness = quality::freshness(&ctx, &settings.file.freshness, as_of).await?;
     let knowledge = crate::lake::query::knowledge(&ctx, strict).await?;
+    let (previous, reasons) = state::previous(lake, &ctx, &registry, as_of, strict).await?;
+    // after the rollup refresh: a rollup file written later than this invalidates the states
+    let computed_at = chrono::Utc::now();
     progress.phase(&format!("{} views", registry.views.len()));
-    let computed = compute_all(&ctx, &registry, as_of, &label, &knowledge).await?;
+    let computed = compute_all(&ctx, &registry, as_of, &label, &knowledge, &previous).await?;
     progress.phase("checks and writes");
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),
@@ -84,7 +90,7 @@ pub async fn features(
     let training = quality::training_values(&ctx, &names).await?;
     let mut stats = Vec::new();
     let mut failures = Vec::new();
-    for (name, batches) in &computed {
+    for (name, batches) in &computed.views {
         let Some(view) = registry.views.iter().find(|v| &v.name == name) else {
             continue;
         };
@@ -123,7 +129,7 @@ pub async fn features(
             failures.join(" | ")
         )));
     }
-    for (name, batches) in computed {
+    for (name, batches) in computed.views {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         report.accounts = report.accounts.max(rows);
         let batches = batches
@@ -149,6 +155,19 @@ pub async fn features(
         );
         report.views.push((name, rows, stats.version));
     }
+    // a strict run's states know less than the lake: the next daily run must not step from them
+    if !strict {
+        report.states = state::write(
+            lake,
+            &registry,
+            as_of,
+            computed.states,
+            &reasons,
+            computed_at,
+            run,
+        )
+        .await?;
+    }
     Ok(report)
 }
 
@@ -166,6 +185,9 @@ pub struct ViewInfo {
     /// Whether a daily run costs in proportion to the view's window (it reads the daily
     /// rollups), or reads `usage_events` itself and so grows with history.
     pub incremental: bool,
+    /// `step` (a state advanced from the day before), `window` (its windows of the rollups
+    /// recomputed) or `history` (reads `usage_events`).
+    pub maintenance: cslake_features::Maintenance,
     /// (column, label, type as materialised or `null` before the first run)
     pub features: Vec<(String, String, Option<String>)>,
     pub materialised_dates: u64,
@@ -216,6 +238,7 @@ pub async fn describe_views(lake: &Lake, settings: &Settings) -> Result<Vec<View
             origin: v.origin.clone(),
             available: v.sources.iter().all(|s| has_table(&ctx, s)),
             incremental: v.incremental(),
+            maintenance: v.maintenance(),
             features: v
                 .features
                 .iter()
