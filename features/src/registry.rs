@@ -391,6 +391,62 @@ mod tests {
     }
 
     #[test]
+    fn a_user_folder_gives_a_view_its_state_and_a_step_without_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("cslake-registry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("logins.sql"),
+            "-- name: logins\n-- sources: usage_events\n-- feature: logins | logins\n\
+             SELECT s.account_id, s.as_of_date, COALESCE(st.n, 0) AS logins FROM spine s \
+             LEFT JOIN logins_state st ON st.account_id = s.account_id",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("logins.state.sql"),
+            "SELECT account_id, COUNT(*) AS n FROM usage_daily GROUP BY account_id",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("logins.step.sql"),
+            "SELECT account_id, n FROM previous_state",
+        )
+        .unwrap();
+        // a user's usage_activity that still reads the built-in state keeps it
+        std::fs::write(
+            dir.join("usage_activity.sql"),
+            BUILTIN_VIEWS
+                .iter()
+                .find(|(f, _)| *f == "usage_activity.sql")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        let reg = Registry::builtin().unwrap().with_dir(&dir).unwrap();
+        let logins = reg.get("logins").unwrap();
+        assert_eq!(logins.state_used().unwrap().table, "logins_state");
+        assert_eq!(logins.maintenance(), Maintenance::Step);
+        let usage = reg.get("usage_activity").unwrap();
+        assert!(usage.origin.ends_with("usage_activity.sql") && !usage.origin.starts_with("builtin:"));
+        assert_eq!(usage.maintenance(), Maintenance::Step);
+        assert_eq!(
+            reg.views.len(),
+            BUILTIN_VIEWS.len() + 1,
+            "companion files are not views"
+        );
+
+        std::fs::remove_file(dir.join("logins.state.sql")).unwrap();
+        let e = Registry::builtin().unwrap().with_dir(&dir).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "feature view 'logins' ({}): a step needs the state it advances: logins.state.sql is missing",
+                dir.join("logins.step.sql").display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn header_errors_name_the_file() {
         let e = FeatureView::parse("-- name: x\nSELECT 1", "my.sql").unwrap_err();
         assert_eq!(
