@@ -258,7 +258,13 @@ fn core_files(lake: &Path) -> String {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (_, l) = open(&lake.display().to_string(), None, "1G");
     let mut out = serde_json::Map::new();
-    for t in ["accounts", "subscriptions", "usage_events", "contacts"] {
+    // every core table: the views read interactions, invoices, ... where the data has them
+    let tables = rt.block_on(l.tables()).expect("tables");
+    for t in tables
+        .iter()
+        .filter(|(zone, _)| zone == "core")
+        .map(|(_, t)| t.as_str())
+    {
         let Some(table) = rt.block_on(l.open_table("core", t)).expect("open") else {
             continue;
         };
@@ -286,13 +292,8 @@ fn run_reference(python: &str, files: &Path, as_of: NaiveDate, views: &str, out:
         .output()
         .ok()?;
     if !o.status.success() {
-        eprintln!(
-            "duckdb: {}",
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .last()
-                .unwrap_or("failed")
-        );
+        // the whole error: DuckDB's last line is often only the caret under the culprit
+        eprintln!("duckdb failed:\n{}", String::from_utf8_lossy(&o.stderr));
         return None;
     }
     let v: Vec<f64> = String::from_utf8_lossy(&o.stdout)
@@ -380,7 +381,7 @@ fn main() {
     let ratio = |u: &Usage| duck.map_or_else(|| "-".into(), |d| format!("{:.2}x", u.wall / d.wall));
     match &duck {
         Some(d) => line("full", "duckdb", "-", d, "1.00x".into()),
-        None => println!("full       duckdb  skipped (pip install duckdb for {python})"),
+        None => println!("full       duckdb  failed or skipped (pip install duckdb for {python}; see above)"),
     }
     line("full", "cslake", &accounts.to_string(), &full, ratio(&full));
 

@@ -488,6 +488,32 @@ fn a_daily_run_steps_the_usage_state_and_computes_it_in_full_when_old_days_chang
         "features.usage_daily changed for 2026-06-10 after the state of 2026-06-30 was computed"
     );
     assert_eq!(state(&run("2026-07-02")).0, "step");
+
+    // a state whose SQL gives other columns (an upgrade, a user's own) replaces the table
+    std::fs::create_dir_all(dir.join("views")).unwrap();
+    let builtin = include_str!("../sql/features/usage_activity.state.sql");
+    std::fs::write(
+        dir.join("views/usage_activity.state.sql"),
+        builtin.replace(
+            "AS last_event_date\nFROM",
+            "AS last_event_date,\n    1 AS extra\nFROM",
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("cslake.toml"), "[features]\ndir = \"views\"\n").unwrap();
+    let (mode, reason) = state(&run("2026-07-03"));
+    assert_eq!(
+        (mode.as_str(), reason.as_str()),
+        ("full", ""),
+        "a state without a step is always computed in full"
+    );
+    assert_eq!(
+        crate::query(
+            &dir,
+            "SELECT COUNT(*) > 30 AS many, MIN(extra) AS extra, COUNT(DISTINCT as_of_date) AS dates FROM features.usage_activity_state"
+        ),
+        ["many,extra,dates", "true,1,1"]
+    );
 }
 
 #[test]

@@ -234,6 +234,23 @@ impl Registry {
             .collect()
     }
 
+    /// The state `owner` keeps, when a view of the registry reads it (its own SQL or another
+    /// view's: `engagement` reads `usage_activity_state`).
+    pub fn needs_state<'a>(&self, owner: &'a FeatureView) -> Option<&'a ViewState> {
+        owner
+            .state
+            .as_ref()
+            .filter(|s| self.views.iter().any(|v| reads(&v.sql, &s.table)))
+    }
+
+    /// The views whose states `view` reads (itself included).
+    pub fn states_read_by(&self, view: &FeatureView) -> Vec<&FeatureView> {
+        self.views
+            .iter()
+            .filter(|owner| owner.state.as_ref().is_some_and(|s| reads(&view.sql, &s.table)))
+            .collect()
+    }
+
     /// The readable label of a feature column.
     pub fn label(&self, feature: &str) -> Option<&str> {
         self.views

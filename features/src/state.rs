@@ -54,7 +54,7 @@ async fn collect_keeping_schema(
     })
 }
 
-/// Computes the state `view` reads as of `as_of` (spine and rollups registered) and registers it
+/// Computes the state `view` keeps as of `as_of` (spine and rollups registered) and registers it
 /// under its table name: advanced by its step from `previous` (the state's rows as of the day
 /// before) when given and the view has a step, else from scratch. `None` when the view keeps no
 /// state.
@@ -64,7 +64,7 @@ pub async fn compute_state(
     as_of: NaiveDate,
     previous: Option<Arc<dyn datafusion::catalog::TableProvider>>,
 ) -> Result<Option<ComputedState>> {
-    let Some(state) = view.state_used() else {
+    let Some(state) = view.state.as_ref() else {
         return Ok(None);
     };
     let step = state.step.as_deref().zip(previous);
@@ -150,7 +150,7 @@ mod tests {
     async fn shown(ctx: &SessionContext) -> String {
         let rows = ctx
             .sql(
-                "SELECT account_id, as_of_date, events_7d + 0.0, events_30d + 0.0, events_prev_30d + 0.0, \
+                "SELECT account_id, as_of_date, events_7d + 0.0, events_30d + 0.0, events_35d + 0.0, events_prev_30d + 0.0, \
                  events_90d + 0.0, active_days_30d, active_days_90d, last_event_date \
                  FROM usage_activity_state ORDER BY account_id",
             )

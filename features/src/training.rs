@@ -198,10 +198,13 @@ pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate, label: &Labe
 /// is computed from scratch first) and checks that it returns every feature its header declares.
 pub async fn compute_view(
     ctx: &SessionContext,
+    registry: &Registry,
     view: &FeatureView,
     as_of: NaiveDate,
 ) -> Result<Vec<RecordBatch>> {
-    compute_state(ctx, view, as_of, None).await?;
+    for owner in registry.states_read_by(view) {
+        compute_state(ctx, owner, as_of, None).await?;
+    }
     compute_view_sql(ctx, view, as_of).await
 }
 
@@ -498,13 +501,20 @@ pub async fn compute_all(
     register_spine(ctx, as_of, label).await?;
     tracing::debug!(%as_of, seconds = t.elapsed().as_secs_f64(), "spine");
     let mut out = Computed::default();
-    for view in &registry.views {
+    // every state a view reads first (engagement reads usage_activity's), then the views
+    for owner in &registry.views {
+        let Some(needed) = registry.needs_state(owner) else {
+            continue;
+        };
         let t = std::time::Instant::now();
-        let prior = view.state_used().and_then(|s| previous.get(&s.table).cloned());
-        if let Some(state) = compute_state(ctx, view, as_of, prior).await? {
+        let prior = previous.get(&needed.table).cloned();
+        if let Some(state) = compute_state(ctx, owner, as_of, prior).await? {
             tracing::debug!(%as_of, state = state.table.as_str(), stepped = state.stepped, seconds = t.elapsed().as_secs_f64(), "state computed");
             out.states.push(state);
         }
+    }
+    for view in &registry.views {
+        let t = std::time::Instant::now();
         out.views
             .push((view.name.clone(), compute_view_sql(ctx, view, as_of).await?));
         tracing::debug!(%as_of, view = view.name.as_str(), seconds = t.elapsed().as_secs_f64(), "view computed");

@@ -69,7 +69,9 @@ impl Db {
         register_spine(&self.ctx, as_of, &LabelSpec::default())
             .await
             .map_err(fail)?;
-        let batches = compute_view(&self.ctx, &view, as_of).await.map_err(fail)?;
+        let batches = compute_view(&self.ctx, &self.registry, &view, as_of)
+            .await
+            .map_err(fail)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let schema = batches
             .first()

@@ -10,16 +10,15 @@
 -- feature: events_rate_tenure_90d | product events per 30 days over the last 90 days, or over the account's life when shorter
 -- feature: events_change_7d_vs_28d | events in the last 7 days against the weekly average of the 28 days before (ratio - 1)
 WITH u AS (
+    -- the windowed sums usage_activity keeps (usage_activity.state.sql): one row per account,
+    -- advanced a day at a time on daily runs instead of re-reading 90 days of usage_daily
     SELECT
         account_id,
-        SUM(CASE WHEN event_date > {{as_of}} - INTERVAL '7' DAY THEN quantity ELSE 0 END) AS e7,
-        SUM(CASE WHEN event_date <= {{as_of}} - INTERVAL '7' DAY
-                  AND event_date > {{as_of}} - INTERVAL '35' DAY THEN quantity ELSE 0 END) AS e28_before,
-        SUM(CASE WHEN event_date > {{as_of}} - INTERVAL '30' DAY THEN quantity ELSE 0 END) AS e30,
-        SUM(quantity) AS e90
-    FROM usage_daily
-    WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '90' DAY
-    GROUP BY account_id
+        events_7d AS e7,
+        events_35d - events_7d AS e28_before,
+        events_30d AS e30,
+        events_90d AS e90
+    FROM usage_activity_state
 ),
 users AS (
     -- distinct users: distinct keys first, then a count (spills, unlike COUNT(DISTINCT) per group)
