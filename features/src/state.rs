@@ -8,11 +8,28 @@ use chrono::NaiveDate;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 
-use crate::training::register_batches;
 use crate::{Error, FeatureView, Result, render};
+use datafusion::datasource::MemTable;
 
 /// The previous day's rows of view states, by state table, for [`crate::compute_all`] to step from.
 pub type PreviousStates = std::collections::HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>;
+
+/// Registers `batches` as table `name` (replacing it), keeping their schema.
+pub(crate) fn register_batches(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => {
+            return Err(Error::View {
+                view: name.into(),
+                path: String::new(),
+                message: "produced no batches".into(),
+            });
+        }
+    };
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
+}
 
 /// A view's state as of a date, and how it was obtained.
 #[derive(Debug, Clone)]

@@ -3,13 +3,12 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use crate::registry::{
     CHURN_CANCELLATION_SQL, CHURN_INACTIVITY_SQL, CHURN_SUBSCRIPTION_GAP_SQL, SPINE_ACTIVITY_SQL, SPINE_SQL,
 };
-use crate::state::{Computed, PreviousStates, compute_state};
+use crate::state::{Computed, PreviousStates, compute_state, register_batches};
 use crate::{Error, FeatureView, Registry, Result, render};
 
 /// What "churned" means: configuration, because every business defines it differently.
@@ -159,22 +158,6 @@ async fn collect_sql(
         source,
     };
     ctx.sql(sql).await.map_err(wrap)?.collect().await.map_err(wrap)
-}
-
-pub(crate) fn register_batches(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
-    let schema = match batches.first() {
-        Some(b) => b.schema(),
-        None => {
-            return Err(Error::View {
-                view: name.into(),
-                path: String::new(),
-                message: "produced no batches".into(),
-            });
-        }
-    };
-    ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    Ok(())
 }
 
 /// Registers `spine`: the accounts that are customers on `as_of` (as the churn definition sees
