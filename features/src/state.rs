@@ -50,7 +50,7 @@ pub struct Computed {
 }
 
 /// Runs `sql` and collects it, keeping its schema when it returns no row.
-async fn collect_keeping_schema(
+pub(crate) async fn collect_sql(
     ctx: &SessionContext,
     sql: &str,
     view: &str,
@@ -90,11 +90,11 @@ pub async fn compute_state(
         Some((step, previous)) => {
             ctx.deregister_table("previous_state")?;
             ctx.register_table("previous_state", previous)?;
-            let out = collect_keeping_schema(ctx, &render(step, as_of, &[]), &state.table, as_of).await;
+            let out = collect_sql(ctx, &render(step, as_of, &[]), &state.table, as_of).await;
             ctx.deregister_table("previous_state")?;
             out?
         }
-        None => collect_keeping_schema(ctx, &render(&state.sql, as_of, &[]), &state.table, as_of).await?,
+        None => collect_sql(ctx, &render(&state.sql, as_of, &[]), &state.table, as_of).await?,
     };
     register_batches(ctx, &state.table, batches.clone())?;
     Ok(Some(ComputedState {

@@ -8,7 +8,7 @@ use datafusion::prelude::SessionContext;
 use crate::registry::{
     CHURN_CANCELLATION_SQL, CHURN_INACTIVITY_SQL, CHURN_SUBSCRIPTION_GAP_SQL, SPINE_ACTIVITY_SQL, SPINE_SQL,
 };
-use crate::state::{Computed, PreviousStates, compute_state, register_batches};
+use crate::state::{Computed, PreviousStates, collect_sql, compute_state, register_batches};
 use crate::{Error, FeatureView, Registry, Result, render};
 
 /// What "churned" means: configuration, because every business defines it differently.
@@ -146,33 +146,13 @@ impl LabelSpec {
     }
 }
 
-async fn collect_sql(
-    ctx: &SessionContext,
-    sql: &str,
-    view: &str,
-    as_of: NaiveDate,
-) -> Result<Vec<RecordBatch>> {
-    let wrap = |source| Error::Query {
-        view: view.to_string(),
-        as_of: as_of.to_string(),
-        source,
-    };
-    ctx.sql(sql).await.map_err(wrap)?.collect().await.map_err(wrap)
-}
-
 /// Registers `spine`: the accounts that are customers on `as_of` (as the churn definition sees
 /// them), which every view starts from. Returns the number of accounts.
 pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate, label: &LabelSpec) -> Result<usize> {
     let sql = render(label.definition.spine_sql(), as_of, &label.params());
+    // the schema is kept even when nobody is a customer yet
     let batches = collect_sql(ctx, &sql, "spine", as_of).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    let batches = if batches.is_empty() {
-        // keep the schema even when nobody is a customer yet
-        let df = ctx.sql(&sql).await?;
-        vec![RecordBatch::new_empty(Arc::new(df.schema().as_arrow().clone()))]
-    } else {
-        batches
-    };
     register_batches(ctx, "spine", batches)?;
     Ok(rows)
 }
