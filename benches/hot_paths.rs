@@ -59,6 +59,7 @@ fn cast(c: &mut Criterion) {
                     &TableMapping::default(),
                     None,
                     stamp,
+                    &mut cslake_pipeline::ingest::event_ids::EventIds::default(),
                 )
                 .unwrap(),
             )

@@ -772,7 +772,7 @@ fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
     std::fs::write(full.join("base/usage_events.csv"), many_users_events(0, 120)).unwrap();
     cslake(full, &["ingest", "--source", "base"]).ok();
     cslake(full, &["ingest", "--source", "late"]).ok();
-    let s = cslake(full, &["--memory-limit", "24M", "features", "--as-of", d])
+    let s = cslake(full, &["--memory-limit", "12M", "features", "--as-of", d])
         .ok()
         .summary();
     assert_eq!(s["rollup"]["mode"], "full", "{s}");
@@ -812,4 +812,55 @@ fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
         ),
     );
     assert_eq!(got, expected);
+}
+
+#[test]
+fn a_first_model_on_little_history_scores_but_its_bands_wait_for_confirmation() {
+    // 240 days: about four observation dates once the warm-up and the label horizon are taken
+    let (_tmp, dir) = crate::workspace(80, 240, "2026-06-30");
+    let d = "2026-06-30";
+    let s = cslake(&dir, &["run", "--as-of", d, "--source", "data"])
+        .ok()
+        .summary();
+    let t = &s["train"];
+    assert_eq!(t["status"], "provisional", "{t}");
+    let why = t["not_ready"][0].as_str().unwrap();
+    assert!(why.contains("observation dates, fewer than 6"), "{t}");
+    // it scores every account ...
+    assert!(s["scores"]["accounts"].as_u64().unwrap() > 20, "{s}");
+    // ... but the playbooks reading its bands wait, and say so; the others run
+    let warnings = s["actions"]["warnings"].to_string();
+    for p in ["high-risk-save", "expansion-outreach"] {
+        assert!(
+            warnings.contains(&format!("playbook '{p}' waits: model churn-v1 is provisional")),
+            "{warnings}"
+        );
+    }
+    let ran: Vec<&str> = s["actions"]["playbooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["playbook"].as_str().unwrap())
+        .collect();
+    assert!(
+        ran.contains(&"health-drop-checkin") && !ran.contains(&"high-risk-save"),
+        "{ran:?}"
+    );
+    let list = crate::query(&dir, "SELECT status, reason FROM models.registry");
+    assert!(list[1].starts_with("provisional,"), "{list:?}");
+
+    // confirmed by hand, its bands drive the playbooks again
+    cslake(&dir, &["models", "promote", "churn-v1"]).ok();
+    let list = crate::query(&dir, "SELECT status, reason FROM models.registry");
+    assert!(
+        list[1].starts_with("current,") && list[1].contains("confirmed by "),
+        "{list:?}"
+    );
+    let again = cslake(&dir, &["act", "--as-of", d]).ok().summary();
+    assert!(
+        !again["actions"]["warnings"].to_string().contains("provisional"),
+        "{again}"
+    );
+    let ran = again["actions"]["playbooks"].to_string();
+    assert!(ran.contains("high-risk-save"), "{ran}");
 }

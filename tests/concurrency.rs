@@ -154,6 +154,8 @@ fn two_acts_at_once_deliver_every_alert_once() {
     for step in ["ingest", "features", "train", "score"] {
         cslake(&dir, &["run", "--as-of", D, "--source", "data", "--only", step]).ok();
     }
+    // a first model on 300 days is provisional: confirmed, its risk drives the playbook
+    cslake(&dir, &["models", "promote", "churn-v1"]).ok();
     let act = ["act", "--as-of", D];
     both_succeed([spawn(&dir, &act, &[]), spawn(&dir, &act, &[])]);
     let received = received.lock().unwrap().clone();

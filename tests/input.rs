@@ -238,6 +238,44 @@ fn only_new_or_changed_files_are_read_and_bad_files_lose_no_good_rows() {
         )[1],
         "0"
     );
+
+    // an export without event ids: each row gets one made from its fields, so twins in a file
+    // stay two events, and the same rows under another name (tomorrow's overlapping export)
+    // land nothing twice
+    let noid = "account_id,event_type,event_time,user_id\n\
+        ACC-000001,seat_added,2026-03-30,U-1\n\
+        ACC-000001,seat_added,2026-03-30,U-1\n\
+        ACC-000002,seat_added,2026-03-30,U-2\n";
+    std::fs::write(dir.join("data/usage_events-noid.csv"), noid).unwrap();
+    let made = "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM usage_events WHERE event_type = 'seat_added' AND event_id LIKE 'h%'";
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    assert_eq!(query(&dir, made)[1], "3,3");
+    std::fs::write(
+        dir.join("data/usage_events-noid-2.csv"),
+        format!("{noid}ACC-000002,seat_added,2026-03-31,U-2\n"),
+    )
+    .unwrap();
+    let overlap = cslake(&dir, &["ingest", "--source", "data"]).ok();
+    let events = overlap.summary()["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "usage_events")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (events["inserted"].as_u64(), events["duplicates"].as_u64()),
+        (Some(1), Some(3)),
+        "{events}"
+    );
+    assert!(
+        overlap
+            .stdout
+            .contains("usage_events   3 duplicate event(s) not landed again"),
+        "{}",
+        overlap.stdout
+    );
+    assert_eq!(query(&dir, made)[1], "4,4");
 }
 
 #[test]

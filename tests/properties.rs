@@ -1,7 +1,7 @@
 //! Property tests of time correctness over several seeds of the data generator: whatever the data,
 //! (1) landing facts dated after D changes neither the features of D nor the training set as of
 //! D, and (2) the training rows at an observation date carry exactly the features the daily run
-//! computes for that date.
+//! computes for that date (the generated per-event-type metrics included).
 
 use std::path::Path;
 
@@ -179,7 +179,13 @@ async fn check(seed: u64) {
     let ctx = lake.session().await.unwrap();
     let daily: std::collections::BTreeMap<String, Vec<(String, Option<String>)>> = {
         let mut m = std::collections::BTreeMap::new();
-        for t in ["usage_activity", "subscription", "support", "billing"] {
+        for t in [
+            "usage_activity",
+            "event_metrics",
+            "subscription",
+            "support",
+            "billing",
+        ] {
             for row in text_rows(
                 &ctx,
                 &format!("SELECT * FROM features.{t} WHERE as_of_date = DATE '{obs}'"),
@@ -204,6 +210,7 @@ async fn check(seed: u64) {
     .await
     .unwrap();
     let mut compared = 0;
+    let mut per_type = 0;
     for row in &training {
         let id = row
             .iter()
@@ -221,12 +228,17 @@ async fn check(seed: u64) {
                     "seed {seed}: {id} {c} on {obs}: training {v:?}, daily {fv:?}"
                 );
                 compared += 1;
+                per_type += usize::from(c.starts_with("ev_"));
             }
         }
     }
     assert!(
         compared > training.len() * 5,
         "seed {seed}: compared only {compared} values"
+    );
+    assert!(
+        per_type > training.len() * 5,
+        "seed {seed}: compared only {per_type} per-event-type values"
     );
 
     // (1) facts dated after d land: nothing of d changes

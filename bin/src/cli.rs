@@ -464,6 +464,14 @@ pub enum FeaturesAction {
         #[arg(long, value_enum, default_value = "churn")]
         label: LabelArg,
     },
+    /// The event types measured one by one (the event_metrics view): chosen and skipped, with
+    /// their events, accounts and why
+    EventTypes {
+        /// Choose again from the events known now (event_metrics then starts again with the new
+        /// columns; retrain afterwards)
+        #[arg(long)]
+        choose: bool,
+    },
     /// Data quality of one day's features: null rate, range, distinct values, drift (PSI)
     /// against the previous day and the training set, and the checks' verdicts
     Stats {

@@ -119,6 +119,14 @@ pub fn ingested(r: &IngestReport) {
                 t.updated
             );
         }
+        if t.duplicates > 0 {
+            out!(
+                "  core.{:<14} {} duplicate event(s) not landed again: the table or this load already holds their {}",
+                t.table,
+                t.duplicates,
+                cslake_pipeline::lake::schema::core_table(&t.table).map_or("key", |s| s.key)
+            );
+        }
         if t.erased + t.expired > 0 {
             out!(
                 "  core.{:<14} not landed: {} row(s) of erased subjects, {} past the table's retention",

@@ -7,6 +7,7 @@
 //! writes anything.
 
 mod days;
+mod event_metrics;
 mod health;
 mod registry;
 mod render;
@@ -14,6 +15,10 @@ mod state;
 mod training;
 
 pub use days::on_days;
+pub use event_metrics::{
+    EVENT_METRICS_VIEW, EventMetric, columns as event_metric_columns, slug as event_type_slug,
+    view as event_metrics_view,
+};
 pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, Measure};
 pub use registry::{FeatureView, Maintenance, ROLLUPS, Registry, ViewState};
 pub use render::render;

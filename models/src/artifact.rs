@@ -46,6 +46,37 @@ pub struct ModelMeta {
     /// Which model family was chosen on the validation window, and why.
     #[serde(default)]
     pub family_choice: String,
+    /// When set, the weights scoring with this model were refit on every observation date
+    /// (validation and test windows included) after the split chose the family, its training
+    /// length and its calibration; the metrics above are the split model's, out of time.
+    #[serde(default)]
+    pub refit: Option<Refit>,
+}
+
+/// How the deployed weights were refit on every observation date whose label has closed.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Refit {
+    /// Observation dates and rows refit on, and the first and last date.
+    pub dates: usize,
+    pub rows: usize,
+    pub first: String,
+    pub last: String,
+    /// Epochs trained (the split model's early-stopped length).
+    pub epochs: usize,
+    /// The affine map `(scale, shift)` from the refit model's logits to the split model's
+    /// (their means and spreads matched on every row), folded into the calibration.
+    pub logit_map: [f64; 2],
+}
+
+impl ModelMeta {
+    /// The last observation date this model's weights learned from: the refit's last date, or
+    /// the end of the validation window for a model that was not refit.
+    pub fn trained_through(&self) -> Option<&str> {
+        match &self.refit {
+            Some(r) => Some(r.last.as_str()),
+            None => self.windows.get("validation").map(|w| w[1].as_str()),
+        }
+    }
 }
 
 impl ModelMeta {
@@ -87,6 +118,10 @@ impl Net {
 pub struct ModelArtifact {
     pub meta: ModelMeta,
     net: Net,
+    /// Right after training (never stored): the split model's calibrated probability for each
+    /// test-window row, in the rows' order, so that a refit model can still be compared out of
+    /// time on any part of its test window.
+    pub out_of_time: Vec<f64>,
 }
 
 /// One account's prediction.
@@ -104,7 +139,11 @@ impl ModelArtifact {
     }
 
     pub fn with_net(meta: ModelMeta, net: Net) -> Self {
-        Self { meta, net }
+        Self {
+            meta,
+            net,
+            out_of_time: Vec::new(),
+        }
     }
 
     /// The weights as safetensors bytes, with the version in the header.
@@ -150,10 +189,7 @@ impl ModelArtifact {
                     meta.features.len()
                 )));
             }
-            return Ok(Self {
-                net: Net::Mlp(net),
-                meta,
-            });
+            return Ok(Self::with_net(meta, Net::Mlp(net)));
         }
         let w: Vec<f32> = get("linear.weight")?.flatten_all()?.to_vec1()?;
         let b: Vec<f32> = get("linear.bias")?.to_vec1()?;
@@ -164,10 +200,10 @@ impl ModelArtifact {
                 meta.features.len()
             )));
         }
-        Ok(Self {
-            net: Net::Logistic(LogisticRegression::from_weights(&w, b[0])?),
+        Ok(Self::with_net(
             meta,
-        })
+            Net::Logistic(LogisticRegression::from_weights(&w, b[0])?),
+        ))
     }
 
     pub fn net(&self) -> &Net {

@@ -147,9 +147,25 @@ impl Isotonic {
     }
 }
 
+/// Held-out rows below which isotonic calibration is not tried: with fewer, its end blocks hold a
+/// handful of rows of one class and map every more extreme logit to a rate of 0 or 1, which the
+/// next months do not bear out (the usual advice, e.g. scikit-learn's, is about a thousand).
+pub const MIN_ISOTONIC_ROWS: usize = 1000;
+
 /// Platt or isotonic, whichever calibrates better: each is fitted on one half of the rows and
-/// scored (Brier) on the other, both ways round; the winner is refitted on all the rows.
+/// scored (Brier) on the other, both ways round; the winner is refitted on all the rows. Fewer
+/// than [`MIN_ISOTONIC_ROWS`] rows keep Platt's two parameters.
 pub fn choose_calibration(logits: &[f64], labels: &[f32]) -> (Platt, Option<Isotonic>, String) {
+    if logits.len() < MIN_ISOTONIC_ROWS {
+        return (
+            Platt::fit(logits, labels),
+            None,
+            format!(
+                "platt (isotonic needs {MIN_ISOTONIC_ROWS} validation rows, there are {})",
+                logits.len()
+            ),
+        );
+    }
     let brier = |p: &dyn Fn(f64) -> f64, idx: &[usize]| -> f64 {
         idx.iter()
             .map(|i| (p(logits[*i]) - f64::from(labels[*i])).powi(2))

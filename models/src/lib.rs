@@ -13,7 +13,7 @@ mod mlp;
 mod scaling;
 mod train;
 
-pub use artifact::{ModelArtifact, ModelMeta, Net, Prediction};
+pub use artifact::{ModelArtifact, ModelMeta, Net, Prediction, Refit};
 pub use calibration::Platt;
 pub use dataset::Dataset;
 pub use explain::Contribution;
@@ -32,7 +32,9 @@ pub enum Error {
     Artifact(String),
     #[error("the training set is unusable: {0}")]
     Data(String),
-    #[error("feature '{feature}' is required by model {version} but missing from the input")]
+    #[error(
+        "feature '{feature}' is required by model {version} but missing from the input (the feature views changed since it was trained: run `cslake train`)"
+    )]
     MissingFeature { feature: String, version: String },
 }
 

@@ -3,7 +3,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::calibration::sigmoid;
 use crate::{
     Dataset, Error, Fold, LogisticConfig, LogisticRegression, Metrics, Mlp, MlpConfig, ModelArtifact,
-    ModelMeta, Net, Platt, Result, Scaler, TrainReport,
+    ModelMeta, Net, Platt, Refit, Result, Scaler, TrainReport,
 };
 
 /// Which model family to train.
@@ -29,6 +29,9 @@ pub struct TrainOptions {
     pub validation_share: f64,
     /// Probability threshold for accuracy, precision and recall.
     pub threshold: f64,
+    /// After the split has chosen the family, its training length and its calibration, fit the
+    /// deployed weights again on every observation date (the newest labels included).
+    pub refit: bool,
 }
 
 impl Default for TrainOptions {
@@ -40,6 +43,7 @@ impl Default for TrainOptions {
             test_share: 0.25,
             validation_share: 0.2,
             threshold: 0.5,
+            refit: true,
         }
     }
 }
@@ -131,7 +135,7 @@ pub fn train_out_of_time(
         ..opts.mlp.clone()
     });
     meta.features = data.feature_names.clone();
-    meta.scaling = scaler;
+    meta.scaling = scaler.clone();
     meta.calibration = platt;
     meta.isotonic = isotonic.clone();
     meta.calibration_choice = choice;
@@ -147,7 +151,92 @@ pub fn train_out_of_time(
     ]);
     meta.validation_metrics = Some(Metrics::compute(&valid_p, &valid.y, opts.threshold));
     meta.test_metrics = Metrics::compute(&test_p, &test.y, opts.threshold);
-    Ok(ModelArtifact::with_net(meta, model))
+    if !opts.refit {
+        let mut artifact = ModelArtifact::with_net(meta, model);
+        artifact.out_of_time = test_p;
+        return Ok(artifact);
+    }
+    let (net, all_scaler, refit) =
+        refit_all(data, &unique, opts, &model, &scaler, meta.train_report.best_epoch)?;
+    let [s, t] = refit.logit_map;
+    meta.scaling = all_scaler;
+    meta.calibration = Platt {
+        a: meta.calibration.a * s,
+        b: meta.calibration.a * t + meta.calibration.b,
+    };
+    if let Some(iso) = &mut meta.isotonic {
+        for x in &mut iso.x {
+            *x = (*x - t) / s;
+        }
+    }
+    meta.refit = Some(refit);
+    let mut artifact = ModelArtifact::with_net(meta, net);
+    artifact.out_of_time = test_p;
+    Ok(artifact)
+}
+
+/// Fits the chosen family again on every row, for the split model's early-stopped number of
+/// epochs (no window is left to stop on), and maps its logits onto the split model's scale by
+/// matching their mean and spread over the same rows, so the calibration learned out of time
+/// carries over. A refit whose logits do not vary keeps the split model.
+fn refit_all(
+    data: &Dataset,
+    dates: &[&String],
+    opts: &TrainOptions,
+    split: &Net,
+    split_scaler: &Scaler,
+    best_epoch: usize,
+) -> Result<(Net, Scaler, Refit)> {
+    let scaler = Scaler::fit(data);
+    let x = scaler.transform(data);
+    let d = data.n_features();
+    let epochs = best_epoch.max(5);
+    let net = match split {
+        Net::Logistic(_) => {
+            let cfg = LogisticConfig {
+                n_features: d,
+                max_epochs: epochs,
+                ..opts.logistic.clone()
+            };
+            Net::Logistic(LogisticRegression::fit(&cfg, &x, &data.y, None)?.0)
+        }
+        Net::Mlp(_) => {
+            let cfg = MlpConfig {
+                n_features: d,
+                max_epochs: epochs,
+                ..opts.mlp.clone()
+            };
+            Net::Mlp(Mlp::fit(&cfg, &x, &data.y, None)?.0)
+        }
+    };
+    let old: Vec<f64> = split
+        .logits(&split_scaler.transform(data))?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let new: Vec<f64> = net.logits(&x)?.into_iter().map(f64::from).collect();
+    let moments = |v: &[f64]| {
+        let n = v.len().max(1) as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|z| (z - mean).powi(2)).sum::<f64>() / n).sqrt();
+        (mean, sd)
+    };
+    let ((m_old, sd_old), (m_new, sd_new)) = (moments(&old), moments(&new));
+    if !(sd_new > 1e-9 && sd_old.is_finite() && sd_new.is_finite()) {
+        return Err(Error::Data(
+            "the model refit on every date gives the same score to every row".into(),
+        ));
+    }
+    let scale = sd_old / sd_new;
+    let refit = Refit {
+        dates: dates.len(),
+        rows: data.n_rows(),
+        first: dates.first().map(|s| s.to_string()).unwrap_or_default(),
+        last: dates.last().map(|s| s.to_string()).unwrap_or_default(),
+        epochs,
+        logit_map: [scale, m_old - scale * m_new],
+    };
+    Ok((net, scaler, refit))
 }
 
 /// A trained network and why its family was chosen.
@@ -401,5 +490,68 @@ mod tests {
             let b = c.iter().find(|c| c.feature == "b").unwrap().contribution;
             assert!(a > 0.0 && b > 0.0, "{family:?}: a {a}, b {b}");
         }
+    }
+
+    #[test]
+    fn the_deployed_model_learns_the_newest_dates_and_keeps_its_calibration() {
+        // the first five dates as before; at the sixth, `b` no longer matters and `a` twice as much
+        let (mut data, dates) = data();
+        let last = dates.iter().max().unwrap().clone();
+        let mut seed = 11u64;
+        for (i, date) in dates.iter().enumerate() {
+            if *date == last {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+                let a = f64::from(data.row(i)[0]);
+                data.y[i] = if u < sigmoid(3.0 * a - 2.0) { 1.0 } else { 0.0 };
+            }
+        }
+        let opts = TrainOptions {
+            family: Family::Logistic,
+            ..Default::default()
+        };
+        let split = train_out_of_time(
+            &data,
+            &dates,
+            &TrainOptions {
+                refit: false,
+                ..opts.clone()
+            },
+            ModelMeta::default(),
+        )
+        .unwrap();
+        let refit = train_out_of_time(&data, &dates, &opts, ModelMeta::default()).unwrap();
+        let r = refit.meta.refit.clone().unwrap();
+        assert_eq!((r.dates, r.rows, r.last.as_str()), (6, 2400, last.as_str()));
+        assert!(split.meta.refit.is_none());
+        // the metrics are the split's, out of time
+        assert_eq!(refit.meta.test_metrics, split.meta.test_metrics);
+        assert_eq!(refit.out_of_time.len(), split.out_of_time.len());
+        // the refit weighs `a` up and `b` down, towards the newest date
+        let weights = |m: &ModelArtifact| match m.net() {
+            Net::Logistic(l) => l.weights().unwrap(),
+            Net::Mlp(_) => unreachable!(),
+        };
+        let (ws, wr) = (weights(&split), weights(&refit));
+        assert!(
+            wr[1].abs() / wr[0].abs() < ws[1].abs() / ws[0].abs(),
+            "{ws:?} {wr:?}"
+        );
+        // and its probabilities stay calibrated: their mean is near the churn rate of all rows
+        let mean = |m: &ModelArtifact| {
+            let p = m.predict(&data).unwrap();
+            p.iter().map(|p| p.probability).sum::<f64>() / p.len() as f64
+        };
+        let rate = data.y.iter().map(|y| f64::from(*y)).sum::<f64>() / data.n_rows() as f64;
+        assert!(
+            (mean(&refit) - rate).abs() < 0.05,
+            "{} against {rate}",
+            mean(&refit)
+        );
+        let loaded =
+            ModelArtifact::from_bytes(&refit.meta_json().unwrap(), &refit.weights_bytes().unwrap()).unwrap();
+        assert_eq!(loaded.meta.refit, refit.meta.refit);
     }
 }

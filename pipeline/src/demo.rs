@@ -465,6 +465,8 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                 d(end),
                 s(status),
                 s(kind),
+                Value::Int(if annual { 12 } else { 1 }),
+                Value::Null,
             ],
         )
     };
@@ -777,6 +779,8 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                 Value::Null,
                 s("active"),
                 s(period_kind),
+                Value::Int(if annual { 12 } else { 1 }),
+                Value::Null,
             ],
         )?;
     }

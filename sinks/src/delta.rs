@@ -186,6 +186,50 @@ impl DeltaTarget {
         }
     }
 
+    /// Adds the columns of `schema` an existing table lacks, as nullable columns (their value is
+    /// null in the rows already written), in one commit that changes no data: a table written by
+    /// an older cslake takes the columns a newer one writes. Returns the columns added (none when
+    /// the table does not exist or has them all).
+    pub async fn add_missing_columns(&self, schema: &Schema, run_id: &str) -> Result<Vec<String>> {
+        use deltalake::kernel::StructField;
+        use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+        let Some(table) = self.open().await? else {
+            return Ok(Vec::new());
+        };
+        let have: Vec<String> = table
+            .snapshot()
+            .map_err(|e| self.err(e))?
+            .schema()
+            .fields()
+            .map(|f| f.name().clone())
+            .collect();
+        let missing: Vec<FieldRef> = schema
+            .fields()
+            .iter()
+            .filter(|f| !have.contains(f.name()))
+            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let signed = signed_batches(vec![RecordBatch::new_empty(Arc::new(Schema::new(missing)))])?.remove(0);
+        let fields: Vec<StructField> = signed
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().try_into_kernel())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e: deltalake::arrow::error::ArrowError| self.err(e.into()))?;
+        let names = fields.iter().map(|f| f.name().clone()).collect();
+        table
+            .add_columns()
+            .with_fields(fields)
+            .with_commit_properties(self.commit(run_id))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(names)
+    }
+
     /// Appends rows (creating the table on first write).
     pub async fn append(
         &self,
@@ -602,7 +646,8 @@ fn delta_state(ctx: &SessionContext) -> Arc<dyn deltalake::datafusion::catalog::
 }
 
 impl DeltaTarget {
-    /// Replaces the whole table's content in one commit (creating it when missing).
+    /// Replaces the whole table's content in one commit (creating it when missing), its
+    /// columns included: a training set whose features changed replaces the old one whole.
     pub async fn overwrite(&self, batches: Vec<RecordBatch>, run_id: &str) -> Result<WriteStats> {
         let batches = signed_batches(batches)?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
@@ -611,6 +656,7 @@ impl DeltaTarget {
             .await?
             .write(batches)
             .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
             .with_commit_properties(self.commit(run_id))
             .with_writer_properties(self.writer_properties())
             .await

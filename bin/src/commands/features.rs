@@ -90,6 +90,28 @@ pub async fn action(ctx: &Ctx, action: FeaturesAction) -> anyhow::Result<Summary
                 .run(&run)
                 .with("training_set", &report))
         }
+        FeaturesAction::EventTypes { choose } => {
+            let mut chosen = None;
+            if choose {
+                let (report, run) = audited(&lake, ctx.run("features event-types", None), async |run| {
+                    job::event_types::ensure(&lake, &ctx.settings.file.features.events, true, run).await
+                })
+                .await?;
+                chosen = Some((report, run));
+            }
+            let batches = job::event_types::table(&lake).await?;
+            if batches.is_empty() {
+                println!(
+                    "no event types chosen yet: the first `cslake features` or `cslake train` with events chooses them"
+                );
+            }
+            let rows = output::print_batches(&batches, output::Format::Table)?;
+            let summary = Summary::succeeded("features event-types").with("event_types", rows);
+            Ok(match chosen {
+                Some((report, run)) => summary.run(&run).with("choice", report),
+                None => summary,
+            })
+        }
         FeaturesAction::Stats { as_of } => {
             let (batches, checks) = job::quality::stats_table(&lake, as_of).await?;
             let rows = output::print_batches(&batches, output::Format::Table)?;

@@ -109,8 +109,11 @@ const WELL_KNOWN: &[&str] = &[
 /// The library without the built-in playbooks this lake cannot evaluate (their SQL names a column
 /// no view provides, e.g. billing features for a company without billing data), with a warning
 /// for each. A user's own playbook that does not plan stays, and fails the run with its file.
+/// While the scoring model is provisional (`train` found it not ready), playbooks whose trigger
+/// reads its risk score, band or probability wait, with a warning; the others run.
 pub(crate) async fn usable(lib: Library, ctx: &SessionContext) -> (Library, Vec<String>) {
     let mut warnings = Vec::new();
+    let provisional = provisional_model(ctx).await;
     let mut out = Library {
         campaigns: lib.campaigns,
         playbooks: Vec::new(),
@@ -143,9 +146,61 @@ pub(crate) async fn usable(lib: Library, ctx: &SessionContext) -> (Library, Vec<
                 continue;
             }
         }
+        if let Some((version, why)) = &provisional
+            && reads_risk(&p.trigger.predicate())
+        {
+            let w = format!(
+                "playbook '{}' waits: model {version} is provisional ({why}); its risk bands drive no \
+                 playbook until `cslake models promote {version}` confirms it",
+                p.name
+            );
+            tracing::warn!("{w}");
+            warnings.push(w);
+            continue;
+        }
         out.playbooks.push(p);
     }
     (out, warnings)
+}
+
+/// Whether a trigger reads the churn model's output (its risk score, band or probability).
+fn reads_risk(predicate: &str) -> bool {
+    predicate
+        .to_ascii_lowercase()
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|t| {
+            matches!(
+                t,
+                "risk_score" | "risk_band" | "prev_risk_band" | "churn_probability"
+            )
+        })
+}
+
+/// The model that scored the day, when it is provisional: `(version, why)`.
+async fn provisional_model(ctx: &SessionContext) -> Option<(String, String)> {
+    if !has_table(ctx, "models.registry") {
+        return None;
+    }
+    let q = "SELECT r.version, r.reason FROM models.registry r \
+             WHERE r.status = 'provisional' AND r.version IN (SELECT DISTINCT model_version FROM act_day)";
+    let b = sql(ctx, q).await.ok()?;
+    let b = b.iter().find(|b| b.num_rows() > 0)?;
+    let version = strings(b, "version").ok()?.into_iter().next().flatten()?;
+    let reason = strings(b, "reason")
+        .ok()?
+        .into_iter()
+        .next()
+        .flatten()
+        .unwrap_or_default();
+    // the problems, without the sentence about what provisional means
+    let why = reason
+        .strip_prefix("provisional: ")
+        .unwrap_or(&reason)
+        .split("; it scores")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Some((version, why))
 }
 
 /// The last scored date before `as_of` (for "entered the band" and "appeared" triggers).
@@ -281,7 +336,7 @@ pub async fn day_table(
         joins.push("LEFT JOIN core.accounts a ON a.account_id = r.account_id".into());
     }
     // every feature of the day, each column once
-    let registry = available_registry(settings, ctx)?;
+    let registry = available_registry(settings, ctx).await?;
     for (k, view) in registry.views.iter().enumerate() {
         let table = format!("features.{}", view.name);
         if !has_table(ctx, &table) {

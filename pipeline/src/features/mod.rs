@@ -1,9 +1,11 @@
 //! `cslake features`: materialise every feature view as of a date.
 
+pub mod event_types;
 pub mod quality;
 pub mod ranges;
 pub mod rollup;
 pub mod state;
+pub mod write;
 
 use chrono::NaiveDate;
 use cslake_features::{HealthProfiles, Registry, compute_all};
@@ -26,6 +28,8 @@ pub struct FeaturesReport {
     pub rollup: Option<crate::features::rollup::RollupReport>,
     /// How each view state was brought to the date (stepped from the day before, or in full).
     pub states: Vec<crate::features::state::StateReport>,
+    /// The event types measured one by one (`event_metrics`), and those skipped with why.
+    pub event_types: Option<event_types::EventTypesReport>,
 }
 
 /// The built-in views plus the user's folder, if configured.
@@ -37,9 +41,41 @@ pub fn load_registry(settings: &Settings) -> Result<Registry> {
     })
 }
 
+/// The views of the lake: the built-in ones, the user's folder and the per-event-type metrics
+/// of the event types kept in `features.event_types` (a user view of the same name wins).
+pub async fn lake_registry(settings: &Settings, ctx: &SessionContext) -> Result<Registry> {
+    let mut reg = load_registry(settings)?;
+    let metrics = event_types::chosen(ctx, &settings.file.features.events).await?;
+    let seats = has_table(ctx, "core.subscriptions");
+    if let Some(view) = cslake_features::event_metrics_view(&metrics, seats)?
+        && reg.get(&view.name).is_none()
+    {
+        reg.views.push(view);
+    }
+    Ok(reg)
+}
+
+/// Brings what every view reads up to date: the daily usage rollups, then the choice of event
+/// types measured one by one (made once, from the rollup).
+pub async fn prepare(
+    lake: &Lake,
+    settings: &Settings,
+    run: &mut RunContext,
+) -> Result<(
+    Option<crate::features::rollup::RollupReport>,
+    Option<event_types::EventTypesReport>,
+)> {
+    let rollup = crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    let types = event_types::ensure(lake, &settings.file.features.events, false, run).await?;
+    Ok((rollup, types))
+}
+
 /// The views this lake can compute: those whose source tables exist.
-pub fn available_registry(settings: &Settings, ctx: &SessionContext) -> Result<Registry> {
-    let reg = load_registry(settings)?.available(|t| has_table(ctx, t));
+pub async fn available_registry(settings: &Settings, ctx: &SessionContext) -> Result<Registry> {
+    crate::lake::query::require_current_core(ctx).await?;
+    let reg = lake_registry(settings, ctx)
+        .await?
+        .available(|t| has_table(ctx, t));
     if reg.views.is_empty() {
         return Err(crate::Error::Job(
             "no feature view can be computed: their source tables are missing; run `cslake ingest` first"
@@ -60,11 +96,11 @@ pub async fn features(
     progress: &dyn crate::Progress,
 ) -> Result<FeaturesReport> {
     progress.phase("usage rollups");
-    let rollup = crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    let (rollup, event_types) = prepare(lake, settings, run).await?;
     let ctx = lake.session().await?;
     let label = settings.label_spec();
     require_core(&ctx, &label)?;
-    let registry = available_registry(settings, &ctx)?;
+    let registry = available_registry(settings, &ctx).await?;
     let freshness = quality::freshness(&ctx, &settings.file.freshness, as_of).await?;
     let knowledge = crate::lake::query::knowledge(&ctx, strict).await?;
     let (previous, reasons) = state::previous(lake, &ctx, &registry, as_of, strict).await?;
@@ -77,6 +113,7 @@ pub async fn features(
         as_of: as_of.to_string(),
         freshness,
         rollup,
+        event_types,
         ..Default::default()
     };
 
@@ -136,15 +173,14 @@ pub async fn features(
             .iter()
             .map(|b| with_run_id(b, &run.run_id))
             .collect::<Result<Vec<_>>>()?;
-        let stats = lake
-            .target("features", &name)
-            .replace_where(
-                batches,
-                &format!("as_of_date = '{as_of}'"),
-                &["as_of_date"],
-                &run.run_id,
-            )
-            .await?;
+        let stats = write::replace_dated(
+            lake,
+            &name,
+            batches,
+            &format!("as_of_date = '{as_of}'"),
+            &run.run_id,
+        )
+        .await?;
         run.wrote(&format!("features.{name}"), rows, stats.version);
         crate::fault_point("features:mid-write");
         tracing::info!(
@@ -197,8 +233,8 @@ pub struct ViewInfo {
 
 /// The registry with each view's materialisation state.
 pub async fn describe_views(lake: &Lake, settings: &Settings) -> Result<Vec<ViewInfo>> {
-    let registry = load_registry(settings)?;
     let ctx = lake.session().await?;
+    let registry = lake_registry(settings, &ctx).await?;
     let mut out = Vec::with_capacity(registry.views.len());
     for v in &registry.views {
         let table = format!("features.{}", v.name);

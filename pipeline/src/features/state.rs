@@ -204,39 +204,14 @@ pub async fn write(
             batches.push(with_run_id(&b, &run.run_id)?);
         }
         let oldest = as_of - Duration::days(KEEP_DAYS);
-        let target = lake.target("features", &st.table);
-        // a state whose SQL now gives other columns replaces the table whole: its other dates
-        // were computed by the old SQL and would never be stepped from anyway
-        let same_columns = match (target.open().await?, batches.first()) {
-            (Some(t), Some(b)) => {
-                let old: Vec<String> = t
-                    .snapshot()?
-                    .schema()
-                    .fields()
-                    .map(|f| f.name().to_string())
-                    .collect();
-                let new: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-                old == new
-            }
-            _ => true,
-        };
-        let w = if same_columns {
-            target
-                .replace_where(
-                    batches,
-                    &format!("as_of_date = '{as_of}' OR as_of_date < '{oldest}'"),
-                    &["as_of_date"],
-                    &run.run_id,
-                )
-                .await?
-        } else {
-            tracing::info!(state = st.table.as_str(), "state columns changed: table replaced");
-            let ctx = SessionContext::new();
-            let df = ctx.read_batches(batches)?;
-            target
-                .replace_partitions_df(df, &ctx, &["as_of_date"], None, &run.run_id)
-                .await?
-        };
+        let w = crate::features::write::replace_dated(
+            lake,
+            &st.table,
+            batches,
+            &format!("as_of_date = '{as_of}' OR as_of_date < '{oldest}'"),
+            &run.run_id,
+        )
+        .await?;
         run.wrote(&format!("features.{}", st.table), rows, w.version);
         out.push(StateReport {
             table: format!("features.{}", st.table),

@@ -19,9 +19,10 @@ use deltalake::arrow::datatypes::{
 
 use crate::Result;
 use crate::ingest::batch::SourceBatch;
+use crate::ingest::event_ids::EventIds;
 use crate::ingest::records::{ColumnBuilder, MAX_FIELD_BYTES, Mapping, Value, filter_of, parse_value};
 use crate::lake::ops::Rejected;
-use crate::lake::schema::{ColType, DEFAULT_RULES, RuleDefault, TableSpec};
+use crate::lake::schema::{ColType, DEFAULT_RULES, Kind, RuleDefault, TableSpec};
 use crate::settings::{Rule, TableMapping};
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
@@ -165,11 +166,15 @@ impl ColumnJob<'_> {
         let c = self.column;
         let config = self.config;
         let constant = config.constants.get(c.name).map(String::as_str);
-        let value_map: Option<HashMap<String, &str>> = config.values.get(c.name).map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.trim().to_lowercase(), v.as_str()))
-                .collect()
-        });
+        let value_map: Option<HashMap<String, &str>> = match config.values.get(c.name) {
+            Some(m) => Some(
+                m.iter()
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.as_str()))
+                    .collect(),
+            ),
+            None if !c.words.is_empty() => Some(c.words.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+            None => None,
+        };
         let allowed = config.allowed.get(c.name);
         let plain = value_map.is_none() && allowed.is_none();
         let fail = |k: usize, reason: String| {
@@ -355,6 +360,7 @@ pub fn cast_batch(
     config: &TableMapping,
     known: Option<&Accounts>,
     stamp: Stamp<'_>,
+    ids: &mut EventIds,
 ) -> Result<Option<Cast>> {
     let n_src = src.num_rows();
     let header = src.header();
@@ -449,6 +455,21 @@ pub fn cast_batch(
     let all_rows = n == n_src;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(spec.columns.len() + 4);
     for (j, (c, idx)) in spec.columns.iter().zip(&mapping.columns).enumerate() {
+        if spec.kind == Kind::Event
+            && c.name == spec.key
+            && idx.is_none()
+            && !config.constants.contains_key(c.name)
+        {
+            let fields: Vec<(&str, StringArray)> = spec
+                .columns
+                .iter()
+                .zip(&mapping.columns)
+                .filter_map(|(c, idx)| idx.map(|i| Ok((c.name, src.text_column(i)?))))
+                .collect::<Result<_>>()?;
+            let fields: Vec<(&str, &StringArray)> = fields.iter().map(|(n, t)| (*n, t)).collect();
+            columns.push(ids.make(&src.origin, &fields, &rows));
+            continue;
+        }
         let source = idx.map(|i| (src, i));
         let job = ColumnJob {
             table: spec.name,
@@ -586,7 +607,9 @@ mod tests {
     /// The landed rows and the rejects of `src` in `spec`.
     fn land(spec: &'static TableSpec, src: &SourceBatch, cfg: &TableMapping) -> (RecordBatch, Vec<Rejected>) {
         let src = src.clone().with_templates(cfg).unwrap();
-        let c = cast_batch(spec, &src, cfg, None, stamp()).unwrap().unwrap();
+        let c = cast_batch(spec, &src, cfg, None, stamp(), &mut EventIds::default())
+            .unwrap()
+            .unwrap();
         (c.batch, c.rejected)
     }
 
@@ -708,7 +731,15 @@ mod tests {
     #[test]
     fn missing_required_column_names_file_and_columns() {
         let r = rec(&["id", "name"], &[]);
-        let e = cast_batch(&USAGE_EVENTS, &r, &TableMapping::default(), None, stamp()).unwrap_err();
+        let e = cast_batch(
+            &USAGE_EVENTS,
+            &r,
+            &TableMapping::default(),
+            None,
+            stamp(),
+            &mut EventIds::default(),
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("file:///x/usage.csv"), "{msg}");
         assert!(msg.contains("'account_id'"), "{msg}");
@@ -729,6 +760,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(attrs, r#"{"NPS Owner":"Kim","health_flag":"ok"}"#);
+    }
+
+    #[test]
+    fn ignored_fields_are_neither_attributes_nor_columns() {
+        let r = rec(
+            &["account_id", "Name", "last_txn_date", "debug.trace", "created"],
+            &[&["a1", "Acme", "2026-11-30", "x1", "2020-01-01"]],
+        );
+        let cfg: TableMapping = toml::from_str(r#"ignore = ["last_txn_date", "debug", "created"]"#).unwrap();
+        let (batch, rej) = land(&ACCOUNTS, &r, &cfg);
+        assert!(rej.is_empty());
+        let value = |c: &str| {
+            deltalake::arrow::util::display::array_value_to_string(batch.column_by_name(c).unwrap(), 0)
+                .unwrap()
+        };
+        assert_eq!(value("attributes"), "");
+        // `created` is an alias of created_date: ignored, it does not land there either
+        assert_eq!(value("created_date"), "");
+        assert_eq!(value("name"), "Acme");
+    }
+
+    #[test]
+    fn billing_periods_are_read_as_words_or_months() {
+        use crate::lake::schema::SUBSCRIPTIONS;
+        let r = rec(
+            &["id", "customer_id", "amount", "started_at", "Billing Period"],
+            &[
+                &["s1", "a1", "10", "2026-01-01", "Monthly"],
+                &["s2", "a1", "10", "2026-01-01", "annual"],
+                &["s3", "a1", "10", "2026-01-01", "3"],
+                &["s4", "a1", "10", "2026-01-01", "fortnightly"],
+            ],
+        );
+        let (batch, rej) = land(&SUBSCRIPTIONS, &r, &TableMapping::default());
+        let months: Vec<String> = (0..batch.num_rows())
+            .map(|i| {
+                deltalake::arrow::util::display::array_value_to_string(
+                    batch.column_by_name("bill_period_months").unwrap(),
+                    i,
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(months, ["1", "12", "3"]);
+        assert_eq!(
+            rej[0].reason,
+            "row 4, field 'bill_period_months': expected an integer, found 'fortnightly'"
+        );
     }
 
     #[test]

@@ -119,7 +119,14 @@ fn land(spec: &'static TableSpec, batches: Vec<SourceBatch>, config: &TableMappi
     };
     for b in batches {
         if let Ok(b) = b.with_templates(config) {
-            let _ = cast_batch(spec, &b, config, None, stamp);
+            let _ = cast_batch(
+                spec,
+                &b,
+                config,
+                None,
+                stamp,
+                &mut crate::ingest::event_ids::EventIds::default(),
+            );
         }
     }
 }
@@ -251,10 +258,17 @@ fn parquet_exports_never_panic() {
         run_id: "run",
         ingested_at: chrono::Utc::now(),
     };
-    let batch = cast_batch(spec, &csv[0], &TableMapping::default(), None, stamp)
-        .unwrap()
-        .unwrap()
-        .batch;
+    let batch = cast_batch(
+        spec,
+        &csv[0],
+        &TableMapping::default(),
+        None,
+        stamp,
+        &mut crate::ingest::event_ids::EventIds::default(),
+    )
+    .unwrap()
+    .unwrap()
+    .batch;
     let path = dir.path().join("seed.parquet");
     let mut w =
         cslake_sinks::FileWriter::create(&path, cslake_sinks::FileFormat::Parquet, batch.schema()).unwrap();

@@ -5,6 +5,7 @@ pub mod calendar;
 pub mod cast;
 pub mod connectors;
 pub mod dedupe;
+pub mod event_ids;
 #[cfg(test)]
 mod fuzz;
 pub mod read;
@@ -47,6 +48,9 @@ pub struct TableLoad {
     pub rejected: usize,
     pub inserted: usize,
     pub updated: usize,
+    /// Events not inserted because the table, or an earlier record of this load, holds their
+    /// `event_id` (a file read again, an API page that overlaps the last one).
+    pub duplicates: usize,
     pub version: Option<u64>,
 }
 
@@ -67,6 +71,8 @@ struct Staged {
     spill: Option<Spill>,
     rejected: Vec<Rejected>,
     load: TableLoad,
+    /// Ids made for event rows whose source has none.
+    ids: event_ids::EventIds,
 }
 
 /// The staged rows of a large table, on local disk until the run commits: Parquet parts in a
@@ -182,10 +188,26 @@ pub async fn ingest(
     progress: &dyn Progress,
 ) -> Result<IngestReport> {
     create_ops_tables(lake, &run.run_id).await?;
+    add_new_core_columns(lake, &run.run_id).await?;
     match settings.file.sources.iter().find(|s| s.name == source) {
         Some(api) => ingest_api(lake, settings, api, full, run, progress).await,
         None => ingest_files(lake, settings, source, full, run, progress).await,
     }
+}
+
+/// Core tables written by an older cslake take the canonical columns added since (null in the
+/// rows they hold), before anything lands in them; views read them as of this version.
+async fn add_new_core_columns(lake: &Lake, run_id: &str) -> Result<()> {
+    for spec in crate::lake::schema::CORE_TABLES {
+        let added = lake
+            .target("core", spec.name)
+            .add_missing_columns(&spec.table_schema(), run_id)
+            .await?;
+        if !added.is_empty() {
+            tracing::info!(table = spec.name, columns = ?added, "added the columns this version of cslake lands");
+        }
+    }
+    Ok(())
 }
 
 /// The `ops` tables ingest keeps, created empty on a lake's first ingest, so that "nothing was
@@ -271,6 +293,7 @@ impl Stager {
                 table: spec.name.into(),
                 ..Default::default()
             },
+            ids: event_ids::EventIds::default(),
         }
     }
 
@@ -333,7 +356,7 @@ impl Stager {
             run_id,
             ingested_at: self.ingested_at,
         };
-        let Some(cast) = cast_batch(spec, &src, config, known, stamp)? else {
+        let Some(cast) = cast_batch(spec, &src, config, known, stamp, &mut st.ids)? else {
             // no row of this batch is the table's (a filter routes them elsewhere)
             return Ok(());
         };
@@ -775,12 +798,16 @@ async fn commit(
                 }
             };
             progress.finish();
+            if st.spec.kind == Kind::Event {
+                st.load.duplicates = (spill.rows as usize).saturating_sub(stats.inserted);
+            }
             st.loaded(&stats, run);
             crate::fault_point("ingest:mid-load");
             tracing::info!(
                 table = st.spec.name,
                 inserted = stats.inserted,
                 updated = stats.updated,
+                duplicates = st.load.duplicates,
                 staged = spill.rows,
                 version = stats.version,
                 "loaded (from the spill)"
@@ -788,6 +815,7 @@ async fn commit(
             report.tables.push(st.load);
             continue;
         }
+        let staged: usize = st.batches.iter().map(RecordBatch::num_rows).sum();
         if let Some(batch) = dedupe(&st.batches, st.spec.key, st.spec.kind == Kind::Entity)? {
             progress.start(&format!("load {}", st.spec.name), None);
             let target = lake.target("core", st.spec.name).with_unique(&[st.spec.key]);
@@ -801,12 +829,16 @@ async fn commit(
                 Kind::Event => target.insert_new(vec![batch], st.spec.key, &run.run_id).await?,
             };
             progress.finish();
+            if st.spec.kind == Kind::Event {
+                st.load.duplicates = staged.saturating_sub(stats.inserted);
+            }
             st.loaded(&stats, run);
             crate::fault_point("ingest:mid-load");
             tracing::info!(
                 table = st.spec.name,
                 inserted = stats.inserted,
                 updated = stats.updated,
+                duplicates = st.load.duplicates,
                 version = stats.version,
                 "loaded"
             );

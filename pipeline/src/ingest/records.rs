@@ -10,7 +10,7 @@ use deltalake::arrow::array::{
 };
 
 pub use crate::lake::ops::Rejected;
-use crate::lake::schema::{ColType, TableSpec};
+use crate::lake::schema::{ColType, Kind, TableSpec};
 use crate::settings::TableMapping;
 use crate::{Error, Result};
 
@@ -71,6 +71,12 @@ impl Mapping {
         origin: &str,
     ) -> Result<Self> {
         let overrides = &config.columns;
+        // `ignore`d fields are neither mapped nor kept as attributes, as an API connector drops them
+        let present: Vec<bool> = header
+            .iter()
+            .zip(present)
+            .map(|(h, p)| *p && !ignored(h, &config.ignore))
+            .collect();
         let norm: Vec<String> = header.iter().map(|h| normalise(h)).collect();
         let mut used = vec![false; header.len()];
         let mut columns = Vec::with_capacity(spec.columns.len());
@@ -87,7 +93,11 @@ impl Mapping {
                 .find_map(|w| (0..header.len()).find(|i| !used[*i] && present[*i] && norm[*i] == *w));
             if let Some(i) = found {
                 used[i] = true;
-            } else if c.required && !config.constants.contains_key(c.name) {
+            } else if c.required
+                && !config.constants.contains_key(c.name)
+                // an event without an id gets one made from its fields (see `event_ids`)
+                && !(spec.kind == Kind::Event && c.name == spec.key)
+            {
                 return Err(Error::MissingColumn {
                     origin: origin.to_string(),
                     table: spec.name.to_string(),
@@ -109,6 +119,17 @@ impl Mapping {
             filter,
         })
     }
+}
+
+/// Whether `[ingest.tables.*] ignore` names this source field: the field itself, or a dotted
+/// prefix or segment of it (`attributes` drops `attributes.plan` and `properties.attributes.x`).
+pub(crate) fn ignored(field: &str, ignore: &[String]) -> bool {
+    ignore.iter().any(|ig| {
+        field == ig
+            || field.starts_with(&format!("{ig}."))
+            || field.contains(&format!(".{ig}."))
+            || field.ends_with(&format!(".{ig}"))
+    })
 }
 
 /// The configured filter as (field index or `None` when absent, wanted value lower-cased).

@@ -180,6 +180,32 @@ pub fn require_core(ctx: &SessionContext, label: &cslake_features::LabelSpec) ->
     Ok(())
 }
 
+/// Fails with a clear message when a core table was written by an older cslake and lacks
+/// canonical columns added since (the views read them); `cslake ingest` adds them.
+pub async fn require_current_core(ctx: &SessionContext) -> Result<()> {
+    for spec in super::schema::CORE_TABLES {
+        let name = format!("core.{}", spec.name);
+        if !has_table(ctx, &name) {
+            continue;
+        }
+        let schema = ctx.table_provider(name.as_str()).await?.schema();
+        let missing: Vec<&str> = spec
+            .columns
+            .iter()
+            .filter(|c| schema.field_with_name(c.name).is_err())
+            .map(|c| c.name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(crate::Error::Job(format!(
+                "{name} was written by an older cslake and lacks the column(s) {}: run `cslake ingest` \
+                 once (with any source; it adds them, null in the rows already landed)",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What features as of a date may know: everything, or (strict) only the rows ingested by the
 /// daily run of that date, found from the ingest runs recorded in `ops.runs`.
 pub async fn knowledge(ctx: &SessionContext, strict: bool) -> Result<cslake_features::Knowledge> {

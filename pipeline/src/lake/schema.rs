@@ -58,6 +58,9 @@ pub struct Column {
     pub required: bool,
     /// Other header names this column is recognised by (case and punctuation are ignored).
     pub aliases: &'static [&'static str],
+    /// Words a source may write for a value, mapped before the cast (case is ignored), e.g.
+    /// `monthly` → `1` for a period in months; a table's own `values` map replaces them.
+    pub words: &'static [(&'static str, &'static str)],
 }
 
 const fn col(name: &'static str, ty: ColType, required: bool, aliases: &'static [&'static str]) -> Column {
@@ -66,8 +69,34 @@ const fn col(name: &'static str, ty: ColType, required: bool, aliases: &'static 
         ty,
         required,
         aliases,
+        words: &[],
     }
 }
+
+impl Column {
+    const fn with_words(mut self, words: &'static [(&'static str, &'static str)]) -> Column {
+        self.words = words;
+        self
+    }
+}
+
+/// How billing periods are written in exports, in months.
+const PERIOD_WORDS: &[(&str, &str)] = &[
+    ("month", "1"),
+    ("monthly", "1"),
+    ("quarter", "3"),
+    ("quarterly", "3"),
+    ("semiannual", "6"),
+    ("semi-annual", "6"),
+    ("semiannually", "6"),
+    ("half-yearly", "6"),
+    ("year", "12"),
+    ("yearly", "12"),
+    ("annual", "12"),
+    ("annually", "12"),
+    ("biennial", "24"),
+    ("two-year", "24"),
+];
 
 /// How a table is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +201,35 @@ pub const SUBSCRIPTIONS: TableSpec = TableSpec {
         ),
         col("status", Str, false, &[]),
         col("change_type", Str, false, &["change", "reason"]),
+        // how often it renews, in months (`monthly`, `annual`, ... are read too): 12 when unknown
+        col(
+            "bill_period_months",
+            Int,
+            false,
+            &[
+                "billing_period_months",
+                "billing_period",
+                "billing_interval",
+                "billing_cycle",
+                "interval_months",
+                "term_months",
+                "period_months",
+            ],
+        )
+        .with_words(PERIOD_WORDS),
+        // the end of the current billing period or term, where the source knows it
+        col(
+            "renewal_date",
+            Date,
+            false,
+            &[
+                "current_period_end",
+                "next_renewal_date",
+                "renews_at",
+                "renewal_at",
+                "term_end",
+            ],
+        ),
     ],
 };
 

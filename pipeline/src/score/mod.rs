@@ -43,7 +43,7 @@ pub async fn score(
     // health profiles first: a mistake in them is found before any work is done
     let profiles = health_profiles(settings)?;
     let ctx = lake.session().await?;
-    let registry = available_registry(settings, &ctx)?;
+    let registry = available_registry(settings, &ctx).await?;
     let (model, expansion_model) = current_model(lake, &ctx).await?;
     let version = model.meta.version.clone();
     let s = inputs::load(&ctx, &registry, as_of).await?;

@@ -27,8 +27,8 @@ pub use ingest::{
     TableMapping,
 };
 pub use model::{
-    ChurnConfig, FeatureCheck, FeaturesConfig, FreshnessCheck, HealthConfig, ModelConfig, OpportunityConfig,
-    ScoringConfig,
+    ChurnConfig, EventsConfig, FeatureCheck, FeaturesConfig, FreshnessCheck, HealthConfig, ModelConfig,
+    OpportunityConfig, ScoringConfig,
 };
 
 /// `cslake.toml`. Unknown keys are an error, so a typo never silently does nothing.

@@ -15,6 +15,40 @@ pub struct FeaturesConfig {
     /// Quality thresholds per feature (`view.feature`, `feature` or `default`).
     #[serde(default)]
     pub checks: HashMap<String, FeatureCheck>,
+    /// Which event types get metrics of their own (the generated `event_metrics` view).
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// `[features.events]`: the event types `event_metrics` measures one by one. They are chosen
+/// once (the most frequent `top`, plus `types`) and kept in `features.event_types`, so every
+/// later run, training and scoring sees the same columns; a change here chooses again.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// `false`: no per-type metrics.
+    pub enabled: bool,
+    /// How many of the most frequent event types get metrics.
+    pub top: usize,
+    /// Event types that always get metrics, however rare.
+    pub types: Vec<String>,
+    /// Event types that never do.
+    pub exclude: Vec<String>,
+    /// A type used by fewer than this share of the accounts with events is too rare to learn
+    /// from and is skipped (listed types excepted).
+    pub min_account_share: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            top: 10,
+            types: Vec::new(),
+            exclude: Vec::new(),
+            min_account_share: 0.05,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +104,20 @@ pub struct ModelConfig {
     /// `auto` (default: logistic regression and a small MLP are both trained, the MLP kept only
     /// when it ranks better on the validation window), `logistic` or `mlp`.
     pub family: cslake_models::Family,
+    /// After the out-of-time split has chosen the family, the training length and the
+    /// calibration (and measured them), fit the deployed weights again on every observation
+    /// date whose label has closed, the validation and test windows included (default on): the
+    /// model that scores then knows the newest churners. `false`: deploy the split model.
+    pub refit: bool,
+    /// A model trained on fewer observation dates than this is provisional: it scores, but no
+    /// playbook acts on its risk bands until `cslake models promote` confirms it.
+    pub min_observation_dates: usize,
+    /// Likewise for fewer churned rows in its training set.
+    pub min_positives: usize,
+    /// Likewise when, in a risk band of its test window, the mean predicted churn probability
+    /// and the observed churn rate differ by more than this (absolute, 0.10 = 10 points) and by
+    /// more than two standard errors.
+    pub calibration_tolerance: f64,
 }
 
 impl Default for ModelConfig {
@@ -79,6 +127,10 @@ impl Default for ModelConfig {
             backtest_folds: 3,
             balance_classes: true,
             family: cslake_models::Family::Auto,
+            refit: true,
+            min_observation_dates: 6,
+            min_positives: 20,
+            calibration_tolerance: 0.10,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `cslake train`: build the training set at past observation dates and train the churn model.
 
+pub mod challenge;
 pub mod health_weights;
+pub mod readiness;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -33,6 +35,14 @@ pub struct TrainReport {
     pub family_choice: String,
     /// The expansion propensity model trained with it, when the data supports one.
     pub expansion: Option<ExpansionSummary>,
+    /// The deployed weights' refit on every observation date (the metrics above are the
+    /// split model's, out of time); `None` with `[model] refit = false`.
+    pub refit: Option<cslake_models::Refit>,
+    /// The registry status: `current`, `provisional` (scores; its bands drive no playbook until
+    /// confirmed), `unconfirmed` (not ready, kept aside) or `rejected`.
+    pub status: String,
+    /// Why the model is not ready to drive playbooks (empty: it is).
+    pub not_ready: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -117,7 +127,7 @@ pub async fn build_training_sets(
         return Ok(Vec::new());
     };
     require_core(ctx, &label)?;
-    let registry = available_registry(settings, ctx)?;
+    let registry = available_registry(settings, ctx).await?;
     let c = &settings.file.churn;
     // History starts when every recorded source has begun: subscriptions and usage, where loaded.
     let mut starts = Vec::new();
@@ -232,7 +242,7 @@ pub async fn write_training_set(
     run: &mut RunContext,
 ) -> Result<TrainingSetReport> {
     let out = out.map(export_target).transpose()?;
-    crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    crate::features::prepare(lake, settings, run).await?;
     let ctx = lake.session().await?;
     let label = settings.label_for(target);
     let set = build_training_set(&ctx, settings, label, as_of, strict).await?;
@@ -278,6 +288,7 @@ fn train_options(settings: &Settings) -> TrainOptions {
     opts.logistic.balance_classes = settings.file.model.balance_classes;
     opts.mlp.balance_classes = settings.file.model.balance_classes;
     opts.family = settings.file.model.family;
+    opts.refit = settings.file.model.refit;
     opts
 }
 
@@ -361,11 +372,15 @@ pub async fn evaluate(
     run: &mut RunContext,
 ) -> Result<EvaluateReport> {
     let out = out.map(export_target).transpose()?;
-    crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    crate::features::prepare(lake, settings, run).await?;
     let ctx = lake.session().await?;
     let set = build_training_set(&ctx, settings, settings.label_spec(), as_of, false).await?;
     let (data, obs) = to_dataset(&set.batches, &set.features)?;
-    let opts = train_options(settings);
+    // the comparison reads the split's out-of-time metrics: no need for the deployed refit
+    let opts = TrainOptions {
+        refit: false,
+        ..train_options(settings)
+    };
     let meta = ModelMeta {
         name: "churn".into(),
         version: "evaluation".into(),
@@ -402,7 +417,7 @@ pub async fn train(
     progress: &dyn crate::Progress,
 ) -> Result<TrainReport> {
     progress.phase("usage rollups");
-    crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
+    crate::features::prepare(lake, settings, run).await?;
     progress.phase("training sets (features at every observation date)");
     let ctx = lake.session().await?;
     let label = settings.label_spec();
@@ -505,44 +520,63 @@ pub async fn train(
         .get("test")
         .map(|w| w[0].clone())
         .unwrap_or_default();
-    let test_rows: Vec<usize> = (0..obs.len()).filter(|i| obs[*i] >= test_from).collect();
-    let test = data.select(|i| obs[i] >= test_from);
     let tolerance = settings.file.model.promotion_tolerance;
     let (status, reason) = match registry::current(&entries) {
         None => ("current", "the first model".to_string()),
-        Some(cur) => match registry::load_artifact(lake, cur)
-            .await
-            .and_then(|a| Ok(a.predict(&test)?))
-        {
-            Ok(p) => {
-                let probs: Vec<f64> = p.iter().map(|p| p.probability).collect();
-                let theirs = Metrics::compute(&probs, &test.y, 0.5).roc_auc;
-                let verdict = format!(
-                    "ROC AUC {:.3} against {:.3} for {} on the test window {test_from}.. ({} rows)",
-                    m.roc_auc,
-                    theirs,
-                    cur.version,
-                    test_rows.len()
-                );
-                if theirs.is_nan() || m.roc_auc + tolerance >= theirs {
-                    ("current", format!("promoted: {verdict}"))
-                } else {
-                    (
-                        "rejected",
-                        format!("not promoted, worse by more than {tolerance}: {verdict}"),
-                    )
-                }
-            }
+        Some(cur) => match registry::load_artifact(lake, cur).await {
+            Ok(theirs) => challenge::challenge(&artifact, &theirs, &data, &obs, &test_from, tolerance),
             Err(e) => (
                 "current",
-                format!("promoted: {} cannot score the new data ({e})", cur.version),
+                format!("promoted: {} cannot be loaded ({e})", cur.version),
             ),
         },
     };
-    let promoted = status == "current";
+    let reason = match &artifact.meta.refit {
+        Some(r) => format!(
+            "{reason}; deployed weights refit on all {} observation dates {}..{}",
+            r.dates, r.first, r.last
+        ),
+        None => reason,
+    };
+    // a model not ready to drive playbooks (few dates or churners, a band off its rates) is
+    // provisional when it takes over, and stays aside (`unconfirmed`) when a confirmed model scores
+    let test_rows: Vec<(f64, f32)> = (0..obs.len())
+        .filter(|i| obs[*i] >= test_from)
+        .zip(&artifact.out_of_time)
+        .map(|(i, p)| (*p, data.y[i]))
+        .collect();
+    let problems = readiness::problems(
+        &settings.file.model,
+        &settings.file.scoring,
+        dates.len(),
+        positives,
+        &test_rows,
+    );
+    let confirmed_scores = registry::current(&entries).is_some_and(|e| e.status == "current");
+    let (status, reason) = match (status, problems.is_empty()) {
+        ("current", false) if confirmed_scores => (
+            "unconfirmed",
+            format!(
+                "not promoted, not ready: {}; the confirmed model keeps scoring (`cslake models promote {version}` to use it anyway)",
+                problems.join("; ")
+            ),
+        ),
+        ("current", false) => (
+            "provisional",
+            format!(
+                "provisional: {}; it scores, but no playbook acts on its risk bands until `cslake models promote {version}` confirms it ({reason})",
+                problems.join("; ")
+            ),
+        ),
+        other => (other.0, reason),
+    };
+    if !problems.is_empty() {
+        tracing::warn!(version = version.as_str(), status, problems = ?problems, "the new model is not ready to drive playbooks");
+    }
+    let promoted = registry::scores(status);
     if promoted {
         for e in &mut entries {
-            if e.status == "current" {
+            if registry::scores(&e.status) {
                 e.status = "previous".into();
                 e.reason = format!("replaced by {version}");
             }
@@ -590,6 +624,9 @@ pub async fn train(
         calibration: artifact.meta.calibration_choice.clone(),
         family: artifact.meta.family.clone(),
         family_choice: artifact.meta.family_choice.clone(),
+        refit: artifact.meta.refit.clone(),
+        status: status.to_string(),
+        not_ready: problems,
         expansion: expansion.map(|x| ExpansionSummary {
             family: x.meta.family.clone(),
             test: x.meta.test_metrics.clone(),

@@ -170,8 +170,15 @@ pub async fn load(ctx: &SessionContext) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// The model that scores: `current`, or `provisional` (scores, but its bands drive no playbook
+/// until confirmed).
 pub fn current(entries: &[Entry]) -> Option<&Entry> {
-    entries.iter().rev().find(|e| e.status == "current")
+    entries.iter().rev().find(|e| scores(&e.status))
+}
+
+/// Whether a version with this status is the one that scores.
+pub fn scores(status: &str) -> bool {
+    status == "current" || status == "provisional"
 }
 
 pub async fn load_artifact(lake: &Lake, entry: &Entry) -> Result<ModelArtifact> {
@@ -193,7 +200,7 @@ pub fn retain(entries: &mut [Entry]) -> Vec<String> {
     let mut kept = 0;
     let mut removed = Vec::new();
     for e in entries.iter_mut().rev() {
-        if e.status == "current" || e.status == "archived" {
+        if scores(&e.status) || e.status == "archived" {
             continue;
         }
         kept += 1;
@@ -246,14 +253,22 @@ pub async fn promote(lake: &Lake, version: &str, run: &mut RunContext) -> Result
     let target = position(&entries, version)?;
     load_artifact(lake, &entries[target]).await?;
     for e in &mut entries {
-        if e.status == "current" {
+        if scores(&e.status) && e.version != version {
             e.status = "previous".into();
             e.reason = format!("replaced by {version} by hand");
         }
     }
     let when = Utc::now().format("%Y-%m-%d %H:%M UTC");
+    entries[target].reason =
+        if entries[target].status == "provisional" || entries[target].status == "unconfirmed" {
+            format!(
+                "confirmed by {} on {when} (was {}: {})",
+                run.actor, entries[target].status, entries[target].reason
+            )
+        } else {
+            format!("promoted by {} on {when}", run.actor)
+        };
     entries[target].status = "current".into();
-    entries[target].reason = format!("promoted by {} on {when}", run.actor);
     let promoted = entries[target].clone();
     save(lake, entries, run).await?;
     Ok(promoted)

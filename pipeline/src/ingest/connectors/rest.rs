@@ -599,14 +599,7 @@ fn drop_fields(records: &mut RawRecords, ignore: &[String]) {
     if ignore.is_empty() {
         return;
     }
-    let drop = |h: &str| {
-        ignore.iter().any(|ig| {
-            h == ig
-                || h.starts_with(&format!("{ig}."))
-                || h.contains(&format!(".{ig}."))
-                || h.ends_with(&format!(".{ig}"))
-        })
-    };
+    let drop = |h: &str| crate::ingest::records::ignored(h, ignore);
     let keep: Vec<usize> = (0..records.header.len())
         .filter(|i| !drop(&records.header[*i]))
         .collect();

@@ -64,6 +64,8 @@ pub fn builtin() -> Vec<(&'static str, TableMapping)> {
             ("start_date", "start_date"),
             ("end_date", "ended_at"),
             ("status", "status"),
+            ("bill_period_months", "cslake_period_months"),
+            ("renewal_date", "cslake_renewal"),
         ],
         None,
     );
@@ -131,13 +133,22 @@ fn number(v: Option<&Value>) -> Option<f64> {
     v.and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
 }
 
-/// Adds `cslake_mrr`, `cslake_plan` and `cslake_seats` from the subscription's items.
+/// Adds `cslake_mrr`, `cslake_plan` and `cslake_seats` from the subscription's items, and
+/// `cslake_period_months` (its price's billing interval, when it is whole months) and
+/// `cslake_renewal` (the end of the current period: on the subscription before API version
+/// 2025-03-31, on its items since).
 pub fn enrich_subscription(sub: &mut Value) {
     let Some(items) = path(sub, "items.data").and_then(Value::as_array) else {
         return;
     };
     let (mut mrr, mut seats) = (0.0, 0i64);
     let mut plan: Option<String> = None;
+    let mut period_months: Option<f64> = None;
+    let renewal = sub.get("current_period_end").cloned().or_else(|| {
+        items
+            .iter()
+            .find_map(|i| i.get("current_period_end").filter(|v| !v.is_null()).cloned())
+    });
     for item in items {
         let quantity = number(item.get("quantity")).unwrap_or(1.0);
         let price = item.get("price").or_else(|| item.get("plan"));
@@ -149,7 +160,15 @@ pub fn enrich_subscription(sub: &mut Value) {
         let currency = price.get("currency").and_then(Value::as_str);
         let recurring = price.get("recurring").unwrap_or(price);
         let every = number(recurring.get("interval_count")).unwrap_or(1.0).max(1.0);
-        let per_month = match recurring.get("interval").and_then(Value::as_str) {
+        let interval = recurring.get("interval").and_then(Value::as_str);
+        if period_months.is_none() {
+            period_months = match interval {
+                Some("year") => Some(12.0 * every),
+                Some("month") => Some(every),
+                _ => None,
+            };
+        }
+        let per_month = match interval {
             Some("year") => 1.0 / 12.0,
             Some("week") => 52.0 / 12.0,
             Some("day") => 365.0 / 12.0,
@@ -170,6 +189,12 @@ pub fn enrich_subscription(sub: &mut Value) {
         map.insert("cslake_seats".into(), Value::from(seats));
         if let Some(p) = plan {
             map.insert("cslake_plan".into(), Value::from(p));
+        }
+        if let Some(m) = period_months {
+            map.insert("cslake_period_months".into(), Value::from(m as i64));
+        }
+        if let Some(r) = renewal.filter(|v| !v.is_null()) {
+            map.insert("cslake_renewal".into(), r);
         }
     }
 }
@@ -254,6 +279,20 @@ mod tests {
         assert_eq!(sub["cslake_mrr"], json!(350.0));
         assert_eq!(sub["cslake_seats"], json!(11));
         assert_eq!(sub["cslake_plan"], json!("Pro"));
+        // the first item's interval is the subscription's billing period; no period end given
+        assert_eq!(sub["cslake_period_months"], json!(1));
+        assert!(sub.get("cslake_renewal").is_none());
+        // the current period's end: on the items since API version 2025-03-31, before on the subscription
+        let mut annual = json!({"items": {"data": [{"quantity": 3, "current_period_end": 1798761600,
+            "price": {"unit_amount": 120000, "currency": "usd", "recurring": {"interval": "year", "interval_count": 2}}}]}});
+        enrich_subscription(&mut annual);
+        assert_eq!(annual["cslake_period_months"], json!(24));
+        assert_eq!(annual["cslake_renewal"], json!(1798761600));
+        let mut old = json!({"current_period_end": 1790000000, "items": {"data": [{"quantity": 1,
+            "price": {"unit_amount": 100, "currency": "usd", "recurring": {"interval": "week"}}}]}});
+        enrich_subscription(&mut old);
+        assert!(old.get("cslake_period_months").is_none());
+        assert_eq!(old["cslake_renewal"], json!(1790000000));
         let mut jpy = json!({"items": {"data": [{"quantity": 1, "price": {"unit_amount": 5000, "currency": "jpy", "recurring": {"interval": "month"}}}]}});
         enrich_subscription(&mut jpy);
         assert_eq!(jpy["cslake_mrr"], json!(5000.0));
