@@ -105,6 +105,8 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
         tables,
         [
             "core.accounts",
+            // the account's attributes name the contact, in every version the history keeps
+            "core.attribute_history",
             "core.contacts",
             "core.usage_events",
             "features.usage_daily_users",

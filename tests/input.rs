@@ -638,3 +638,60 @@ fn inserted_events(tables: &serde_json::Value) -> u64 {
         .map(|t| t["inserted"].as_u64().unwrap())
         .unwrap()
 }
+
+#[test]
+fn account_attributes_keep_their_history_and_are_read_as_of_a_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("drop")).unwrap();
+    let accounts = |a1_last_order: &str| {
+        format!("account_id,name,Last Order,Lead Source\nA1,Acme,{a1_last_order},webinar\nA2,Initech,,\n")
+    };
+    let ingest = |day: &str| {
+        cslake(
+            dir,
+            &["run", "--as-of", day, "--source", "drop", "--only", "ingest"],
+        )
+        .ok();
+    };
+    std::fs::write(dir.join("drop/accounts.csv"), accounts("2026-01-10")).unwrap();
+    ingest("2026-01-31");
+    // the next export says A1 ordered again; the merge keeps only this latest version
+    std::fs::write(dir.join("drop/accounts.csv"), accounts("2026-02-20")).unwrap();
+    ingest("2026-02-28");
+    ingest("2026-02-28");
+    cslake(dir, &["ingest", "--source", "drop", "--full"]).ok();
+    assert!(query(dir, "SELECT attributes FROM accounts WHERE account_id = 'A1'")[1].contains("2026-02-20"));
+    assert_eq!(
+        query(
+            dir,
+            "SELECT key, CAST(valid_from AS VARCHAR) AS vf, attributes FROM attribute_history ORDER BY key, vf"
+        )[1..],
+        [
+            r#"A1,2026-01-31,"{""Last Order"":""2026-01-10"",""Lead Source"":""webinar""}""#,
+            r#"A1,2026-02-28,"{""Last Order"":""2026-02-20"",""Lead Source"":""webinar""}""#,
+        ],
+        "one version per change, none for an account without attributes, none for re-runs"
+    );
+    // the pattern docs/features.md gives views: the latest version valid on the as-of date
+    let as_of = |d: &str| {
+        query(
+            dir,
+            &format!(
+                "SELECT attributes FROM (SELECT key, attributes, ROW_NUMBER() OVER (PARTITION BY key \
+                 ORDER BY valid_from DESC, _ingested_at DESC) AS rn FROM attribute_history \
+                 WHERE table_name = 'accounts' AND valid_from <= DATE '{d}') v WHERE rn = 1 AND key = 'A1'"
+            ),
+        )
+    };
+    assert!(
+        as_of("2026-02-15")[1].contains("2026-01-10"),
+        "{:?}",
+        as_of("2026-02-15")
+    );
+    assert!(as_of("2026-03-01")[1].contains("2026-02-20"));
+    assert!(
+        as_of("2026-01-15").get(1).is_none(),
+        "nothing was known on 15 January"
+    );
+}

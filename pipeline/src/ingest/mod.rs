@@ -8,6 +8,7 @@ pub mod dedupe;
 pub mod event_ids;
 #[cfg(test)]
 mod fuzz;
+pub mod history;
 pub mod read;
 pub mod records;
 pub mod source_state;
@@ -189,6 +190,7 @@ pub async fn ingest(
 ) -> Result<IngestReport> {
     create_ops_tables(lake, &run.run_id).await?;
     add_new_core_columns(lake, &run.run_id).await?;
+    history::create(lake, &run.run_id).await?;
     match settings.file.sources.iter().find(|s| s.name == source) {
         Some(api) => ingest_api(lake, settings, api, full, run, progress).await,
         None => ingest_files(lake, settings, source, full, run, progress).await,
@@ -847,6 +849,15 @@ async fn commit(
         let l = &st.load;
         if l.files + l.unchanged_files + l.pages + l.read > 0 {
             report.tables.push(st.load);
+        }
+    }
+    // the attribute versions the lake holds and the history does not yet (this load's, or those
+    // of a run interrupted after its merge), valid from the day the run is for
+    let valid_from = run.as_of.unwrap_or_else(|| Utc::now().date_naive());
+    for (table, key) in history::TABLES {
+        let stats = history::record(lake, table, key, valid_from, &run.run_id, Utc::now()).await?;
+        if stats.inserted > 0 {
+            run.wrote(&format!("core.{}", history::TABLE), stats.inserted, stats.version);
         }
     }
     Ok(report)
