@@ -640,7 +640,7 @@ fn inserted_events(tables: &serde_json::Value) -> u64 {
 }
 
 #[test]
-fn account_attributes_keep_their_history_and_are_read_as_of_a_date() {
+fn account_attributes_keep_their_history_and_views_read_them_as_of_a_date() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("drop")).unwrap();
@@ -693,5 +693,42 @@ fn account_attributes_keep_their_history_and_are_read_as_of_a_date() {
     assert!(
         as_of("2026-01-15").get(1).is_none(),
         "nothing was known on 15 January"
+    );
+
+    // a view of the company's own turns the attribute into a feature, as it was on each date
+    std::fs::write(
+        dir.join("drop/subscriptions.csv"),
+        "subscription_id,account_id,mrr,start_date\nS1,A1,100,2025-01-01\nS2,A2,50,2025-01-01\n",
+    )
+    .unwrap();
+    cslake(dir, &["ingest", "--source", "drop"]).ok();
+    std::fs::create_dir_all(dir.join("views")).unwrap();
+    std::fs::write(
+        dir.join("views/orders.sql"),
+        "-- name: orders\n-- entity: account\n-- owner: test\n-- description: days since the last order, as known then\n\
+         -- sources: attribute_history\n-- feature: days_since_last_order | days since the last order\n\
+         WITH attrs AS (SELECT key AS account_id, attributes FROM (SELECT key, attributes, ROW_NUMBER() OVER (\n\
+             PARTITION BY key ORDER BY valid_from DESC, _ingested_at DESC) AS rn FROM attribute_history\n\
+             WHERE table_name = 'accounts' AND valid_from <= {{as_of}}) v WHERE rn = 1)\n\
+         SELECT s.account_id, s.as_of_date,\n\
+             CAST({{as_of}} - CAST(a.attributes ->> 'Last Order' AS DATE) AS DOUBLE) AS days_since_last_order\n\
+         FROM spine s LEFT JOIN attrs a ON a.account_id = s.account_id\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("cslake.toml"), "[features]\ndir = \"views\"\n").unwrap();
+    for d in ["2026-02-15", "2026-03-01"] {
+        cslake(dir, &["features", "--as-of", d]).ok();
+    }
+    assert_eq!(
+        query(
+            dir,
+            "SELECT account_id, CAST(as_of_date AS VARCHAR) AS d, days_since_last_order FROM features.orders ORDER BY account_id, d"
+        )[1..],
+        [
+            "A1,2026-02-15,36.0",
+            "A1,2026-03-01,9.0",
+            "A2,2026-02-15,",
+            "A2,2026-03-01,"
+        ]
     );
 }

@@ -73,18 +73,21 @@ months AS (
 ),
 periods AS (
     SELECT account_id, anchor, period,
-           CASE WHEN m >= 0 THEN m / period ELSE -((period - 1 - m) / period) END AS n
+           -- rounded down, before the anchor too (float division: DuckDB's `/` on integers is not
+           -- integer division, so the same SQL gives the same values there)
+           CAST(FLOOR(CAST(m AS DOUBLE) / period) AS BIGINT) AS n
     FROM months
 ),
 renewals AS (
     -- the first renewal after the as-of date, in calendar months (the 31st renews on the last
     -- day of shorter months)
     SELECT account_id,
-           MIN(CASE
+           -- a date again (DuckDB's date + interval is a timestamp)
+           CAST(MIN(CASE
                WHEN anchor + CAST(CONCAT(CAST(n * period AS VARCHAR), ' months') AS INTERVAL) > {{as_of}}
                THEN anchor + CAST(CONCAT(CAST(n * period AS VARCHAR), ' months') AS INTERVAL)
                ELSE anchor + CAST(CONCAT(CAST((n + 1) * period AS VARCHAR), ' months') AS INTERVAL)
-           END) AS next_renewal
+           END) AS DATE) AS next_renewal
     FROM periods
     GROUP BY account_id
 )

@@ -313,7 +313,8 @@ impl Lake {
                 .set(k, v)
                 .map_err(|e| Error::Config(format!("[datafusion] {k}: {e}")))?;
         }
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime()?.1);
+        let mut ctx = SessionContext::new_with_config_rt(config, self.runtime()?.1);
+        datafusion_functions_json::register_all(&mut ctx)?;
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| Error::Job("DataFusion session has no default catalog".into()))?;
