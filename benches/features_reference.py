@@ -1,23 +1,25 @@
 """The reference for `benches/features.rs`: DuckDB doing what `cslake features --as-of D` does on
 the same Delta files, with the project's own SQL. Prints: wall seconds, CPU seconds, peak MB.
 
-    python features_reference.py FILES.json AS_OF VIEW,VIEW,... PROJECT OUT_DIR
+    python features_reference.py FILES.json AS_OF VIEW,VIEW,... PROJECT OUT_DIR [GENERATED_DIR]
 
 FILES.json maps each core table to the Parquet files of its current version. The rollups of
 sql/rollups/ are written to Parquet first (as cslake materialises them), then the spine, then each
 view (after its state, sql/features/VIEW.state.sql, where it keeps one) to Parquet, with 2 threads, as ../shared/perf/duck_cslake.py does.
+A view cslake generates (event_metrics) is read from GENERATED_DIR/VIEW.sql, as the bench wrote it.
 """
 import json, os, resource, sys, time
 
 import duckdb
 
 files_json, as_of, views, project, out = sys.argv[1:6]
+generated = sys.argv[6] if len(sys.argv) > 6 else None
 files = json.load(open(files_json))
 os.makedirs(out, exist_ok=True)
 
 
 def sql(path):
-    text = open(os.path.join(project, path)).read()
+    text = open(path if os.path.isabs(path) else os.path.join(project, path)).read()
     return text.replace("{{as_of}}", f"DATE '{as_of}'").replace("{{where}}", "")
 
 
@@ -38,7 +40,9 @@ for view in views.split(","):
     if os.path.exists(os.path.join(project, state)):
         con.execute(f"CREATE TABLE {view}_state AS {sql(state)}")
     target = os.path.join(out, f"{view}.parquet")
-    con.execute(f"COPY ({sql(f'sql/features/{view}.sql')}) TO '{target}' (FORMAT PARQUET)")
+    own = os.path.join(generated, f"{view}.sql") if generated else None
+    path = own if own and os.path.exists(own) else f"sql/features/{view}.sql"
+    con.execute(f"COPY ({sql(path)}) TO '{target}' (FORMAT PARQUET)")
 wall = time.time() - t
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024)
