@@ -256,13 +256,7 @@ fn only_new_or_changed_files_are_read_and_bad_files_lose_no_good_rows() {
     )
     .unwrap();
     let overlap = cslake(&dir, &["ingest", "--source", "data"]).ok();
-    let events = overlap.summary()["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == "usage_events")
-        .cloned()
-        .unwrap();
+    let events = usage_events_load(&overlap.summary()["tables"]);
     assert_eq!(
         (events["inserted"].as_u64(), events["duplicates"].as_u64()),
         (Some(1), Some(3)),
@@ -630,12 +624,17 @@ fn one_large_parquet_file_lands_whole_under_a_small_memory_limit() {
 
 /// The usage events an ingest summary's `tables` says it inserted.
 fn inserted_events(tables: &serde_json::Value) -> u64 {
+    usage_events_load(tables)["inserted"].as_u64().unwrap()
+}
+
+/// The usage_events entry of an ingest summary's `tables`.
+fn usage_events_load(tables: &serde_json::Value) -> serde_json::Value {
     tables
         .as_array()
         .unwrap()
         .iter()
         .find(|t| t["table"] == "usage_events")
-        .map(|t| t["inserted"].as_u64().unwrap())
+        .cloned()
         .unwrap()
 }
 

@@ -7,6 +7,7 @@
 //! with dates but no times) stay two events.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use deltalake::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
 use sha2::{Digest, Sha256};
@@ -43,13 +44,14 @@ impl EventIds {
             let mut key = [0u8; 16];
             key.copy_from_slice(&digest[..16]);
             let repeat = self.seen.entry(key).or_insert(0);
-            let mut id = String::with_capacity(36);
+            // written in place: this runs once per event of an export without ids
+            let mut id = String::with_capacity(40);
             id.push('h');
             for b in key {
-                id.push_str(&format!("{b:02x}"));
+                let _ = write!(id, "{b:02x}");
             }
             if *repeat > 0 {
-                id.push_str(&format!(".{repeat}"));
+                let _ = write!(id, ".{repeat}");
             }
             *repeat += 1;
             out.append_value(id);

@@ -10,9 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use deltalake::arrow::array::{
-    Array, ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use deltalake::arrow::array::{ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use deltalake::datafusion::prelude::SessionContext;
 
@@ -80,7 +78,7 @@ pub async fn record(
                  FROM core.{TABLE} WHERE table_name = '{table}' \
              ) v WHERE rn = 1 \
          ) h ON h.key = CAST(t.\"{key}\" AS VARCHAR) \
-         WHERE h.attributes IS DISTINCT FROM t.attributes"
+         WHERE t.\"{key}\" IS NOT NULL AND h.attributes IS DISTINCT FROM t.attributes"
     );
     let batches = ctx.sql(&q).await?.collect().await?;
     let day = (valid_from - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
@@ -90,14 +88,9 @@ pub async fn record(
         let text = |i: usize| -> Result<ArrayRef> {
             Ok(deltalake::arrow::compute::cast(b.column(i), &DataType::Utf8)?)
         };
-        let keys = text(0)?;
-        if keys.null_count() > 0 {
-            // a key is never null in a core table; keep the history's key non-null regardless
-            continue;
-        }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::new_repeated(table, n)),
-            keys,
+            text(0)?,
             text(1)?,
             text(2)?,
             Arc::new(Date32Array::from(vec![day; n])),
