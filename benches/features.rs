@@ -368,6 +368,7 @@ fn main() {
             format: FileFormat::Parquet,
             out: dir.path().join("data"),
             events_per_file: 1_000_000,
+            churn: Default::default(),
         };
         let stats = generate(&opts, &NoProgress).expect("generate");
         let n = stats

@@ -65,6 +65,7 @@ fn main() {
         format: FileFormat::Parquet,
         out: dir.path().join("data"),
         events_per_file: 1_000_000,
+        churn: Default::default(),
     };
     let t = Instant::now();
     let stats = generate(&opts, &NoProgress).expect("generate");

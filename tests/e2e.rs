@@ -47,7 +47,15 @@ fn daily_run_is_idempotent_point_in_time_and_plain_delta() {
     // the model family was chosen on the validation window and says why
     let why = s["train"]["family_choice"].as_str().unwrap();
     assert!(why.contains("validation ROC AUC"), "{s}");
-    assert!(["logistic_regression", "mlp"].contains(&s["train"]["family"].as_str().unwrap()));
+    assert!(["logistic_regression", "gbdt", "mlp"].contains(&s["train"]["family"].as_str().unwrap()));
+    // every family's fit time, and where the time of the whole training went
+    let fits = s["train"]["fit_seconds"].as_object().unwrap();
+    assert_eq!(fits.len(), 3, "{s}");
+    assert!(
+        s["train"]["seconds"]["training_sets"].as_f64().unwrap() > 0.0,
+        "{s}"
+    );
+    assert!(first.stdout.contains("Time: training sets"), "{}", first.stdout);
     // opportunities: seats where usage fills them, the next tier only from the expansion model,
     // and always a higher tier than the account's plan
     if s["train"]["expansion"].is_object() {
@@ -544,7 +552,7 @@ fn churn_defined_by_inactivity_works_without_billing_data() {
     let e = cslake(&dir, &["evaluate", "--as-of", D, "--out", "ts.parquet"]).ok();
     let r = &e.summary()["evaluation"];
     assert_eq!(r["test_window"], s["train"]["windows"]["test"], "{r}");
-    for m in ["model", "reference"] {
+    for m in ["model", "reference", "reference_gbdt"] {
         let auc = r[m]["roc_auc"].as_f64().unwrap();
         assert!(auc > 0.55 && auc < 0.99, "{m}: {r}");
         assert_eq!(
@@ -553,6 +561,13 @@ fn churn_defined_by_inactivity_works_without_billing_data() {
         );
     }
     assert!(e.stdout.contains("plain logistic regression"), "{}", e.stdout);
+    assert!(
+        e.stdout.contains("default gradient-boosted trees"),
+        "{}",
+        e.stdout
+    );
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(verdict.contains("Hanley-McNeil"), "{verdict}");
     assert!(dir.join("ts.parquet").exists());
     let models = query(&dir, "SELECT COUNT(*) FROM models.registry");
     assert_eq!(models[1], "1", "evaluate registers nothing");

@@ -231,10 +231,13 @@ fn another_companys_exports_run_the_whole_day_with_configuration_alone() {
     let e = cslake(dir, &["evaluate", "--as-of", D]).ok();
     let verdict = e.summary()["evaluation"]["verdict"].as_str().unwrap().to_string();
     assert!(
-        verdict.starts_with("beats the reference") || verdict.contains("noise") || verdict.contains("try "),
+        ["wins", "is level", "loses"]
+            .iter()
+            .any(|w| verdict.starts_with(w))
+            && verdict.contains("Hanley-McNeil"),
         "{verdict}"
     );
-    assert!(e.stdout.contains("verdict: the trainer"), "{}", e.stdout);
+    assert!(e.stdout.contains("verdict: the trainer "), "{}", e.stdout);
 
     // every score row names its model version and the factors behind it
     let rows = query(
@@ -272,17 +275,21 @@ fn another_companys_exports_run_the_whole_day_with_configuration_alone() {
         );
     }
 
-    // their first model misses its test window's churn rate in a band by more than the
-    // tolerance, so it scores but its bands wait until someone confirms it
-    assert_eq!(t["status"], "provisional", "{t}");
-    let waits = s["actions"]["warnings"].to_string();
-    assert!(
-        waits.contains("playbook 'emea-risk' waits: model churn-v1 is provisional"),
-        "{waits}"
-    );
-    assert_eq!(query(dir, "SELECT COUNT(*) FROM tasks")[1], "0");
-    cslake(dir, &["models", "promote", "churn-v1"]).ok();
-    cslake(dir, &["act", "--as-of", D]).ok();
+    // a first model that misses its test window's churn rate in a band by more than the
+    // tolerance scores, but its bands wait until someone confirms it (cli.rs tests that path);
+    // calibrated on accounts it did not fit, theirs is usually ready
+    if t["status"] == "provisional" {
+        let waits = s["actions"]["warnings"].to_string();
+        assert!(
+            waits.contains("playbook 'emea-risk' waits: model churn-v1 is provisional"),
+            "{waits}"
+        );
+        assert_eq!(query(dir, "SELECT COUNT(*) FROM tasks")[1], "0");
+        cslake(dir, &["models", "promote", "churn-v1"]).ok();
+        cslake(dir, &["act", "--as-of", D]).ok();
+    } else {
+        assert_eq!(t["status"], "current", "{t}");
+    }
 
     // their custom field drives a playbook, and fills its task titles
     let tasks = query(dir, "SELECT title FROM tasks ORDER BY title");
@@ -440,4 +447,128 @@ fn churn_that_hangs_on_one_event_type_is_learned_from_its_metrics() {
     // the choice is kept: a second run uses it as it is
     let again = cslake(dir, &["features", "--as-of", D]).ok().summary();
     assert_eq!(again["event_types"]["chosen_now"], false);
+
+    // the tree family, configured: trained and measured like the others, stored, loaded back to
+    // score, and every account's factors explained by its exact tree contributions
+    std::fs::write(dir.join("cslake.toml"), "[model]\nfamily = \"gbdt\"\n").unwrap();
+    let trees = cslake(dir, &["train", "--as-of", D]).ok().summary();
+    let m = &trees["model"];
+    assert_eq!(m["family"], "gbdt", "{m}");
+    assert!(m["family_choice"].as_str().unwrap().contains("configured"), "{m}");
+    assert!(m["fit_seconds"]["gbdt"].as_f64().unwrap() > 0.0, "{m}");
+    let auc = m["test"]["roc_auc"].as_f64().unwrap();
+    assert!(
+        auc > 0.7,
+        "trees {auc:.3} against logistic regression {per_type:.3}"
+    );
+    let version = m["version"].as_str().unwrap();
+    cslake(dir, &["models", "promote", version]).ok();
+    cslake(dir, &["score", "--as-of", D]).ok();
+    let rows = query(
+        dir,
+        &format!(
+            "SELECT COUNT(*) AS n, SUM(CASE WHEN array_length(top_factors) > 0 THEN 1 ELSE 0 END) AS explained \
+             FROM risk_scores WHERE as_of_date = DATE '{D}' AND model_version = '{version}'"
+        ),
+    );
+    let (n, explained) = rows[1].split_once(',').unwrap();
+    assert!(n.parse::<usize>().unwrap() > 100, "{rows:?}");
+    assert!(explained.parse::<usize>().unwrap() > 0, "{rows:?}");
+}
+
+/// A company that exports only its CRM accounts (with custom fields) and its subscriptions: no
+/// product events, no tickets. Monthly contracts of small companies churn most.
+fn write_static_exports(dir: &Path) -> usize {
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+    let end = chrono::NaiveDate::parse_from_str(D, "%Y-%m-%d").unwrap();
+    let days = (end - start).num_days();
+    let mut rng = Rng(77);
+    let mut companies = String::from("Company ID,Company,Customer Tier,Licenses,Contract,Employees\n");
+    let mut subs =
+        String::from("sub_ref,customer_id,product,qty,monthly_amount,started_at,canceled_at,state\n");
+    let mut churned = 0;
+    for k in 0..400 {
+        let monthly = rng.next() < 0.5;
+        let employees = (5.0 * (200.0f64).powf(rng.next())).round() as usize;
+        let p = match (monthly, employees < 50) {
+            (true, true) => 0.75,
+            (true, false) => 0.2,
+            (false, _) => 0.08,
+        };
+        let signup = start + chrono::Duration::days(rng.below(150) as i64);
+        let churn = (rng.next() < p)
+            .then(|| signup + chrono::Duration::days(90 + rng.below((days + 60 - 90) as usize) as i64))
+            .filter(|c| *c <= end);
+        churned += usize::from(churn.is_some());
+        let id = format!("K{k:04}");
+        let licenses = 5 + rng.below(40);
+        writeln!(
+            companies,
+            "{id},Customer {k},Small Business,{licenses},{},{employees}",
+            if monthly { "monthly" } else { "annual" }
+        )
+        .unwrap();
+        writeln!(
+            subs,
+            "S{k},{id},Basic,{licenses},{:.2},{signup},{},{}",
+            licenses as f64 * 20.0,
+            churn.map(|c| c.to_string()).unwrap_or_default(),
+            if churn.is_some() { "Cancelled" } else { "Active" }
+        )
+        .unwrap();
+    }
+    for (path, text) in [
+        ("exports/crm/Companies.csv", companies),
+        ("exports/billing/subs.csv", subs),
+    ] {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    churned
+}
+
+#[test]
+fn a_company_with_only_accounts_and_subscriptions_learns_from_its_attributes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let churned = write_static_exports(dir);
+    assert!(churned > 40, "{churned} churned");
+    let config = format!(
+        "{CONFIG}\n[features.attributes]\nnumeric = [\"Employees\"]\ncategorical = [\"Contract\"]\n\
+         levels = {{ Contract = [\"monthly\", \"annual\"] }}\n"
+    );
+    std::fs::write(dir.join("cslake.toml"), config).unwrap();
+    cslake(dir, &["ingest"]).ok();
+    let t = cslake(dir, &["train", "--as-of", D]).ok();
+    let m = &t.summary()["model"];
+    // the views that need events or tickets are skipped, and the train says so
+    let views: Vec<&str> = m["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(views.contains(&"account_attributes"), "{m}");
+    let skipped = m["skipped_views"].to_string();
+    assert!(
+        skipped.contains("usage_activity (missing: usage_events"),
+        "{skipped}"
+    );
+    assert!(t.stdout.contains("Skipped views"), "{}", t.stdout);
+    // and the attributes carry the churn
+    let auc = m["test"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.7, "held-out ROC AUC {auc}: {m}");
+    cslake(dir, &["models", "promote", m["version"].as_str().unwrap()]).ok();
+    cslake(dir, &["features", "--as-of", D]).ok();
+    cslake(dir, &["score", "--as-of", D]).ok();
+    let rows = query(
+        dir,
+        &format!(
+            "SELECT COUNT(*) AS n FROM risk_scores r JOIN features.account_attributes f \
+             ON f.account_id = r.account_id AND f.as_of_date = r.as_of_date \
+             WHERE r.as_of_date = DATE '{D}' AND f.attr_contract_is_monthly = 1.0"
+        ),
+    );
+    assert!(rows[1].parse::<usize>().unwrap() > 30, "{rows:?}");
 }

@@ -730,4 +730,49 @@ fn account_attributes_keep_their_history_and_views_read_them_as_of_a_date() {
             "A2,2026-03-01,"
         ]
     );
+
+    // the same without SQL: attributes declared in the configuration become features as of the
+    // date; before the first recorded version (15 January), the first version stands in
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[features.attributes]\nnumeric = [\"Employees\"]\ncategorical = [\"Lead Source\"]\n\
+         levels = { \"Lead Source\" = [\"webinar\", \"trade show\"] }\n",
+    )
+    .unwrap();
+    for d in ["2026-01-15", "2026-03-01"] {
+        cslake(dir, &["features", "--as-of", d]).ok();
+    }
+    assert_eq!(
+        query(
+            dir,
+            "SELECT account_id, CAST(as_of_date AS VARCHAR) AS d, attr_employees, attr_lead_source_share, \
+             attr_lead_source_is_webinar, attr_lead_source_is_trade_show FROM features.account_attributes \
+             ORDER BY account_id, d"
+        )[1..],
+        [
+            "A1,2026-01-15,,0.5,1.0,0.0",
+            "A1,2026-03-01,,0.5,1.0,0.0",
+            "A2,2026-01-15,,0.5,0.0,0.0",
+            "A2,2026-03-01,,0.5,0.0,0.0"
+        ]
+    );
+    let described = cslake(dir, &["features", "describe", "account_attributes"]).ok();
+    assert!(
+        described.stdout.contains("Lead Source is webinar"),
+        "{}",
+        described.stdout
+    );
+    // a column that follows the account's fate is refused, with why
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[features.attributes]\ncategorical = [\"status\"]\n",
+    )
+    .unwrap();
+    let refused = cslake(dir, &["features", "--as-of", "2026-03-01"]);
+    assert!(
+        refused.stderr.contains("changes with the account")
+            || refused.stdout.contains("changes with the account"),
+        "{}",
+        refused.stdout
+    );
 }

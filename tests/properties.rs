@@ -123,6 +123,7 @@ async fn check(seed: u64) {
         format: cslake_sinks::FileFormat::Csv,
         out: data.clone(),
         events_per_file: 1_000_000,
+        churn: Default::default(),
     };
     generate(&opts, &NoProgress).unwrap();
     let moved = split_at(&data, &tmp.path().join("late"), d);

@@ -95,6 +95,11 @@ pub struct GenArgs {
     /// Usage events per file part
     #[arg(long, default_value_t = 1_000_000)]
     pub events_per_file: usize,
+    /// How churn depends on the data: `linear` (a weighted sum of usage, tickets, payments and
+    /// NPS) or `interactions` (only thresholds and combinations: low seat use with an open
+    /// ticket, failed payments of well-used accounts, the first annual renewal)
+    #[arg(long, default_value = "linear")]
+    pub churn: cslake_pipeline::demo::ChurnProfile,
 }
 
 #[derive(Subcommand, Debug)]

@@ -172,6 +172,26 @@ pub fn trained(r: &TrainReport) {
     if !r.family_choice.is_empty() {
         out!("  Model: {}", r.family_choice);
     }
+    out!("  Features: {} from {}", r.features, r.views.join(", "));
+    if !r.skipped_views.is_empty() {
+        out!(
+            "  Skipped views (their data is not in the lake): {}",
+            r.skipped_views.join("; ")
+        );
+    }
+    if !r.seconds.is_empty() {
+        let each: Vec<String> = r
+            .fit_seconds
+            .iter()
+            .map(|(family, s)| format!("{family} {s:.1} s"))
+            .collect();
+        out!(
+            "  Time: training sets {:.1} s, fitting {:.1} s (split fits: {}; backtest and expansion alongside)",
+            r.seconds.get("training_sets").copied().unwrap_or_default(),
+            r.seconds.get("fitting").copied().unwrap_or_default(),
+            each.join(", ")
+        );
+    }
     if let Some(x) = &r.expansion {
         out!(
             "  Expansion propensity ({}): ROC AUC {:.3} | PR AUC {:.3} | base rate {:.1}% on its test window",
@@ -679,19 +699,21 @@ pub fn evaluated(r: &cslake_pipeline::train::EvaluateReport) {
         r.test_window[1]
     );
     out!(
-        "  {:<28} {:>8} {:>8} {:>8} {:>6}",
+        "  {:<34} {:>8} {:>8} {:>8} {:>6}",
         "",
         "ROC AUC",
         "PR AUC",
         "Brier",
         "lift"
     );
+    let trainer = format!("cslake trainer ({})", r.family);
     for (name, m) in [
-        ("cslake trainer", &r.model),
+        (trainer.as_str(), &r.model),
         ("plain logistic regression", &r.reference),
+        ("default gradient-boosted trees", &r.reference_gbdt),
     ] {
         out!(
-            "  {:<28} {:>8.3} {:>8.3} {:>8.4} {:>6.2}",
+            "  {:<34} {:>8.3} {:>8.3} {:>8.4} {:>6.2}",
             name,
             m.roc_auc,
             m.pr_auc,

@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,buoyant_kernel=off,deltalake_core=error,cslake=info,cslake_pipeline=info,cslake_features=info,cslake_models=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,buoyant_kernel=off,deltalake_core=error,perpetual=error,cslake=info,cslake_pipeline=info,cslake_features=info,cslake_models=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| Masked);

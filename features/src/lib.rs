@@ -6,6 +6,7 @@
 //! views on a DataFusion `SessionContext` it is handed (with the lake tables registered) and never
 //! writes anything.
 
+mod attributes;
 mod days;
 mod event_metrics;
 mod health;
@@ -14,6 +15,7 @@ mod render;
 mod state;
 mod training;
 
+pub use attributes::{ATTRIBUTES_VIEW, Attribute, STATIC_COLUMNS, view as attributes_view};
 pub use days::on_days;
 pub use event_metrics::{
     EVENT_METRICS_VIEW, EventMetric, columns as event_metric_columns, slug as event_type_slug,

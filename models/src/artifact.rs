@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::sigmoid;
 use crate::{
-    Contribution, Dataset, Error, LogisticConfig, LogisticRegression, Metrics, Mlp, MlpConfig, Platt, Result,
-    Scaler, TrainReport,
+    Contribution, Dataset, Error, Gbdt, GbdtConfig, LogisticConfig, LogisticRegression, Metrics, Mlp,
+    MlpConfig, Platt, Result, Scaler, TrainReport,
 };
 
 /// Everything about a trained model except its weights: stored as JSON beside the safetensors file.
@@ -43,9 +43,15 @@ pub struct ModelMeta {
     /// The MLP's hyper-parameters when `family` is `mlp`.
     #[serde(default)]
     pub mlp: Option<MlpConfig>,
+    /// The tree ensemble's hyper-parameters when `family` is `gbdt`.
+    #[serde(default)]
+    pub gbdt: Option<GbdtConfig>,
     /// Which model family was chosen on the validation window, and why.
     #[serde(default)]
     pub family_choice: String,
+    /// Seconds each family took to fit on the split (every family under `auto`).
+    #[serde(default)]
+    pub fit_seconds: std::collections::BTreeMap<String, f64>,
     /// When set, the weights scoring with this model were refit on every observation date
     /// (validation and test windows included) after the split chose the family, its training
     /// length and its calibration; the metrics above are the split model's, out of time.
@@ -94,6 +100,7 @@ impl ModelMeta {
 pub enum Net {
     Logistic(LogisticRegression),
     Mlp(Mlp),
+    Gbdt(Gbdt),
 }
 
 impl Net {
@@ -102,6 +109,7 @@ impl Net {
         match self {
             Net::Logistic(m) => m.logits(x_scaled),
             Net::Mlp(m) => m.logits(x_scaled),
+            Net::Gbdt(m) => m.logits(x_scaled),
         }
     }
 
@@ -109,6 +117,7 @@ impl Net {
         match self {
             Net::Logistic(_) => "logistic_regression",
             Net::Mlp(_) => "mlp",
+            Net::Gbdt(_) => "gbdt",
         }
     }
 }
@@ -161,6 +170,14 @@ impl ModelArtifact {
                 ]
             }
             Net::Mlp(m) => m.tensors(),
+            // the ensemble in perpetual's JSON, as bytes: safetensors holds the file like the others
+            Net::Gbdt(m) => {
+                let json = m.to_json()?;
+                vec![(
+                    "gbdt.json".to_string(),
+                    Tensor::from_vec(json.clone(), json.len(), &dev)?,
+                )]
+            }
         };
         let info = HashMap::from([("version".to_string(), self.meta.version.clone())]);
         safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Artifact(e.to_string()))
@@ -180,6 +197,11 @@ impl ModelArtifact {
                 .get(name)
                 .ok_or_else(|| Error::Artifact(format!("weights lack tensor '{name}'")))
         };
+        if meta.family == "gbdt" {
+            let bytes: Vec<u8> = get("gbdt.json")?.to_vec1()?;
+            let net = Gbdt::from_json(&bytes, meta.features.len())?;
+            return Ok(Self::with_net(meta, Net::Gbdt(net)));
+        }
         if meta.family == "mlp" {
             let net = Mlp::from_tensors(|n| get(n).cloned())?;
             if net.n_features() != meta.features.len() {
@@ -244,7 +266,8 @@ impl ModelArtifact {
         }
         let logits = self.net.logits(&scaled)?;
         // each feature's share of the logit: what changes when it alone is set to the training
-        // mean (scaled 0). For the linear model that is exactly w·z; for the MLP it is computed
+        // mean (scaled 0). For the linear model that is exactly w·z; for the trees the exact
+        // TreeSHAP values (against the ensemble's expectation); for the MLP by occlusion
         let shares: Vec<f32> = match &self.net {
             Net::Logistic(m) => {
                 let w = m.weights()?;
@@ -269,6 +292,7 @@ impl ModelArtifact {
                     .map(|(k, z)| logits[k / d.max(1)] - z)
                     .collect()
             }
+            Net::Gbdt(m) => m.shap(&scaled),
         };
         Ok(logits
             .iter()

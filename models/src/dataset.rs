@@ -8,6 +8,9 @@ pub struct Dataset {
     pub x: Vec<f32>,
     /// One label per row, 0.0 or 1.0 (empty when scoring).
     pub y: Vec<f32>,
+    /// Optional: which entity (account) each row describes, as a stable hash. With it the
+    /// trainer validates on other accounts than it fits on (see `train_out_of_time`).
+    pub groups: Vec<u64>,
 }
 
 impl Dataset {
@@ -29,7 +32,25 @@ impl Dataset {
                 x.len() / d
             )));
         }
-        Ok(Self { feature_names, x, y })
+        Ok(Self {
+            feature_names,
+            x,
+            y,
+            groups: Vec::new(),
+        })
+    }
+
+    /// Tags every row with its entity's stable hash.
+    pub fn with_groups(mut self, groups: Vec<u64>) -> Result<Self> {
+        if groups.len() != self.n_rows() {
+            return Err(Error::Data(format!(
+                "{} groups for {} rows",
+                groups.len(),
+                self.n_rows()
+            )));
+        }
+        self.groups = groups;
+        Ok(self)
     }
 
     pub fn n_features(&self) -> usize {
@@ -54,11 +75,15 @@ impl Dataset {
     pub fn select(&self, keep: impl Fn(usize) -> bool) -> Dataset {
         let mut x = Vec::new();
         let mut y = Vec::new();
+        let mut groups = Vec::new();
         for i in 0..self.n_rows() {
             if keep(i) {
                 x.extend_from_slice(self.row(i));
                 if !self.y.is_empty() {
                     y.push(self.y[i]);
+                }
+                if !self.groups.is_empty() {
+                    groups.push(self.groups[i]);
                 }
             }
         }
@@ -66,6 +91,7 @@ impl Dataset {
             feature_names: self.feature_names.clone(),
             x,
             y,
+            groups,
         }
     }
 

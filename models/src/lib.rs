@@ -1,4 +1,5 @@
-//! Churn models for cslake, built on candle: logistic regression and a small MLP.
+//! Churn models for cslake: logistic regression and a small MLP on candle, gradient-boosted trees
+//! on perpetual.
 //!
 //! This crate never sees the lake or DataFusion: it takes plain matrices ([`Dataset`]) and returns
 //! trained models, metrics and explanations. The pipeline turns feature tables into datasets.
@@ -7,6 +8,7 @@ mod artifact;
 mod calibration;
 mod dataset;
 mod explain;
+mod gbdt;
 mod logistic;
 mod metrics;
 mod mlp;
@@ -17,11 +19,12 @@ pub use artifact::{ModelArtifact, ModelMeta, Net, Prediction, Refit};
 pub use calibration::Platt;
 pub use dataset::Dataset;
 pub use explain::Contribution;
+pub use gbdt::{Gbdt, GbdtConfig};
 pub use logistic::{LogisticConfig, LogisticRegression, TrainReport};
-pub use metrics::{Fold, Metrics, ReliabilityBin};
+pub use metrics::{Fold, Metrics, ReliabilityBin, auc_difference};
 pub use mlp::{Mlp, MlpConfig};
 pub use scaling::{FeatureScaling, Scaler, Transform};
-pub use train::{Chosen, Family, TrainOptions, backtest, fit_family, reference, train_out_of_time};
+pub use train::{Family, TrainOptions, backtest, reference, reference_gbdt, train_out_of_time};
 
 /// Errors from training, scoring and loading models.
 #[derive(Debug, thiserror::Error)]

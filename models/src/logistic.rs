@@ -47,6 +47,8 @@ pub struct LogisticRegression {
 pub struct TrainReport {
     pub epochs: usize,
     pub best_epoch: usize,
+    /// NaN (JSON `null`) when no epoch ran.
+    #[serde(with = "crate::metrics::undefined")]
     pub train_loss: f64,
     pub valid_loss: Option<f64>,
     pub positive_weight: f64,

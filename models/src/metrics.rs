@@ -47,7 +47,7 @@ pub struct ReliabilityBin {
 
 /// A metric that can be undefined (ROC AUC of a window without churners is NaN) as JSON: `null`,
 /// read back as NaN, so a model trained on such data can still be loaded.
-mod undefined {
+pub(crate) mod undefined {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -143,6 +143,87 @@ pub fn roc_auc(p: &[f64], y: &[bool]) -> f64 {
     (rank_sum_pos - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
+/// Mean log loss of logits against 0/1 labels.
+pub(crate) fn log_loss(logits: &[f64], y: &[f32]) -> f64 {
+    let n = y.len().max(1) as f64;
+    logits
+        .iter()
+        .zip(y)
+        .map(|(z, y)| {
+            // log(1 + e^z) - y z, stable for large |z|
+            let softplus = if *z > 0.0 {
+                z + (-z).exp().ln_1p()
+            } else {
+                z.exp().ln_1p()
+            };
+            softplus - f64::from(*y) * z
+        })
+        .sum::<f64>()
+        / n
+}
+
+/// Mid-ranks (1-based, ties averaged) of `v`.
+fn midranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|a, b| v[*a].total_cmp(&v[*b]));
+    let mut out = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for k in &idx[i..=j] {
+            out[*k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// DeLong's structural components of one score on positives and negatives: per positive, the
+/// share of negatives it outranks (ties one half), and per negative the share of positives
+/// that outrank it.
+fn delong_components(pos: &[f64], neg: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (m, n) = (pos.len() as f64, neg.len() as f64);
+    let all: Vec<f64> = pos.iter().chain(neg).copied().collect();
+    let (rz, rx, ry) = (midranks(&all), midranks(pos), midranks(neg));
+    let v10 = (0..pos.len()).map(|i| (rz[i] - rx[i]) / n).collect();
+    let v01 = (0..neg.len())
+        .map(|j| 1.0 - (rz[pos.len() + j] - ry[j]) / m)
+        .collect();
+    (v10, v01)
+}
+
+/// ROC AUC of `b` minus that of `a` on the same rows, with the standard error of the
+/// difference by DeLong's method (DeLong, DeLong & Clarke-Pearson 1988), which accounts for
+/// both scores ranking the same rows: the noise a model-family choice must beat. NaN when
+/// either class is missing.
+pub fn auc_difference(a: &[f64], b: &[f64], labels: &[f32]) -> (f64, f64) {
+    let split = |s: &[f64]| {
+        let (mut pos, mut neg) = (Vec::new(), Vec::new());
+        for (v, y) in s.iter().zip(labels) {
+            if *y > 0.5 { pos.push(*v) } else { neg.push(*v) }
+        }
+        (pos, neg)
+    };
+    let ((pa, na), (pb, nb)) = (split(a), split(b));
+    if pa.len() < 2 || na.len() < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let ((a10, a01), (b10, b01)) = (delong_components(&pa, &na), delong_components(&pb, &nb));
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    // the variance of the difference of the components, per class
+    let var_diff = |x: &[f64], y: &[f64]| {
+        let d: Vec<f64> = x.iter().zip(y).map(|(x, y)| y - x).collect();
+        let md = mean(&d);
+        d.iter().map(|v| (v - md).powi(2)).sum::<f64>() / (d.len() - 1) as f64
+    };
+    let diff = mean(&b10) - mean(&a10);
+    let var = var_diff(&a10, &b10) / pa.len() as f64 + var_diff(&a01, &b01) / na.len() as f64;
+    (diff, var.max(0.0).sqrt())
+}
+
 /// Average precision: the area under the precision-recall curve, step-wise.
 pub fn average_precision(p: &[f64], y: &[bool]) -> f64 {
     let pos = y.iter().filter(|v| **v).count();
@@ -229,6 +310,23 @@ mod tests {
         assert_eq!(roc_auc(&[0.5, 0.5, 0.5, 0.5], &y), 0.5);
         // one discordant pair out of four
         assert_eq!(roc_auc(&[0.1, 0.7, 0.6, 0.9], &y), 0.75);
+    }
+
+    #[test]
+    fn delong_difference_of_paired_aucs() {
+        let y = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0];
+        let a = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+        let b = [0.1, 0.2, 0.3, 0.9, 0.8, 0.7, 0.4, 0.6];
+        let yb: Vec<bool> = y.iter().map(|v| *v > 0.5).collect();
+        let (d, se) = auc_difference(&a, &b, &y);
+        assert!((d - (roc_auc(&b, &yb) - roc_auc(&a, &yb))).abs() < 1e-12, "{d}");
+        assert!(se > 0.0 && se < 0.5, "{se}");
+        // a score against itself: no difference and no noise
+        let (d, se) = auc_difference(&a, &a, &y);
+        assert_eq!((d, se), (0.0, 0.0));
+        // a monotone transform ranks the same: still no difference
+        let a2: Vec<f64> = a.iter().map(|v| v * v).collect();
+        assert_eq!(auc_difference(&a, &a2, &y).0, 0.0);
     }
 
     #[test]

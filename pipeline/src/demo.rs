@@ -27,6 +27,33 @@ pub struct GenOptions {
     pub out: PathBuf,
     /// Usage events per file part.
     pub events_per_file: usize,
+    /// How churn depends on what the data shows.
+    pub churn: ChurnProfile,
+}
+
+/// How the generator decides churn at each renewal, from the account's observable state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChurnProfile {
+    /// A logit that is a weighted sum of seat utilisation, usage trend, open tickets, failed
+    /// payments, an NPS detractor flag and the segment: what logistic regression can learn.
+    #[default]
+    Linear,
+    /// Churn driven by thresholds and interactions only: low seat use (< 50% active) together
+    /// with an open ticket; a failed payment, but only where seats are well used (>= 80%: the
+    /// effect of utilisation flips sign); an annual contract's first renewal (a bump in tenure).
+    /// No single signal moves it alone. What trees can learn and a linear logit cannot.
+    Interactions,
+}
+
+impl std::str::FromStr for ChurnProfile {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "linear" => Ok(Self::Linear),
+            "interactions" => Ok(Self::Interactions),
+            other => Err(format!("unknown churn profile '{other}': linear or interactions")),
+        }
+    }
 }
 
 /// Rows written per table.
@@ -672,13 +699,26 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                 .count() as f64;
             let detractor = last_nps.is_some_and(|(when, sc)| sc <= 6.0 && (day - when).num_days() < 180);
             let shock = 0.9 * r.normal();
-            let base = if annual { -1.9 } else { -4.1 };
-            let logit = base - 2.2 * (util - 0.5) - 0.9 * trend.clamp(-1.0, 1.0)
-                + 0.35 * open.min(5.0)
-                + 0.7 * failed_recent.min(3.0)
-                + 0.8 * f64::from(u8::from(detractor))
-                - 0.3 * f64::from(u8::from(segment == "Enterprise"))
-                + shock;
+            let flag = |b: bool| f64::from(u8::from(b));
+            let logit = match opts.churn {
+                ChurnProfile::Linear => {
+                    let base = if annual { -1.9 } else { -4.1 };
+                    base - 2.2 * (util - 0.5) - 0.9 * trend.clamp(-1.0, 1.0)
+                        + 0.35 * open.min(5.0)
+                        + 0.7 * failed_recent.min(3.0)
+                        + 0.8 * flag(detractor)
+                        - 0.3 * flag(segment == "Enterprise")
+                        + shock
+                }
+                ChurnProfile::Interactions => {
+                    let base = if annual { -3.6 } else { -6.0 };
+                    let first_renewal = annual && (day - signup).num_days() < 400;
+                    base + 5.0 * flag(util < 0.5 && open >= 1.0)
+                        + 4.5 * flag(util >= 0.8 && failed_recent >= 1.0)
+                        + 2.5 * flag(first_renewal)
+                        + 0.5 * shock
+                }
+            };
             let plan = PLANS[plan_rank].0;
             let mrr = seats as f64 * price;
             let old_seats = seats;

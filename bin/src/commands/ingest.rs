@@ -20,6 +20,7 @@ pub fn gen_options(g: &GenArgs, out: PathBuf) -> GenOptions {
         format: g.format,
         out,
         events_per_file: g.events_per_file,
+        churn: g.churn,
     }
 }
 

@@ -41,13 +41,20 @@ pub fn load_registry(settings: &Settings) -> Result<Registry> {
     })
 }
 
-/// The views of the lake: the built-in ones, the user's folder and the per-event-type metrics
-/// of the event types kept in `features.event_types` (a user view of the same name wins).
+/// The views of the lake: the built-in ones, the user's folder, the per-event-type metrics of the
+/// event types kept in `features.event_types` and the account attributes of
+/// `[features.attributes]` (a user view of the same name wins).
 pub async fn lake_registry(settings: &Settings, ctx: &SessionContext) -> Result<Registry> {
     let mut reg = load_registry(settings)?;
     let metrics = event_types::chosen(ctx, &settings.file.features.events).await?;
     let seats = has_table(ctx, "core.subscriptions");
     if let Some(view) = cslake_features::event_metrics_view(&metrics, seats)?
+        && reg.get(&view.name).is_none()
+    {
+        reg.views.push(view);
+    }
+    let attributes = &settings.file.features.attributes;
+    if let Some(view) = cslake_features::attributes_view(&attributes.declared()?, attributes.backfill)?
         && reg.get(&view.name).is_none()
     {
         reg.views.push(view);

@@ -18,6 +18,69 @@ pub struct FeaturesConfig {
     /// Which event types get metrics of their own (the generated `event_metrics` view).
     #[serde(default)]
     pub events: EventsConfig,
+    /// Account attributes that become features (the generated `account_attributes` view).
+    #[serde(default)]
+    pub attributes: AttributesConfig,
+}
+
+/// `[features.attributes]`: account fields (keys of `accounts.attributes`, the source's own
+/// columns cslake does not map, or the columns `industry`, `segment`, `country`) that become
+/// model features, read as of each date from `core.attribute_history`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributesConfig {
+    /// Fields read as numbers (a value that is not one reads as missing).
+    pub numeric: Vec<String>,
+    /// Fields read as categories: each becomes the share of the date's customer accounts with
+    /// the same value, plus one 0/1 column per level listed in `levels`.
+    pub categorical: Vec<String>,
+    /// Levels of a categorical field that get a 0/1 column of their own, e.g.
+    /// `levels = { "Contract Type" = ["monthly", "annual"] }`.
+    pub levels: std::collections::BTreeMap<String, Vec<String>>,
+    /// A date before an account's first recorded version reads that first version (default: a
+    /// lake whose history starts at its first load has nothing earlier). Declare only fields
+    /// whose value was known before the churn they might predict.
+    pub backfill: bool,
+}
+
+impl Default for AttributesConfig {
+    fn default() -> Self {
+        Self {
+            numeric: Vec::new(),
+            categorical: Vec::new(),
+            levels: Default::default(),
+            backfill: true,
+        }
+    }
+}
+
+impl AttributesConfig {
+    /// The declared attributes, in order: numbers first, then categories.
+    pub fn declared(&self) -> Result<Vec<cslake_features::Attribute>, crate::Error> {
+        if let Some(name) = self.levels.keys().find(|k| !self.categorical.contains(k)) {
+            return Err(crate::Error::Config(format!(
+                "[features.attributes] levels lists '{name}', which is not in categorical"
+            )));
+        }
+        if let Some(name) = self.numeric.iter().find(|n| self.categorical.contains(n)) {
+            return Err(crate::Error::Config(format!(
+                "[features.attributes] '{name}' is declared both numeric and categorical"
+            )));
+        }
+        Ok(self
+            .numeric
+            .iter()
+            .map(|n| cslake_features::Attribute::Numeric(n.clone()))
+            .chain(
+                self.categorical
+                    .iter()
+                    .map(|n| cslake_features::Attribute::Categorical {
+                        name: n.clone(),
+                        levels: self.levels.get(n).cloned().unwrap_or_default(),
+                    }),
+            )
+            .collect())
+    }
 }
 
 /// `[features.events]`: the event types `event_metrics` measures one by one. They are chosen
@@ -101,9 +164,14 @@ pub struct ModelConfig {
     /// with many it can rank a little better (2,000: PR AUC 0.238 against 0.226). `cslake
     /// evaluate` shows the effect on your data.
     pub balance_classes: bool,
-    /// `auto` (default: logistic regression and a small MLP are both trained, the MLP kept only
-    /// when it ranks better on the validation window), `logistic` or `mlp`.
+    /// `auto` (default: logistic regression, gradient-boosted trees and a small MLP are all
+    /// trained; the trees or the MLP are kept only when they rank better on the validation window
+    /// than logistic regression by more than two DeLong standard errors), `logistic`, `gbdt` or
+    /// `mlp`.
     pub family: cslake_models::Family,
+    /// The tree family's complexity budget (perpetual's one knob: higher learns longer with
+    /// smaller steps; the validation window still cuts the ensemble back).
+    pub gbdt_budget: f32,
     /// After the out-of-time split has chosen the family, the training length and the
     /// calibration (and measured them), fit the deployed weights again on every observation
     /// date whose label has closed, the validation and test windows included (default on): the
@@ -127,6 +195,7 @@ impl Default for ModelConfig {
             backtest_folds: 3,
             balance_classes: true,
             family: cslake_models::Family::Auto,
+            gbdt_budget: cslake_models::GbdtConfig::default().budget,
             refit: true,
             min_observation_dates: 6,
             min_positives: 20,

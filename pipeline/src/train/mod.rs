@@ -30,11 +30,21 @@ pub struct TrainReport {
     pub backtest: Vec<cslake_models::Fold>,
     /// The calibration chosen on the validation window, and why.
     pub calibration: String,
-    /// The model family (`logistic_regression` or `mlp`) and why it was chosen.
+    /// The model family (`logistic_regression`, `gbdt` or `mlp`) and why it was chosen.
     pub family: String,
     pub family_choice: String,
+    /// Seconds each family took to fit on the split.
+    pub fit_seconds: std::collections::BTreeMap<String, f64>,
+    /// Where the time went: `training_sets` (features at every observation date) and `fitting`
+    /// (the model, its backtest folds and the expansion model, side by side), in seconds.
+    pub seconds: std::collections::BTreeMap<String, f64>,
     /// The expansion propensity model trained with it, when the data supports one.
     pub expansion: Option<ExpansionSummary>,
+    /// How many features the model learnt from, the views they came from, and the views
+    /// skipped because their source tables are missing (an export without events, say).
+    pub features: usize,
+    pub views: Vec<String>,
+    pub skipped_views: Vec<String>,
     /// The deployed weights' refit on every observation date (the metrics above are the
     /// split model's, out of time); `None` with `[model] refit = false`.
     pub refit: Option<cslake_models::Refit>,
@@ -79,6 +89,10 @@ pub struct TrainingSet {
     pub batches: Vec<deltalake::arrow::array::RecordBatch>,
     pub dates: Vec<NaiveDate>,
     pub features: Vec<String>,
+    /// The views the features came from, and those skipped for want of their source tables
+    /// (`view (missing: table, ...)`).
+    pub views: Vec<String>,
+    pub skipped_views: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -128,6 +142,22 @@ pub async fn build_training_sets(
     };
     require_core(ctx, &label)?;
     let registry = available_registry(settings, ctx).await?;
+    let skipped_views: Vec<String> = crate::features::lake_registry(settings, ctx)
+        .await?
+        .views
+        .iter()
+        .filter(|v| registry.get(&v.name).is_none())
+        .map(|v| {
+            let missing: Vec<&str> = v
+                .sources
+                .iter()
+                .filter(|s| !has_table(ctx, s))
+                .map(String::as_str)
+                .collect();
+            format!("{} (missing: {})", v.name, missing.join(", "))
+        })
+        .collect();
+    let views: Vec<String> = registry.views.iter().map(|v| v.name.clone()).collect();
     let c = &settings.file.churn;
     // History starts when every recorded source has begun: subscriptions and usage, where loaded.
     let mut starts = Vec::new();
@@ -174,6 +204,8 @@ pub async fn build_training_sets(
                 batches,
                 dates: dates.clone(),
                 features: features.clone(),
+                views: views.clone(),
+                skipped_views: skipped_views.clone(),
             })
         })
         .collect())
@@ -288,8 +320,23 @@ fn train_options(settings: &Settings) -> TrainOptions {
     opts.logistic.balance_classes = settings.file.model.balance_classes;
     opts.mlp.balance_classes = settings.file.model.balance_classes;
     opts.family = settings.file.model.family;
+    opts.gbdt.budget = settings.file.model.gbdt_budget;
     opts.refit = settings.file.model.refit;
     opts
+}
+
+/// The options with the family fixed to the one the split chose (`family` as the model names
+/// it): the backtest measures that family over time, not the choice again at every fold.
+fn chosen_family(opts: &TrainOptions, family: &str) -> TrainOptions {
+    let family = match family {
+        "gbdt" => cslake_models::Family::Gbdt,
+        "mlp" => cslake_models::Family::Mlp,
+        _ => cslake_models::Family::Logistic,
+    };
+    TrainOptions {
+        family,
+        ..opts.clone()
+    }
 }
 
 /// The model's view of a training set: feature matrix and labels, and each row's observation date.
@@ -300,17 +347,34 @@ fn to_dataset(
     let mut x = Vec::new();
     let mut y = Vec::new();
     let mut obs = Vec::new();
+    let mut groups = Vec::new();
     for b in batches {
         let cols: Vec<Vec<f64>> = features.iter().map(|f| floats(b, f)).collect::<Result<_>>()?;
         let labels = floats(b, "label")?;
         let when = strings(b, "as_of_date")?;
+        let accounts = strings(b, "account_id")?;
         for i in 0..b.num_rows() {
             x.extend(cols.iter().map(|c| c[i] as f32));
             y.push(labels[i] as f32);
             obs.push(when[i].clone().unwrap_or_default());
+            groups.push(account_hash(accounts[i].as_deref().unwrap_or_default()));
         }
     }
-    Ok((Dataset::new(features.to_vec(), x, y)?, obs))
+    Ok((Dataset::new(features.to_vec(), x, y)?.with_groups(groups)?, obs))
+}
+
+/// A stable 64-bit hash of an account id (FNV-1a, then a murmur finaliser so that its low bit,
+/// which the trainer splits accounts on, depends on every byte): the same halves on every run,
+/// machine and release, unlike std's hasher, which does not promise that.
+fn account_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -324,39 +388,75 @@ pub struct EvaluateReport {
     pub calibration: String,
     /// A plain logistic regression on the same rows and the same test window.
     pub reference: Metrics,
+    /// Default gradient-boosted trees (perpetual, no tuning, no calibration) likewise.
+    pub reference_gbdt: Metrics,
+    /// The family the trainer chose.
+    pub family: String,
     pub backtest: Vec<cslake_models::Fold>,
     pub out: Option<String>,
     /// The model family chosen, and why.
     pub family_choice: String,
-    /// Whether the trainer beats the reference, and if not, why.
+    /// Which of the trainer and the references wins, by how much, and against what noise.
     pub verdict: String,
 }
 
-/// The trainer against the reference in words: better, within the noise of the test window's
-/// churners (Hanley & McNeil's standard error of the ROC AUC), or worse and what to try.
-pub fn verdict(model: &Metrics, reference: &Metrics) -> String {
-    let (d_auc, d_pr) = (model.roc_auc - reference.roc_auc, model.pr_auc - reference.pr_auc);
-    let (pos, neg) = (model.positives as f64, (model.rows - model.positives) as f64);
-    let a = model.roc_auc;
+/// Hanley & McNeil's standard error of a ROC AUC measured on `pos` churners and `neg` stayers.
+fn hanley_mcneil(a: f64, pos: f64, neg: f64) -> f64 {
     let q1 = a / (2.0 - a);
     let q2 = 2.0 * a * a / (1.0 + a);
-    let se = if pos > 0.0 && neg > 0.0 {
+    if pos > 0.0 && neg > 0.0 {
         ((a * (1.0 - a) + (pos - 1.0) * (q1 - a * a) + (neg - 1.0) * (q2 - a * a)) / (pos * neg)).sqrt()
     } else {
         f64::NAN
+    }
+}
+
+/// The trainer against the references in words: which wins the test window and by how much,
+/// whether that lead is beyond the noise of the window's churners (the Hanley & McNeil standard
+/// errors of the two ROC AUCs combined, which ignores that they rank the same rows and so errs
+/// towards "within the noise"), and, when a reference is clearly better, what to try.
+pub fn verdict(family: &str, model: &Metrics, references: &[(&str, &Metrics)]) -> String {
+    let (pos, neg) = (model.positives as f64, (model.rows - model.positives) as f64);
+    let se = |m: &Metrics| hanley_mcneil(m.roc_auc, pos, neg);
+    let Some((best_name, best)) = references
+        .iter()
+        .copied()
+        .filter(|(_, m)| m.roc_auc.is_finite())
+        .max_by(|a, b| a.1.roc_auc.total_cmp(&b.1.roc_auc))
+    else {
+        return "cannot be compared: the test window has no churners".into();
     };
-    let shown = format!("ROC AUC {d_auc:+.3}, PR AUC {d_pr:+.3}");
-    if d_auc >= 0.0 && d_pr >= 0.0 {
-        format!("beats the reference ({shown})")
-    } else if d_auc.abs() <= 2.0 * se {
+    let d = model.roc_auc - best.roc_auc;
+    let noise = 2.0 * (se(model).powi(2) + se(best).powi(2)).sqrt();
+    let others: Vec<String> = references
+        .iter()
+        .map(|(name, m)| format!("{name} {:.3}", m.roc_auc))
+        .collect();
+    let scores = format!("ROC AUC {:.3} against {}", model.roc_auc, others.join(", "));
+    let family = match family {
+        "gbdt" => "gradient-boosted trees",
+        "logistic_regression" => "logistic regression",
+        other => other,
+    };
+    if d.is_nan() {
+        format!("cannot be compared: {scores}")
+    } else if d.abs() <= noise {
         format!(
-            "not clearly better than the reference ({shown}): within the noise of {pos:.0} churners in the test window (ROC AUC ± {:.3}); a longer history or more accounts would separate them",
-            2.0 * se
+            "is level with the best reference, {best_name} ({d:+.3}; {scores}): within the noise of {pos:.0} churners in the test window (± {noise:.3}, two Hanley-McNeil standard errors); a longer history or more accounts would separate them"
+        )
+    } else if d > 0.0 {
+        format!(
+            "wins ({family}): {d:+.3} ROC AUC over the best reference, {best_name} ({scores}), beyond the test window's noise of ± {noise:.3} (two Hanley-McNeil standard errors)"
         )
     } else {
+        let try_this = if best_name.contains("tree") {
+            "try [model] family = \"gbdt\" (or \"auto\") and compare again"
+        } else {
+            "try [model] balance_classes = false or family = \"logistic\", and compare again"
+        };
         format!(
-            "worse than the reference ({shown}, beyond the test window's noise of ± {:.3}): on this data the plain fit ranks better; try [model] balance_classes = false or family = \"logistic\", and compare again",
-            2.0 * se
+            "loses to {best_name} by {:.3} ROC AUC ({scores}), beyond the test window's noise of ± {noise:.3} (two Hanley-McNeil standard errors): {try_this}",
+            -d
         )
     }
 }
@@ -387,10 +487,29 @@ pub async fn evaluate(
         ..Default::default()
     };
     let mut artifact = train_out_of_time(&data, &obs, &opts, meta)?;
-    artifact.meta.backtest = cslake_models::backtest(&data, &obs, &opts, settings.file.model.backtest_folds)?;
+    artifact.meta.backtest = cslake_models::backtest(
+        &data,
+        &obs,
+        &chosen_family(&opts, &artifact.meta.family),
+        settings.file.model.backtest_folds,
+    )?;
     let window = artifact.meta.windows.get("test").cloned().unwrap_or_default();
-    let reference = cslake_models::reference(&data, &obs, &opts, &window[0])?;
-    let verdict = verdict(&artifact.meta.test_metrics, &reference);
+    let valid_from = artifact
+        .meta
+        .windows
+        .get("validation")
+        .map(|w| w[0].clone())
+        .unwrap_or_default();
+    let reference = cslake_models::reference(&data, &obs, &opts, &valid_from, &window[0])?;
+    let reference_gbdt = cslake_models::reference_gbdt(&data, &obs, &opts, &valid_from, &window[0])?;
+    let verdict = verdict(
+        &artifact.meta.family,
+        &artifact.meta.test_metrics,
+        &[
+            ("plain logistic regression", &reference),
+            ("default gradient-boosted trees", &reference_gbdt),
+        ],
+    );
     let out = export(out, &set.batches)?;
     run.rows_read += data.n_rows() as u64;
     Ok(EvaluateReport {
@@ -401,6 +520,8 @@ pub async fn evaluate(
         model: artifact.meta.test_metrics.clone(),
         calibration: artifact.meta.calibration_choice.clone(),
         reference,
+        reference_gbdt,
+        family: artifact.meta.family.clone(),
         backtest: artifact.meta.backtest.clone(),
         out,
         family_choice: artifact.meta.family_choice.clone(),
@@ -436,8 +557,11 @@ pub async fn train(
         batches,
         dates,
         features,
+        views,
+        skipped_views,
     } = sets.pop().ok_or_else(|| Error::Job("no churn set".into()))??;
-    tracing::info!(seconds = t.elapsed().as_secs_f64(), "training sets built");
+    let set_seconds = t.elapsed().as_secs_f64();
+    tracing::info!(seconds = set_seconds, "training sets built");
     progress.phase(&format!("fitting on {} observation dates", dates.len()));
     let (data, obs) = to_dataset(&batches, &features)?;
     let positives = data.positives();
@@ -470,26 +594,29 @@ pub async fn train(
         ]),
         ..Default::default()
     };
-    // The model, its backtest folds and the expansion model are independent fits, each seeded:
-    // trained side by side, on as many cores as there are.
+    // The model and the expansion model are independent fits, each seeded: trained side by side.
+    // The backtest then retrains the chosen family (not the choice) at each fold, folds in parallel.
     let t = std::time::Instant::now();
     let opts = train_options(settings);
-    let (artifact, backtest, expansion) = std::thread::scope(|scope| {
-        let backtest =
-            scope.spawn(|| cslake_models::backtest(&data, &obs, &opts, settings.file.model.backtest_folds));
+    let (artifact, expansion) = std::thread::scope(|scope| {
         let expansion = scope.spawn(|| train_expansion(settings, expansion_set, as_of, &version));
         let artifact = train_out_of_time(&data, &obs, &opts, meta);
         let panicked = |what: &str| Error::Job(format!("training the {what} panicked"));
         (
             artifact,
-            backtest.join().map_err(|_| panicked("backtest")),
             expansion.join().map_err(|_| panicked("expansion model")),
         )
     });
     let mut artifact = artifact?;
-    artifact.meta.backtest = backtest??;
     let expansion = expansion?;
-    tracing::info!(seconds = t.elapsed().as_secs_f64(), "models fitted");
+    artifact.meta.backtest = cslake_models::backtest(
+        &data,
+        &obs,
+        &chosen_family(&opts, &artifact.meta.family),
+        settings.file.model.backtest_folds,
+    )?;
+    let fit_seconds = t.elapsed().as_secs_f64();
+    tracing::info!(seconds = fit_seconds, "models fitted");
     for f in &artifact.meta.backtest {
         tracing::info!(
             test_from = f.test[0].as_str(),
@@ -624,6 +751,15 @@ pub async fn train(
         calibration: artifact.meta.calibration_choice.clone(),
         family: artifact.meta.family.clone(),
         family_choice: artifact.meta.family_choice.clone(),
+        fit_seconds: artifact.meta.fit_seconds.clone(),
+        features: features.len(),
+        views,
+        skipped_views,
+        seconds: [
+            ("training_sets".to_string(), set_seconds),
+            ("fitting".to_string(), fit_seconds),
+        ]
+        .into(),
         refit: artifact.meta.refit.clone(),
         status: status.to_string(),
         not_ready: problems,
