@@ -226,7 +226,7 @@ impl Settings {
             ("warmup_days", Some(c.warmup_days)),
             ("observe_before_renewal_days", c.observe_before_renewal_days),
         ] {
-            if v.is_some_and(|d| d.abs() > 3650) {
+            if v.is_some_and(|d| d.unsigned_abs() > 3650) {
                 return Err(Error::Config(format!(
                     "[churn] {key} = {}: at most 3650 days",
                     v.unwrap_or_default()
