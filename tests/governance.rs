@@ -501,3 +501,255 @@ fn personal_data_is_encrypted_at_rest_revealed_on_request_and_rotated() {
         "{again}"
     );
 }
+
+#[test]
+fn roles_refuse_what_an_actor_may_not_run_and_every_command_is_audited() {
+    let (_tmp, dir) = workspace(15, 40, "2026-03-31");
+    let dir = dir.as_path();
+    cslake(dir, &["ingest", "--source", "data"]).ok();
+    let account = query(dir, "SELECT account_id FROM accounts ORDER BY account_id LIMIT 1")[1].clone();
+
+    // a read writes its audit row too: who, what, the outcome and the rows it returned
+    let q = cslake(
+        dir,
+        &["query", "SELECT account_id FROM accounts", "--format", "table"],
+    )
+    .ok();
+    let run_id = q.summary()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        query(
+            dir,
+            &format!("SELECT command, status, rows_read FROM ops.runs WHERE run_id = '{run_id}'")
+        )[1..],
+        ["query,succeeded,15"]
+    );
+
+    // without [access] every command is open; with it, roles decide
+    let me = cslake(dir, &["access", "whoami"]).ok().summary();
+    assert_eq!(me["enforced"], false, "{me}");
+    let os = me["os_user"].as_str().unwrap().to_string();
+    std::fs::write(
+        dir.join("cslake.toml"),
+        format!(
+            "[access]\nactors = {{ \"{os}\" = [\"engineer\"], \"airflow:*\" = [\"scheduler\"], ana = [\"analyst\"] }}\n\
+             delegates = [\"{os}\"]\n"
+        ),
+    )
+    .unwrap();
+    let me = cslake(dir, &["--actor", "ana", "access", "whoami"]).ok();
+    assert!(me.stdout.contains("Roles: analyst"), "{}", me.stdout);
+    assert_eq!(me.summary()["enforced"], true);
+
+    // the analyst reads, but may not erase or reveal; the refusal says who may, and is audited
+    // without the subject in clear
+    cslake(dir, &["--actor", "ana", "query", "SELECT COUNT(*) FROM accounts"]).ok();
+    let refused = cslake(dir, &["--actor", "ana", "gdpr", "erase", "--account", &account]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "access denied: actor 'ana' (roles: analyst) may not run 'gdpr erase'; roles that may: admin"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let reveal = cslake(dir, &["--actor", "ana", "query", "SELECT 1", "--reveal"]);
+    assert_eq!(reveal.code, 2);
+    assert!(
+        reveal.stderr.contains("may not run 'query --reveal'"),
+        "{}",
+        reveal.stderr
+    );
+    // the engineer runs the night's job and promotes models, but erasure is the admin's
+    let engineer = cslake(dir, &["gdpr", "erase", "--account", &account, "--dry-run"]);
+    assert_eq!(engineer.code, 2, "{}", engineer.stderr);
+    assert!(
+        engineer.stderr.contains("(roles: engineer)"),
+        "{}",
+        engineer.stderr
+    );
+    cslake(dir, &["tables"]).ok();
+    // a scheduler's task name maps by prefix
+    cslake(
+        dir,
+        &[
+            "--actor",
+            "airflow:cslake_daily:features",
+            "features",
+            "--as-of",
+            "2026-03-31",
+        ],
+    )
+    .ok();
+    let scheduler = cslake(dir, &["--actor", "airflow:cslake_daily:x", "models", "rollback"]);
+    assert_eq!(scheduler.code, 2, "{}", scheduler.stderr);
+
+    let runs = query(
+        dir,
+        "SELECT command, actor, status, args FROM ops.runs WHERE status = 'refused' ORDER BY started_at",
+    );
+    assert_eq!(runs.len(), 5, "{runs:?}");
+    assert!(
+        runs[1].starts_with(&format!("gdpr erase,ana (via {os}),refused,")),
+        "{runs:?}"
+    );
+    assert!(
+        runs[2].starts_with(&format!("query --reveal,ana (via {os}),refused,")),
+        "{runs:?}"
+    );
+    assert!(
+        runs[3].starts_with(&format!("gdpr erase,{os},refused,")),
+        "{runs:?}"
+    );
+    assert!(
+        runs[4].starts_with("models rollback,airflow:cslake_daily:x"),
+        "{runs:?}"
+    );
+    assert!(
+        !runs.iter().any(|r| r.contains(&account)),
+        "the subject of a refused erasure is in the audit log: {runs:?}"
+    );
+    let features = query(
+        dir,
+        "SELECT actor FROM ops.runs WHERE command = 'features' AND status = 'succeeded'",
+    );
+    assert_eq!(
+        features[1..],
+        [format!("airflow:cslake_daily:features (via {os})")]
+    );
+
+    // a name is a claim: only delegates may run as another actor
+    std::fs::write(
+        dir.join("cslake.toml"),
+        format!("[access]\nactors = {{ \"{os}\" = [\"admin\"], ana = [\"analyst\"] }}\n"),
+    )
+    .unwrap();
+    let claimed = cslake(dir, &["--actor", "ana", "query", "SELECT 1"]);
+    assert_eq!(claimed.code, 2);
+    assert!(
+        claimed
+            .stderr
+            .contains(&format!("OS user '{os}' may not run commands as 'ana'")),
+        "{}",
+        claimed.stderr
+    );
+    // a mistyped role is a configuration error, not an open door
+    std::fs::write(
+        dir.join("cslake.toml"),
+        format!("[access]\nactors = {{ \"{os}\" = [\"admni\"] }}\n"),
+    )
+    .unwrap();
+    let typo = cslake(dir, &["tables"]);
+    assert_eq!(typo.code, 2);
+    assert!(typo.stderr.contains("no role 'admni'"), "{}", typo.stderr);
+
+    // the store enforces the same line for the credentials a role is given
+    std::fs::remove_file(dir.join("cslake.toml")).unwrap();
+    let policy = cslake(
+        dir,
+        &[
+            "--lake",
+            "s3://acme-cs/lake",
+            "access",
+            "policy",
+            "--role",
+            "analyst",
+        ],
+    )
+    .ok();
+    let p: serde_json::Value = serde_json::from_str(&policy.stdout).unwrap();
+    let text = p.to_string();
+    assert!(text.contains("arn:aws:s3:::acme-cs/lake/scores/*"), "{text}");
+    assert!(!text.contains("acme-cs/lake/core/*"), "{text}");
+    assert!(text.contains("TheAuditLogIsAppendOnly"), "{text}");
+}
+
+#[test]
+fn backups_keep_generations_and_a_restore_erases_again_what_was_erased_since() {
+    let (_tmp, dir) = workspace(25, 90, "2026-03-31");
+    let dir = dir.as_path();
+    let contacts = std::fs::read_to_string(dir.join("data/contacts.csv")).unwrap();
+    let email = contacts
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .to_string();
+    cslake(dir, &["ingest", "--source", "data"]).ok();
+    let first = cslake(dir, &["backup", "--to", "bk"]).ok().summary();
+    assert_eq!(first["backup"]["generations"], 1, "{first}");
+
+    // erased after the backup: the backup learns of it, and keeps the subject until it ages out
+    let erased = cslake(dir, &["gdpr", "erase", "--contact", &email]).ok();
+    assert!(
+        erased.stdout.contains("recorded in 1 backup(s)"),
+        "{}",
+        erased.stdout
+    );
+    assert!(!files_mentioning(&dir.join("bk"), &email).is_empty());
+    let erasures = std::fs::read_dir(dir.join("bk/_cslake_backup/erasures"))
+        .unwrap()
+        .count();
+    assert_eq!(erasures, 1);
+
+    // a lake restored from it has no byte of the subject: the erasure is made again, and said
+    std::fs::write(dir.join("cslake.toml"), "").unwrap();
+    let restored = cslake(dir, &["--lake", "lake2", "restore", "--from", "bk"]).ok();
+    assert!(
+        restored
+            .stdout
+            .contains("1 erasure(s) recorded in the backup applied again: 1 subject(s) found in the restored tables and erased"),
+        "{}",
+        restored.stdout
+    );
+    assert_eq!(files_mentioning(&dir.join("lake2"), &email), Vec::<String>::new());
+    let contacts = |lake: &str| {
+        cslake(
+            dir,
+            &[
+                "--lake",
+                lake,
+                "query",
+                "SELECT COUNT(*) FROM core.contacts",
+                "--format",
+                "csv",
+            ],
+        )
+        .ok()
+        .stdout
+    };
+    assert_eq!(contacts("lake2"), contacts("lake"));
+
+    // a second generation; with one day kept, the first goes, and with it the subject's files
+    std::fs::write(
+        dir.join("cslake.toml"),
+        "[backup]\nkeep_last = 1\nkeep_daily = 1\nkeep_monthly = 0\nkeep_yearly = 0\n",
+    )
+    .unwrap();
+    let second = cslake(dir, &["backup", "--to", "bk"]).ok().summary();
+    let b = &second["backup"];
+    assert_eq!(b["generations"], 1, "{second}");
+    assert_eq!(b["pruned"].as_array().unwrap().len(), 1, "{second}");
+    assert!(b["objects_removed"].as_u64().unwrap() > 0, "{second}");
+    assert_eq!(files_mentioning(&dir.join("bk"), &email), Vec::<String>::new());
+    cslake(dir, &["backup", "--to", "bk", "--verify"]).ok();
+    let listed = cslake(dir, &["restore", "--from", "bk", "--list"]).ok().summary();
+    assert_eq!(listed["generations"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["generations"][0], b["generation"]);
+    // an older generation by name
+    let gone = cslake(
+        dir,
+        &[
+            "--lake",
+            "lake3",
+            "restore",
+            "--from",
+            "bk",
+            "--generation",
+            first["backup"]["generation"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(gone.code, 2, "{}", gone.stderr);
+    assert!(gone.stderr.contains("no backup generation"), "{}", gone.stderr);
+}

@@ -170,6 +170,12 @@ pub enum Command {
         /// Roll the live table back to this version (Delta RESTORE; history is kept)
         #[arg(long, requires = "table")]
         version: Option<u64>,
+        /// The generation to restore (default: the newest; `--list` shows them)
+        #[arg(long, requires = "from")]
+        generation: Option<String>,
+        /// List the backup's generations instead of restoring
+        #[arg(long, requires = "from")]
+        list: bool,
     },
     /// Every table of the lake: columns and their Delta types, partitions, version, files, rows
     Tables {
@@ -352,6 +358,41 @@ pub enum Command {
         #[command(subcommand)]
         action: PiiAction,
     },
+    /// Who may run what ([access]): your roles, and the store policy of a role
+    Access {
+        #[command(subcommand)]
+        action: AccessAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccessAction {
+    /// Who this command line runs as, its roles and the commands they allow
+    Whoami,
+    /// Print the least-privilege S3 bucket policy (IAM JSON) for the credentials of a role
+    Policy {
+        /// admin, engineer, scheduler, csm, analyst or a role of [access.roles]
+        #[arg(long)]
+        role: String,
+    },
+}
+
+/// The command's name as the audit log and `[access.roles]` know it: the subcommand path
+/// (`models promote`), plus a flag that changes what it does (`query --reveal`, `report
+/// --deliver`).
+pub fn command_name(matches: &clap::ArgMatches) -> String {
+    let mut parts = Vec::new();
+    let mut at = matches;
+    while let Some((name, sub)) = at.subcommand() {
+        parts.push(name.to_string());
+        at = sub;
+    }
+    for flag in ["reveal", "deliver"] {
+        if at.try_get_one::<bool>(flag).ok().flatten() == Some(&true) {
+            parts.push(format!("--{flag}"));
+        }
+    }
+    parts.join(" ")
 }
 
 #[derive(Subcommand, Debug)]
@@ -564,4 +605,37 @@ pub enum RunsAction {
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| format!("'{s}' is not a date in the form YYYY-MM-DD"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use cslake_pipeline::admin::access::COMMANDS;
+
+    /// Every command the command line has is known to `[access]` (an unknown one would be
+    /// closed to every role but admin).
+    #[test]
+    fn every_command_has_an_access_class() {
+        fn walk(c: &clap::Command, path: Vec<String>, out: &mut Vec<String>) {
+            let subs: Vec<&clap::Command> = c.get_subcommands().filter(|s| s.get_name() != "help").collect();
+            if !path.is_empty() && (subs.is_empty() || !c.is_subcommand_required_set()) {
+                out.push(path.join(" "));
+            }
+            for s in subs {
+                let mut p = path.clone();
+                p.push(s.get_name().to_string());
+                walk(s, p, out);
+            }
+        }
+        let mut names = Vec::new();
+        walk(&super::Cli::command(), Vec::new(), &mut names);
+        assert!(names.contains(&"features".to_string()) && names.contains(&"models promote".to_string()));
+        for name in &names {
+            assert!(
+                COMMANDS.iter().any(|(c, _)| c == name),
+                "'{name}' is not in access::COMMANDS"
+            );
+        }
+        assert_eq!(names.len() + 2, COMMANDS.len(), "{names:?}");
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cslake_pipeline::{Error, mask};
 
 mod cli;
@@ -18,8 +18,11 @@ mod summary;
 use summary::Summary;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = cli::Cli::command()
+        .try_get_matches()
+        .and_then(|m| Ok((cli::Cli::from_arg_matches(&m)?, cli::command_name(&m))));
+    let (cli, name) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
             // --help and --version
             let _ = e.print();
@@ -40,7 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(cli, name)) {
         Ok(summary) => {
             summary.print();
             match &summary.unsuccessful {

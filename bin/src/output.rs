@@ -356,6 +356,13 @@ pub fn view(v: &ViewInfo) {
 pub fn erased(r: &cslake_pipeline::admin::gdpr::ErasureReport) {
     let verb = if r.dry_run { "Would erase" } else { "Erased" };
     out!("{verb} {} from {} table(s)", r.subject, r.tables.len());
+    if !r.backups.is_empty() {
+        out!(
+            "  recorded in {} backup(s), so that a restore erases it again: {}",
+            r.backups.len(),
+            r.backups.join(", ")
+        );
+    }
     for t in &r.tables {
         out!(
             "  {:<26} {:>7} rows deleted {:>7} blanked {:>5} old files and log entries purged",
@@ -731,8 +738,9 @@ pub fn evaluated(r: &cslake_pipeline::train::EvaluateReport) {
 
 pub fn verified(r: &cslake_pipeline::admin::backup::VerifyReport, at: &str) {
     out!(
-        "Checked {} objects of the backup at {}: {} damaged or missing",
+        "Checked {} objects of {} generation(s) of the backup at {}: {} damaged or missing",
         r.checked,
+        r.generations,
         at,
         r.bad.len()
     );

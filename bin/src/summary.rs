@@ -95,6 +95,11 @@ impl Summary {
         self
     }
 
+    /// The rows the command printed, when it says.
+    pub fn rows(&self) -> Option<u64> {
+        self.fields.get("rows").and_then(Value::as_u64)
+    }
+
     /// Adds a field.
     pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
         self.fields.insert(key.to_string(), to_value(value));

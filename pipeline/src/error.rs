@@ -15,6 +15,9 @@ pub enum Error {
         /// What it should hold, or why it comes from the environment.
         why: String,
     },
+    /// `[access]` refuses the actor this command.
+    #[error("access denied: {0}")]
+    Denied(String),
     /// The command line asks for something that cannot be done as asked.
     #[error("{0}")]
     Usage(String),
@@ -109,6 +112,7 @@ impl Error {
             Error::Config(_)
             | Error::MissingEnv { .. }
             | Error::Usage(_)
+            | Error::Denied(_)
             | Error::NotFound { .. }
             | Error::Credentials { .. } => 2,
             Error::Features(e) => match e.as_ref() {

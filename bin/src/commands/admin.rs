@@ -29,16 +29,28 @@ pub async fn backup(ctx: &Ctx, to: &str, verify: bool) -> anyhow::Result<Summary
             ))
         });
     }
+    let retention = copies::Retention::from_settings(&ctx.settings);
     let (report, run) = audited(&lake, ctx.run("backup", None), async |run| {
-        copies::backup(&lake, to, storage, run).await
+        copies::backup(&lake, to, storage, retention, run).await
     })
     .await?;
     out!(
-        "Backed up to {}: {} objects copied ({} bytes), {} already there",
+        "Backed up to {} as generation {}: {} objects copied ({}), {} already there",
         report.to,
+        report.generation,
         report.copied,
-        report.bytes,
+        output::bytes(report.bytes),
         report.unchanged
+    );
+    out!(
+        "  {} generation(s) kept (the {} newest, {} daily, {} monthly, {} yearly); {} pruned with {} object(s) only they held",
+        report.generations,
+        retention.last,
+        retention.daily,
+        retention.monthly,
+        retention.yearly,
+        report.pruned.len(),
+        report.objects_removed
     );
     Ok(Summary::succeeded("backup").run(&run).with("backup", &report))
 }
@@ -49,7 +61,21 @@ pub async fn restore(
     from: Option<String>,
     table: Option<String>,
     version: Option<u64>,
+    generation: Option<String>,
+    list: bool,
 ) -> anyhow::Result<Summary> {
+    if let (Some(from), true) = (&from, list) {
+        let gens = copies::generations(from, &ctx.settings.file.storage).await?;
+        out!("{} generation(s) at {from}, oldest first:", gens.len());
+        for (id, at, n) in &gens {
+            let at = at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default();
+            out!("  {id:<24} {at:<24} {n:>7} objects");
+        }
+        let ids: Vec<&String> = gens.iter().map(|(id, _, _)| id).collect();
+        return Ok(Summary::succeeded("restore --list").with("generations", ids));
+    }
     // a lake restored from a backup may not exist yet; restoring a version needs the lake
     let lake = if from.is_some() {
         ctx.new_lake()?
@@ -75,15 +101,31 @@ pub async fn restore(
         (Some(from), table, None) => {
             // the audit table itself may come back from the backup: no `running` row first
             let (report, run) = finish(&lake, ctx.run("restore", None), async |run| {
-                copies::restore_from(&lake, &from, table.as_deref(), &ctx.settings.file.storage, run).await
+                copies::restore_from(
+                    &lake,
+                    &from,
+                    generation.as_deref(),
+                    table.as_deref(),
+                    &ctx.settings,
+                    run,
+                )
+                .await
             })
             .await?;
             out!(
-                "Restored {} table(s) from {} ({} objects, checksums verified)",
+                "Restored {} table(s) from {}, generation {} ({} objects, checksums verified)",
                 report.tables.len(),
                 report.from,
+                report.generation,
                 report.objects
             );
+            if report.erasures_recorded > 0 {
+                out!(
+                    "  {} erasure(s) recorded in the backup applied again: {} subject(s) found in the restored tables and erased",
+                    report.erasures_recorded,
+                    report.subjects_erased
+                );
+            }
             Ok(Summary::succeeded("restore").run(&run).with("restore", &report))
         }
         _ => Err(Error::Usage("restore: pass --from BACKUP, or --table T --version V".into()).into()),
@@ -125,7 +167,17 @@ pub async fn gdpr(ctx: &Ctx, action: GdprAction) -> anyhow::Result<Summary> {
     match action {
         GdprAction::Erase { dry_run, .. } => {
             let (report, run) = audited(&lake, run, async |run| {
-                subject_requests::erase(&lake, &subject, pii.as_ref(), dry_run, run).await
+                let mut report = subject_requests::erase(&lake, &subject, pii.as_ref(), dry_run, run).await?;
+                if !dry_run {
+                    // every backup of the lake learns of it, so that no restore brings the subject back
+                    let note = copies::ErasureNote {
+                        run_id: run.run_id.clone(),
+                        erased_at: chrono::Utc::now(),
+                        identifiers: report.identifiers.clone(),
+                    };
+                    report.backups = copies::record_erasure(&lake, &note, &ctx.settings.file.storage).await?;
+                }
+                Ok(report)
             })
             .await?;
             output::erased(&report);

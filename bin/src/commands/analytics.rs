@@ -25,7 +25,15 @@ pub async fn analytics(ctx: &Ctx, d: NaiveDate) -> anyhow::Result<Summary> {
 pub async fn publish(ctx: &Ctx, d: NaiveDate) -> anyhow::Result<Summary> {
     let lake = ctx.lake().await?;
     let (r, run) = audited(&lake, ctx.run("publish", Some(d)), async |run| {
-        pg::publish(&lake, &ctx.settings, d, run).await
+        let r = pg::publish(&lake, &ctx.settings, d, run).await?;
+        // what went where, in the audit row
+        let tables: Vec<String> = r
+            .tables
+            .iter()
+            .map(|t| format!("{} ({} rows)", t.table, t.rows))
+            .collect();
+        run.note = Some(format!("published to {}: {}", r.target, tables.join(", ")));
+        Ok(r)
     })
     .await?;
     output::published(&r);
@@ -44,7 +52,26 @@ pub async fn report(
     let built = exec::build(&lake, &ctx.settings, d).await?;
     let r = exec::write(built, formats, &out)?;
     let deliveries = if deliver {
-        exec::deliver(&ctx.settings, &r).await?
+        // what was sent where is in the audit row
+        let run = ctx.run("report --deliver", Some(d));
+        audited(&lake, run, async |run| {
+            let sent = exec::deliver(&ctx.settings, &r).await?;
+            let lines: Vec<String> = sent
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}: {}",
+                        s.channel,
+                        if s.sent { "sent" } else { "failed" },
+                        s.detail
+                    )
+                })
+                .collect();
+            run.note = Some(format!("executive report of {d} delivered: {}", lines.join("; ")));
+            Ok(sent)
+        })
+        .await?
+        .0
     } else {
         Vec::new()
     };

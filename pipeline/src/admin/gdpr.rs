@@ -9,7 +9,7 @@
 //! statistic still holds the data. What remains is an audit row in `ops.erasures` with the
 //! subject's SHA-256, never the subject itself, which later ingests use to keep it erased.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -69,6 +69,11 @@ pub struct ErasureReport {
     pub subject: String,
     pub dry_run: bool,
     pub tables: Vec<TableErasure>,
+    /// The erased identifiers as `ops.erasures` keeps them: (kind, SHA-256).
+    #[serde(skip)]
+    pub identifiers: Vec<(String, String)>,
+    /// The backups the erasure was recorded in (a restore from them erases the subject again).
+    pub backups: Vec<String>,
 }
 
 /// The identifiers that point at the subject: account ids, contact ids and e-mail addresses.
@@ -366,7 +371,7 @@ pub async fn erase(
     let mut report = ErasureReport {
         subject: subject.hashed(),
         dry_run,
-        tables: Vec::new(),
+        ..Default::default()
     };
     for SubjectTable {
         zone,
@@ -407,7 +412,7 @@ pub async fn erase(
         report.tables.push(entry);
     }
     if !dry_run {
-        record(lake, subject, &ids, &report, run).await?;
+        record(lake, subject, &ids, &mut report, run).await?;
     }
     Ok(report)
 }
@@ -417,7 +422,7 @@ async fn record(
     lake: &Lake,
     subject: &Subject,
     ids: &Identifiers,
-    report: &ErasureReport,
+    report: &mut ErasureReport,
     run: &mut RunContext,
 ) -> Result<()> {
     let mut hashes: Vec<(&str, String)> = vec![(subject.kind(), sha256(&subject.value()))];
@@ -426,6 +431,7 @@ async fn record(
     hashes.extend(ids.accounts.iter().map(|a| ("account_id", sha256(a))));
     hashes.sort();
     hashes.dedup();
+    report.identifiers = hashes.iter().map(|(k, h)| (k.to_string(), h.clone())).collect();
     let n = hashes.len();
     let tables: BTreeMap<&str, usize> = report
         .tables
@@ -457,6 +463,57 @@ async fn record(
         .await?;
     run.wrote("ops.erasures", n, stats.version);
     Ok(())
+}
+
+/// The subjects of the lake whose identifiers hash to one of `hashes` (kind, SHA-256), as
+/// `ops.erasures` and backups keep them: accounts by id, contacts by e-mail, found in every table
+/// that has such a column (a table restored alone may hold a subject its lake no longer knows).
+pub async fn subjects_with_hashes(lake: &Lake, hashes: &HashSet<(String, String)>) -> Result<Vec<Subject>> {
+    let ctx = lake.session().await?;
+    let wanted = |kinds: &[&str], v: &str| {
+        let h = sha256(v);
+        kinds.iter().any(|k| hashes.contains(&(k.to_string(), h.clone())))
+    };
+    let (mut accounts, mut emails) = (BTreeSet::new(), BTreeSet::new());
+    for (zone, name) in lake.tables().await? {
+        let table = format!("{zone}.{name}");
+        if table == "ops.erasures" || !has_table(&ctx, &table) {
+            continue;
+        }
+        let schema = ctx.table(table.as_str()).await?.schema().clone();
+        for (column, kinds) in [
+            ("account_id", &["account", "account_id"][..]),
+            ("email", &["contact", "email"][..]),
+        ] {
+            if schema.field_with_unqualified_name(column).is_err() {
+                continue;
+            }
+            let q = format!(
+                "SELECT DISTINCT CAST({column} AS VARCHAR) AS v FROM {table} WHERE {column} IS NOT NULL"
+            );
+            for b in sql(&ctx, &q).await? {
+                for v in strings(&b, "v")?.into_iter().flatten() {
+                    let key = if column == "email" {
+                        v.trim().to_lowercase()
+                    } else {
+                        v.trim().to_string()
+                    };
+                    if wanted(kinds, &key) {
+                        if column == "email" {
+                            emails.insert(key);
+                        } else {
+                            accounts.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(accounts
+        .into_iter()
+        .map(Subject::Account)
+        .chain(emails.into_iter().map(Subject::Contact))
+        .collect())
 }
 
 /// Everything the lake holds on the subject, table by table, as JSON rows (Art. 15).

@@ -30,6 +30,8 @@ pub struct RunContext {
     pub rows_rejected: u64,
     /// Table → version written.
     pub tables: BTreeMap<String, u64>,
+    /// What a successful run sent where (report deliveries, publishing), for its row's message.
+    pub note: Option<String>,
 }
 
 impl RunContext {
@@ -53,6 +55,7 @@ impl RunContext {
             rows_written: 0,
             rows_rejected: 0,
             tables: BTreeMap::new(),
+            note: None,
         }
     }
 
@@ -66,15 +69,37 @@ impl RunContext {
     /// Writes this run's row as `running` before the job starts: a run that is killed keeps that
     /// row, so the audit log shows every command that started, finished or not.
     pub async fn begin(&self, lake: &Lake) -> Result<()> {
-        let batch = self.row(self.started_at, "running", None)?;
+        self.append(lake, self.started_at, "running", None).await
+    }
+
+    /// Writes the one row of a run that had no job to wrap (a read, a refusal), with its outcome.
+    pub async fn record_once(&self, lake: &Lake, status: &str, message: Option<&str>) -> Result<()> {
+        let masked = message
+            .or(self.note.as_deref())
+            .map(|m| crate::mask(m).into_owned());
+        self.append(lake, Utc::now(), status, masked.as_deref()).await
+    }
+
+    async fn append(
+        &self,
+        lake: &Lake,
+        ended: DateTime<Utc>,
+        status: &str,
+        message: Option<&str>,
+    ) -> Result<()> {
+        let batch = self.row(ended, status, message)?;
         let target = lake.target("ops", "runs");
-        retry_conflicts(|| target.append(vec![batch.clone()], &[], &self.run_id)).await
+        retry_conflicts(|| target.append(vec![batch.clone()], &[], &self.run_id)).await?;
+        RECORDED.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// Records the run's outcome (replacing its `running` row).
     pub async fn record(&self, lake: &Lake, status: &str, message: Option<&str>) -> Result<()> {
         // whatever an error quotes (a server's echo, a URL), no secret is stored
-        let masked = message.map(|m| crate::mask(m).into_owned());
+        let masked = message
+            .or(self.note.as_deref())
+            .map(|m| crate::mask(m).into_owned());
         let message = masked.as_deref();
         let ended = Utc::now();
         // one log event per step, for log-based monitoring
@@ -99,7 +124,9 @@ impl RunContext {
                 &self.run_id,
             )
         })
-        .await
+        .await?;
+        RECORDED.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     fn row(&self, ended: DateTime<Utc>, status: &str, message: Option<&str>) -> Result<RecordBatch> {
@@ -129,6 +156,15 @@ impl RunContext {
         )?;
         Ok(batch)
     }
+}
+
+/// Set once this process wrote a row of `ops.runs`: the command line records a row for a
+/// command that wrote none (reads, refusals), so every command is in the audit log once.
+static RECORDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process has written a row of `ops.runs`.
+pub fn run_recorded() -> bool {
+    RECORDED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Who runs commands, and with which arguments: what every run's audit row records.

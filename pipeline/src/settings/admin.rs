@@ -1,6 +1,31 @@
-//! `[pii]` and `[maintain]`: personal data at rest and housekeeping.
+//! `[pii]`, `[maintain]`, `[leases]` and `[access]`: personal data at rest, housekeeping, writers
+//! and who may run what.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+/// `[access]`: actors to roles, roles to commands (see `admin/access.rs`). Without the section
+/// every command is open to whoever runs the binary.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Actor (OS user, or the name a scheduler sets in `CSLAKE_ACTOR`; a trailing `*` matches a
+    /// prefix, e.g. `"airflow:*"`) → its roles.
+    #[serde(default)]
+    pub actors: BTreeMap<String, Vec<String>>,
+    /// Roles of an actor not listed (default none: every command but `access` is refused).
+    #[serde(default)]
+    pub default_roles: Vec<String>,
+    /// OS users that may run commands as another actor (`--actor`, `CSLAKE_ACTOR`): the
+    /// scheduler's service account.
+    #[serde(default)]
+    pub delegates: Vec<String>,
+    /// Roles of your own, or built-in ones redefined: role → commands (`"query"`, `"models *"`,
+    /// `"*"`, `"@analyst"`).
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+}
 
 /// Personal data at rest: see `pii.rs`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -27,6 +52,20 @@ pub struct MaintainConfig {
     pub keep_history_days: Option<i64>,
     /// Compaction target (default 128 MB).
     pub target_file_mb: Option<u64>,
+}
+
+/// `[backup]`: how many generations `cslake backup` keeps at its destination.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The N newest generations, whatever their dates (default 3).
+    pub keep_last: Option<usize>,
+    /// The newest generation of each of the last N days that have one (default 30).
+    pub keep_daily: Option<usize>,
+    /// ... of each of the last N months (default 12).
+    pub keep_monthly: Option<usize>,
+    /// ... of each of the last N years (default 7).
+    pub keep_yearly: Option<usize>,
 }
 
 /// `[leases]`: one writer per zone of the lake at a time (see `lake/lease.rs`).

@@ -20,7 +20,7 @@ pub use actions::{
     ActionsConfig, AssignmentConfig, ChannelConfig, CrmConfig, DeliveryConfig, RouteConfig, SmtpConfig,
     TeamConfig,
 };
-pub use admin::{LeaseConfig, LeaseTimes, MaintainConfig, PiiConfig};
+pub use admin::{AccessConfig, BackupConfig, LeaseConfig, LeaseTimes, MaintainConfig, PiiConfig};
 pub use analytics::{AnalyticsConfig, Goal, PostgresConfig, PublishConfig, ReportConfig};
 pub use ingest::{
     AuthConfig, IncrementalConfig, IngestConfig, PagingConfig, PagingKind, Rule, SourceConfig, SourceKind,
@@ -86,6 +86,11 @@ pub struct FileConfig {
     pub report: ReportConfig,
     #[serde(default)]
     pub publish: PublishConfig,
+    /// Who may run what (absent: every command is open).
+    pub access: Option<AccessConfig>,
+    /// Generations `cslake backup` keeps.
+    #[serde(default)]
+    pub backup: BackupConfig,
 }
 
 /// Everything a job needs to know, resolved.
@@ -127,6 +132,22 @@ fn check_rules(at: &str, table: &str, t: &TableMapping) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The OS user this process runs as (the actor when none is named).
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            // containers often run without USER: ask the system
+            let out = std::process::Command::new("id").arg("-un").output().ok()?;
+            let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+            (!name.is_empty()).then_some(name)
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `location` (a folder or a URL) as seen from `dir`: relative folders are joined to it, URLs and
@@ -181,17 +202,7 @@ impl Settings {
         let lake = lake
             .or_else(|| file.lake.as_deref().map(|l| beside(&config_dir, l)))
             .unwrap_or_else(|| "./lake".to_string());
-        let actor = actor
-            .or_else(|| std::env::var("USER").ok())
-            .or_else(|| std::env::var("LOGNAME").ok())
-            .or_else(|| std::env::var("USERNAME").ok())
-            .or_else(|| {
-                // containers often run without USER: ask the system
-                let out = std::process::Command::new("id").arg("-un").output().ok()?;
-                let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
-                (!name.is_empty()).then_some(name)
-            })
-            .unwrap_or_else(|| "unknown".into());
+        let actor = actor.unwrap_or_else(os_user);
         let memory_limit = memory_limit
             .or_else(|| file.memory_limit.clone())
             .map(|m| parse_bytes(&m).map_err(|e| Error::Config(format!("memory limit {e}"))))
