@@ -572,3 +572,57 @@ fn a_company_with_only_accounts_and_subscriptions_learns_from_its_attributes() {
     );
     assert!(rows[1].parse::<usize>().unwrap() > 30, "{rows:?}");
 }
+
+/// The same generator, two churn mechanisms: where churn follows thresholds and interactions
+/// (contract type x tenure, a U in seat use, tickets only where use is low), the tree family wins
+/// clearly and `auto` takes it; where churn is a weighted sum of the signals, trees are level with
+/// logistic regression and `auto` keeps the simpler model.
+#[test]
+fn trees_win_where_churn_has_interactions_and_not_where_it_is_linear() {
+    let evaluate = |profile: &str| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        cslake(
+            dir,
+            &[
+                "generate",
+                "--out",
+                "data",
+                "--accounts",
+                "700",
+                "--days",
+                "540",
+                "--end",
+                "2026-06-30",
+                "--churn",
+                profile,
+            ],
+        )
+        .ok();
+        cslake(dir, &["ingest", "--source", "data"]).ok();
+        let e = cslake(dir, &["evaluate", "--as-of", "2026-06-30"]).ok();
+        e.summary()["evaluation"].clone()
+    };
+    let auc = |r: &serde_json::Value, m: &str| r[m]["roc_auc"].as_f64().unwrap();
+
+    let bent = evaluate("interactions");
+    let (trees, linear) = (auc(&bent, "reference_gbdt"), auc(&bent, "reference"));
+    assert!(
+        trees > linear + 0.04,
+        "trees {trees:.3}, logistic regression {linear:.3}: {bent}"
+    );
+    assert_eq!(bent["family"], "gbdt", "{}", bent["family_choice"]);
+    assert!(auc(&bent, "model") > linear + 0.04, "{bent}");
+
+    let straight = evaluate("linear");
+    let (trees, linear) = (auc(&straight, "reference_gbdt"), auc(&straight, "reference"));
+    assert!(
+        (trees - linear).abs() < 0.03,
+        "trees {trees:.3}, logistic regression {linear:.3}"
+    );
+    assert_eq!(
+        straight["family"], "logistic_regression",
+        "{}",
+        straight["family_choice"]
+    );
+}

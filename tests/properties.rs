@@ -1,7 +1,8 @@
 //! Property tests of time correctness over several seeds of the data generator: whatever the data,
 //! (1) landing facts dated after D changes neither the features of D nor the training set as of
 //! D, and (2) the training rows at an observation date carry exactly the features the daily run
-//! computes for that date (the generated per-event-type metrics included).
+//! computes for that date (the generated per-event-type metrics and the declared account
+//! attributes included).
 
 use std::path::Path;
 
@@ -129,8 +130,16 @@ async fn check(seed: u64) {
     let moved = split_at(&data, &tmp.path().join("late"), d);
     assert!(moved > 100, "seed {seed}: only {moved} rows after {d}");
 
+    // the CRM's own fields as features, read as of each date from the attribute history
+    let config = tmp.path().join("cslake.toml");
+    std::fs::write(
+        &config,
+        "[features.attributes]\nnumeric = [\"employees\"]\ncategorical = [\"acquisition_channel\"]\n\
+         levels = { acquisition_channel = [\"partner\", \"webinar\"] }\n",
+    )
+    .unwrap();
     let settings = Settings::load(
-        None,
+        Some(&config),
         Some(tmp.path().join("lake").display().to_string()),
         Some("t".into()),
         None,
@@ -186,6 +195,7 @@ async fn check(seed: u64) {
             "subscription",
             "support",
             "billing",
+            "account_attributes",
         ] {
             for row in text_rows(
                 &ctx,
@@ -212,6 +222,7 @@ async fn check(seed: u64) {
     .unwrap();
     let mut compared = 0;
     let mut per_type = 0;
+    let mut attributes = 0;
     for row in &training {
         let id = row
             .iter()
@@ -230,6 +241,7 @@ async fn check(seed: u64) {
                 );
                 compared += 1;
                 per_type += usize::from(c.starts_with("ev_"));
+                attributes += usize::from(c.starts_with("attr_"));
             }
         }
     }
@@ -242,11 +254,70 @@ async fn check(seed: u64) {
         "seed {seed}: compared only {per_type} per-event-type values"
     );
 
+    assert!(
+        attributes > training.len() * 3,
+        "seed {seed}: compared only {attributes} attribute values"
+    );
+
     // (1) facts dated after d land: nothing of d changes
     let late = tmp.path().join("late").display().to_string();
     cslake_pipeline::ingest::ingest(&lake, &settings, &late, false, &mut run, &NoProgress)
         .await
         .unwrap();
+    // and a later run learns of new CRM values (every account moved to another channel, grown
+    // tenfold): known after d, they change nothing of d either
+    let accounts = std::fs::read_to_string(data.join("accounts.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(accounts.as_bytes());
+    let headers = rdr.headers().unwrap().clone();
+    let (emp, ch) = (
+        headers.iter().position(|h| h == "employees").unwrap(),
+        headers.iter().position(|h| h == "acquisition_channel").unwrap(),
+    );
+    let mut changed = csv::Writer::from_writer(vec![]);
+    changed.write_record(&headers).unwrap();
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        let row: Vec<String> = rec
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match i {
+                i if i == emp => (v.parse::<i64>().unwrap() * 10).to_string(),
+                i if i == ch => "reseller".to_string(),
+                _ => v.to_string(),
+            })
+            .collect();
+        changed.write_record(&row).unwrap();
+    }
+    let crm = tmp.path().join("crm");
+    std::fs::create_dir_all(&crm).unwrap();
+    std::fs::write(crm.join("accounts.csv"), changed.into_inner().unwrap()).unwrap();
+    let mut later = RunContext::new("test", "t", vec![], Some(d + Duration::days(10)));
+    cslake_pipeline::ingest::ingest(
+        &lake,
+        &settings,
+        &crm.display().to_string(),
+        false,
+        &mut later,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    let ctx = lake.session().await.unwrap();
+    let versions = text_rows(
+        &ctx,
+        &format!(
+            "SELECT COUNT(*) AS n FROM core.attribute_history WHERE table_name = 'accounts' \
+             AND valid_from = DATE '{}'",
+            d + Duration::days(10)
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        versions[0][0].1.as_deref(),
+        Some("40"),
+        "seed {seed}: every account changed"
+    );
     cslake_pipeline::features::features(&lake, &settings, d, false, &mut run, &cslake_pipeline::NoProgress)
         .await
         .unwrap();

@@ -96,8 +96,9 @@ pub struct GenArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub events_per_file: usize,
     /// How churn depends on the data: `linear` (a weighted sum of usage, tickets, payments and
-    /// NPS) or `interactions` (only thresholds and combinations: low seat use with an open
-    /// ticket, failed payments of well-used accounts, the first annual renewal)
+    /// NPS) or `interactions` (only thresholds and combinations: contract type x tenure, low seat
+    /// use with an open ticket, full seats on monthly contracts, failed payments of well-used
+    /// accounts)
     #[arg(long, default_value = "linear")]
     pub churn: cslake_pipeline::demo::ChurnProfile,
 }

@@ -38,10 +38,11 @@ pub enum ChurnProfile {
     /// payments, an NPS detractor flag and the segment: what logistic regression can learn.
     #[default]
     Linear,
-    /// Churn driven by thresholds and interactions only: low seat use (< 50% active) together
-    /// with an open ticket; a failed payment, but only where seats are well used (>= 80%: the
-    /// effect of utilisation flips sign); an annual contract's first renewal (a bump in tenure).
-    /// No single signal moves it alone. What trees can learn and a linear logit cannot.
+    /// Churn driven by thresholds and interactions only: contract type x tenure (monthly
+    /// contracts leave in their first four months, annual ones at their first renewal); low seat
+    /// use (< 50% active) together with an open ticket; a failed payment, but only where seats are
+    /// well used (>= 80%); monthly contracts whose seats are full (>= 90%: a U in utilisation).
+    /// What trees can learn and a linear logit cannot.
     Interactions,
 }
 
@@ -243,7 +244,10 @@ impl Writers {
         if t.builder.is_empty() {
             return Ok(());
         }
-        let batch = t.builder.finish_data()?;
+        let mut batch = t.builder.finish_data()?;
+        if t.spec.name == "accounts" {
+            batch = with_custom_fields(&batch)?;
+        }
         if t.split && t.rows_in_part >= self.per_file {
             if let Some(w) = t.writer.take() {
                 w.finish()?;
@@ -260,7 +264,7 @@ impl Writers {
             } else {
                 self.out.join(format!("{}.{ext}", t.spec.name))
             };
-            t.writer = Some(FileWriter::create(&path, self.format, t.spec.data_schema())?);
+            t.writer = Some(FileWriter::create(&path, self.format, batch.schema())?);
             self.files += 1;
         }
         if let Some(w) = t.writer.as_mut() {
@@ -287,6 +291,63 @@ impl Writers {
         }
         Ok(stats)
     }
+}
+
+/// The CRM's own fields beyond cslake's columns, as a real export has them: the company's
+/// headcount and how it was acquired. They land in `core.accounts.attributes` and become features
+/// only where `[features.attributes]` declares them. Derived from the account id (not from the
+/// simulation's random stream, which stays as it was) and from the segment; they do not drive
+/// churn.
+fn with_custom_fields(
+    batch: &deltalake::arrow::array::RecordBatch,
+) -> Result<deltalake::arrow::array::RecordBatch> {
+    use deltalake::arrow::array::{Array, ArrayRef, Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    const CHANNELS: [&str; 4] = ["sales", "self-serve", "partner", "webinar"];
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .cloned()
+    };
+    let (Some(ids), Some(segments)) = (column("account_id"), column("segment")) else {
+        return Ok(batch.clone());
+    };
+    let mut employees = Vec::with_capacity(ids.len());
+    let mut channels = Vec::with_capacity(ids.len());
+    for i in 0..ids.len() {
+        // FNV-1a of the id, mixed by splitmix64's finaliser (ids differ in their last digits
+        // only, which FNV leaves in the low bits): stable on every platform
+        let mut h = ids.value(i).bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        let (lo, hi): (u64, u64) = match segments.value(i) {
+            "Enterprise" => (1_000, 20_000),
+            "Mid-Market" => (200, 1_000),
+            _ => (5, 200),
+        };
+        employees.push((lo + h % (hi - lo)) as i64);
+        channels.push(CHANNELS[((h >> 32) % 4) as usize]);
+    }
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("employees", DataType::Int64, true));
+    fields.push(Field::new("acquisition_channel", DataType::Utf8, true));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(employees)));
+    columns.push(Arc::new(StringArray::from(channels)));
+    Ok(deltalake::arrow::array::RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 fn s(v: impl Into<String>) -> Value {
@@ -711,12 +772,21 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                         + shock
                 }
                 ChurnProfile::Interactions => {
-                    let base = if annual { -3.6 } else { -6.0 };
-                    let first_renewal = annual && (day - signup).num_days() < 400;
-                    base + 5.0 * flag(util < 0.5 && open >= 1.0)
+                    let tenure = (day - signup).num_days();
+                    // contract type x tenure: a monthly contract leaves in its first months
+                    // (onboarding that failed) or never; an annual one cannot leave before its
+                    // first renewal and is most at risk there, so tenure means opposite things by
+                    // contract. Monthly contracts also leave when their seats are full (they
+                    // outgrow the plan rather than pay for more): a U in utilisation.
+                    let onboarding = !annual && tenure < 120;
+                    let first_renewal = annual && tenure < 400;
+                    let base = if annual { -4.2 } else { -6.5 };
+                    base + 4.0 * flag(onboarding)
+                        + 3.8 * flag(first_renewal)
+                        + 5.0 * flag(util < 0.5 && open >= 1.0)
                         + 4.5 * flag(util >= 0.8 && failed_recent >= 1.0)
-                        + 2.5 * flag(first_renewal)
-                        + 0.5 * shock
+                        + 2.2 * flag(!annual && util >= 0.9)
+                        + 0.4 * shock
                 }
             };
             let plan = PLANS[plan_rank].0;
