@@ -171,7 +171,13 @@ fn only_new_or_changed_files_are_read_and_bad_files_lose_no_good_rows() {
 
     // a new file and a changed file are read; the rest is not
     let mut accounts = std::fs::read_to_string(dir.join("data/accounts.csv")).unwrap();
-    accounts.push_str("ACC-NEW,New Co,Software,SMB,starter,3,75,2026-03-01,,CSM-001,US,2026-03-01,active\n");
+    let mut row =
+        "ACC-NEW,New Co,Software,SMB,starter,3,75,2026-03-01,,CSM-001,US,2026-03-01,active".to_string();
+    // the CRM's own fields after cslake's columns, left empty
+    let fields = accounts.lines().next().unwrap().split(',').count();
+    row.push_str(&",".repeat(fields - row.split(',').count()));
+    accounts.push_str(&row);
+    accounts.push('\n');
     std::fs::write(dir.join("data/accounts.csv"), accounts).unwrap();
     let bad: &[u8] = b"contact_id,account_id,email,name\nC-1,ACC-000001,a@x.example,Ann\nC-2,ACC-000001,b@x.example,B\xff\xfeob\nC-3,ACC-000002,c@x.example,Cy\n";
     std::fs::write(dir.join("data/contacts-corpus.csv"), bad).unwrap();
