@@ -45,6 +45,7 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
     let contacts = std::fs::read_to_string(dir.join("data/contacts.csv")).unwrap();
     let row: Vec<&str> = contacts.lines().nth(1).unwrap().split(',').collect();
     let (contact_id, account_id, email) = (row[0].to_string(), row[1].to_string(), row[2].to_string());
+    let name = row[3].to_string();
     // the e-mail also sits in a quarantined record and in an account's custom attribute
     std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.5\n").unwrap();
     std::fs::create_dir_all(dir.join("late")).unwrap();
@@ -59,6 +60,17 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
     std::fs::write(
         dir.join("late/accounts.csv"),
         format!("account_id,name,Billing Contact\n{account_id},Renamed,{email}\n"),
+    )
+    .unwrap();
+    // people write names and ids into free text: a ticket of another account names the contact
+    std::fs::write(
+        dir.join("late/interactions.csv"),
+        format!(
+            "interaction_id,account_id,kind,occurred_at,subject
+             T-FREE,ACC-000003,ticket,2026-03-01T10:00:00Z,Call {} back re {contact_id} and ACC-000003
+",
+            name.to_uppercase()
+        ),
     )
     .unwrap();
     cslake(&dir, &["ingest", "--source", "data"]).ok();
@@ -108,6 +120,7 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
             // the account's attributes name the contact, in every version the history keeps
             "core.attribute_history",
             "core.contacts",
+            "core.interactions",
             "core.usage_events",
             "features.usage_daily_users",
             "ops.quarantine"
@@ -131,6 +144,15 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
             "Renamed,\"{\"\"Billing Contact\"\":\"\"[erased]\"\"}\""
         ]
     );
+    // the name and the id in the ticket's text are blanked as words; the rest of it stays
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT subject FROM core.interactions WHERE interaction_id = 'T-FREE'"
+        )[1],
+        "Call [erased] back re [erased] and ACC-000003"
+    );
+    assert_eq!(files_mentioning(&dir.join("lake"), &name), Vec::<String>::new());
     // the audit keeps a hash, and the command line it records is hashed too
     let audit = query(&dir, "SELECT identifier_kind FROM ops.erasures ORDER BY 1");
     assert_eq!(audit, ["identifier_kind", "contact", "contact_id", "email"]);
@@ -141,6 +163,12 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
     let reload = cslake(&dir, &["ingest", "--source", "data", "--full"])
         .ok()
         .summary();
+    // nor does the record that failed validation come back into the quarantine
+    let late = cslake(&dir, &["ingest", "--source", "late", "--full"])
+        .ok()
+        .summary();
+    assert!(late["tables"].to_string().contains("\"erased\":1"), "{late}");
+    assert_eq!(files_mentioning(&dir.join("lake"), &email), Vec::<String>::new());
     let table = |name: &str| {
         reload["tables"]
             .as_array()

@@ -85,6 +85,8 @@ struct Identifiers {
     emails: Vec<String>,
     /// Protected forms (`[pii]`), matched exactly.
     tokens: Vec<String>,
+    /// The subject's names (the account's, its contacts'), blanked where free text mentions them.
+    names: Vec<String>,
 }
 
 fn lit(s: &str) -> String {
@@ -144,9 +146,66 @@ async fn identifiers(
             }
         }
     }
+    // names, as people write them into ticket subjects, notes and payloads
+    let mut names: Vec<String> = Vec::new();
+    let mut read_names = async |q: String| -> Result<()> {
+        for b in sql(ctx, &q).await? {
+            names.extend(strings(&b, "name")?.into_iter().flatten());
+        }
+        Ok(())
+    };
+    if has_table(ctx, "core.contacts") && !ids.contacts.is_empty() {
+        read_names(format!(
+            "SELECT name FROM core.contacts WHERE contact_id IN ({})",
+            list(&ids.contacts)
+        ))
+        .await?;
+    }
+    if has_table(ctx, "core.accounts") && !ids.accounts.is_empty() {
+        read_names(format!(
+            "SELECT name FROM core.accounts WHERE account_id IN ({})",
+            list(&ids.accounts)
+        ))
+        .await?;
+    }
+    for n in names {
+        let clear = match pii {
+            Some(p) if crate::lake::pii::Protector::is_protected(&n) => p.reveal(&n),
+            _ => n,
+        };
+        let clear = clear.trim().to_string();
+        // a name of one or two letters would blank ordinary words
+        if clear.chars().count() >= 3
+            && !crate::lake::pii::Protector::is_protected(&clear)
+            && !ids.names.contains(&clear)
+        {
+            ids.names.push(clear);
+        }
+    }
     ids.contacts.sort();
     ids.contacts.dedup();
     Ok(ids)
+}
+
+/// Characters that continue an identifier: an id inside text counts only where none surrounds it
+/// (`ACC-000001` is not in `ACC-0000012` nor in its contact `ACC-000001-U001`).
+const ID_CHARS: &str = "A-Za-z0-9_-";
+
+/// The regex that finds the ids in text, with the characters around them in groups 1 and 2.
+fn ids_in_text(ids: &Identifiers) -> Option<String> {
+    let all: Vec<String> = ids
+        .accounts
+        .iter()
+        .chain(&ids.contacts)
+        .map(|i| regex_escape(i))
+        .collect();
+    (!all.is_empty()).then(|| format!("(^|[^{ID_CHARS}])({})($|[^{ID_CHARS}])", all.join("|")))
+}
+
+/// The regex that finds the names as words, ignoring case.
+fn names_in_text(ids: &Identifiers) -> Option<String> {
+    let all: Vec<String> = ids.names.iter().map(|n| regex_escape(n)).collect();
+    (!all.is_empty()).then(|| format!("(?i)\\b({})\\b", all.join("|")))
 }
 
 fn is_text(t: &DataType) -> bool {
@@ -167,6 +226,9 @@ fn predicates(table: &str, schema: &Schema, ids: &Identifiers) -> (Option<String
         let exact: Vec<String> = ids.accounts.iter().chain(&ids.contacts).cloned().collect();
         if !exact.is_empty() {
             mention.push(format!("{c} IN ({})", list(&exact)));
+        }
+        for pattern in [ids_in_text(ids), names_in_text(ids)].into_iter().flatten() {
+            mention.push(format!("regexp_like({c}, {})", lit(&pattern)));
         }
     }
     let mention = (!mention.is_empty()).then(|| mention.join(" OR "));
@@ -207,6 +269,15 @@ fn rewrite_query(table: &str, schema: &Schema, ids: &Identifiers, delete: Option
                     "regexp_replace({expr}, {}, '[erased]', 'g')",
                     lit(&regex_escape(t))
                 );
+            }
+            if let Some(pattern) = ids_in_text(ids) {
+                // twice: two mentions side by side share the character between them
+                for _ in 0..2 {
+                    expr = format!("regexp_replace({expr}, {}, '\\1[erased]\\3', 'g')", lit(&pattern));
+                }
+            }
+            if let Some(pattern) = names_in_text(ids) {
+                expr = format!("regexp_replace({expr}, {}, '[erased]', 'g')", lit(&pattern));
             }
             if !exact.is_empty() {
                 let blank = if f.is_nullable() { "NULL" } else { "'[erased]'" };

@@ -12,6 +12,7 @@ pub mod history;
 pub mod read;
 pub mod records;
 pub mod source_state;
+mod words;
 
 use std::collections::{HashMap, HashSet};
 
@@ -368,6 +369,13 @@ impl Stager {
             }
         }
         let mut rejected = cast.rejected;
+        if !self.erased.is_empty() {
+            // a record that fails validation is still the erased subject's: it is not kept in
+            // the quarantine either
+            let before = rejected.len();
+            rejected.retain(|r| !self.mentions_erased(&r.raw));
+            st.load.erased += before - rejected.len();
+        }
         if let Some(p) = &self.pii {
             for r in &mut rejected {
                 r.raw = p.protect_raw(&r.raw);
@@ -436,6 +444,42 @@ impl Stager {
 }
 
 impl Stager {
+    /// Whether a word of free text (split on what cannot be part of an id or an e-mail) is an
+    /// erased account id, contact id or e-mail.
+    fn is_erased_word(&self, t: &str) -> bool {
+        use crate::lake::erasures::sha256;
+        let h = sha256(t);
+        self.erased.contains(&("account_id".to_string(), h.clone()))
+            || self.erased.contains(&("contact_id".to_string(), h))
+            || (t.contains('@')
+                && self
+                    .erased
+                    .contains(&("email".to_string(), sha256(&t.to_lowercase()))))
+    }
+
+    /// Whether a raw record names an erased account id, contact id or e-mail anywhere in it.
+    fn mentions_erased(&self, raw: &str) -> bool {
+        words::words(raw).any(|(a, b)| self.is_erased_word(&raw[a..b]))
+    }
+
+    /// Free text with every erased id and e-mail in it blanked (`None`: nothing to blank).
+    fn scrub(&self, text: &str) -> Option<String> {
+        let hits: Vec<(usize, usize)> = words::words(text)
+            .filter(|(a, b)| self.is_erased_word(&text[*a..*b]))
+            .collect();
+        if hits.is_empty() {
+            return None;
+        }
+        let (mut out, mut at) = (String::with_capacity(text.len()), 0);
+        for (a, b) in hits {
+            out.push_str(&text[at..a]);
+            out.push_str("[erased]");
+            at = b;
+        }
+        out.push_str(&text[at..]);
+        Some(out)
+    }
+
     /// Drops the rows of erased subjects (their account, their contact record, their e-mail) and
     /// blanks an erased contact id elsewhere, so a re-export of the source does not bring back what
     /// `cslake gdpr erase` removed.
@@ -467,6 +511,27 @@ impl Stager {
             &batch,
             &deltalake::arrow::array::BooleanArray::from(keep),
         )?;
+        // free text that names them (a custom field holding an e-mail, a ticket's subject)
+        for column in ["attributes", "subject"] {
+            let Ok(i) = batch.schema().index_of(column) else {
+                continue;
+            };
+            let values = strings(&batch, column)?;
+            let scrubbed: Vec<Option<String>> = values
+                .iter()
+                .map(|v| v.as_deref().and_then(|v| self.scrub(v)))
+                .collect();
+            if scrubbed.iter().any(Option::is_some) {
+                let blanked: deltalake::arrow::array::StringArray = values
+                    .iter()
+                    .zip(&scrubbed)
+                    .map(|(v, s)| s.as_deref().or(v.as_deref()))
+                    .collect();
+                let mut cols = batch.columns().to_vec();
+                cols[i] = deltalake::arrow::compute::cast(&blanked, batch.schema().field(i).data_type())?;
+                batch = RecordBatch::try_new(batch.schema(), cols)?;
+            }
+        }
         if spec.name != "contacts"
             && let Ok(i) = batch.schema().index_of("contact_id")
         {
