@@ -301,8 +301,8 @@ impl Writers {
 fn with_custom_fields(
     batch: &deltalake::arrow::array::RecordBatch,
 ) -> Result<deltalake::arrow::array::RecordBatch> {
-    use deltalake::arrow::array::{Array, ArrayRef, Int64Array, StringArray};
-    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::arrow::array::{Array, Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field};
     use std::sync::Arc;
     const CHANNELS: [&str; 4] = ["sales", "self-serve", "partner", "webinar"];
     let column = |name: &str| {
@@ -333,21 +333,16 @@ fn with_custom_fields(
         employees.push((lo + h % (hi - lo)) as i64);
         channels.push(CHANNELS[((h >> 32) % 4) as usize]);
     }
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new("employees", DataType::Int64, true));
-    fields.push(Field::new("acquisition_channel", DataType::Utf8, true));
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(Int64Array::from(employees)));
-    columns.push(Arc::new(StringArray::from(channels)));
-    Ok(deltalake::arrow::array::RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+    let with_employees = crate::lake::query::append_column(
+        batch,
+        Field::new("employees", DataType::Int64, true),
+        Arc::new(Int64Array::from(employees)),
+    )?;
+    crate::lake::query::append_column(
+        &with_employees,
+        Field::new("acquisition_channel", DataType::Utf8, true),
+        Arc::new(StringArray::from(channels)),
+    )
 }
 
 fn s(v: impl Into<String>) -> Value {

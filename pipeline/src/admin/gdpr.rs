@@ -191,7 +191,8 @@ async fn identifiers(
 /// (`ACC-000001` is not in `ACC-0000012` nor in its contact `ACC-000001-U001`).
 const ID_CHARS: &str = "A-Za-z0-9_-";
 
-/// The regex that finds the ids in text, with the characters around them in groups 1 and 2.
+/// The regex that finds the ids in text (group 2), with the characters around them in groups 1
+/// and 3.
 fn ids_in_text(ids: &Identifiers) -> Option<String> {
     let all: Vec<String> = ids
         .accounts
