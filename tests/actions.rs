@@ -167,7 +167,11 @@ fn playbooks_act_deliver_once_and_track_outcomes() {
                 .map(|i| {
                     let id = i["id"].as_str().unwrap();
                     let done = !marker.is_empty() && log.get(id).is_some_and(|s| s.contains(marker.as_str()));
-                    json!({"id": id, "properties": {"hs_task_status": if done { "COMPLETED" } else { "NOT_STARTED" }}})
+                    if done {
+                        json!({"id": id, "properties": {"hs_task_status": "COMPLETED", "hs_task_completion_date": "2026-06-30T16:00:00.000Z"}})
+                    } else {
+                        json!({"id": id, "properties": {"hs_task_status": "NOT_STARTED"}})
+                    }
                 })
                 .collect();
             Resp::json(json!({"status": "COMPLETE", "results": results}))
@@ -578,19 +582,58 @@ Top_Reasons__c = "top_reasons"
     assert_eq!(run(&["tasks", "list"]).ok().summary()["rows"], 3);
     assert_eq!(run(&["alerts", "list"]).ok().summary()["rows"], 6);
 
-    // the owner of a1 calls and acknowledges its alert
+    // the day as BI saw it, to compare with a re-run of it after later activity
+    run(&["analytics", "--as-of", D1]).ok();
+    let team_on_d1 = || {
+        query(
+            dir,
+            &format!(
+                "SELECT * EXCLUDE (_run_id) FROM team_performance WHERE as_of_date = DATE '{D1}' ORDER BY csm_id"
+            ),
+        )
+    };
+    let d1_as_seen = team_on_d1();
+    let totals_d1 = format!(
+        "SELECT SUM(tasks_open), SUM(tasks_completed), SUM(alerts), SUM(alerts_acknowledged) FROM team_performance WHERE as_of_date = DATE '{D1}'"
+    );
+    assert_eq!(query(dir, &totals_d1)[1], "3,0,6,0");
+
+    // the owner of a1 calls and acknowledges its alert (the next morning; recorded later)
     let t1 = query(
         dir,
         &format!("SELECT task_id FROM tasks WHERE account_id = '{a1}'"),
     )[1]
     .clone();
-    run(&["tasks", "complete", &t1, "--by", "anna"]).ok();
+    let future = run(&["tasks", "complete", &t1, "--at", "2099-01-01"]);
+    assert_eq!(future.code, 2, "{}", future.stderr);
+    assert!(
+        future.stderr.contains("cannot be done in the future"),
+        "{}",
+        future.stderr
+    );
+    run(&[
+        "tasks",
+        "complete",
+        &t1,
+        "--by",
+        "anna",
+        "--at",
+        "2026-06-30T09:15:00Z",
+    ])
+    .ok();
     let p1_a1 = query(
         dir,
         &format!("SELECT alert_id FROM alerts WHERE account_id = '{a1}' AND priority = 'P1'"),
     )[1]
     .clone();
-    run(&["alerts", "ack", &p1_a1]).ok();
+    let early = run(&["alerts", "ack", &p1_a1, "--at", "2026-06-01"]);
+    assert_eq!(early.code, 2, "{}", early.stderr);
+    assert!(
+        early.stderr.contains(&format!("was only raised on {D1}")),
+        "{}",
+        early.stderr
+    );
+    run(&["alerts", "ack", &p1_a1, "--at", "2026-06-30T09:20:00Z"]).ok();
     let bad = run(&["tasks", "complete", "t-nope"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("no task 't-nope'"), "{}", bad.stderr);
@@ -754,6 +797,20 @@ Top_Reasons__c = "top_reasons"
         ),
     );
     assert_eq!(team[1], "2,1", "a1 by hand, a3 in the CRM; a1's P1 acknowledged");
+    // the first day again, after the second day's completions, acknowledgements and exits:
+    // the same rows (tasks and alerts as they stood at the end of that day)
+    run(&["analytics", "--as-of", D1]).ok();
+    assert_eq!(team_on_d1(), d1_as_seen);
+    assert_eq!(query(dir, &totals_d1)[1], "3,0,6,0");
+    let stored = query(
+        dir,
+        "SELECT completed_by, CAST(completed_at AS VARCHAR) FROM tasks WHERE status = 'completed' ORDER BY completed_by",
+    );
+    assert_eq!(
+        stored[1..],
+        ["anna,2026-06-30T09:15:00Z", "crm:hubspot,2026-06-30T16:00:00Z"],
+        "when, as the CSM and the CRM said"
+    );
 
     // the account workbench: a2's risk, health over both days, playbook, open task and alert
     let w = run(&["account", a2, "--as-of", D2]).ok();

@@ -319,6 +319,44 @@ fn maintain_ages_out_rows_compacts_and_keeps_them_out() {
         query(&dir, "SELECT COUNT(*) AS n FROM core.usage_events")[1],
         (before - expired).to_string()
     );
+    // a run for a date counts the retention back from that date, not from the wall clock: a
+    // late file landed by the run of 2026-03-31 keeps its March row and ages out its December one
+    std::fs::create_dir_all(dir.join("later/usage_events")).unwrap();
+    std::fs::write(
+        dir.join("later/usage_events/more.csv"),
+        "event_id,account_id,event_type,event_time
+M-1,ACC-000001,login,2026-03-02T10:00:00Z
+M-2,ACC-000001,login,2025-12-01T10:00:00Z
+",
+    )
+    .unwrap();
+    let day = cslake(
+        &dir,
+        &[
+            "run",
+            "--as-of",
+            "2026-03-31",
+            "--only",
+            "ingest",
+            "--source",
+            "later",
+        ],
+    )
+    .ok()
+    .summary();
+    let loaded = &day["ingest"]["tables"][0];
+    assert_eq!(
+        (loaded["table"].as_str(), loaded["expired"].as_u64()),
+        (Some("usage_events"), Some(1)),
+        "{day}"
+    );
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT event_id FROM core.usage_events WHERE event_id LIKE 'M-%'"
+        )[1..],
+        ["M-1"]
+    );
     let bad = std::fs::write(dir.join("cslake.toml"), "[retention]\naccounts = \"7y\"\n");
     bad.unwrap();
     let out = cslake(&dir, &["maintain"]);

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 use cslake_pipeline::admin::gdpr::Subject;
 use cslake_pipeline::day::Step;
@@ -448,6 +448,10 @@ pub enum TasksAction {
         /// Who completed it (default: the actor)
         #[arg(long)]
         by: Option<String>,
+        /// When it was completed, if not now (RFC 3339 or YYYY-MM-DD, UTC): counts from that day
+        /// in analytics as of any date
+        #[arg(long, value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
     },
 }
 
@@ -466,6 +470,10 @@ pub enum AlertsAction {
         /// Who acknowledged it (default: the actor)
         #[arg(long)]
         by: Option<String>,
+        /// When it was acknowledged, if not now (RFC 3339 or YYYY-MM-DD, UTC): counts from that day
+        /// in analytics as of any date
+        #[arg(long, value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
     },
 }
 
@@ -606,6 +614,16 @@ pub enum RunsAction {
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| format!("'{s}' is not a date in the form YYYY-MM-DD"))
+}
+
+/// A moment: RFC 3339 (`2026-06-30T14:05:00Z`) or a date (its midnight, UTC).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map_err(|_| format!("'{s}' is neither a time (2026-06-30T14:05:00Z) nor a date (YYYY-MM-DD)"))
 }
 
 #[cfg(test)]

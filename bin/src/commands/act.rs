@@ -93,10 +93,10 @@ pub async fn tasks(ctx: &Ctx, action: TasksAction) -> anyhow::Result<Summary> {
             let n = output::print_batches(&batches, output::Format::Table)?;
             Ok(Summary::succeeded("tasks list").with("rows", n))
         }
-        TasksAction::Complete { task_id, by } => {
+        TasksAction::Complete { task_id, by, at } => {
             let by = by.unwrap_or_else(|| ctx.settings.actor.clone());
             let (task, run) = audited(&lake, ctx.run("tasks complete", None), async |run| {
-                commands::complete_task(&lake, &task_id, &by, run).await
+                commands::complete_task(&lake, &task_id, &by, at, run).await
             })
             .await?;
             out!("Task {} completed by {by}: {}", task.task_id, task.title);
@@ -116,10 +116,10 @@ pub async fn alerts(ctx: &Ctx, action: AlertsAction) -> anyhow::Result<Summary> 
             let n = output::print_batches(&commands::alerts(&lake, all).await?, output::Format::Table)?;
             Ok(Summary::succeeded("alerts list").with("rows", n))
         }
-        AlertsAction::Ack { alert_id, by } => {
+        AlertsAction::Ack { alert_id, by, at } => {
             let by = by.unwrap_or_else(|| ctx.settings.actor.clone());
             let (alert, run) = audited(&lake, ctx.run("alerts ack", None), async |run| {
-                commands::ack_alert(&lake, &alert_id, &by, run).await
+                commands::ack_alert(&lake, &alert_id, &by, at, run).await
             })
             .await?;
             out!("Alert {} acknowledged by {by}: {}", alert.alert_id, alert.title);

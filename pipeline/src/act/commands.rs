@@ -1,7 +1,7 @@
 //! The commands around the day: `cslake playbooks list | validate | stats`, `cslake tasks
 //! complete`, `cslake alerts ack`.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use deltalake::arrow::array::RecordBatch;
 
 use crate::act::day::{day_table, health_days, usable};
@@ -198,8 +198,34 @@ pub async fn stats(lake: &Lake, as_of: Option<NaiveDate>) -> Result<(Option<Stri
     Ok((date, b))
 }
 
+/// When a CSM says they did something (`--at`, default now), in microseconds: not in the future,
+/// not before the day the task or alert came to be.
+fn when(at: Option<DateTime<Utc>>, since: NaiveDate, what: &str, id: &str, verb: &str) -> Result<i64> {
+    let now = Utc::now();
+    let Some(at) = at else {
+        return Ok(now.timestamp_micros());
+    };
+    if at > now {
+        return Err(Error::Config(format!(
+            "--at {at}: {what} {id} cannot be done in the future"
+        )));
+    }
+    if at.date_naive() < since {
+        return Err(Error::Config(format!(
+            "--at {at}: {what} {id} was only {verb} on {since}"
+        )));
+    }
+    Ok(at.timestamp_micros())
+}
+
 /// `cslake tasks complete ID`.
-pub async fn complete_task(lake: &Lake, task_id: &str, by: &str, run: &mut RunContext) -> Result<Task> {
+pub async fn complete_task(
+    lake: &Lake,
+    task_id: &str,
+    by: &str,
+    at: Option<DateTime<Utc>>,
+    run: &mut RunContext,
+) -> Result<Task> {
     let ctx = lake.session().await?;
     let id = task_id.replace('\'', "''");
     let tasks = Task::read(&read(&ctx, "actions.tasks", &format!("task_id = '{id}'")).await?)?;
@@ -213,9 +239,10 @@ pub async fn complete_task(lake: &Lake, task_id: &str, by: &str, run: &mut RunCo
     if t.status == "completed" {
         return Ok(t);
     }
+    let at = when(at, t.created_on, "task", task_id, "created")?;
     let done = Task {
         status: "completed".into(),
-        completed_at: Some(chrono::Utc::now().timestamp_micros()),
+        completed_at: Some(at),
         completed_by: Some(by.to_string()),
         ..t
     };
@@ -224,7 +251,13 @@ pub async fn complete_task(lake: &Lake, task_id: &str, by: &str, run: &mut RunCo
 }
 
 /// `cslake alerts ack ID`.
-pub async fn ack_alert(lake: &Lake, alert_id: &str, by: &str, run: &mut RunContext) -> Result<Alert> {
+pub async fn ack_alert(
+    lake: &Lake,
+    alert_id: &str,
+    by: &str,
+    at: Option<DateTime<Utc>>,
+    run: &mut RunContext,
+) -> Result<Alert> {
     let ctx = lake.session().await?;
     let id = alert_id.replace('\'', "''");
     let alerts = Alert::read(&read(&ctx, "actions.alerts", &format!("alert_id = '{id}'")).await?)?;
@@ -238,9 +271,10 @@ pub async fn ack_alert(lake: &Lake, alert_id: &str, by: &str, run: &mut RunConte
     if a.status == "acknowledged" {
         return Ok(a);
     }
+    let at = when(at, a.as_of_date, "alert", alert_id, "raised")?;
     let done = Alert {
         status: "acknowledged".into(),
-        acknowledged_at: Some(chrono::Utc::now().timestamp_micros()),
+        acknowledged_at: Some(at),
         acknowledged_by: Some(by.to_string()),
         ..a
     };

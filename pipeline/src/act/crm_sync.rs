@@ -1,7 +1,7 @@
 //! The CRM side of a day: tasks completed in the CRM come back before the day is planned, and
 //! changed fields and new tasks go out after it (only what changed since cslake last sent it).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
@@ -49,21 +49,24 @@ pub(crate) async fn pull_completions(
     if ids.is_empty() {
         return Ok(0);
     }
-    let done: HashSet<String> = crm.completed_tasks(&ids).await?.into_iter().collect();
+    // closed then, says the CRM; closed by now where it does not say
     let now = chrono::Utc::now().timestamp_micros();
+    let done: HashMap<String, i64> = crm
+        .completed_tasks(&ids)
+        .await?
+        .into_iter()
+        .map(|(id, at)| (id, at.map_or(now, |t| t.min(now))))
+        .collect();
     let closed: Vec<Task> = open
         .into_iter()
-        .filter(|t| {
-            t.crm_task_id
-                .as_deref()
-                .and_then(|c| c.strip_prefix(&prefix))
-                .is_some_and(|c| done.contains(c))
-        })
-        .map(|t| Task {
-            status: "completed".into(),
-            completed_at: Some(now),
-            completed_by: Some(format!("crm:{}", cfg.name)),
-            ..t
+        .filter_map(|t| {
+            let at = *done.get(t.crm_task_id.as_deref()?.strip_prefix(&prefix)?)?;
+            Some(Task {
+                status: "completed".into(),
+                completed_at: Some(at),
+                completed_by: Some(format!("crm:{}", cfg.name)),
+                ..t
+            })
         })
         .collect();
     if !closed.is_empty() {

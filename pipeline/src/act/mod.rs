@@ -8,6 +8,7 @@
 //! and delivery has an id derived from what produced it, and deliveries already sent are
 //! skipped by their idempotency key.
 
+pub mod as_of;
 pub mod assignment;
 pub mod channels;
 pub mod commands;

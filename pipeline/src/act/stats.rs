@@ -88,20 +88,31 @@ pub(crate) fn playbook_stats(
             }
         }
     }
+    // tasks and alerts as they stood at the end of the day (a re-run after later activity
+    // gives the same numbers)
+    let ended: HashMap<&str, NaiveDate> = enrolments
+        .iter()
+        .filter_map(|e| Some((e.enrollment_id.as_str(), e.ended_on?)))
+        .collect();
     for t in tasks {
-        let Some((p, v)) = t.enrollment_id.as_deref().and_then(|e| playbook_of.get(e)) else {
+        let Some(e) = t.enrollment_id.as_deref() else {
+            continue;
+        };
+        let (Some((p, v)), Some(status)) =
+            (playbook_of.get(e), t.status_on(day.as_of, ended.get(e).copied()))
+        else {
             continue;
         };
         if let Some(s) = by.get_mut(&((*p).to_string(), *v)) {
             s.tasks_created += 1;
-            match t.status.as_str() {
+            match status {
                 "completed" => s.tasks_completed += 1,
                 "overdue" => s.tasks_overdue += 1,
                 _ => {}
             }
         }
     }
-    for a in alerts {
+    for a in alerts.iter().filter(|a| a.as_of_date <= day.as_of) {
         let Some((p, v)) = a.enrollment_id.as_deref().and_then(|e| playbook_of.get(e)) else {
             continue;
         };

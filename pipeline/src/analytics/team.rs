@@ -9,6 +9,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::compute::concat_batches;
 use deltalake::datafusion::prelude::SessionContext;
 
+use crate::act::as_of;
 use crate::lake::query::{has_table, sql};
 use crate::settings::Goal;
 use crate::{Error, Result};
@@ -81,13 +82,16 @@ pub async fn team_performance(
     let tasks = has_table(ctx, "actions.tasks");
     let alerts = has_table(ctx, "actions.alerts");
     let health = has_table(ctx, "scores.health_scores");
+    // the tasks and alerts as they stood at the end of the day, not as they are now
+    let runs = has_table(ctx, "actions.playbook_runs");
     let task_q = if tasks {
         format!(
             "(SELECT assignee AS csm, SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS tasks_completed, \
-             SUM(CASE WHEN status = 'overdue' OR (status = 'open' AND due_date < {d}) THEN 1 ELSE 0 END) AS tasks_overdue, \
+             SUM(CASE WHEN status = 'overdue' THEN 1 ELSE 0 END) AS tasks_overdue, \
              SUM(CASE WHEN status IN ('open', 'overdue') THEN 1 ELSE 0 END) AS tasks_open, \
              median(CASE WHEN status = 'completed' THEN (CAST(completed_at AS BIGINT) / 86400000000.0) - CAST(CAST(created_on AS TIMESTAMP) AS BIGINT) / 1000000000.0 / 86400.0 END) AS median_days_to_complete \
-             FROM actions.tasks WHERE created_on <= {d} AND assignee IS NOT NULL GROUP BY assignee)"
+             FROM {tasks_then} t WHERE assignee IS NOT NULL GROUP BY assignee)",
+            tasks_then = as_of::tasks_sql(as_of, runs)
         )
     } else {
         "(SELECT CAST(NULL AS VARCHAR) AS csm, 0 AS tasks_completed, 0 AS tasks_overdue, 0 AS tasks_open, CAST(NULL AS DOUBLE) AS median_days_to_complete WHERE FALSE)".into()
@@ -96,7 +100,8 @@ pub async fn team_performance(
         format!(
             "(SELECT a.csm_id AS csm, COUNT(*) AS alerts, SUM(CASE WHEN al.status = 'acknowledged' THEN 1 ELSE 0 END) AS alerts_acknowledged, \
              avg(CASE WHEN al.status = 'acknowledged' THEN (CAST(al.acknowledged_at AS BIGINT) / 3600000000.0) - CAST(CAST(al.as_of_date AS TIMESTAMP) AS BIGINT) / 1000000000.0 / 3600.0 END) AS mean_hours_to_acknowledge \
-             FROM actions.alerts al JOIN core.accounts a ON a.account_id = al.account_id WHERE al.as_of_date <= {d} GROUP BY a.csm_id)"
+             FROM {alerts_then} al JOIN core.accounts a ON a.account_id = al.account_id GROUP BY a.csm_id)",
+            alerts_then = as_of::alerts_sql(as_of, runs)
         )
     } else {
         "(SELECT CAST(NULL AS VARCHAR) AS csm, 0 AS alerts, 0 AS alerts_acknowledged, CAST(NULL AS DOUBLE) AS mean_hours_to_acknowledge WHERE FALSE)".into()

@@ -24,7 +24,7 @@ pub const HEADER: &[&str] = &[
 /// Parses the VEVENTs of an iCalendar file into records (`attendees` joined by `;`). Recurring
 /// events (RRULE) become one record per occurrence up to a year ahead, minus EXDATEs and the
 /// occurrences a RECURRENCE-ID event moved; local times with a TZID are converted to UTC.
-pub fn read_ics(bytes: &[u8], origin: String) -> RawRecords {
+pub fn read_ics(bytes: &[u8], origin: String, today: NaiveDate) -> RawRecords {
     let text = String::from_utf8_lossy(bytes);
     // RFC 5545 3.1: a line starting with a space or tab continues the previous one
     let mut lines: Vec<String> = Vec::new();
@@ -90,7 +90,12 @@ pub fn read_ics(bytes: &[u8], origin: String) -> RawRecords {
         .iter()
         .filter_map(|e| Some((e.uid.clone(), e.recurrence.clone()?.ok()?.utc)))
         .collect();
-    let horizon = Utc::now() + chrono::Duration::days(366);
+    // open-ended rules run a year past the run's date (its as-of date), not the wall clock's, so
+    // re-running a past day expands the same occurrences
+    let horizon = (today + chrono::Duration::days(366))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
     let mut rows = Vec::new();
     for e in &events {
         let which = if e.uid.is_empty() {
@@ -557,6 +562,25 @@ impl AttendeeIndex {
 mod tests {
     use super::*;
 
+    const TODAY: NaiveDate = NaiveDate::from_ymd_opt(2026, 6, 30).expect("a date");
+
+    /// An open-ended rule runs a year past the run's date, whatever the wall clock says: a past
+    /// day re-run expands the same occurrences.
+    #[test]
+    fn open_ended_rules_stop_a_year_after_the_runs_date() {
+        let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:w@cal\r\nDTSTART:20260105T090000Z\r\n\
+                   RRULE:FREQ=WEEKLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let last = |today: NaiveDate| {
+            let r = read_ics(ics.as_bytes(), "cal.ics".into(), today);
+            assert!(r.rows.iter().all(|row| row.error.is_none()));
+            (r.rows.len(), r.rows.last().unwrap().values[2].clone().unwrap())
+        };
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(last(day("2026-01-05")), (53, "2027-01-04T09:00:00Z".to_string()));
+        assert_eq!(last(day("2026-06-30")), (78, "2027-06-28T09:00:00Z".to_string()));
+        assert_eq!(last(day("2026-06-30")), last(day("2026-06-30")));
+    }
+
     #[test]
     fn hostile_rules_and_broken_files_become_rejected_rows() {
         let ics = |rule: &str| {
@@ -569,21 +593,26 @@ mod tests {
             ("FREQ=WEEKLY;BYDAY=€", "BYDAY '€'"),
             ("FREQ=WEEKLY;BYDAY=9999999999999999999999MO", "BYDAY"),
         ] {
-            let r = read_ics(ics(rule).as_bytes(), "x.ics".into());
+            let r = read_ics(ics(rule).as_bytes(), "x.ics".into(), TODAY);
             assert_eq!(r.rows.len(), 1, "{rule}");
             let e = r.rows[0].error.clone().unwrap_or_default();
             assert!(e.contains(why), "{rule}: {e}");
         }
         // huge years and month days do not overflow: they end the series
-        let r = read_ics(ics("FREQ=YEARLY;INTERVAL=100000").as_bytes(), "x.ics".into());
+        let r = read_ics(
+            ics("FREQ=YEARLY;INTERVAL=100000").as_bytes(),
+            "x.ics".into(),
+            TODAY,
+        );
         assert!(r.rows.iter().all(|row| row.error.is_none()));
         let r = read_ics(
             ics("FREQ=MONTHLY;BYMONTHDAY=-9223372036854775808").as_bytes(),
             "x.ics".into(),
+            TODAY,
         );
         assert!(!r.rows.is_empty());
         // a file that is not a calendar, and one cut short, say so
-        let r = read_ics(b"hello", "x.ics".into());
+        let r = read_ics(b"hello", "x.ics".into(), TODAY);
         assert_eq!(
             r.rows[0].error.as_deref(),
             Some("not an iCalendar file (no BEGIN:VCALENDAR)")
@@ -591,6 +620,7 @@ mod tests {
         let r = read_ics(
             b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:cut\r\nDTSTART:2026",
             "x.ics".into(),
+            TODAY,
         );
         assert!(r.rows.iter().any(|row| {
             row.error
@@ -605,7 +635,7 @@ mod tests {
                    ORGANIZER;CN=Kim:mailto:kim@vendor.example\r\nATTENDEE;CN=Ann:mailto:Ann@Acme.example\r\nEND:VEVENT\r\n\
                    BEGIN:VEVENT\r\nUID:e2@cal\r\nDTSTART;VALUE=DATE:20260303\r\nEND:VEVENT\r\n\
                    BEGIN:VEVENT\r\nUID:e3@cal\r\nDTSTART:tomorrow\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        let r = read_ics(ics.as_bytes(), "cal.ics".into());
+        let r = read_ics(ics.as_bytes(), "cal.ics".into(), TODAY);
         assert_eq!(r.rows.len(), 3);
         let v = &r.rows[0].values;
         assert_eq!(v[0].as_deref(), Some("ics:e1@cal"));
@@ -631,7 +661,7 @@ mod tests {
                    BEGIN:VEVENT\r\nUID:monthly@cal\r\nDTSTART:20260105T170000Z\r\n\
                    RRULE:FREQ=MONTHLY;BYDAY=-1FR;UNTIL=20260401T000000Z\r\nEND:VEVENT\r\n\
                    BEGIN:VEVENT\r\nUID:odd@cal\r\nDTSTART:20260105T170000Z\r\nRRULE:FREQ=HOURLY\r\nEND:VEVENT\r\n";
-        let r = read_ics(ics.as_bytes(), "cal.ics".into());
+        let r = read_ics(ics.as_bytes(), "cal.ics".into(), TODAY);
         let got: Vec<(String, String)> = r
             .rows
             .iter()

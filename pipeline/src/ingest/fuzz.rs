@@ -214,7 +214,7 @@ fn ndjson_exports_never_panic() {
 fn calendar_files_never_panic() {
     let spec = core_table("interactions").unwrap();
     hammer("ics", ICS.as_bytes(), |b| {
-        let mut r = read_ics(b, "fuzz.ics".into());
+        let mut r = read_ics(b, "fuzz.ics".into(), chrono::Utc::now().date_naive());
         // the attendee index would assign accounts; give every row one so the casts run
         r.header
             .extend(["account_id".to_string(), "contact_id".to_string()]);

@@ -16,7 +16,7 @@ mod words;
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use deltalake::arrow::array::RecordBatch;
 
 use deltalake::datafusion::prelude::SessionContext;
@@ -249,11 +249,14 @@ struct Stager {
     spill_bytes: usize,
     lake: Lake,
     ingested_at: chrono::DateTime<Utc>,
+    /// The run's date ([`RunContext::today`]).
+    today: NaiveDate,
     attendees: Option<AttendeeIndex>,
 }
 
 impl Stager {
-    async fn new(lake: &Lake, ctx: &SessionContext, settings: &Settings) -> Result<Self> {
+    /// `today` is the run's date: its as-of date, or the UTC day it runs on without one.
+    async fn new(lake: &Lake, ctx: &SessionContext, settings: &Settings, today: NaiveDate) -> Result<Self> {
         let mut known = cast::Accounts::default();
         if has_table(ctx, "core.accounts") {
             for b in sql(ctx, "SELECT account_id FROM core.accounts").await? {
@@ -273,7 +276,7 @@ impl Stager {
                     )
                     .ok()
                     .flatten()?;
-                    Some((t.name, Utc::now().date_naive() - chrono::Duration::days(days)))
+                    Some((t.name, today - chrono::Duration::days(days)))
                 })
                 .collect(),
             keep_orphans: settings.keep_orphans(),
@@ -281,6 +284,7 @@ impl Stager {
             spill_bytes: lake.memory_limit().map_or(usize::MAX, |m| (m / 4).max(16 << 20)),
             lake: lake.clone(),
             ingested_at: Utc::now(),
+            today,
             attendees: None,
         })
     }
@@ -596,7 +600,7 @@ async fn ingest_files(
         settings.file.ingest.tables.clone(),
     )?;
     let ctx = lake.session().await?;
-    let mut stager = Stager::new(lake, &ctx, settings).await?;
+    let mut stager = Stager::new(lake, &ctx, settings, run.today()).await?;
     let seen = if full {
         HashMap::new()
     } else {
@@ -628,7 +632,7 @@ async fn ingest_files(
             let (read_before, rejected_before) = (st.load.read, st.rejected.len());
             let mut rows = 0u64;
             let mut done = 0u64;
-            match drop.read(spec, file).await? {
+            match drop.read(spec, file, stager.today).await? {
                 Input::Records(records) => {
                     rows = records.rows.len() as u64;
                     stager
@@ -693,7 +697,7 @@ async fn ingest_api(
 ) -> Result<IngestReport> {
     let api = connectors::open(config)?;
     let ctx = lake.session().await?;
-    let mut stager = Stager::new(lake, &ctx, settings).await?;
+    let mut stager = Stager::new(lake, &ctx, settings, run.today()).await?;
     let cursors = if full {
         HashMap::new()
     } else {
@@ -918,7 +922,7 @@ async fn commit(
     }
     // the attribute versions the lake holds and the history does not yet (this load's, or those
     // of a run interrupted after its merge), valid from the day the run is for
-    let valid_from = run.as_of.unwrap_or_else(|| Utc::now().date_naive());
+    let valid_from = run.today();
     for (table, key) in history::TABLES {
         let stats = history::record(lake, table, key, valid_from, &run.run_id, Utc::now()).await?;
         if stats.inserted > 0 {

@@ -35,6 +35,13 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// The run's date: its as-of date, or the UTC day it started on without one. Anything that
+    /// depends on "today" (retention cut-offs, recurrence horizons, history validity) reads it
+    /// here, so re-running a past day reproduces it.
+    pub fn today(&self) -> NaiveDate {
+        self.as_of.unwrap_or_else(|| self.started_at.date_naive())
+    }
+
     pub fn new(command: &str, actor: &str, args: Vec<String>, as_of: Option<NaiveDate>) -> Self {
         let started_at = Utc::now();
         let nonce = {

@@ -282,7 +282,9 @@ impl Crm {
 impl Crm {
     /// Which of these CRM tasks are done (HubSpot `hs_task_status = COMPLETED`, Salesforce
     /// `IsClosed`): how completion made in the CRM comes back to `actions.tasks`.
-    pub async fn completed_tasks(&self, crm_ids: &[String]) -> Result<Vec<String>> {
+    /// The tasks among `crm_ids` their owners have closed in the CRM, with when, where the CRM
+    /// says (HubSpot `hs_task_completion_date`, Salesforce `CompletedDateTime`), in microseconds.
+    pub async fn completed_tasks(&self, crm_ids: &[String]) -> Result<Vec<(String, Option<i64>)>> {
         let base = self.base().await?;
         let mut done = Vec::new();
         for chunk in crm_ids.chunks(self.batch()) {
@@ -291,17 +293,20 @@ impl Crm {
                 url.set_path(&format!("{}/Task", url.path()));
                 url.query_pairs_mut()
                     .append_pair("ids", &chunk.join(","))
-                    .append_pair("fields", "Id,IsClosed,Status");
+                    .append_pair("fields", "Id,IsClosed,Status,CompletedDateTime");
                 let page = self.http.json(Method::GET, &url, None).await?;
                 for r in page.body.as_array().into_iter().flatten() {
                     if r.get("IsClosed").and_then(Value::as_bool) == Some(true) {
-                        done.push(id_of(&json!({"id": r.get("Id").cloned().unwrap_or(Value::Null)})));
+                        done.push((
+                            id_of(&json!({"id": r.get("Id").cloned().unwrap_or(Value::Null)})),
+                            r.get("CompletedDateTime").and_then(crm_time),
+                        ));
                     }
                 }
             } else {
                 let url = join(&base, "crm/v3/objects/tasks/batch/read")?;
                 let body = json!({
-                    "properties": ["hs_task_status"],
+                    "properties": ["hs_task_status", "hs_task_completion_date"],
                     "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
                 });
                 let page = self.http.json(Method::POST, &url, Some(&body)).await?;
@@ -313,13 +318,34 @@ impl Crm {
                     .flatten()
                 {
                     if r.pointer("/properties/hs_task_status").and_then(Value::as_str) == Some("COMPLETED") {
-                        done.push(id_of(r));
+                        done.push((
+                            id_of(r),
+                            r.pointer("/properties/hs_task_completion_date")
+                                .and_then(crm_time),
+                        ));
                     }
                 }
             }
         }
         Ok(done)
     }
+}
+
+/// A CRM's timestamp in microseconds: ISO 8601 (HubSpot `2026-06-30T14:05:00.000Z`, Salesforce
+/// `2026-06-30T14:05:00.000+0000`) or milliseconds since the epoch (older HubSpot properties).
+fn crm_time(v: &Value) -> Option<i64> {
+    let s = match v {
+        Value::Number(n) => return n.as_i64().map(|ms| ms * 1000),
+        Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    if let Ok(ms) = s.parse::<i64>() {
+        return Some(ms * 1000);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.timestamp_micros())
 }
 
 /// A CRM takes two kinds of delivery: `record_update` (`data`: `object_id` and the `fields` to

@@ -1,5 +1,6 @@
 //! The file-drop connector: CSV, NDJSON/JSON and Parquet files from any object-store URL.
 
+use chrono::NaiveDate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -91,11 +92,14 @@ impl FileDrop {
 
     /// Starts reading one file: a calendar whole (its events recur and refer to each other), any
     /// other file as a stream of batches ([`crate::ingest::read`]).
-    pub async fn read(&self, table: &TableSpec, meta: &ObjectMeta) -> Result<Input> {
+    /// `today` is the run's date (recurring meetings are expanded a year past it).
+    pub async fn read(&self, table: &TableSpec, meta: &ObjectMeta, today: NaiveDate) -> Result<Input> {
         let origin = self.origin(meta);
         if is_calendar(&origin) {
             let bytes = self.store.get(&meta.location).await?.bytes().await?;
-            return Ok(Input::Records(crate::ingest::calendar::read_ics(&bytes, origin)));
+            return Ok(Input::Records(crate::ingest::calendar::read_ics(
+                &bytes, origin, today,
+            )));
         }
         let format = match FileFormat::from_path(&origin) {
             Some(FileFormat::Csv) => Format::Csv {
