@@ -851,6 +851,44 @@ Top_Reasons__c = "top_reasons"
         "{}",
         bad.stderr
     );
+
+    // a2 asks to be forgotten: its id and name leave every table, the dead letters of the
+    // webhook that refused it and the messages logged for it included
+    let a2_name = query(
+        dir,
+        &format!("SELECT name FROM core.accounts WHERE account_id = '{a2}'"),
+    )[1]
+    .clone();
+    // companies can share a name (the generator's do): theirs stays
+    let namesakes = query(
+        dir,
+        &format!("SELECT COUNT(*) - 1 FROM core.accounts WHERE name = '{a2_name}'"),
+    )[1]
+    .clone();
+    let letters = |w: &str| query(dir, &format!("SELECT COUNT(*) FROM dead_letters WHERE {w}"))[1].clone();
+    let about_a2 = format!("payload LIKE '%{a2}%' OR body LIKE '%{a2}%'");
+    let all_letters = letters("TRUE");
+    assert_ne!(letters(&about_a2), "0");
+    run(&["gdpr", "erase", "--account", a2]).ok();
+    let lake = dir.join("lake");
+    assert_eq!(
+        crate::governance::files_mentioning(&lake, a2),
+        Vec::<String>::new()
+    );
+    let named = crate::governance::files_mentioning(&lake, &a2_name);
+    assert!(named.iter().all(|f| f.starts_with("core/accounts/")), "{named:?}");
+    assert_eq!(
+        query(
+            dir,
+            &format!("SELECT COUNT(*) FROM core.accounts WHERE name = '{a2_name}'")
+        )[1],
+        namesakes
+    );
+    assert_eq!(
+        (letters("TRUE"), letters(&about_a2)),
+        (all_letters, "0".to_string()),
+        "the dead letters stay (what failed, when), without a2 in them"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::{cslake, query, workspace};
 
 /// Every file under `dir` whose content (Parquet decoded, everything else as bytes) contains
 /// `needle`, ignoring case.
-fn files_mentioning(dir: &Path, needle: &str) -> Vec<String> {
+pub(crate) fn files_mentioning(dir: &Path, needle: &str) -> Vec<String> {
     let needle = needle.to_lowercase();
     let mut found = Vec::new();
     for p in crate::files_under(dir) {
@@ -46,6 +46,23 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
     let row: Vec<&str> = contacts.lines().nth(1).unwrap().split(',').collect();
     let (contact_id, account_id, email) = (row[0].to_string(), row[1].to_string(), row[2].to_string());
     let name = row[3].to_string();
+    // other people may share the name: theirs stays
+    let namesakes = contacts
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(3) == Some(name.as_str()) && !l.starts_with(&contact_id))
+        .count();
+    let only_namesakes = |dir: &Path| {
+        let files = files_mentioning(&dir.join("lake"), &name);
+        assert!(files.iter().all(|f| f.starts_with("core/contacts/")), "{files:?}");
+        assert_eq!(
+            query(
+                dir,
+                &format!("SELECT COUNT(*) AS n FROM core.contacts WHERE name = '{name}'")
+            )[1],
+            namesakes.to_string()
+        );
+    };
     // the e-mail also sits in a quarantined record and in an account's custom attribute
     std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.5\n").unwrap();
     std::fs::create_dir_all(dir.join("late")).unwrap();
@@ -152,10 +169,13 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
         )[1],
         "Call [erased] back re [erased] and ACC-000003"
     );
-    assert_eq!(files_mentioning(&dir.join("lake"), &name), Vec::<String>::new());
+    only_namesakes(&dir);
     // the audit keeps a hash, and the command line it records is hashed too
     let audit = query(&dir, "SELECT identifier_kind FROM ops.erasures ORDER BY 1");
-    assert_eq!(audit, ["identifier_kind", "contact", "contact_id", "email"]);
+    assert_eq!(
+        audit,
+        ["identifier_kind", "contact", "contact_id", "email", "name"]
+    );
     let args = query(&dir, "SELECT args FROM ops.runs WHERE command = 'gdpr erase'");
     assert!(args[1].contains("contact:sha256:"), "{args:?}");
 
@@ -169,6 +189,15 @@ fn an_erased_contact_is_gone_from_every_file_and_stays_gone() {
         .summary();
     assert!(late["tables"].to_string().contains("\"erased\":1"), "{late}");
     assert_eq!(files_mentioning(&dir.join("lake"), &email), Vec::<String>::new());
+    // and the re-exported ticket lands again with the name and the id blanked, as erase left it
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT subject FROM core.interactions WHERE interaction_id = 'T-FREE'"
+        )[1],
+        "Call [erased] back re [erased] and ACC-000003"
+    );
+    only_namesakes(&dir);
     let table = |name: &str| {
         reload["tables"]
             .as_array()

@@ -209,6 +209,13 @@ fn names_in_text(ids: &Identifiers) -> Option<String> {
     (!all.is_empty()).then(|| format!("(?i)\\b({})\\b", all.join("|")))
 }
 
+/// A column that is an entity's own name (a contact's, an account's, a CSM's, a playbook's): a row
+/// of the subject goes whole, and the same name on another row is another person or company
+/// that happens to share it, so names are blanked in free text only.
+fn is_own_name(column: &str) -> bool {
+    column == "name"
+}
+
 fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
@@ -228,7 +235,8 @@ fn predicates(table: &str, schema: &Schema, ids: &Identifiers) -> (Option<String
         if !exact.is_empty() {
             mention.push(format!("{c} IN ({})", list(&exact)));
         }
-        for pattern in [ids_in_text(ids), names_in_text(ids)].into_iter().flatten() {
+        let names = names_in_text(ids).filter(|_| !is_own_name(f.name()));
+        for pattern in [ids_in_text(ids), names].into_iter().flatten() {
             mention.push(format!("regexp_like({c}, {})", lit(&pattern)));
         }
     }
@@ -277,7 +285,7 @@ fn rewrite_query(table: &str, schema: &Schema, ids: &Identifiers, delete: Option
                     expr = format!("regexp_replace({expr}, {}, '\\1[erased]\\3', 'g')", lit(&pattern));
                 }
             }
-            if let Some(pattern) = names_in_text(ids) {
+            if let Some(pattern) = names_in_text(ids).filter(|_| !is_own_name(f.name())) {
                 expr = format!("regexp_replace({expr}, {}, '[erased]', 'g')", lit(&pattern));
             }
             if !exact.is_empty() {
@@ -501,6 +509,13 @@ async fn record(
     hashes.extend(ids.emails.iter().map(|e| ("email", sha256(e))));
     hashes.extend(ids.contacts.iter().map(|c| ("contact_id", sha256(c))));
     hashes.extend(ids.accounts.iter().map(|a| ("account_id", sha256(a))));
+    // names too, so a re-exported ticket subject that spells one is blanked on ingest
+    hashes.extend(
+        ids.names
+            .iter()
+            .filter_map(|n| crate::lake::erasures::name_key(n))
+            .map(|k| ("name", sha256(&k))),
+    );
     hashes.sort();
     hashes.dedup();
     report.identifiers = hashes.iter().map(|(k, h)| (k.to_string(), h.clone())).collect();

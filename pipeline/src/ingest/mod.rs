@@ -238,6 +238,8 @@ struct Stager {
     known: cast::Accounts,
     /// Hashes of erased identifiers (`ops.erasures`): their records are not landed again.
     erased: HashSet<(String, String)>,
+    /// Whether names are among them (free text is searched for them only then).
+    erased_names: bool,
     /// `[retention]`: per table, the first date still kept (older rows are not landed).
     retention: HashMap<&'static str, chrono::NaiveDate>,
     /// `[pii]`: personal columns are stored protected.
@@ -263,9 +265,11 @@ impl Stager {
                 known.extend(strings(&b, "account_id")?.into_iter().flatten());
             }
         }
+        let erased = crate::lake::erasures::erased(ctx).await?;
         Ok(Self {
             known,
-            erased: crate::lake::erasures::erased(ctx).await?,
+            erased_names: erased.iter().any(|(k, _)| k == "name"),
+            erased,
             pii: crate::lake::pii::Protector::from_settings(settings)?,
             retention: CORE_TABLES
                 .iter()
@@ -379,6 +383,14 @@ impl Stager {
             let before = rejected.len();
             rejected.retain(|r| !self.mentions_erased(&r.raw));
             st.load.erased += before - rejected.len();
+            // another record that spells an erased name keeps its place, without the name
+            if self.erased_names {
+                for r in &mut rejected {
+                    if let Some(s) = self.scrub(&r.raw) {
+                        r.raw = s;
+                    }
+                }
+            }
         }
         if let Some(p) = &self.pii {
             for r in &mut rejected {
@@ -466,17 +478,32 @@ impl Stager {
         words::words(raw).any(|(a, b)| self.is_erased_word(&raw[a..b]))
     }
 
-    /// Free text with every erased id and e-mail in it blanked (`None`: nothing to blank).
+    /// The spans of free text that spell an erased subject's name.
+    fn name_hits(&self, text: &str) -> Vec<(usize, usize)> {
+        if !self.erased_names {
+            return Vec::new();
+        }
+        crate::lake::erasures::erased_names_in(text, |h| {
+            self.erased.contains(&("name".to_string(), h.to_string()))
+        })
+    }
+
+    /// Free text with every erased id, e-mail and name in it blanked (`None`: nothing to blank).
     fn scrub(&self, text: &str) -> Option<String> {
-        let hits: Vec<(usize, usize)> = words::words(text)
+        let mut hits: Vec<(usize, usize)> = words::words(text)
             .filter(|(a, b)| self.is_erased_word(&text[*a..*b]))
+            .chain(self.name_hits(text))
             .collect();
         if hits.is_empty() {
             return None;
         }
+        hits.sort();
         let (mut out, mut at) = (String::with_capacity(text.len()), 0);
         for (a, b) in hits {
-            out.push_str(&text[at..a]);
+            if b <= at {
+                continue; // inside a span already blanked
+            }
+            out.push_str(&text[at..a.max(at)]);
             out.push_str("[erased]");
             at = b;
         }
