@@ -595,6 +595,28 @@ secret_env = "BOARD_SECRET"
         .unwrap();
     assert_eq!(sent["sha256"], sha.as_str());
     assert_eq!(sent["size"], pdf_bytes.len());
+    // the audit says what went where: the delivery and each publish
+    let audit = |command: &str| {
+        query(
+            dir,
+            &format!("SELECT message FROM ops.runs WHERE command = '{command}' AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1"),
+        )[1]
+            .clone()
+    };
+    let delivered = audit("report --deliver");
+    assert!(
+        delivered.contains(&format!("executive report of {D} delivered: "))
+            && delivered.contains("execs sent")
+            && delivered.contains("board sent"),
+        "{delivered}"
+    );
+    let published = audit("publish");
+    assert!(
+        published.contains("published to postgres://127.0.0.1:")
+            && published.contains("schema bi: ")
+            && published.contains("bi.analytics_team_performance (3 rows)"),
+        "{published}"
+    );
 
     // TLS is verified: without the private CA the server's certificate is refused
     let toml = std::fs::read_to_string(dir.join("cslake.toml")).unwrap();

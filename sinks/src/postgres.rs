@@ -466,6 +466,30 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, PgError> {
 }
 
 /// The URL without its password, for messages.
+/// Where a connection string points, for people and audit rows: the server and the database,
+/// without user, password or options (`postgresql://db.example:5432/bi`, or `host=… port=…
+/// dbname=…` for the key-value form).
+pub fn location(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.has_host() => format!(
+            "{}://{}{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path()
+        ),
+        _ => url
+            .split_whitespace()
+            .filter(|kv| {
+                ["host=", "hostaddr=", "port=", "dbname="]
+                    .iter()
+                    .any(|k| kv.starts_with(k))
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
@@ -490,6 +514,18 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_names_the_server_and_database_only() {
+        assert_eq!(
+            location("postgresql://bi:s3cret@db.example:5433/warehouse?sslmode=require"),
+            "postgresql://db.example:5433/warehouse"
+        );
+        assert_eq!(
+            location("host=db.example user=bi password=s3cret dbname=warehouse"),
+            "host=db.example dbname=warehouse"
+        );
+    }
 
     #[test]
     fn types_identifiers_and_redaction() {

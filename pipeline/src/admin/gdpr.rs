@@ -22,6 +22,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::SaveMode;
 
+use crate::admin::mentions::Mentions;
 use crate::lake::erasures::sha256;
 use crate::lake::query::{has_table, sql, strings};
 use crate::{Error, Lake, Result, RunContext};
@@ -187,28 +188,6 @@ async fn identifiers(
     Ok(ids)
 }
 
-/// Characters that continue an identifier: an id inside text counts only where none surrounds it
-/// (`ACC-000001` is not in `ACC-0000012` nor in its contact `ACC-000001-U001`).
-const ID_CHARS: &str = "A-Za-z0-9_-";
-
-/// The regex that finds the ids in text (group 2), with the characters around them in groups 1
-/// and 3.
-fn ids_in_text(ids: &Identifiers) -> Option<String> {
-    let all: Vec<String> = ids
-        .accounts
-        .iter()
-        .chain(&ids.contacts)
-        .map(|i| regex_escape(i))
-        .collect();
-    (!all.is_empty()).then(|| format!("(^|[^{ID_CHARS}])({})($|[^{ID_CHARS}])", all.join("|")))
-}
-
-/// The regex that finds the names as words, ignoring case.
-fn names_in_text(ids: &Identifiers) -> Option<String> {
-    let all: Vec<String> = ids.names.iter().map(|n| regex_escape(n)).collect();
-    (!all.is_empty()).then(|| format!("(?i)\\b({})\\b", all.join("|")))
-}
-
 /// A column that is an entity's own name (a contact's, an account's, a CSM's, a playbook's): a row
 /// of the subject goes whole, and the same name on another row is another person or company
 /// that happens to share it, so names are blanked in free text only.
@@ -223,22 +202,16 @@ fn is_text(t: &DataType) -> bool {
 /// Per table: the rows that are the subject, and the rows that mention it.
 fn predicates(table: &str, schema: &Schema, ids: &Identifiers) -> (Option<String>, Option<String>) {
     let mut mention: Vec<String> = Vec::new();
+    let exact: Vec<String> = ids.accounts.iter().chain(&ids.contacts).cloned().collect();
     for f in schema.fields().iter().filter(|f| is_text(f.data_type())) {
         let c = format!("\"{}\"", f.name());
-        for e in &ids.emails {
-            mention.push(format!("strpos(lower({c}), {}) > 0", lit(e)));
-        }
-        for t in &ids.tokens {
-            mention.push(format!("strpos({c}, {}) > 0", lit(t)));
-        }
-        let exact: Vec<String> = ids.accounts.iter().chain(&ids.contacts).cloned().collect();
         if !exact.is_empty() {
             mention.push(format!("{c} IN ({})", list(&exact)));
         }
-        let names = names_in_text(ids).filter(|_| !is_own_name(f.name()));
-        for pattern in [ids_in_text(ids), names].into_iter().flatten() {
-            mention.push(format!("regexp_like({c}, {})", lit(&pattern)));
-        }
+        mention.push(format!(
+            "cslake_mentions(CAST({c} AS VARCHAR), {})",
+            is_own_name(f.name())
+        ));
     }
     let mention = (!mention.is_empty()).then(|| mention.join(" OR "));
     let has = |c: &str| schema.field_with_name(c).is_ok();
@@ -268,26 +241,7 @@ fn rewrite_query(table: &str, schema: &Schema, ids: &Identifiers, delete: Option
             if !is_text(f.data_type()) {
                 return c;
             }
-            let mut expr = format!("CAST({c} AS VARCHAR)");
-            for e in &ids.emails {
-                let pattern = format!("(?i){}", regex_escape(e));
-                expr = format!("regexp_replace({expr}, {}, '[erased]', 'g')", lit(&pattern));
-            }
-            for t in &ids.tokens {
-                expr = format!(
-                    "regexp_replace({expr}, {}, '[erased]', 'g')",
-                    lit(&regex_escape(t))
-                );
-            }
-            if let Some(pattern) = ids_in_text(ids) {
-                // twice: two mentions side by side share the character between them
-                for _ in 0..2 {
-                    expr = format!("regexp_replace({expr}, {}, '\\1[erased]\\3', 'g')", lit(&pattern));
-                }
-            }
-            if let Some(pattern) = names_in_text(ids).filter(|_| !is_own_name(f.name())) {
-                expr = format!("regexp_replace({expr}, {}, '[erased]', 'g')", lit(&pattern));
-            }
+            let mut expr = format!("cslake_blank(CAST({c} AS VARCHAR), {})", is_own_name(f.name()));
             if !exact.is_empty() {
                 let blank = if f.is_nullable() { "NULL" } else { "'[erased]'" };
                 expr = format!("CASE WHEN {c} IN ({}) THEN {blank} ELSE {expr} END", list(&exact));
@@ -297,15 +251,6 @@ fn rewrite_query(table: &str, schema: &Schema, ids: &Identifiers, delete: Option
         .collect();
     let filter = delete.map(|d| format!(" WHERE NOT ({d})")).unwrap_or_default();
     format!("SELECT {} FROM {table}{filter}", cols.join(", "))
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special.then_some('\\').into_iter().chain(std::iter::once(c))
-        })
-        .collect()
 }
 
 /// A table that can hold something of the subject, and the conditions that find it.
@@ -322,6 +267,8 @@ struct SubjectTable {
 
 /// Every lake table (but the erasure audit itself) with a column the subject could be in.
 async fn subject_tables(lake: &Lake, ctx: &SessionContext, ids: &Identifiers) -> Result<Vec<SubjectTable>> {
+    let ids_anywhere: Vec<String> = ids.accounts.iter().chain(&ids.contacts).cloned().collect();
+    Mentions::new(&ids_anywhere, &ids.emails, &ids.tokens, &ids.names)?.register(ctx);
     let mut out = Vec::new();
     for (zone, name) in lake.tables().await? {
         let table = format!("{zone}.{name}");

@@ -6,3 +6,4 @@ pub mod access;
 pub mod backup;
 pub mod gdpr;
 pub mod maintain;
+pub(crate) mod mentions;

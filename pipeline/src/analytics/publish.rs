@@ -96,7 +96,7 @@ pub async fn publish(
         .map_err(|e| Error::Job(e.to_string()))?;
     let mut report = PublishReport {
         as_of: as_of.to_string(),
-        target: format!("{} schema {schema}", cslake_sinks::postgres::redact(&url)),
+        target: format!("{} schema {schema}", cslake_sinks::postgres::location(&url)),
         ..Default::default()
     };
     for (table, keys) in plan {
