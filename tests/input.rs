@@ -282,6 +282,138 @@ fn only_new_or_changed_files_are_read_and_bad_files_lose_no_good_rows() {
 }
 
 #[test]
+fn an_lms_export_lands_as_content_and_its_completions_become_features() {
+    let (_tmp, dir) = workspace(30, 120, "2026-03-31");
+    let dir = dir.as_path();
+    cslake(dir, &["ingest", "--source", "data"]).ok();
+    let features = |dir: &std::path::Path| {
+        cslake(dir, &["features", "--as-of", "2026-03-31"]).ok();
+        query(
+            dir,
+            "SELECT content_completed_30d, days_since_content_completion FROM features.content \
+             WHERE account_id = 'ACC-000001' AND as_of_date = DATE '2026-03-31'",
+        )[1]
+        .split(',')
+        .map(|v| v.parse::<f64>().unwrap_or(f64::NAN))
+        .collect::<Vec<f64>>()
+    };
+    let before = features(dir);
+    std::fs::write(dir.join("cslake.toml"), "[ingest]\nreject_threshold = 0.5\n").unwrap();
+    // a help centre's article list and an LMS's completions export, in their own words and
+    // without event ids: headers and values map by alias alone
+    std::fs::create_dir_all(dir.join("lms")).unwrap();
+    std::fs::write(
+        dir.join("lms/content.csv"),
+        "id,name,type,html_url,label_names,teaches,locale,updated\n\
+         KB-1,Set up single sign-on,article,https://kb.example/1,\"sso, security\",sso_login,en,2026-02-01T00:00:00Z\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lms/content_events.csv"),
+        "user_id,company_id,course_id,status,completed_at,grade\n\
+         ACC-000001-U001,ACC-000001,KB-1,passed,2026-03-20T10:00:00Z,92\n\
+         ACC-000001-U002,ACC-000001,KB-1,enrolled,2026-03-25T10:00:00Z,\n\
+         ACC-000001-U002,ACC-000001,KB-1,finished,yesterday,\n\
+         ACC-000001-U003,ACC-000001,KB-1,completed,2026-03-28T10:00:00Z,-5\n",
+    )
+    .unwrap();
+    let out = cslake(dir, &["ingest", "--source", "lms"]).ok().summary();
+    assert_eq!(out["rejected"], 2, "{out}");
+    assert_eq!(
+        query(
+            dir,
+            "SELECT content_id, title, kind, url, tags, teaches FROM content WHERE content_id = 'KB-1'"
+        )[1],
+        "KB-1,Set up single sign-on,guide,https://kb.example/1,\"sso, security\",sso_login"
+    );
+    assert_eq!(
+        query(
+            dir,
+            "SELECT contact_id, action, score FROM content_events WHERE content_id = 'KB-1' ORDER BY event_time"
+        )[1..],
+        ["ACC-000001-U001,completed,92.0", "ACC-000001-U002,started,"]
+    );
+    let reasons = query(
+        dir,
+        "SELECT row_number, field, reason FROM ops.quarantine WHERE table_name = 'content_events' ORDER BY row_number",
+    );
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[1].starts_with("3,event_time,") && reasons[1].contains("yesterday"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].starts_with("4,score,") && reasons[2].contains("below the minimum 0"),
+        "{reasons:?}"
+    );
+    // the completion counts in the account's content features from its day on
+    let after = features(dir);
+    assert_eq!(after[0], before[0] + 1.0, "{before:?} -> {after:?}");
+    assert_eq!(after[1], before[1].min(11.0), "{before:?} -> {after:?}");
+
+    // recommendations follow from a usage gap against the segment, and stop once completed
+    let recommend = |dir: &std::path::Path| {
+        cslake(dir, &["content", "recommend", "--as-of", "2026-03-31"])
+            .ok()
+            .summary()
+    };
+    let first = recommend(dir);
+    assert!(
+        first["content"]["recommendations"].as_u64().unwrap() > 0,
+        "{first}"
+    );
+    let top = query(
+        dir,
+        "SELECT account_id, content_id, teaches, usage_per_seat_90d, segment_median_90d, reason \
+         FROM actions.content_recommendations WHERE rank = 1 ORDER BY gap DESC, account_id LIMIT 1",
+    )[1]
+    .clone();
+    let f: Vec<&str> = top.splitn(6, ',').collect();
+    let (account, item, topic) = (f[0], f[1], f[2]);
+    let (usage, median): (f64, f64) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+    assert!(usage < median, "{top}");
+    assert!(f[5].contains(&format!("uses {topic} ")), "{top}");
+    assert_eq!(
+        query(
+            dir,
+            &format!("SELECT teaches FROM content WHERE content_id = '{item}'")
+        )[1],
+        topic,
+        "the item teaches the gap"
+    );
+    std::fs::create_dir_all(dir.join("lms2")).unwrap();
+    std::fs::write(
+        dir.join("lms2/content_events.csv"),
+        format!("user_id,company_id,course_id,status,completed_at\n{account}-U001,{account},{item},completed,2026-03-30T15:00:00Z\n"),
+    )
+    .unwrap();
+    cslake(dir, &["ingest", "--source", "lms2"]).ok();
+    let again = recommend(dir);
+    assert!(
+        again["content"]["recommendations"].as_u64().unwrap() > 0,
+        "{again}"
+    );
+    assert_eq!(
+        query(
+            dir,
+            &format!(
+                "SELECT COUNT(*) AS n FROM actions.content_recommendations WHERE account_id = '{account}' AND content_id = '{item}'"
+            )
+        )[1],
+        "0",
+        "completed: no longer recommended"
+    );
+    assert_eq!(
+        query(
+            dir,
+            "SELECT COUNT(*) - COUNT(DISTINCT account_id || content_id) AS n FROM actions.content_recommendations"
+        )[1],
+        "0",
+        "a re-run replaces the day"
+    );
+}
+
+#[test]
 fn a_segment_export_lands_in_three_tables_with_configuration_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

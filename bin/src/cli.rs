@@ -289,6 +289,11 @@ pub enum Command {
         #[command(subcommand)]
         action: PlaybooksAction,
     },
+    /// Training and best-practice content: recommendations per account
+    Content {
+        #[command(subcommand)]
+        action: ContentAction,
+    },
     /// Tasks the playbooks created (actions.tasks)
     Tasks {
         #[command(subcommand)]
@@ -427,6 +432,19 @@ pub enum PlaybooksAction {
         /// The day (default: the latest with statistics)
         #[arg(long, value_parser = parse_date)]
         as_of: Option<NaiveDate>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContentAction {
+    /// For each account, the content that teaches what it uses less than its segment's median and
+    /// nobody there has completed, ranked, with the reason (actions.content_recommendations)
+    Recommend {
+        #[command(flatten)]
+        as_of: AsOf,
+        /// Recommendations per account
+        #[arg(long, default_value_t = 3)]
+        top: usize,
     },
 }
 

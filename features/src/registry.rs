@@ -82,6 +82,7 @@ pub const BUILTIN_VIEWS: &[(&str, &str)] = &[
         "engagement.sql",
         include_str!("../../sql/features/engagement.sql"),
     ),
+    ("content.sql", include_str!("../../sql/features/content.sql")),
 ];
 
 /// The built-in views' states, `(view, state SQL, step SQL)`.

@@ -167,6 +167,61 @@ const EVENT_TYPES: &[(&str, f64, bool)] = &[
     ("invite_user", 0.01, false),
 ];
 
+/// The content catalog: (kind, title, what it teaches, segment it is written for). Titles name
+/// the event type they teach, so search and recommendations have something real to match.
+const CONTENT_ITEMS: &[(&str, &str, &str, Option<&str>)] = &[
+    (
+        "guide",
+        "Getting started: your first dashboard",
+        "view_dashboard",
+        None,
+    ),
+    ("video", "Dashboards in five minutes", "view_dashboard", None),
+    (
+        "guide",
+        "Building a report your team will read",
+        "create_report",
+        None,
+    ),
+    ("course", "Reporting fundamentals", "create_report", None),
+    ("template", "Weekly report template", "create_report", None),
+    (
+        "guide",
+        "Exporting data to spreadsheets and BI",
+        "export_data",
+        None,
+    ),
+    (
+        "course",
+        "API basics: keys, limits and your first call",
+        "api_call",
+        Some("Enterprise"),
+    ),
+    ("guide", "Automating with the API", "api_call", None),
+    (
+        "course",
+        "Advanced analytics: cohorts and funnels",
+        "advanced_analytics",
+        None,
+    ),
+    (
+        "video",
+        "Advanced analytics webinar recording",
+        "advanced_analytics",
+        None,
+    ),
+    (
+        "best_practice",
+        "Rolling out to your whole team",
+        "invite_user",
+        None,
+    ),
+    ("guide", "Inviting and managing users", "invite_user", Some("SMB")),
+];
+
+/// The first piece of content is published this long before the data's last day.
+const CONTENT_AGE_DAYS: i64 = 900;
+
 struct TableOut {
     spec: &'static TableSpec,
     builder: BatchBuilder,
@@ -399,6 +454,27 @@ pub fn generate(opts: &GenOptions, progress: &dyn Progress) -> Result<GenStats> 
             ],
         )?;
     }
+    for (i, (kind, title, teaches, segment)) in CONTENT_ITEMS.iter().enumerate() {
+        let id = format!("CNT-{:03}", i + 1);
+        let topic = teaches.replace('_', " ");
+        w.push(
+            "content",
+            vec![
+                s(id.clone()),
+                s(*title),
+                s(*kind),
+                s(format!("https://help.vendor.example/articles/{id}")),
+                s(format!("{topic}, {kind}")),
+                s(*teaches),
+                segment.map_or(Value::Null, s),
+                s("en"),
+                ts(
+                    opts.end - Duration::days(CONTENT_AGE_DAYS - 60 * i as i64),
+                    9 * 3600,
+                ),
+            ],
+        )?;
+    }
     progress.start("generate", Some(opts.accounts as u64));
     for a in 0..opts.accounts {
         simulate_account(opts, a, n_csms, &mut w)?;
@@ -413,6 +489,10 @@ struct User {
     propensity: f64,
     power: f64,
     last_active: Option<NaiveDate>,
+    /// Content started and the day it will be completed.
+    learning: Vec<(NaiveDate, usize)>,
+    /// The event types the content this user completed teaches.
+    learned: Vec<&'static str>,
 }
 
 #[allow(clippy::too_many_lines)]
@@ -498,6 +578,8 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                     propensity: r.f().powf(0.7),
                     power: r.f(),
                     last_active: None,
+                    learning: Vec::new(),
+                    learned: Vec::new(),
                 });
             }
             Ok(())
@@ -512,6 +594,10 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
     let mut churned_on: Option<NaiveDate> = None;
     let mut invoice_seq = 0;
     let mut event_seq: u64 = 0;
+    // content: a stream of its own, so the rest of the simulation draws what it always drew
+    let mut rc = Rng::new(opts.seed ^ 0xC047_E475 ^ ((index as u64 + 1) << 17));
+    let mut content_seq: u64 = 0;
+    let published = opts.end - Duration::days(CONTENT_AGE_DAYS);
     let mut ticket_seq = 0;
     let mut open_tickets: Vec<(NaiveDate, Option<NaiveDate>)> = Vec::new();
     let mut failed_payments: Vec<NaiveDate> = Vec::new();
@@ -583,6 +669,59 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
             u.last_active = Some(day);
             let logins = 1 + i64::from(r.chance(0.3)) + i64::from(r.chance(0.1));
             today += logins as f64;
+            let uid = u.id.clone();
+            // training: now and then a user opens a piece of content, often starts it and
+            // mostly finishes it within two weeks; what it teaches they then use more
+            let mut learn =
+                |action: &str, item: usize, at: NaiveDate, score: Option<f64>, w: &mut Writers| {
+                    content_seq += 1;
+                    if at < start || at > opts.end {
+                        return Ok(());
+                    }
+                    w.push(
+                        "content_events",
+                        vec![
+                            s(format!("{id}-C{content_seq:05}")),
+                            s(format!("CNT-{:03}", item + 1)),
+                            s(id.clone()),
+                            s(uid.clone()),
+                            s(action),
+                            ts(
+                                at,
+                                8 * 3600 + (item as i64 * 997 + content_seq as i64 * 131) % (10 * 3600),
+                            ),
+                            score.map_or(Value::Null, Value::Float),
+                        ],
+                    )
+                };
+            let due: Vec<usize> = u
+                .learning
+                .iter()
+                .filter(|(d, _)| *d <= day)
+                .map(|(_, i)| *i)
+                .collect();
+            u.learning.retain(|(d, _)| *d > day);
+            for item in due {
+                let rating = rc.chance(0.4).then(|| rc.range(3, 5) as f64);
+                learn("completed", item, day, None, w)?;
+                if let Some(score) = rating {
+                    learn("rated", item, day, Some(score), w)?;
+                }
+                let teaches = CONTENT_ITEMS[item].2;
+                if !u.learned.contains(&teaches) {
+                    u.learned.push(teaches);
+                }
+            }
+            if day >= published && rc.chance(0.02 * (1.2 - u.power)) {
+                let item = rc.range(0, CONTENT_ITEMS.len() as i64 - 1) as usize;
+                learn("viewed", item, day, None, w)?;
+                if rc.chance(0.6) {
+                    learn("started", item, day, None, w)?;
+                    if rc.chance(0.7) {
+                        u.learning.push((day + Duration::days(rc.range(1, 14)), item));
+                    }
+                }
+            }
             let mut emit = |etype: &str, qty: f64, r: &mut Rng, w: &mut Writers| -> Result<()> {
                 if in_window {
                     event_seq += 1;
@@ -601,6 +740,7 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                 Ok(())
             };
             emit("login", logins as f64, &mut r, w)?;
+            let learned = u.learned.clone();
             for (etype, base, advanced) in EVENT_TYPES {
                 let p = if *advanced {
                     if plan_rank == 0 {
@@ -619,6 +759,10 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                     };
                     today += qty.min(5.0);
                     emit(etype, qty, &mut r, w)?;
+                } else if learned.contains(etype) && rc.chance(0.5 * p / (1.0 - p).max(0.05)) {
+                    // trained: half as likely again to use it (drawn from the content stream,
+                    // and not counted in the activity the churn simulation reads)
+                    emit(etype, 1.0, &mut rc, w)?;
                 }
             }
         }

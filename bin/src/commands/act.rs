@@ -6,7 +6,7 @@ use cslake_pipeline::act::{self as job, commands, stats};
 use cslake_pipeline::lake::ops::audited;
 
 use super::Ctx;
-use crate::cli::{AlertsAction, CampaignsAction, PlaybooksAction, TasksAction};
+use crate::cli::{AlertsAction, CampaignsAction, ContentAction, PlaybooksAction, TasksAction};
 use crate::out;
 use crate::output;
 use crate::summary::Summary;
@@ -80,6 +80,28 @@ pub async fn playbooks(ctx: &Ctx, action: PlaybooksAction) -> anyhow::Result<Sum
             out!("Playbook performance as of {date}:");
             output::print_batches(&batches, output::Format::Table)?;
             Ok(Summary::succeeded("playbooks stats").with("as_of", &date))
+        }
+    }
+}
+
+/// `cslake content recommend`.
+pub async fn content(ctx: &Ctx, action: ContentAction) -> anyhow::Result<Summary> {
+    let lake = ctx.lake().await?;
+    match action {
+        ContentAction::Recommend { as_of, top } => {
+            let d = as_of.as_of;
+            let (report, run) = audited(&lake, ctx.run("content recommend", Some(d)), async |run| {
+                job::content::recommend(&lake, d, top, run).await
+            })
+            .await?;
+            out!(
+                "Content for {d}: {} recommendation(s) to {} account(s) in actions.content_recommendations",
+                report.recommendations,
+                report.accounts
+            );
+            Ok(Summary::succeeded("content recommend")
+                .run(&run)
+                .with("content", &report))
         }
     }
 }

@@ -209,6 +209,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<Summary> {
         Command::Score { as_of } => score::score(ctx, as_of.as_of).await,
         Command::Act { as_of, dry_run } => act::act(ctx, as_of.as_of, dry_run).await,
         Command::Playbooks { action } => act::playbooks(ctx, action).await,
+        Command::Content { action } => act::content(ctx, action).await,
         Command::Tasks { action } => act::tasks(ctx, action).await,
         Command::Alerts { action } => act::alerts(ctx, action).await,
         Command::Campaigns { action } => act::campaigns(ctx, action).await,

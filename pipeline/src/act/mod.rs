@@ -12,6 +12,7 @@ pub mod as_of;
 pub mod assignment;
 pub mod channels;
 pub mod commands;
+pub mod content;
 pub mod crm_sync;
 pub mod day;
 pub mod deliveries;

@@ -65,6 +65,7 @@ pub const COMMANDS: &[(&str, Class)] = &[
     ("playbooks validate", Class::Read),
     ("playbooks dry-run", Class::Read),
     ("playbooks stats", Class::Read),
+    ("content recommend", Class::Job),
     ("tasks list", Class::Read),
     ("tasks complete", Class::Human),
     ("alerts list", Class::Read),

@@ -19,7 +19,7 @@ const KEEP: &[&str] = &[
 /// The column a table's rows are aged by.
 pub fn time_column(table: &str, schema: &Schema) -> Option<String> {
     let named = match table {
-        "core.usage_events" => Some("event_time"),
+        "core.usage_events" | "core.content_events" => Some("event_time"),
         "core.interactions" => Some("occurred_at"),
         "core.invoices" => Some("issued_date"),
         "core.subscriptions" => Some("end_date"),

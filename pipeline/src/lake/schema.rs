@@ -377,6 +377,103 @@ pub const DEALS: TableSpec = TableSpec {
     ],
 };
 
+/// Words LMS and help-centre exports use for the kind of a piece of content.
+const CONTENT_KIND_WORDS: &[(&str, &str)] = &[
+    ("article", "guide"),
+    ("how-to", "guide"),
+    ("howto", "guide"),
+    ("doc", "guide"),
+    ("tutorial", "course"),
+    ("lesson", "course"),
+    ("learning path", "course"),
+    ("webinar", "video"),
+    ("recording", "video"),
+    ("best practice", "best_practice"),
+    ("best-practice", "best_practice"),
+    ("playbook", "best_practice"),
+];
+
+/// Words LMS exports use for what a learner did.
+const CONTENT_ACTION_WORDS: &[(&str, &str)] = &[
+    ("view", "viewed"),
+    ("page_view", "viewed"),
+    ("opened", "viewed"),
+    ("start", "started"),
+    ("enrolled", "started"),
+    ("in_progress", "started"),
+    ("complete", "completed"),
+    ("finished", "completed"),
+    ("passed", "completed"),
+    ("rating", "rated"),
+    ("rate", "rated"),
+];
+
+/// The training content and best practices the company publishes (help centre, LMS, docs site):
+/// what each item teaches (`teaches`: event types or product features, comma-separated) is what
+/// recommendations and effectiveness are about.
+pub const CONTENT: TableSpec = TableSpec {
+    name: "content",
+    key: "content_id",
+    kind: Kind::Entity,
+    keeps_attributes: true,
+    references_account: false,
+    columns: &[
+        col(
+            "content_id",
+            Str,
+            true,
+            &["id", "article_id", "course_id", "resource_id"],
+        ),
+        col("title", Str, true, &["name", "headline"]),
+        col("kind", Str, false, &["type", "content_type", "format"]).with_words(CONTENT_KIND_WORDS),
+        col("url", Str, false, &["html_url", "link", "permalink"]),
+        col("tags", Str, false, &["label_names", "labels", "keywords"]),
+        col(
+            "teaches",
+            Str,
+            false,
+            &["features", "event_types", "skills", "topics"],
+        ),
+        col("segment", Str, false, &["audience"]),
+        col("language", Str, false, &["locale", "lang"]),
+        col(
+            "updated_at",
+            Timestamp,
+            false,
+            &["updated", "modified_at", "last_modified", "edited_at"],
+        ),
+    ],
+};
+
+/// What people did with the content: viewed, started, completed, rated (LMS enrolments and
+/// completions, help-centre article views).
+pub const CONTENT_EVENTS: TableSpec = TableSpec {
+    name: "content_events",
+    key: "event_id",
+    kind: Kind::Event,
+    keeps_attributes: false,
+    references_account: true,
+    columns: &[
+        col("event_id", Str, true, &["id"]),
+        col(
+            "content_id",
+            Str,
+            true,
+            &["article_id", "course_id", "resource_id", "item_id"],
+        ),
+        col("account_id", Str, true, &["company_id", "customer_id"]),
+        col("contact_id", Str, false, &["user_id", "learner_id"]),
+        col("action", Str, true, &["event", "event_type", "type", "status"]).with_words(CONTENT_ACTION_WORDS),
+        col(
+            "event_time",
+            Timestamp,
+            true,
+            &["timestamp", "occurred_at", "time", "completed_at", "created_at"],
+        ),
+        col("score", Float, false, &["rating", "grade", "percent"]),
+    ],
+};
+
 /// Every core table, in load order (accounts first so references can be checked).
 /// Built-in checks of values that parse but cannot be right (`[ingest.tables.<t>.rules]`
 /// replaces them column by column): amounts and counts that cannot be negative, and the times of
@@ -392,6 +489,8 @@ pub const DEFAULT_RULES: &[(&str, &str, RuleDefault)] = &[
     ("invoices", "issued_date", RuleDefault::NotAfterDays(2)),
     ("invoices", "paid_date", RuleDefault::NotAfterDays(2)),
     ("usage_events", "event_time", RuleDefault::NotAfterDays(2)),
+    ("content_events", "event_time", RuleDefault::NotAfterDays(2)),
+    ("content_events", "score", RuleDefault::Min(0.0)),
     // not interactions.occurred_at: calendars hold meetings scheduled months ahead
 ];
 
@@ -412,6 +511,8 @@ pub const CORE_TABLES: &[TableSpec] = &[
     INVOICES,
     INTERACTIONS,
     USAGE_EVENTS,
+    CONTENT,
+    CONTENT_EVENTS,
 ];
 
 pub fn core_table(name: &str) -> Option<&'static TableSpec> {

@@ -296,6 +296,7 @@ impl Settings {
                 "invoices",
                 "subscriptions",
                 "deals",
+                "content_events",
             ];
             let ok = match (zone, table) {
                 ("core", Some(t)) => aged.contains(&t),
