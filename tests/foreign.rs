@@ -626,3 +626,105 @@ fn trees_win_where_churn_has_interactions_and_not_where_it_is_linear() {
         straight["family_choice"]
     );
 }
+
+/// An LMS company: 40 accounts of 10 seats, half of which complete a course on reports in early
+/// March, after which each of them runs exactly one more report a day than before (+3 per seat
+/// over 30 days); everyone's reports rise by two a day from mid-March (the season), and every
+/// day's count carries noise. The measured effect must hold +3 in its interval and not 0.
+fn write_lms_exports(dir: &Path) {
+    let data = dir.join("lms");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut accounts = String::from("account_id,name,segment\n");
+    let mut subs = String::from("subscription_id,account_id,plan,seats,mrr,start_date,end_date\n");
+    let mut events = String::from("event_id,account_id,event_type,event_time\n");
+    let mut learning = String::from("user_id,company_id,course_id,status,completed_at\n");
+    let mut rng = Rng(23);
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    for a in 0..40 {
+        let id = format!("L{a:02}");
+        writeln!(accounts, "{id},Learner {a},SMB").unwrap();
+        // four of the others leave on 1 May
+        let end = if a % 2 == 1 && a < 9 { "2026-05-01" } else { "" };
+        writeln!(subs, "{id}-S,{id},pro,10,500,2026-01-01,{end}").unwrap();
+        let completed = (a % 2 == 0).then(|| start + chrono::Duration::days(59 + (a as i64 % 10)));
+        if let Some(c) = completed {
+            writeln!(
+                learning,
+                "{id}-U1,{id},COURSE-1,enrolled,{}T09:00:00Z",
+                c - chrono::Duration::days(3)
+            )
+            .unwrap();
+            writeln!(learning, "{id}-U1,{id},COURSE-1,passed,{c}T16:00:00Z").unwrap();
+        }
+        let base = 2 + a % 3;
+        let mut n = 0;
+        for day in 0..181 {
+            let date = start + chrono::Duration::days(day);
+            if !end.is_empty() && date >= chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap() {
+                break;
+            }
+            let season = if date >= chrono::NaiveDate::from_ymd_opt(2026, 3, 15).unwrap() {
+                2
+            } else {
+                0
+            };
+            let trained = usize::from(completed.is_some_and(|c| date > c));
+            let noise = rng.below(3); // 0, 1 or 2
+            for _ in 0..(base + season + trained + noise) {
+                n += 1;
+                writeln!(events, "{id}-{n},{id},create_report,{date}T10:00:00Z").unwrap();
+            }
+        }
+    }
+    std::fs::write(data.join("accounts.csv"), accounts).unwrap();
+    std::fs::write(data.join("subscriptions.csv"), subs).unwrap();
+    std::fs::write(data.join("usage_events.csv"), events).unwrap();
+    std::fs::write(data.join("content_events.csv"), learning).unwrap();
+    std::fs::write(
+        data.join("content.csv"),
+        "id,title,type,teaches\nCOURSE-1,Reports that people read,course,create_report\nGUIDE-2,Exports,article,export_data\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn content_effectiveness_recovers_the_usage_a_course_adds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_lms_exports(dir);
+    cslake(dir, &["ingest", "--source", "lms"]).ok();
+    let out = cslake(dir, &["content", "effectiveness", "--as-of", D]).ok();
+    assert_eq!(
+        out.summary()["rows"],
+        4,
+        "two items and two kinds: {}",
+        out.stdout
+    );
+    let row = query(
+        dir,
+        "SELECT accounts_reached, people_started, people_completed, completion_rate, accounts_measured, \
+         usage_change_per_seat_30d, usage_change_ci_low, usage_change_ci_high, completers, completer_churn_rate, other_churn_rate \
+         FROM analytics.content_effectiveness WHERE dimension = 'item' AND value = 'COURSE-1'",
+    )[1]
+        .split(',')
+        .map(|v| v.parse::<f64>().unwrap_or(f64::NAN))
+        .collect::<Vec<f64>>();
+    assert_eq!(row[..5], [20.0, 20.0, 20.0, 1.0, 20.0], "{row:?}");
+    let (effect, lo, hi) = (row[5], row[6], row[7]);
+    assert!(
+        lo <= 3.0 && 3.0 <= hi && lo > 0.0,
+        "effect {effect} in [{lo}, {hi}]"
+    );
+    assert!((effect - 3.0).abs() < 0.5, "{effect}");
+    // completers all stayed; four of the twenty others left
+    assert_eq!(row[8..], [20.0, 0.0, 0.2], "{row:?}");
+    // an item nobody took has no effect to show, and the kind rows pool their items
+    assert_eq!(
+        query(
+            dir,
+            "SELECT value, accounts_reached, accounts_measured FROM analytics.content_effectiveness \
+             WHERE value IN ('GUIDE-2', 'course', 'guide') ORDER BY value"
+        )[1..],
+        ["GUIDE-2,0,0", "course,20,20", "guide,0,0"]
+    );
+}

@@ -446,6 +446,12 @@ pub enum ContentAction {
         #[arg(long, default_value_t = 3)]
         top: usize,
     },
+    /// Reach, completion, the change in taught usage against peers and churn, per item and kind
+    /// (analytics.content_effectiveness; `cslake analytics` writes it too)
+    Effectiveness {
+        #[command(flatten)]
+        as_of: AsOf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -103,6 +103,24 @@ pub async fn content(ctx: &Ctx, action: ContentAction) -> anyhow::Result<Summary
                 .run(&run)
                 .with("content", &report))
         }
+        ContentAction::Effectiveness { as_of } => {
+            let d = as_of.as_of;
+            let (rows, run) = audited(&lake, ctx.run("content effectiveness", Some(d)), async |run| {
+                let session = lake.session().await?;
+                cslake_pipeline::analytics::content_effectiveness(&lake, &session, d, run).await
+            })
+            .await?;
+            if rows == 0 {
+                return Err(Error::Config(
+                    "no content to measure: ingest core.content and core.content_events first".into(),
+                )
+                .into());
+            }
+            out!("Content effectiveness for {d}: {rows} row(s) in analytics.content_effectiveness");
+            Ok(Summary::succeeded("content effectiveness")
+                .run(&run)
+                .with("rows", rows))
+        }
     }
 }
 

@@ -66,6 +66,7 @@ pub const COMMANDS: &[(&str, Class)] = &[
     ("playbooks dry-run", Class::Read),
     ("playbooks stats", Class::Read),
     ("content recommend", Class::Job),
+    ("content effectiveness", Class::Job),
     ("tasks list", Class::Read),
     ("tasks complete", Class::Human),
     ("alerts list", Class::Read),

@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod benchmarks;
+pub mod content;
 pub mod financial;
 pub mod publish;
 pub mod report;
@@ -31,6 +32,7 @@ pub struct AnalyticsReport {
     pub team_summary_rows: usize,
     pub team_goals_rows: usize,
     pub benchmarks_rows: usize,
+    pub content_effectiveness_rows: usize,
     /// The company-wide row of financial_impact.
     pub total: serde_json::Value,
 }
@@ -90,6 +92,8 @@ pub async fn analytics(
     // benchmarks: own history, peer segments, the industry table
     let bench = benchmarks::benchmarks(&ctx, &industry, as_of, &run.run_id).await?;
     let bench_rows = write(lake, run, "benchmarks", vec![bench], as_of).await?;
+    // what the training content changed, where there is content
+    let content_rows = content_effectiveness(lake, &ctx, as_of, run).await?;
     Ok(AnalyticsReport {
         as_of: as_of.to_string(),
         financial_impact_rows: fi_rows,
@@ -97,8 +101,23 @@ pub async fn analytics(
         team_summary_rows,
         team_goals_rows: goal_rows,
         benchmarks_rows: bench_rows,
+        content_effectiveness_rows: content_rows,
         total,
     })
+}
+
+/// Writes the day's `analytics.content_effectiveness` (nothing without content); returns the rows.
+pub async fn content_effectiveness(
+    lake: &Lake,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    as_of: NaiveDate,
+    run: &mut RunContext,
+) -> Result<usize> {
+    let rows = content::content_effectiveness(ctx, as_of, &run.run_id).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    write(lake, run, "content_effectiveness", rows, as_of).await
 }
 
 /// Replaces the day's partition of `analytics.<table>`; returns the rows written.
