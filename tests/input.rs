@@ -346,6 +346,17 @@ fn an_lms_export_lands_as_content_and_its_completions_become_features() {
         reasons[2].starts_with("4,score,") && reasons[2].contains("below the minimum 0"),
         "{reasons:?}"
     );
+    // CSMs and scripts find it by what it is about
+    let found = cslake(dir, &["content", "search", "single sign-on", "--format", "json"]).ok();
+    let hits: serde_json::Value = serde_json::from_str(&found.stdout).unwrap();
+    assert_eq!(hits[0]["content_id"], "KB-1", "{hits}");
+    assert_eq!(hits[0]["url"], "https://kb.example/1");
+    let none = cslake(dir, &["content", "search", "zebra"]).ok();
+    assert!(
+        none.stdout.contains("No content matches 'zebra'"),
+        "{}",
+        none.stdout
+    );
     // the completion counts in the account's content features from its day on
     let after = features(dir);
     assert_eq!(after[0], before[0] + 1.0, "{before:?} -> {after:?}");

@@ -446,6 +446,17 @@ pub enum ContentAction {
         #[arg(long, default_value_t = 3)]
         top: usize,
     },
+    /// Full-text search of the content catalogue (title, tags, what it teaches, kind)
+    Search {
+        /// Words, "a phrase", +must, -not, title:word
+        query: String,
+        /// Results at most
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// table, or json (an array of results, nothing else on stdout, for tools)
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Reach, completion, the change in taught usage against peers and churn, per item and kind
     /// (analytics.content_effectiveness; `cslake analytics` writes it too)
     Effectiveness {

@@ -103,6 +103,35 @@ pub async fn content(ctx: &Ctx, action: ContentAction) -> anyhow::Result<Summary
                 .run(&run)
                 .with("content", &report))
         }
+        ContentAction::Search { query, limit, format } => {
+            let hits = job::catalog::search(&lake, &query, limit).await?;
+            match format.as_str() {
+                "json" => {
+                    out!("{}", serde_json::to_string_pretty(&hits)?);
+                    return Ok(Summary::succeeded("content search").silent());
+                }
+                "table" => {
+                    for h in &hits {
+                        out!(
+                            "{:>2}. {}  {}  [{}] teaches {}  {}",
+                            h.rank,
+                            h.content_id,
+                            h.title,
+                            h.kind.as_deref().unwrap_or("-"),
+                            h.teaches.as_deref().unwrap_or("-"),
+                            h.url.as_deref().unwrap_or("")
+                        );
+                    }
+                    if hits.is_empty() {
+                        out!("No content matches '{query}'");
+                    }
+                }
+                other => {
+                    return Err(Error::Config(format!("--format {other}: expected table or json")).into());
+                }
+            }
+            Ok(Summary::succeeded("content search").with("results", &hits))
+        }
         ContentAction::Effectiveness { as_of } => {
             let d = as_of.as_of;
             let (rows, run) = audited(&lake, ctx.run("content effectiveness", Some(d)), async |run| {

@@ -10,6 +10,7 @@
 
 pub mod as_of;
 pub mod assignment;
+pub mod catalog;
 pub mod channels;
 pub mod commands;
 pub mod content;

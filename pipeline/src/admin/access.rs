@@ -67,6 +67,7 @@ pub const COMMANDS: &[(&str, Class)] = &[
     ("playbooks stats", Class::Read),
     ("content recommend", Class::Job),
     ("content effectiveness", Class::Job),
+    ("content search", Class::Read),
     ("tasks list", Class::Read),
     ("tasks complete", Class::Human),
     ("alerts list", Class::Read),
