@@ -712,7 +712,7 @@ fn simulate_account(opts: &GenOptions, index: usize, n_csms: usize, w: &mut Writ
                     u.learned.push(teaches);
                 }
             }
-            if day >= published && rc.chance(0.02 * (1.2 - u.power)) {
+            if day >= published && rc.chance(0.005 * (1.2 - u.power)) {
                 let item = rc.range(0, CONTENT_ITEMS.len() as i64 - 1) as usize;
                 learn("viewed", item, day, None, w)?;
                 if rc.chance(0.6) {
