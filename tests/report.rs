@@ -562,6 +562,25 @@ secret_env = "BOARD_SECRET"
         assert!(html.contains(&format!("<tr><td>{name}</td><td class=\"num\">{n}</td>")), "segment {name} with {n} accounts");
     }
     assert!(text.contains("SaaS Capital"), "the industry source is cited");
+    // the training content, by kind, as analytics.content_effectiveness has it
+    let kinds = query(
+        dir,
+        &format!(
+            "SELECT value, people_completed FROM content_effectiveness WHERE as_of_date = DATE '{D}' AND dimension = 'kind' ORDER BY value"
+        ),
+    );
+    assert!(kinds.len() > 1, "the demo's content is measured: {kinds:?}");
+    assert!(html.contains("What the training content changed"));
+    for k in &kinds[1..] {
+        let (kind, people) = k.split_once(',').unwrap();
+        assert!(
+            html.contains(&format!(
+                "<tr><td>{}</td><td class=\"num\">{people}</td>",
+                kind.replace('_', " ")
+            )),
+            "content kind {kind} with {people} people"
+        );
+    }
 
     // delivered: e-mail with the files attached, a signed webhook with the KPIs and the PDF
     let mails = smtp.messages();

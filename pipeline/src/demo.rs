@@ -4,6 +4,9 @@
 //! high utilisation and advanced-feature adoption), plus unobserved shocks, so that no single
 //! feature gives the label away. Accounts are simulated one at a time and written as they finish,
 //! so memory does not grow with the number of accounts or events.
+//!
+//! Long file: one simulation whose per-account state (users, subscriptions, tickets, training)
+//! is shared by every step of a day; splitting it would pass that state through a dozen functions.
 
 use std::path::{Path, PathBuf};
 

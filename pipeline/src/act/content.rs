@@ -16,6 +16,20 @@ use deltalake::datafusion::prelude::SessionContext;
 use crate::lake::query::{has_table, strings};
 use crate::{Error, Lake, Result, RunContext};
 
+/// What an item teaches, as lower-case topics: `teaches` is comma-separated, or a JSON array of
+/// strings as APIs give labels (`["sso","security"]`). The SQL of [`recommendations_sql`] reads it
+/// the same way.
+pub fn topics(teaches: &str) -> Vec<String> {
+    teaches
+        .split(',')
+        .map(|t| {
+            t.trim_matches(|c: char| c == '[' || c == ']' || c == '"' || c.is_whitespace())
+                .to_lowercase()
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// The window usage is compared over.
 pub const WINDOW_DAYS: i64 = 90;
 
@@ -60,7 +74,8 @@ pub fn recommendations_sql(ctx: &SessionContext, d: NaiveDate, top: usize, run_i
         ),
         items AS (
             SELECT content_id, title, kind, url, segment AS item_segment, LOWER(TRIM(topic)) AS topic
-            FROM (SELECT content_id, title, kind, url, segment, unnest(string_to_array(teaches, ',')) AS topic
+            FROM (SELECT content_id, title, kind, url, segment,
+                         unnest(string_to_array(regexp_replace(teaches, '[\\[\\]\"]', '', 'g'), ',')) AS topic
                   FROM core.content WHERE teaches IS NOT NULL)
             WHERE TRIM(topic) <> ''
         ),
@@ -160,4 +175,19 @@ pub async fn recommend(lake: &Lake, d: NaiveDate, top: usize, run: &mut RunConte
         recommendations: rows,
         version: stats.version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topics;
+
+    #[test]
+    fn what_an_item_teaches_is_a_list_or_a_json_array() {
+        assert_eq!(
+            topics("create_report, Export_Data"),
+            ["create_report", "export_data"]
+        );
+        assert_eq!(topics(r#"["sso","security"]"#), ["sso", "security"]);
+        assert!(topics(" , []").is_empty());
+    }
 }

@@ -111,13 +111,7 @@ pub async fn content_effectiveness(
         );
         for i in 0..b.num_rows() {
             let Some(id) = id[i].clone() else { continue };
-            let topics: Vec<String> = teaches[i]
-                .as_deref()
-                .unwrap_or_default()
-                .split(',')
-                .map(|t| t.trim().to_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect();
+            let topics = crate::act::content::topics(teaches[i].as_deref().unwrap_or_default());
             topics_of.insert(id.clone(), topics);
             items.insert(
                 id,

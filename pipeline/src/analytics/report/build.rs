@@ -38,6 +38,15 @@ fn pts(v: f64) -> String {
     }
 }
 
+/// An estimate with its 95% interval, `+0.42 [+0.10, +0.74]` (the estimate alone without one).
+fn interval(v: f64, lo: f64, hi: f64) -> String {
+    match (v.is_finite(), lo.is_finite() && hi.is_finite()) {
+        (false, _) => "–".into(),
+        (true, false) => format!("{v:+.2}"),
+        (true, true) => format!("{v:+.2} [{lo:+.2}, {hi:+.2}]"),
+    }
+}
+
 fn opt(v: f64, f: impl Fn(f64) -> String) -> String {
     if v.is_finite() { f(v) } else { "–".into() }
 }
@@ -799,6 +808,58 @@ pub async fn build(lake: &Lake, settings: &Settings, as_of: NaiveDate) -> Result
                 .into(),
             small: true,
         });
+    }
+
+    // what the training content changed, by kind
+    if has_table(&ctx, "analytics.content_effectiveness") {
+        let kinds = rows(
+            &ctx,
+            &format!(
+                "SELECT * FROM analytics.content_effectiveness WHERE as_of_date = {d} AND dimension = 'kind' \
+                 ORDER BY people_completed DESC, value"
+            ),
+        )
+        .await?;
+        if !kinds.is_empty() {
+            blocks.push(Block::Table(Table {
+                key: "content".into(),
+                title: "What the training content changed".into(),
+                columns: vec![
+                    Column::text("Kind", 1.4),
+                    Column::num("People trained", 1.0),
+                    Column::num("Completion", 1.0),
+                    Column::num("Accounts measured", 1.1),
+                    Column::text("Usage change per seat, 30 days (95%)", 2.6),
+                    Column::text("Churn: completers vs others", 2.0),
+                ],
+                rows: kinds
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            text(r, "value").replace('_', " "),
+                            text(r, "people_completed"),
+                            percent(num(r, "completion_rate")),
+                            text(r, "accounts_measured"),
+                            interval(
+                                num(r, "usage_change_per_seat_30d"),
+                                num(r, "usage_change_ci_low"),
+                                num(r, "usage_change_ci_high"),
+                            ),
+                            format!(
+                                "{} vs {}",
+                                percent(num(r, "completer_churn_rate")),
+                                percent(num(r, "other_churn_rate"))
+                            ),
+                        ]
+                    })
+                    .collect(),
+            }));
+            blocks.push(Block::Text {
+                text: "Usage change: events per seat of what the content teaches, 30 days after each account's first completion against the 30 days before, minus the same change over the same days of the segment's accounts that did not train. Churn compares accounts that completed with the others: observational, as accounts that train differ. Per item: analytics.content_effectiveness."
+                    .into(),
+                small: true,
+            });
+        }
     }
 
     let title = cfg
