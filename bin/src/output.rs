@@ -418,6 +418,13 @@ pub fn acted(r: &cslake_pipeline::act::ActReport) {
         r.renotified,
         r.campaign_assignments
     );
+    if r.content_sends > 0 {
+        out!(
+            "  Content sends {} ({} with nothing left to send).",
+            r.content_sends,
+            r.content_nothing_to_send
+        );
+    }
     if !r.dry_run {
         let d = &r.deliveries;
         out!(

@@ -90,8 +90,9 @@ pub async fn content(ctx: &Ctx, action: ContentAction) -> anyhow::Result<Summary
     match action {
         ContentAction::Recommend { as_of, top } => {
             let d = as_of.as_of;
+            let lib = job::library::library(&ctx.settings)?;
             let (report, run) = audited(&lake, ctx.run("content recommend", Some(d)), async |run| {
-                job::content::recommend(&lake, d, top, run).await
+                job::content::recommend(&lake, &lib, d, top, run).await
             })
             .await?;
             out!(

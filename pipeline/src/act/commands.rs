@@ -55,6 +55,7 @@ pub fn list(settings: &Settings) -> Result<Vec<LibraryEntry>> {
                         StepAction::Campaign => {
                             format!("campaign {}", s.campaign.as_deref().unwrap_or_default())
                         }
+                        StepAction::SendContent => format!("send {}", s.content_summary()),
                     };
                     match &s.only_if {
                         Some(c) => format!("day {}: {what} if {c}", s.day),
@@ -94,7 +95,7 @@ pub async fn validate(
     as_of: Option<NaiveDate>,
 ) -> Result<Vec<String>> {
     let lib = library(settings)?;
-    check_routes(settings)?;
+    check_routes(settings, &lib)?;
     let Some(lake) = lake else {
         return Ok(vec![
             "no lake: trigger and exit SQL could not be checked against the day's columns".into(),

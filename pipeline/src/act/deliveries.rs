@@ -1,5 +1,5 @@
-//! What the day sends, and sending it exactly once in effect: alerts, P1 re-notifications, digests
-//! and campaign e-mails become deliveries with idempotency keys; each is logged in
+//! What the day sends, and sending it exactly once in effect: alerts, P1 re-notifications, digests,
+//! campaign e-mails and `send_content` items become deliveries with idempotency keys; each is logged in
 //! `actions.deliveries` in small batches (a crash repeats at most one batch, with the same keys),
 //! failures are retried across runs and end in `actions.dead_letters`.
 
@@ -12,16 +12,33 @@ use serde_json::{Value, json};
 
 use crate::act::assignment::load_csms;
 use crate::act::channels::{Delivery, Dispatcher, Outcome};
+use crate::act::content::Pick;
 use crate::act::day::Day;
 use crate::act::library::Library;
+use crate::act::plan::ContentSend;
 use crate::act::report::DeliveryCounts;
 use crate::act::tables::{Alert, Assignment, Cols, DeliveryRow, read};
 use crate::act::tables::{insert_new, upsert_alerts};
 use crate::lake::query::strings;
 use crate::{Error, Lake, Result, RunContext, Settings};
 
-pub(crate) fn check_routes(settings: &Settings) -> Result<()> {
+/// Routes name configured channels and priorities; `send_content` steps name configured channels.
+pub(crate) fn check_routes(settings: &Settings, lib: &Library) -> Result<()> {
     let a = &settings.file.actions;
+    for p in &lib.playbooks {
+        for (k, s) in p.steps.iter().enumerate() {
+            if let Some(c) = &s.channel
+                && !a.channels.iter().any(|x| &x.name == c)
+            {
+                return Err(Error::Config(format!(
+                    "{}: playbook '{}': step {}: channel '{c}' is not defined in [[actions.channels]]",
+                    p.origin,
+                    p.name,
+                    k + 1
+                )));
+            }
+        }
+    }
     for (k, r) in a.routes.iter().enumerate() {
         for c in &r.channels {
             if !a.channels.iter().any(|x| &x.name == c) {
@@ -66,6 +83,7 @@ pub(crate) async fn deliveries_for(
     ctx: &SessionContext,
     alerts: &[Alert],
     assignments: &[Assignment],
+    content: &[(&ContentSend, &[Pick])],
     pii: Option<&crate::lake::pii::Protector>,
 ) -> Result<Vec<Delivery>> {
     let a = &settings.file.actions;
@@ -203,7 +221,7 @@ pub(crate) async fn deliveries_for(
         .map(|c| &c.name)
         .collect();
     let mut contacts: HashMap<String, Vec<String>> = HashMap::new();
-    if lib.campaigns.iter().any(|c| c.to == "contacts") {
+    if lib.campaigns.iter().any(|c| c.to == "contacts") || content.iter().any(|(s, _)| s.to_contacts) {
         for b in read(ctx, "core.contacts", "email IS NOT NULL").await? {
             let (acc, email) = (strings(&b, "account_id")?, strings(&b, "email")?);
             for i in 0..b.num_rows() {
@@ -253,6 +271,64 @@ pub(crate) async fn deliveries_for(
             subject: day.fill(&arm.subject, i),
             text: day.fill(&arm.body, i),
             data: json!({"campaign": c.name, "version": c.version, "arm": asg.arm, "account_id": asg.account_id}),
+            attachments: Vec::new(),
+        });
+    }
+    // the content of today's send_content steps (steps with nothing left to send send nothing)
+    for (s, items) in content.iter().filter(|(_, items)| !items.is_empty()) {
+        let Some(channel) = s.channel.as_ref().or(email_channels.first().copied()) else {
+            tracing::warn!(
+                playbook = s.playbook.as_str(),
+                "no e-mail channel: send_content steps send nothing (add one, or channel = NAME)"
+            );
+            continue;
+        };
+        let mut to: Vec<String> = Vec::new();
+        if dispatcher.is_email(channel) {
+            if s.to_contacts {
+                to.extend(contacts.get(&s.account_id).cloned().unwrap_or_default());
+            }
+            to.extend(s.to.iter().filter_map(|a| reveal(pii, a)));
+            to.dedup();
+        }
+        // customers see the items; the CSM (and webhooks, in `data`) also see why each was picked
+        let lines: Vec<String> = items
+            .iter()
+            .enumerate()
+            .map(|(n, p)| {
+                let why = if s.to_contacts {
+                    String::new()
+                } else {
+                    format!("\n   Why: {}", p.reason)
+                };
+                format!(
+                    "{}. {}{}\n   {}{why}",
+                    n + 1,
+                    p.title.as_deref().unwrap_or(&p.content_id),
+                    p.kind.as_deref().map(|k| format!(" ({k})")).unwrap_or_default(),
+                    p.url.as_deref().unwrap_or("(no link in the catalogue)"),
+                )
+            })
+            .collect();
+        let intro = s.intro.clone().unwrap_or_else(|| {
+            format!(
+                "Hello,\n\nA few resources picked for {}, from how your team uses the product:",
+                name(&s.account_id)
+            )
+        });
+        out.push(Delivery {
+            key: s.key.clone(),
+            kind: "content".into(),
+            ref_id: s.enrollment_id.clone(),
+            account_id: Some(s.account_id.clone()),
+            channel: channel.clone(),
+            to,
+            subject: s.subject.clone(),
+            text: format!("{intro}\n\n{}", lines.join("\n")),
+            data: json!({
+                "account_id": s.account_id, "account_name": name(&s.account_id), "playbook": s.playbook,
+                "enrollment_id": s.enrollment_id, "as_of_date": as_of.to_string(), "items": items,
+            }),
             attachments: Vec::new(),
         });
     }

@@ -75,6 +75,8 @@ pub enum StepAction {
     Task,
     Alert,
     Campaign,
+    /// Sends the account's top content items (listed ones first, then its recommendations).
+    SendContent,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,11 +98,49 @@ pub struct Step {
     pub due_days: Option<i64>,
     /// Tasks: owner, round_robin, least_loaded, least_arr, team_lead (default: [actions.assignment] rule).
     pub assign: Option<String>,
-    /// Alerts: csm, team_lead or e-mail addresses.
+    /// Alerts: csm, team_lead or e-mail addresses. `send_content`: those or `contacts` (the
+    /// account's contacts; the default).
     #[serde(default)]
     pub to: Vec<String>,
     /// Campaign steps: the campaign's name.
     pub campaign: Option<String>,
+    /// `send_content`: how many items at most (default 3).
+    pub top: Option<usize>,
+    /// `send_content`: content ids of `core.content` this playbook always offers first (unless
+    /// the account has completed them); the rest are the account's recommendations of the day.
+    #[serde(default)]
+    pub content: Vec<String>,
+    /// `send_content`: the channel (an e-mail or webhook channel of `[[actions.channels]]`;
+    /// default the first e-mail channel).
+    pub channel: Option<String>,
+}
+
+impl Step {
+    /// Default number of items a `send_content` step sends.
+    pub const CONTENT_TOP: usize = 3;
+
+    /// Who a `send_content` step goes to (default the account's contacts).
+    pub fn content_to(&self) -> Vec<String> {
+        if self.to.is_empty() {
+            vec!["contacts".into()]
+        } else {
+            self.to.clone()
+        }
+    }
+
+    /// A `send_content` step in words, for listings and dry runs.
+    pub fn content_summary(&self) -> String {
+        let listed = if self.content.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} first)", self.content.join(", "))
+        };
+        format!(
+            "up to {} content item(s){listed} to {}",
+            self.top.unwrap_or(Self::CONTENT_TOP),
+            self.content_to().join(", ")
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -350,6 +390,18 @@ impl Library {
                             if to != "csm" && to != "team_lead" && !to.contains('@') {
                                 return serr(format!(
                                     "to '{to}': expected csm, team_lead or an e-mail address"
+                                ));
+                            }
+                        }
+                    }
+                    StepAction::SendContent => {
+                        if s.top == Some(0) {
+                            return serr("top must be at least 1".into());
+                        }
+                        for to in &s.to {
+                            if !["contacts", "csm", "team_lead"].contains(&to.as_str()) && !to.contains('@') {
+                                return serr(format!(
+                                    "to '{to}': expected contacts, csm, team_lead or an e-mail address"
                                 ));
                             }
                         }

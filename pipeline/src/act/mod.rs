@@ -1,7 +1,8 @@
 //! `cslake act`: turns the day's scores into actions. Playbooks enrol accounts whose row of the
-//! day matches their trigger, advance their steps day by day (tasks, alerts, campaign arms),
-//! end them when the exit condition holds; alerts and campaign e-mails are delivered through the
-//! configured channels exactly once in effect; scores and tasks are written back to the CRM.
+//! day matches their trigger, advance their steps day by day (tasks, alerts, campaign arms,
+//! content sends), end them when the exit condition holds; alerts, campaign e-mails and content
+//! are delivered through the configured channels exactly once in effect; scores and tasks are
+//! written back to the CRM.
 //!
 //! Re-running a day is safe: the playbook state of day D is computed from the state of the last
 //! day before D (`actions.playbook_runs` is a snapshot per day), every task, alert, assignment
@@ -32,11 +33,12 @@ use chrono::NaiveDate;
 use crate::act::assignment::load_csms;
 use crate::act::channels::Dispatcher;
 use crate::act::channels::crm::Crm;
+use crate::act::content::Pick;
 use crate::act::crm_sync::{pull_completions, write_back};
 use crate::act::day::{day_table, health_days, usable};
 use crate::act::deliveries::{check_routes, deliveries_for, dispatch};
 use crate::act::library::library;
-use crate::act::plan::{Plan, Predicates, State, plan};
+use crate::act::plan::{ContentSend, Plan, Predicates, State, plan};
 use crate::act::stats::{arms_batch, campaign_arms, playbook_stats, stats_batch};
 use crate::act::tables::{Alert, Assignment, DeliveryRow, Enrolment, Task, read};
 use crate::act::tables::{insert_new, previous_state, upsert_alerts, upsert_tasks};
@@ -59,7 +61,7 @@ pub async fn act(
     } else {
         Some(Dispatcher::new(&settings.file.actions, &settings.config_dir)?)
     };
-    check_routes(settings)?;
+    check_routes(settings, &lib)?;
     let crms: Vec<Crm> = if dry_run {
         vec![]
     } else {
@@ -94,6 +96,7 @@ pub async fn act(
         new_alerts,
         resolved_alerts,
         new_assignments,
+        content_sends,
         mut report,
     } = plan(settings, &lib, &day, &predicates, csms, &state, dry_run);
     report.as_of = as_of.to_string();
@@ -144,6 +147,12 @@ pub async fn act(
     let alerts = Alert::read(&read(&ctx, "actions.alerts", "").await?)?;
     let assignments = Assignment::read(&read(&ctx, "actions.campaign_assignments", "").await?)?;
     let pii = crate::lake::pii::Protector::from_settings(settings)?;
+    let picks = content::picks(&ctx, &lib, as_of, &content_sends).await?;
+    let content: Vec<(&ContentSend, &[Pick])> = content_sends
+        .iter()
+        .map(|s| (s, picks.get(&s.key).map_or(&[][..], Vec::as_slice)))
+        .collect();
+    report.content_nothing_to_send = content.iter().filter(|(_, p)| p.is_empty()).count();
     let wanted = deliveries_for(
         settings,
         &lib,
@@ -152,6 +161,7 @@ pub async fn act(
         &ctx,
         &alerts,
         &assignments,
+        &content,
         pii.as_ref(),
     )
     .await?;

@@ -36,7 +36,30 @@ pub struct Plan {
     /// Open alerts of enrolments that ended today: resolved.
     pub resolved_alerts: Vec<Alert>,
     pub new_assignments: Vec<Assignment>,
+    /// `send_content` steps run today; what they send is chosen when delivering.
+    pub content_sends: Vec<ContentSend>,
     pub report: ActReport,
+}
+
+/// One `send_content` step of one enrolment. Its delivery key is derived from the enrolment and
+/// the step, so a re-run of the day finds it sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentSend {
+    /// `content:{enrollment_id}:{step number}`.
+    pub key: String,
+    pub enrollment_id: String,
+    pub playbook: String,
+    pub account_id: String,
+    pub top: usize,
+    /// Content ids the playbook offers first.
+    pub listed: Vec<String>,
+    pub channel: Option<String>,
+    /// To the account's contacts (resolved when delivering).
+    pub to_contacts: bool,
+    /// Other recipients, resolved (the CSM, the team lead, literal addresses).
+    pub to: Vec<String>,
+    pub subject: String,
+    pub intro: Option<String>,
 }
 
 /// Deterministic campaign arm: `control` for the holdout share, else an arm by weight.
@@ -419,6 +442,25 @@ pub fn plan(
                     });
                     plan.report.campaign_assignments += 1;
                 }
+                StepAction::SendContent => {
+                    let (contacts, others): (Vec<String>, Vec<String>) =
+                        s.content_to().into_iter().partition(|t| t == "contacts");
+                    steps_today.push(format!("send {}", s.content_summary()));
+                    plan.content_sends.push(ContentSend {
+                        key: format!("content:{}:{}", e.enrollment_id, k + 1),
+                        enrollment_id: e.enrollment_id.clone(),
+                        playbook: p.name.clone(),
+                        account_id: e.account_id.clone(),
+                        top: s.top.unwrap_or(crate::act::library::Step::CONTENT_TOP),
+                        listed: s.content.clone(),
+                        channel: s.channel.clone(),
+                        to_contacts: !contacts.is_empty(),
+                        to: assigner.recipients(&others, day, i),
+                        subject: day.fill(s.title.as_deref().unwrap_or("Resources picked for {name}"), i),
+                        intro: s.description.as_deref().map(|d| day.fill(d, i)),
+                    });
+                    plan.report.content_sends += 1;
+                }
             }
             if let Some(d) = days.get_mut(&p.name) {
                 d.steps_run += 1;
@@ -681,6 +723,52 @@ mod tests {
         );
         let firing = &p.report.playbooks[0].enrolments[0];
         assert_eq!(firing.steps_today, ["task for c1: Call Acme a1"]);
+    }
+
+    #[test]
+    fn a_content_step_is_planned_once_with_its_recipients() {
+        const LEARN: &str = r#"
+            name = "learn"
+            version = 1
+            [trigger]
+            when = "risk_score >= 50"
+            [[steps]]
+            day = 2
+            action = "send_content"
+            top = 4
+            content = ["KB-1"]
+            to = ["contacts", "csm", "ops@x.test"]
+            description = "For {name}"
+        "#;
+        let lib = lib(&[LEARN]);
+        let on = predicates(&[("learn", &["a1"])], &[]);
+        let p0 = run(&lib, &day(1, &[("a1", 80.0)]), &on, &State::default());
+        assert!(p0.content_sends.is_empty(), "due on day 2");
+        let s1 = after(&State::default(), &p0);
+        let p2 = run(&lib, &day(3, &[("a1", 80.0)]), &on, &s1);
+        assert_eq!(p2.content_sends.len(), 1);
+        let c = &p2.content_sends[0];
+        let e = &p2.enrolments[0];
+        assert_eq!(c.key, format!("content:{}:1", e.enrollment_id));
+        assert_eq!(
+            (c.top, c.listed.as_slice(), c.to_contacts),
+            (4, &["KB-1".to_string()][..], true)
+        );
+        assert_eq!(c.to, ["c1@x.test", "ops@x.test"]);
+        assert_eq!(
+            (c.subject.as_str(), c.intro.as_deref()),
+            ("Resources picked for Acme a1", Some("For Acme a1"))
+        );
+        assert_eq!(p2.report.content_sends, 1);
+        // the step ran: the one-step enrolment is done, and the next day sends nothing
+        assert_eq!(e.status, "completed");
+        let p3 = run(&lib, &day(4, &[("a1", 80.0)]), &on, &after(&s1, &p2));
+        assert!(p3.content_sends.is_empty());
+        // a re-run of the day plans the same send (the delivery log then finds it sent)
+        assert_eq!(
+            run(&lib, &day(3, &[("a1", 80.0)]), &on, &s1).content_sends,
+            p2.content_sends
+        );
     }
 
     #[test]

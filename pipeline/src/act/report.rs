@@ -57,6 +57,10 @@ pub struct ActReport {
     pub alerts_created: usize,
     pub renotified: usize,
     pub campaign_assignments: usize,
+    /// `send_content` steps run today, and those of them with nothing left to send (every item
+    /// completed, no recommendation).
+    pub content_sends: usize,
+    pub content_nothing_to_send: usize,
     pub deliveries: DeliveryCounts,
     pub crm: Vec<CrmReport>,
     pub playbooks: Vec<PlaybookDay>,

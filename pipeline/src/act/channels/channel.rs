@@ -11,7 +11,7 @@ use cslake_sinks::email::Attachment;
 pub struct Delivery {
     /// The idempotency key: the same message always has the same key.
     pub key: String,
-    /// `alert`, `renotify`, `digest` or `campaign`.
+    /// `alert`, `renotify`, `digest`, `campaign` or `content`.
     pub kind: String,
     /// The alert, campaign assignment or digest this delivers.
     pub ref_id: String,
