@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod conformance;
 mod connectors;
+mod content;
 mod e2e;
 mod faults;
 mod fixture;
