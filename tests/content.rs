@@ -76,6 +76,17 @@ fn a_playbook_sends_each_account_its_content_once() {
         ),
     )
     .unwrap();
+    // a step naming a channel that is not configured is refused before anything is sent
+    std::fs::write(dir.join("cslake.toml"), "[actions]\nlibrary = \"playbooks\"\n").unwrap();
+    let refused = crate::cslake(dir, &["act", "--as-of", D2]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains(
+            "learn.toml: playbook 'learn': step 2: channel 'hook' is not defined in [[actions.channels]]"
+        ),
+        "{}",
+        refused.stderr
+    );
     std::fs::write(
         dir.join("cslake.toml"),
         format!(

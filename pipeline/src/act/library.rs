@@ -615,5 +615,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("q.toml") && e.contains("unknown field `when`"), "{e}");
+        for (step, said) in [
+            ("top = 0", "step 1 (SendContent): top must be at least 1"),
+            (
+                "to = ['customers']",
+                "step 1 (SendContent): to 'customers': expected contacts, csm, team_lead or an e-mail address",
+            ),
+        ] {
+            let mut lib = Library::default();
+            lib.add(
+                "c.toml",
+                &format!("name = 'c'\nversion = 1\n[trigger]\nwhen = 'true'\n[[steps]]\naction = 'send_content'\n{step}\n"),
+            )
+            .unwrap();
+            let e = lib.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("c.toml: playbook 'c': {said}")), "{e}");
+        }
     }
 }
