@@ -6,7 +6,8 @@ the same Delta files, with the project's own SQL. Prints: wall seconds, CPU seco
 FILES.json maps each core table to the Parquet files of its current version. The rollups of
 sql/rollups/ are written to Parquet first (as cslake materialises them), then the spine, then each
 view (after its state, sql/features/VIEW.state.sql, where it keeps one) to Parquet, with 2 threads, as ../shared/perf/duck_cslake.py does.
-A view cslake generates (event_metrics) is read from GENERATED_DIR/VIEW.sql, as the bench wrote it.
+A view cslake generates (event_metrics) is read from GENERATED_DIR/VIEW.sql, and its state from
+GENERATED_DIR/VIEW.state.sql, as the bench wrote them.
 """
 import json, os, resource, sys, time
 
@@ -34,10 +35,15 @@ for rollup in sorted(os.listdir(os.path.join(project, "sql/rollups"))):
     con.execute(f"COPY ({sql('sql/rollups/' + rollup)}) TO '{target}' (FORMAT PARQUET)")
     con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{target}')")
 con.execute("CREATE TABLE spine AS " + sql("sql/spine.sql"))
+# computed once per date for the views that read it, as cslake does
+con.execute("CREATE TABLE active_users AS " + sql("sql/active_users.sql"))
 for view in views.split(","):
     # a view's state (sql/features/VIEW.state.sql), computed from scratch as a full build does
     state = f"sql/features/{view}.state.sql"
-    if os.path.exists(os.path.join(project, state)):
+    own_state = os.path.join(generated, f"{view}.state.sql") if generated else None
+    if own_state and os.path.exists(own_state):
+        state = own_state
+    if os.path.exists(state if os.path.isabs(state) else os.path.join(project, state)):
         con.execute(f"CREATE TABLE {view}_state AS {sql(state)}")
     target = os.path.join(out, f"{view}.parquet")
     own = os.path.join(generated, f"{view}.sql") if generated else None

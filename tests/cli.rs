@@ -715,6 +715,24 @@ fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
         let s = cslake(inc, &["features", "--as-of", &date]).ok().summary();
         assert_eq!(s["rollup"]["mode"], "incremental", "{s}");
         assert_eq!(s["rollup"]["days"], 1, "one new day, one day recomputed: {s}");
+        // both states (usage_activity's sums, event_metrics' counts per type) advance a day
+        let modes: Vec<(String, String)> = s["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| {
+                (
+                    st["table"].as_str().unwrap().into(),
+                    st["mode"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        for table in ["usage_activity_state", "event_metrics_state"] {
+            assert!(
+                modes.iter().any(|(t, m)| t.ends_with(table) && m == "step"),
+                "{table} not stepped: {s}"
+            );
+        }
     }
     let activity = |dir: &Path, date: &str| {
         crate::query(
@@ -789,6 +807,15 @@ fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
         format!("SELECT * EXCLUDE (_run_id) FROM features.usage_activity WHERE as_of_date = DATE '{d}' ORDER BY account_id"),
         format!("SELECT * EXCLUDE (_run_id) FROM features.engagement WHERE as_of_date = DATE '{d}' ORDER BY account_id"),
         format!("SELECT * EXCLUDE (_run_id) FROM features.subscription WHERE as_of_date = DATE '{d}' ORDER BY account_id"),
+        // the lakes chose the same event types, ranked on different days: columns by name
+        format!(
+            "SELECT account_id, {} FROM features.event_metrics WHERE as_of_date = DATE '{d}' ORDER BY account_id",
+            ["api_call", "comment", "export", "login", "share"]
+                .iter()
+                .flat_map(|t| ["7d", "30d", "90d", "trend_30d", "per_user_30d", "per_seat_30d"].map(|m| format!("ev_{t}_{m}")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         "SELECT account_id, event_date, event_type, quantity, events FROM features.usage_daily ORDER BY 1, 2, 3".into(),
         "SELECT account_id, event_date, contact_id, quantity, events FROM features.usage_daily_users ORDER BY 1, 2, 3".into(),
     ] {

@@ -18,8 +18,8 @@ mod training;
 pub use attributes::{ATTRIBUTES_VIEW, Attribute, STATIC_COLUMNS, view as attributes_view};
 pub use days::on_days;
 pub use event_metrics::{
-    EVENT_METRICS_VIEW, EventMetric, columns as event_metric_columns, slug as event_type_slug,
-    view as event_metrics_view,
+    EVENT_METRICS_STATE, EVENT_METRICS_VIEW, EventMetric, columns as event_metric_columns,
+    slug as event_type_slug, view as event_metrics_view,
 };
 pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, Measure};
 pub use registry::{FeatureView, Maintenance, ROLLUPS, Registry, ViewState};

@@ -263,7 +263,7 @@ impl Registry {
 }
 
 /// Whether the SQL (comments aside) names `table`.
-fn reads(sql: &str, table: &str) -> bool {
+pub(crate) fn reads(sql: &str, table: &str) -> bool {
     let code: String = sql
         .lines()
         .map(|l| l.split("--").next().unwrap_or(""))

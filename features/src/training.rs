@@ -7,6 +7,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::registry::{
     CHURN_CANCELLATION_SQL, CHURN_INACTIVITY_SQL, CHURN_SUBSCRIPTION_GAP_SQL, SPINE_ACTIVITY_SQL, SPINE_SQL,
+    reads,
 };
 use crate::state::{Computed, PreviousStates, collect_sql, compute_state, register_batches};
 use crate::{Error, FeatureView, Registry, Result, render};
@@ -157,14 +158,34 @@ pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate, label: &Labe
     Ok(rows)
 }
 
+/// Tables computed once per as-of date, after the spine and before the views, for every view
+/// that reads them (`sql/active_users.sql`): what several views would otherwise each compute.
+pub const SHARED: &[(&str, &str)] = &[("active_users", include_str!("../../sql/active_users.sql"))];
+
+/// Computes and registers the [`SHARED`] tables `views` read as of `as_of`.
+async fn register_shared(ctx: &SessionContext, views: &[&FeatureView], as_of: NaiveDate) -> Result<()> {
+    for (name, sql) in SHARED {
+        if !views.iter().any(|v| reads(&v.sql, name)) {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let batches = collect_sql(ctx, &render(sql, as_of, &[]), name, as_of).await?;
+        register_batches(ctx, name, batches)?;
+        tracing::debug!(%as_of, table = *name, seconds = t.elapsed().as_secs_f64(), "shared table computed");
+    }
+    Ok(())
+}
+
 /// Computes one view as of `as_of` (the spine must be registered; its state, if it keeps one,
-/// is computed from scratch first) and checks that it returns every feature its header declares.
+/// and the shared tables it reads are computed first) and checks that it returns every feature
+/// its header declares.
 pub async fn compute_view(
     ctx: &SessionContext,
     registry: &Registry,
     view: &FeatureView,
     as_of: NaiveDate,
 ) -> Result<Vec<RecordBatch>> {
+    register_shared(ctx, &[view], as_of).await?;
     for owner in registry.states_read_by(view) {
         compute_state(ctx, owner, as_of, None).await?;
     }
@@ -463,6 +484,7 @@ pub async fn compute_all(
     let t = std::time::Instant::now();
     register_spine(ctx, as_of, label).await?;
     tracing::debug!(%as_of, seconds = t.elapsed().as_secs_f64(), "spine");
+    register_shared(ctx, &registry.views.iter().collect::<Vec<_>>(), as_of).await?;
     let mut out = Computed::default();
     // every state a view reads first (engagement reads usage_activity's), then the views
     for owner in &registry.views {

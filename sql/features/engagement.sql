@@ -21,16 +21,9 @@ WITH u AS (
     FROM usage_activity_state
 ),
 users AS (
-    -- distinct users: distinct keys first, then a count (spills, unlike COUNT(DISTINCT) per group)
-    SELECT account_id, COUNT(*) AS users_30d
-    FROM (
-        SELECT account_id, contact_id
-        FROM usage_daily_users
-        WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '30' DAY
-          AND contact_id IS NOT NULL
-        GROUP BY account_id, contact_id
-    ) d
-    GROUP BY account_id
+    -- distinct users over 30 days, counted once per date for every view (sql/active_users.sql)
+    SELECT account_id, active_users_30d AS users_30d
+    FROM active_users
 ),
 seats AS (
     SELECT account_id, SUM(COALESCE(seats, 0)) AS seats, MIN(start_date) AS current_since

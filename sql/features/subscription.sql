@@ -30,15 +30,9 @@ first_start AS (
     GROUP BY account_id
 ),
 users AS (
-    SELECT account_id, COUNT(*) AS active_users_30d
-    FROM (
-        SELECT account_id, contact_id
-        FROM usage_daily_users
-        WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '30' DAY
-          AND contact_id IS NOT NULL
-        GROUP BY account_id, contact_id
-    ) d
-    GROUP BY account_id
+    -- distinct users over 30 days, counted once per date for every view (sql/active_users.sql)
+    SELECT account_id, active_users_30d
+    FROM active_users
 ),
 terms AS (
     -- each current subscription renews every bill_period_months, counted from its renewal date,

@@ -15,9 +15,10 @@
 -- feature: days_since_last_event | days since the last product event
 --
 -- The windowed sums come from usage_activity_state (usage_activity.state.sql, advanced a day at a
--- time by usage_activity.step.sql on daily runs); distinct event types and users are counted
--- here from the rollups' 30-day window. Distinct counts are two grouped aggregations (distinct
--- keys first, then a count), which spill to disk under a memory limit where
+-- time by usage_activity.step.sql on daily runs); distinct event types are counted here from the
+-- rollup's 30-day window, distinct users come from active_users (sql/active_users.sql, computed
+-- once per date for every view that reads it). Distinct counts are two grouped aggregations
+-- (distinct keys first, then a count), which spill to disk under a memory limit where
 -- COUNT(DISTINCT ...) per group cannot.
 WITH types AS (
     SELECT account_id, COUNT(*) AS event_types_30d
@@ -30,18 +31,9 @@ WITH types AS (
     GROUP BY account_id
 ),
 users AS (
-    SELECT
-        account_id,
-        SUM(CASE WHEN last_active > {{as_of}} - INTERVAL '7' DAY THEN 1 ELSE 0 END) AS active_users_7d,
-        COUNT(*) AS active_users_30d
-    FROM (
-        SELECT account_id, contact_id, MAX(event_date) AS last_active
-        FROM usage_daily_users
-        WHERE event_date <= {{as_of}} AND event_date > {{as_of}} - INTERVAL '30' DAY
-          AND contact_id IS NOT NULL
-        GROUP BY account_id, contact_id
-    ) u
-    GROUP BY account_id
+    -- distinct users over 7 and 30 days, counted once per date for every view (sql/active_users.sql)
+    SELECT account_id, active_users_7d, active_users_30d
+    FROM active_users
 )
 SELECT
     s.account_id,
