@@ -117,6 +117,7 @@ pub async fn refresh_usage_daily(
                 ..Default::default()
             };
             for (i, (name, rollup)) in ROLLUPS.iter().enumerate() {
+                let t = std::time::Instant::now();
                 let q = source_sql(rollup).replace("{{where}}", "");
                 let df = match &ranges {
                     Some(r) => r.each(&ctx, &q).await?,
@@ -127,6 +128,13 @@ pub async fn refresh_usage_daily(
                     .with_dictionary_only(DICTIONARY)
                     .replace_partitions_df(df, &ctx, &[PARTITION], None, &run.run_id)
                     .await?;
+                // where a full build's time goes: aggregation and Delta write, per rollup
+                tracing::info!(
+                    rollup = *name,
+                    rows = w.inserted,
+                    seconds = t.elapsed().as_secs_f64(),
+                    "rollup rebuilt"
+                );
                 record(&mut report, i, w.inserted, w.version);
                 run.wrote(&format!("features.{name}"), w.inserted, w.version);
             }
