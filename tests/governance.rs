@@ -32,8 +32,15 @@ pub(crate) fn files_mentioning(dir: &Path, needle: &str) -> Vec<String> {
                 }
             }
         }
-        if text.contains(&needle) {
-            found.push(p.strip_prefix(dir).unwrap().display().to_string());
+        if let Some(at) = text.find(&needle) {
+            // the path, then where the needle sits: a failure says which value or log action holds it
+            let start = (0..=at.saturating_sub(120))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            let around: String = text[start..].chars().take(240 + needle.len()).collect();
+            let file = p.strip_prefix(dir).unwrap().display().to_string();
+            found.push(format!("{file} …{around}…"));
         }
     }
     found

@@ -318,19 +318,111 @@ async fn rewrite_and_purge(
         return Ok((None, 0));
     };
     let version = table.version();
+    Ok((version, purge(table).await?))
+}
+
+/// Drops a table's history without rewriting its rows. For a table whose rows no longer hold
+/// the subject but whose history (earlier versions' files and statistics) still does.
+async fn purge_history(lake: &Lake, zone: &str, name: &str) -> Result<usize> {
+    match lake.target(zone, name).open().await? {
+        Some(table) => purge(table).await,
+        None => Ok(0),
+    }
+}
+
+/// Removes every data file the current version does not use and every log entry before a new
+/// checkpoint; returns how many files went.
+async fn purge(table: DeltaTable) -> Result<usize> {
     let (table, vacuumed) = table
         .vacuum()
         .with_retention_period(chrono::Duration::zero())
         .with_enforce_retention_duration(false)
         .with_mode(VacuumMode::Full)
         .await?;
-    let mut table = table;
+    Ok(vacuumed.files_deleted.len() + purge_log(table).await?)
+}
+
+/// Checkpoints the table and deletes every log entry before it. A file the log still lists but
+/// the store no longer holds is removed from the log first (a checkpoint would carry its `add`,
+/// statistics included, and the table would fail to read).
+async fn purge_log(mut table: DeltaTable) -> Result<usize> {
+    table.load().await?;
+    let (mut table, _) = table.filesystem_check().await?;
     table.load().await?;
     create_checkpoint(&table, None).await?;
     let latest = table.version().unwrap_or_default();
     // every log entry before the checkpoint, whatever its age
-    let logs = cleanup_expired_logs_for(latest, table.log_store().as_ref(), i64::MAX, None).await?;
-    Ok((version, vacuumed.files_deleted.len() + logs))
+    Ok(cleanup_expired_logs_for(latest, table.log_store().as_ref(), i64::MAX, None).await?)
+}
+
+/// The subject's identifiers (ids and e-mail addresses) that a table's remaining log (commits,
+/// checkpoints: file statistics, partition values, paths) still holds, with the log file.
+/// Names are left out: another company or person may share one, and keep it.
+async fn log_mentions(
+    lake: &Lake,
+    zone: &str,
+    name: &str,
+    ids: &Identifiers,
+) -> Result<Vec<(String, String)>> {
+    use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+
+    let needles: Vec<String> = ids
+        .accounts
+        .iter()
+        .chain(&ids.contacts)
+        .chain(&ids.emails)
+        .chain(&ids.tokens)
+        .map(|s| s.to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let store = lake.store();
+    let log = lake.path(&format!("{zone}/{name}/_delta_log"));
+    let files: Vec<_> = store.list(Some(&log)).try_collect().await?;
+    let mut found = Vec::new();
+    for meta in files {
+        let file = meta.location.filename().unwrap_or_default().to_string();
+        let bytes = store.get(&meta.location).await?.bytes().await?;
+        let text = if file.ends_with(".parquet") {
+            let mut text = String::new();
+            let bad = |e: deltalake::parquet::errors::ParquetError| {
+                Error::Job(format!("reading {zone}.{name} checkpoint {file}: {e}"))
+            };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+                .map_err(bad)?;
+            for batch in reader {
+                let batch = batch?;
+                for col in batch.columns() {
+                    let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+                    for i in 0..batch.num_rows() {
+                        text.push_str(&f.value(i).to_string());
+                        text.push('\n');
+                    }
+                }
+            }
+            text
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let text = text.to_lowercase();
+        if let Some(n) = needles.iter().find(|n| mentions_whole(&text, n)) {
+            found.push((file, n.clone()));
+        }
+    }
+    Ok(found)
+}
+
+/// `needle` in `text` as a whole value: not part of a longer id (`ACC-1` is not in `ACC-12`).
+fn mentions_whole(text: &str, needle: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == '@';
+    text.match_indices(needle).any(|(i, _)| {
+        let before = text[..i].chars().next_back().is_none_or(|c| !word(c));
+        let after = text[i + needle.len()..].chars().next().is_none_or(|c| !word(c));
+        before && after
+    })
 }
 
 /// Replaces a table's rows with `batches` (cast to its schema, partitioning kept) as a new version.
@@ -411,6 +503,19 @@ pub async fn erase(
     {
         let hits = count(&ctx, &table, &any).await?;
         if hits == 0 {
+            // the rows are clean, but earlier versions may not be
+            if !log_mentions(lake, &zone, &name, &ids).await?.is_empty() {
+                let mut entry = TableErasure {
+                    table: table.clone(),
+                    ..Default::default()
+                };
+                if !dry_run {
+                    entry.files_purged = purge_history(lake, &zone, &name).await?;
+                    verify_log(lake, &zone, &name, &table, &ids).await?;
+                }
+                tracing::info!(table = table.as_str(), "erased from the history");
+                report.tables.push(entry);
+            }
             continue;
         }
         let deleted = match &delete {
@@ -428,6 +533,7 @@ pub async fn erase(
             let (version, purged) = rewrite_and_purge(lake, &zone, &name, batches, &run.run_id).await?;
             entry.version = version;
             entry.files_purged = purged;
+            verify_log(lake, &zone, &name, &table, &ids).await?;
             run.wrote(&table, entry.deleted + entry.blanked, version);
         }
         tracing::info!(
@@ -442,6 +548,18 @@ pub async fn erase(
         record(lake, subject, &ids, &mut report, run).await?;
     }
     Ok(report)
+}
+
+/// Fails the erasure, naming the table and log file, when a table's log still holds the
+/// subject after its history was purged: an erasure that reports success must be complete.
+async fn verify_log(lake: &Lake, zone: &str, name: &str, table: &str, ids: &Identifiers) -> Result<()> {
+    match log_mentions(lake, zone, name, ids).await?.first() {
+        None => Ok(()),
+        Some((file, _)) => Err(Error::Job(format!(
+            "erasure incomplete: the log of {table} ({file}) still holds the subject after its \
+             history was purged; nothing else was changed in that table, run the erasure again"
+        ))),
+    }
 }
 
 /// `ops.erasures`: one row per erased identifier, as a hash, so later ingests keep it out.
@@ -671,4 +789,89 @@ pub async fn rotate(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::{Identifiers, Subject, erase, log_mentions, mentions_whole};
+    use crate::{Lake, RunContext};
+
+    fn notes(accounts: &[&str]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("account_id", DataType::Utf8, false),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let notes: Vec<String> = accounts.iter().map(|a| format!("called {a}")).collect();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(accounts.to_vec())),
+                Arc::new(StringArray::from(notes)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_id_is_found_whole_not_inside_a_longer_one() {
+        assert!(mentions_whole(r#"{"max":"acc-2"}"#, "acc-2"));
+        assert!(mentions_whole("winback:acc-2,", "acc-2"));
+        assert!(!mentions_whole(r#"{"max":"acc-21"}"#, "acc-2"));
+        assert!(!mentions_whole("xacc-2", "acc-2"));
+    }
+
+    /// A table whose rows no longer hold the subject, but whose earlier version does (a file
+    /// and the log's statistics): the erasure purges that history too.
+    #[tokio::test]
+    async fn history_that_still_holds_the_subject_is_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            &dir.path().display().to_string(),
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        let target = lake.target("actions", "notes");
+        target
+            .overwrite(vec![notes(&["ACC-1", "ACC-2"])], "r1")
+            .await
+            .unwrap();
+        target.overwrite(vec![notes(&["ACC-1"])], "r2").await.unwrap();
+        let ids = Identifiers {
+            accounts: vec!["ACC-2".into()],
+            ..Default::default()
+        };
+        assert!(
+            !log_mentions(&lake, "actions", "notes", &ids)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let mut run = RunContext::new("gdpr erase", "test", vec![], None);
+        let report = erase(&lake, &Subject::Account("ACC-2".into()), None, false, &mut run)
+            .await
+            .unwrap();
+        let entry = report.tables.iter().find(|t| t.table == "actions.notes").unwrap();
+        assert_eq!((entry.deleted, entry.blanked), (0, 0));
+        assert!(entry.files_purged >= 2, "{entry:?}");
+        assert_eq!(
+            log_mentions(&lake, "actions", "notes", &ids).await.unwrap(),
+            vec![]
+        );
+        // one data file left, the current one, and it reads as before
+        let data: Vec<_> = std::fs::read_dir(dir.path().join("actions/notes"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            .collect();
+        assert_eq!(data.len(), 1);
+        let rows = lake.query("SELECT account_id FROM actions.notes").await.unwrap();
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    }
 }
