@@ -36,11 +36,13 @@ pub const STAGED: &[&str] = &[
     "_ingested_at",
 ];
 
-/// Memory one event takes in a rollup's aggregation, with room to spare: its group's keys and
-/// sums, the hash table's entry and the batches in flight (measured near 100 bytes, 50M events).
-/// At 2 KB the demo's 92.7M events took 41 ranges and 71 s; at 512 bytes, 12 ranges, 64 s and
-/// a 2.8 GB peak under a 4 GB budget (2026-12-03): fewer ranges, less per-range overhead.
-const BYTES_PER_EVENT: usize = 512;
+/// Budget one group of a rollup's aggregation plans for: its keys and sums, the hash table's
+/// entry, the batches in flight, and the share of the pool the aggregation gets (the pool is
+/// divided among the operators that can spill, so one aggregation holds a fraction of it). At
+/// 512 bytes per event, 50M events of 1M users (a group per event) took 6 ranges whose
+/// aggregations spilled, sorting every group to disk: 78 s and 3.4 GB; at 2 KB, 23 ranges, no
+/// spill, 51 s and 1.9 GB (2026-12-06, 4 GB budget).
+const BYTES_PER_GROUP: usize = 2048;
 
 /// Fewer events than this in a range is not worth a pass of its own.
 const MIN_EVENTS_PER_RANGE: usize = 10_000;
@@ -103,12 +105,17 @@ pub struct DayRanges {
 
 impl DayRanges {
     /// Copies the events of the registered table `source` into day ranges sized for the lake's
-    /// memory budget; `None` when they fit in one.
-    pub async fn stage(lake: &Lake, ctx: &SessionContext, source: &str) -> Result<Option<Self>> {
+    /// memory budget and for the groups `rollups` make of them (SELECTs over `source` with a
+    /// `{{where}}` placeholder); `None` when they fit in one.
+    pub async fn stage(
+        lake: &Lake,
+        ctx: &SessionContext,
+        source: &str,
+        rollups: &[String],
+    ) -> Result<Option<Self>> {
         let Some(limit) = lake.memory_limit() else {
             return Ok(None);
         };
-        let per_range = (limit / BYTES_PER_EVENT).max(MIN_EVENTS_PER_RANGE);
         let schema = ctx.table(source).await?.schema().as_arrow().clone();
         let day = day_number(&schema);
         let q = format!(
@@ -116,20 +123,17 @@ impl DayRanges {
              CAST(MAX({day}) AS VARCHAR) AS hi FROM {source}"
         );
         let batches = sql(ctx, &q).await?;
-        let value = |col: &str| -> Result<Option<i64>> {
-            Ok(match batches.first() {
-                Some(b) => strings(b, col)?
-                    .into_iter()
-                    .next()
-                    .flatten()
-                    .and_then(|v| v.parse().ok()),
-                None => None,
-            })
-        };
-        let (Some(n), Some(lo), Some(hi)) = (value("n")?, value("lo")?, value("hi")?) else {
+        let (Some(n), Some(lo), Some(hi)) = (
+            first_number(&batches, "n")?,
+            first_number(&batches, "lo")?,
+            first_number(&batches, "hi")?,
+        ) else {
             return Ok(None);
         };
         let n = usize::try_from(n).unwrap_or(0);
+        let ratio = groups_per_event(ctx, source, &day, hi, rollups).await?;
+        let per_range =
+            ((limit as f64 / (BYTES_PER_GROUP as f64 * ratio)) as usize).max(MIN_EVENTS_PER_RANGE);
         let wanted = n.div_ceil(per_range);
         if wanted < 2 {
             return Ok(None);
@@ -170,6 +174,7 @@ impl DayRanges {
         ranges.sort();
         tracing::info!(
             events = n,
+            groups_per_event = ratio,
             ranges = ranges.len(),
             days_each = span,
             "rollup events copied by day range"
@@ -215,6 +220,54 @@ impl DayRanges {
         let table = StreamingTable::try_new(schema, vec![stream])?;
         Ok(ctx.read_table(Arc::new(table))?)
     }
+}
+
+/// The first row's value of `col` (a number cast to text), if any.
+fn first_number(
+    batches: &[deltalake::datafusion::arrow::array::RecordBatch],
+    col: &str,
+) -> Result<Option<i64>> {
+    Ok(match batches.first() {
+        Some(b) => strings(b, col)?
+            .into_iter()
+            .next()
+            .flatten()
+            .and_then(|v| v.parse().ok()),
+        None => None,
+    })
+}
+
+/// How many rollup groups an event makes, at most over the rollups, measured on the newest day
+/// (`day` = `newest`): near 1 where users are many and each is active a few times a day, far
+/// below where accounts repeat the same event types all day. A range then holds as many events
+/// as the budget holds groups of them.
+async fn groups_per_event(
+    ctx: &SessionContext,
+    source: &str,
+    day: &str,
+    newest: i64,
+    rollups: &[String],
+) -> Result<f64> {
+    let on_day = format!("WHERE {day} = {newest}");
+    let events = sql(
+        ctx,
+        &format!("SELECT CAST(COUNT(*) AS VARCHAR) AS n FROM {source} {on_day}"),
+    )
+    .await?;
+    let Some(events) = first_number(&events, "n")?.filter(|e| *e > 0) else {
+        return Ok(1.0);
+    };
+    let mut ratio: f64 = 0.0;
+    for rollup in rollups {
+        let q = format!(
+            "SELECT CAST(COUNT(*) AS VARCHAR) AS n FROM ({})",
+            rollup.replace("{{where}}", &on_day)
+        );
+        let groups = first_number(&sql(ctx, &q).await?, "n")?.unwrap_or(events);
+        ratio = ratio.max(groups as f64 / events as f64);
+    }
+    // a day is a sample: never plan for fewer than one group per 20 events
+    Ok(ratio.clamp(0.05, 1.0))
 }
 
 /// Runs its queries one after the other as one partition.

@@ -110,7 +110,8 @@ pub async fn refresh_usage_daily(
             // the whole history, streamed from the events into the tables (a year of events for
             // 100K accounts does not fit in memory), aggregations spilling beyond the memory limit
             register_source(&ctx, None).await?;
-            let ranges = DayRanges::stage(lake, &ctx, "rollup_source").await?;
+            let queries: Vec<String> = ROLLUPS.iter().map(|(_, r)| source_sql(r)).collect();
+            let ranges = DayRanges::stage(lake, &ctx, "rollup_source", &queries).await?;
             let mut report = RollupReport {
                 mode: "full".into(),
                 ranges: ranges.as_ref().map_or(1, DayRanges::len),
