@@ -295,7 +295,12 @@ async fn copy_by_range(
     let last = ranges.len() - 1;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let day_range = batch.column(batch.num_columns() - 1).as_primitive::<Int64Type>();
+        // an Int64 by construction; cast all the same, so that no expression's type can panic here
+        let day_range = deltalake::datafusion::arrow::compute::cast(
+            batch.column(batch.num_columns() - 1),
+            &DataType::Int64,
+        )?;
+        let day_range = day_range.as_primitive::<Int64Type>();
         let range_of = |i: usize| usize::try_from(day_range.value(i)).unwrap_or(0).min(last);
         // a counting sort of the rows by range
         let mut starts = vec![0u32; ranges.len() + 1];
