@@ -15,6 +15,11 @@
 //! of `sql/rollups/` to Parquet and then the views cslake computed (their `sql/features/` files),
 //! each to Parquet, with 2 threads. `CSLAKE_BENCH_MEMORY` (default 4G) is cslake's budget.
 //!
+//! `CSLAKE_BENCH_CLUSTER=N` also runs the full build on a Ballista cluster started for it on this
+//! machine (a scheduler and N executors, each a process running cslake's own `cluster` code, the
+//! budget split between them), from a copy of the same lake: wall time, CPU time of the client and
+//! the executors, and the sum of their peak resident memories.
+//!
 //! `cargo bench -p cslake-benches --bench features`
 #![allow(clippy::print_stderr, clippy::print_stdout)] // a benchmark reports
 
@@ -102,9 +107,34 @@ fn child(args: &[String]) {
             let (cpu, peak) = usage_so_far();
             println!("{} {} {cpu} {peak} -", r.read, t.elapsed().as_secs_f64());
         }
+        "scheduler" => {
+            let bind = format!("127.0.0.1:{}", args[2]).parse().expect("address");
+            rt.block_on(cslake_pipeline::cluster::process::scheduler(bind, None))
+                .expect("scheduler");
+        }
+        "executor" => {
+            let port = |i: usize| args[i].parse::<u16>().expect("port");
+            let memory = cslake_pipeline::units::parse_bytes(&args[5]).expect("memory");
+            let options = cslake_pipeline::cluster::process::ExecutorOptions {
+                scheduler: ("127.0.0.1".into(), port(2)),
+                bind_host: "127.0.0.1".into(),
+                external_host: None,
+                port: port(3),
+                grpc_port: port(4),
+                work_dir: Some(PathBuf::from(&args[6])),
+                concurrent_tasks: Some(1),
+                memory_limit: Some(memory),
+                storage: Default::default(),
+            };
+            rt.block_on(cslake_pipeline::cluster::process::executor(options))
+                .expect("executor");
+        }
         "features" => {
             let (lake, memory, as_of) = (&args[2], &args[3], date(&args[4]));
-            let (settings, lake) = open(lake, None, memory);
+            let (mut settings, lake) = open(lake, None, memory);
+            if let Some(engine) = args.get(5) {
+                settings = settings.with_engine(Some(engine)).expect("engine");
+            }
             let opts = DayOptions {
                 sources: vec![],
                 steps: vec![Step::Features],
@@ -165,6 +195,82 @@ fn run_child(args: &[&str]) -> (u64, Usage, String, String) {
         v[4].to_string(),
         v.get(5).map_or("-", |m| m).to_string(),
     )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read the lake") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::create_dir_all(to).expect("folder");
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 60, "nothing listens on {port}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The full build of `lake` on a scheduler and `executors` executors started here, each with
+/// its share of `memory`: (accounts, usage of the client and the executors together).
+fn cluster_build(dir: &Path, lake: &Path, executors: usize, memory: &str, as_of: NaiveDate) -> (u64, Usage) {
+    let exe = std::env::current_exe().expect("own path");
+    let spawn = |args: &[String]| {
+        Command::new(&exe)
+            .env("CSLAKE_BENCH_CHILD", "1")
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("a cluster process")
+    };
+    let port = free_port();
+    let mut processes = vec![spawn(&["scheduler".into(), port.to_string()])];
+    wait_for(port);
+    let budget = cslake_pipeline::units::parse_bytes(memory).expect("memory") / executors;
+    for i in 0..executors {
+        let (flight, grpc) = (free_port(), free_port());
+        let work = dir.join(format!("executor{i}"));
+        std::fs::create_dir_all(&work).expect("work folder");
+        processes.push(spawn(&[
+            "executor".into(),
+            port.to_string(),
+            flight.to_string(),
+            grpc.to_string(),
+            budget.to_string(),
+            work.display().to_string(),
+        ]));
+        wait_for(grpc);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let engine = format!("ballista://127.0.0.1:{port}");
+    let lake_s = lake.display().to_string();
+    let (accounts, mut usage, _, _) = run_child(&["features", &lake_s, memory, &as_of.to_string(), &engine]);
+    for p in &mut processes[1..] {
+        let (cpu, peak) = cslake_benches::usage_of(&p.id().to_string());
+        usage.cpu += cpu;
+        usage.peak_mb += peak;
+    }
+    for p in &mut processes {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    (accounts, usage)
 }
 
 /// Writes the perf-shaped drop: accounts, one subscription each, `n` events in files of 1M rows.
@@ -412,6 +518,12 @@ fn main() {
             u.wall, u.cpu, u.peak_mb
         );
     };
+    let executors = env("CSLAKE_BENCH_CLUSTER", 0);
+    let cluster_lake = dir.path().join("lake_cluster");
+    if executors > 0 {
+        // the same lake before any feature, for the cluster's full build
+        copy_dir(&lake, &cluster_lake);
+    }
     let (accounts, full, views, mode) = run_child(&["features", &lake_s, &memory, &as_of.to_string()]);
     assert!(
         mode.split('+').all(|m| m == "full"),
@@ -435,6 +547,16 @@ fn main() {
         None => println!("full       duckdb  failed or skipped (pip install duckdb for {python}; see above)"),
     }
     line("full", "cslake", &accounts.to_string(), &full, ratio(&full));
+    if executors > 0 {
+        let (accounts, u) = cluster_build(dir.path(), &cluster_lake, executors, &memory, as_of);
+        line(
+            &format!("full, {executors} exec"),
+            "ballista",
+            &accounts.to_string(),
+            &u,
+            ratio(&u),
+        );
+    }
 
     let next = as_of + chrono::Duration::days(1);
     let next_drop = if data == "demo" {

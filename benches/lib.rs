@@ -19,14 +19,19 @@ pub struct Usage {
 /// CPU seconds and peak resident memory (MB) of this process, from `/proc/self` (Linux; the
 /// kernel counts CPU time in ticks of 1/100 s on every platform it supports here).
 pub fn usage_so_far() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    usage_of("self")
+}
+
+/// [`usage_so_far`] of another running process (`pid`), e.g. a cluster executor.
+pub fn usage_of(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // the command name may hold spaces: fields count from after its closing parenthesis
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let peak_kb = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

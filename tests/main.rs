@@ -4,6 +4,7 @@
 mod actions;
 mod airflow;
 mod cli;
+mod cluster;
 mod concurrency;
 mod conformance;
 mod connectors;

@@ -31,6 +31,10 @@ pub struct Cli {
     /// memory, or of the container's limit)
     #[arg(long, global = true, env = "CSLAKE_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
+    /// Where feature builds, training sets and backfills run: `local`, or a Ballista cluster as
+    /// ballista://HOST:PORT (default: [engine] url in cslake.toml, else local)
+    #[arg(long, global = true, env = "CSLAKE_ENGINE")]
+    pub engine: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -368,6 +372,50 @@ pub enum Command {
     Access {
         #[command(subcommand)]
         action: AccessAction,
+    },
+    /// Run a process of a Ballista cluster, for `--engine ballista://HOST:PORT` (see docs/scale.md)
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterAction {
+    /// The scheduler: cslake commands send it their plans, it splits them into stages over the
+    /// executors. Runs until stopped
+    Scheduler {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+        /// The name executors and clients reach it by (default: the address it listens on)
+        #[arg(long)]
+        external_host: Option<String>,
+    },
+    /// An executor: runs tasks of the scheduler's jobs, reading the lake's files itself (a local
+    /// lake must be at the same path here). Uses --memory-limit before it spills. Runs until stopped
+    Executor {
+        /// The scheduler, HOST:PORT
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_host: String,
+        /// The name the scheduler and other executors reach it by (default: the address it listens on)
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Port of its Arrow Flight service (shuffle data and results)
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// Port of its task service
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Where shuffle files go (default: a temporary folder)
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Tasks run at once (default: the machine's cores)
+        #[arg(long)]
+        concurrent_tasks: Option<usize>,
     },
 }
 

@@ -8,6 +8,7 @@
 pub mod act;
 pub mod admin;
 pub mod analytics;
+pub mod cluster;
 pub mod day;
 pub mod demo;
 mod error;

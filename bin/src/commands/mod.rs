@@ -5,6 +5,7 @@ mod access;
 mod act;
 mod admin;
 mod analytics;
+mod cluster;
 mod day;
 mod features;
 mod ingest;
@@ -95,7 +96,8 @@ pub async fn run(cli: Cli, name: String) -> anyhow::Result<Summary> {
         cli.lake.clone(),
         cli.actor.clone(),
         cli.memory_limit.clone(),
-    )?;
+    )?
+    .with_engine(cli.engine.as_deref())?;
     let os_user = cslake_pipeline::settings::os_user();
     let actor = if settings.actor == os_user {
         settings.actor.clone()
@@ -253,5 +255,6 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<Summary> {
         Command::Runs { action } => lake::runs(ctx, action).await,
         Command::Query { sql, format, reveal } => lake::query(ctx, &sql, format, reveal).await,
         Command::Access { action } => access::access(ctx, action),
+        Command::Cluster { action } => cluster::cluster(ctx, action).await,
     }
 }

@@ -247,6 +247,7 @@ mod tests {
             config_dir: ".".into(),
             actor: "test".into(),
             memory_limit: None,
+            engine: Default::default(),
         }
     }
 

@@ -617,6 +617,7 @@ mod tests {
             config_dir: ".".into(),
             actor: "test".into(),
             memory_limit: None,
+            engine: Default::default(),
         }
     }
 

@@ -87,6 +87,9 @@ pub const COMMANDS: &[(&str, Class)] = &[
     ("pii rotate", Class::Privileged),
     ("access whoami", Class::Local),
     ("access policy", Class::Local),
+    // a cluster's processes: they compute what commands send them and write nothing to the lake
+    ("cluster scheduler", Class::Local),
+    ("cluster executor", Class::Local),
 ];
 
 /// The class of a command; a name cslake does not know is privileged (refused unless a role

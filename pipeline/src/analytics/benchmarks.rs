@@ -336,6 +336,7 @@ mod tests {
             config_dir: std::path::PathBuf::new(),
             actor: "t".into(),
             memory_limit: None,
+            engine: Default::default(),
         };
         let rows = industry_table(&s).unwrap();
         assert!(rows.iter().all(|r| !r.source.is_empty()));
@@ -361,6 +362,7 @@ mod tests {
             config_dir: dir.path().to_path_buf(),
             actor: "t".into(),
             memory_limit: None,
+            engine: Default::default(),
         };
         let e = industry_table(&s).unwrap_err().to_string();
         assert!(e.contains("ours.csv: row 3: kpi `arr_growth`"), "{e}");

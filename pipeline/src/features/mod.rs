@@ -18,6 +18,8 @@ use crate::{Error, Lake, Result, RunContext, Settings};
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FeaturesReport {
     pub as_of: String,
+    /// Where the views and rollups ran: `local` or the cluster's `ballista://host:port`.
+    pub engine: String,
     pub accounts: usize,
     /// (view, rows, table version)
     pub views: Vec<(String, usize, Option<u64>)>,
@@ -102,6 +104,8 @@ pub async fn features(
     run: &mut RunContext,
     progress: &dyn crate::Progress,
 ) -> Result<FeaturesReport> {
+    // views and rollups run on the configured engine; what they write is committed from here
+    let lake = &lake.on_engine(settings);
     progress.phase("usage rollups");
     let (rollup, event_types) = prepare(lake, settings, run).await?;
     let ctx = lake.session().await?;
@@ -118,6 +122,7 @@ pub async fn features(
     progress.phase("checks and writes");
     let mut report = FeaturesReport {
         as_of: as_of.to_string(),
+        engine: lake.engine().to_string(),
         freshness,
         rollup,
         event_types,

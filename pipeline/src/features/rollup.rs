@@ -95,7 +95,7 @@ pub async fn refresh_usage_daily(
             };
             for (i, (name, rollup)) in ROLLUPS.iter().enumerate() {
                 let q = source_sql(rollup).replace("{{where}}", &format!("WHERE {}", event_days(&list)));
-                let df = ctx.sql(&q).await?;
+                let df = crate::cluster::for_writer(lake.engine(), &ctx, ctx.sql(&q).await?).await?;
                 let w = lake
                     .target("features", name)
                     .with_dictionary_only(DICTIONARY)
@@ -111,7 +111,12 @@ pub async fn refresh_usage_daily(
             // 100K accounts does not fit in memory), aggregations spilling beyond the memory limit
             register_source(&ctx, None).await?;
             let queries: Vec<String> = ROLLUPS.iter().map(|(_, r)| source_sql(r)).collect();
-            let ranges = DayRanges::stage(lake, &ctx, "rollup_source", &queries).await?;
+            // a cluster aggregates the whole history at once, spread over its executors
+            let ranges = if lake.engine().is_cluster() {
+                None
+            } else {
+                DayRanges::stage(lake, &ctx, "rollup_source", &queries).await?
+            };
             let mut report = RollupReport {
                 mode: "full".into(),
                 ranges: ranges.as_ref().map_or(1, DayRanges::len),
@@ -124,6 +129,7 @@ pub async fn refresh_usage_daily(
                     Some(r) => r.each(&ctx, &q).await?,
                     None => ctx.sql(&q).await?,
                 };
+                let df = crate::cluster::for_writer(lake.engine(), &ctx, df).await?;
                 let w = lake
                     .target("features", name)
                     .with_dictionary_only(DICTIONARY)

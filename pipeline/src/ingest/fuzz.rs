@@ -294,6 +294,7 @@ fn configuration_files_never_panic() {
                 config_dir: std::path::PathBuf::new(),
                 actor: "t".into(),
                 memory_limit: None,
+                engine: Default::default(),
             };
             if s.validate().is_ok() {
                 let _ = s.lease_times();

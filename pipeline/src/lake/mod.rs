@@ -57,6 +57,10 @@ pub struct Lake {
     /// The version of every table the last session registered: what jobs could read, recorded as
     /// lineage with what they write.
     read_versions: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+    /// Where sessions run their queries (see [`crate::cluster`]).
+    engine: crate::cluster::Engine,
+    /// Whether the cluster answered once this command (it is asked before the first session).
+    engine_checked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -121,6 +125,8 @@ impl Lake {
             store,
             store_prefix: prefix,
             read_versions: Arc::default(),
+            engine: crate::cluster::Engine::Local,
+            engine_checked: Arc::default(),
         })
     }
 
@@ -153,6 +159,24 @@ impl Lake {
                 .with_spill_root(settings.spill_root())
                 .with_lease_times(settings.lease_times()?),
         )
+    }
+
+    /// Runs the queries of its sessions on `engine`.
+    pub fn with_engine(mut self, engine: crate::cluster::Engine) -> Self {
+        self.engine = engine;
+        self.engine_checked = Arc::default();
+        self
+    }
+
+    /// This lake with the engine of `settings` (`--engine`, `[engine] url`): for the commands that
+    /// run there (feature builds, training sets, backfills).
+    pub fn on_engine(&self, settings: &crate::Settings) -> Self {
+        self.clone().with_engine(settings.engine.clone())
+    }
+
+    /// Where the queries of its sessions run.
+    pub fn engine(&self) -> &crate::cluster::Engine {
+        &self.engine
     }
 
     /// How long leases last and how long a writer waits for a held one.
@@ -313,7 +337,7 @@ impl Lake {
                 .set(k, v)
                 .map_err(|e| Error::Config(format!("[datafusion] {k}: {e}")))?;
         }
-        let mut ctx = SessionContext::new_with_config_rt(config, self.runtime()?.1);
+        let mut ctx = self.new_context(config).await?;
         datafusion_functions_json::register_all(&mut ctx)?;
         let catalog = ctx
             .catalog("datafusion")
@@ -330,7 +354,10 @@ impl Lake {
             if let (Some(v), Ok(mut seen)) = (table.version(), self.read_versions.lock()) {
                 seen.insert(format!("{zone}.{name}"), v);
             }
-            let provider = table.table_provider().await?;
+            let mut provider = table.table_provider().await?;
+            if self.engine.is_cluster() {
+                provider = self.cluster_scan(&zone, &name, &table, provider)?;
+            }
             ctx.register_table(
                 TableReference::partial(zone.as_str(), name.as_str()),
                 provider.clone(),
@@ -341,6 +368,70 @@ impl Lake {
             }
         }
         Ok(ctx)
+    }
+
+    /// A context whose queries run on the lake's engine.
+    async fn new_context(&self, config: SessionConfig) -> Result<SessionContext> {
+        let runtime = self.runtime()?.1;
+        match &self.engine {
+            crate::cluster::Engine::Local => Ok(SessionContext::new_with_config_rt(config, runtime)),
+            #[cfg(feature = "cluster")]
+            crate::cluster::Engine::Ballista { host, port } => {
+                use std::sync::atomic::Ordering;
+                if !self.engine_checked.load(Ordering::Relaxed) {
+                    crate::cluster::exec::check_reachable(host, *port).await?;
+                    self.engine_checked.store(true, Ordering::Relaxed);
+                }
+                // dynamic filters tie a join's probe side to its build side in one process; the
+                // scheduler re-plans joins per stage, which must find none built
+                let mut config = config;
+                config
+                    .options_mut()
+                    .set("datafusion.optimizer.enable_dynamic_filter_pushdown", "false")?;
+                let state = deltalake::datafusion::execution::SessionStateBuilder::new()
+                    .with_config(config)
+                    .with_runtime_env(runtime)
+                    .with_default_features()
+                    .with_query_planner(Arc::new(crate::cluster::exec::ClusterPlanner::new(host, *port)))
+                    .build();
+                Ok(SessionContext::new_with_state(state))
+            }
+            #[cfg(not(feature = "cluster"))]
+            crate::cluster::Engine::Ballista { .. } => Err(Error::Config(format!(
+                "engine {}: this cslake was built without the `cluster` feature",
+                self.engine
+            ))),
+        }
+    }
+
+    /// A table as the Parquet files of its current snapshot, which a cluster's executors read
+    /// (see [`crate::cluster::scan`]).
+    #[cfg(feature = "cluster")]
+    fn cluster_scan(
+        &self,
+        zone: &str,
+        name: &str,
+        table: &DeltaTable,
+        provider: Arc<dyn deltalake::datafusion::catalog::TableProvider>,
+    ) -> Result<Arc<dyn deltalake::datafusion::catalog::TableProvider>> {
+        let scan = crate::cluster::scan::SnapshotScan::new(
+            &format!("{zone}.{name}"),
+            table,
+            &self.table_url(zone, name),
+            provider.schema(),
+        )?;
+        Ok(Arc::new(scan))
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    fn cluster_scan(
+        &self,
+        _zone: &str,
+        _name: &str,
+        _table: &DeltaTable,
+        provider: Arc<dyn deltalake::datafusion::catalog::TableProvider>,
+    ) -> Result<Arc<dyn deltalake::datafusion::catalog::TableProvider>> {
+        Ok(provider)
     }
 
     /// Runs one read-only statement over every table of the lake (`cslake query`, the command

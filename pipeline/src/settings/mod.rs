@@ -91,6 +91,17 @@ pub struct FileConfig {
     /// Generations `cslake backup` keeps.
     #[serde(default)]
     pub backup: BackupConfig,
+    /// Where feature builds, training sets and backfills run.
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// `[engine]`: `url = "ballista://scheduler:50050"` runs the queries of feature builds, training
+/// sets and backfills on an Apache Ballista cluster (default: in the cslake process).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    pub url: Option<String>,
 }
 
 /// Everything a job needs to know, resolved.
@@ -103,6 +114,8 @@ pub struct Settings {
     pub actor: String,
     /// Bytes, from `--memory-limit` / `CSLAKE_MEMORY_LIMIT` / `memory_limit`.
     pub memory_limit: Option<usize>,
+    /// Where queries run, from `--engine` / `CSLAKE_ENGINE` / `[engine] url`.
+    pub engine: crate::cluster::Engine,
 }
 
 /// Rules name columns of their table and fit their type.
@@ -208,8 +221,13 @@ impl Settings {
             .map(|m| parse_bytes(&m).map_err(|e| Error::Config(format!("memory limit {e}"))))
             .transpose()?
             .or_else(default_memory_limit);
+        let engine = match &file.engine.url {
+            Some(url) => crate::cluster::Engine::parse(url)?,
+            None => crate::cluster::Engine::Local,
+        };
         let s = Self {
             memory_limit,
+            engine,
             lake,
             file,
             config_dir,
@@ -217,6 +235,14 @@ impl Settings {
         };
         s.validate()?;
         Ok(s)
+    }
+
+    /// The engine `--engine` / `CSLAKE_ENGINE` names, over `[engine] url`.
+    pub fn with_engine(mut self, engine: Option<&str>) -> Result<Self> {
+        if let Some(e) = engine {
+            self.engine = crate::cluster::Engine::parse(e)?;
+        }
+        Ok(self)
     }
 
     fn read(path: &Path) -> Result<FileConfig> {
@@ -517,6 +543,7 @@ mod tests {
             config_dir: PathBuf::new(),
             actor: "t".into(),
             memory_limit: None,
+            engine: Default::default(),
         };
         s.validate().unwrap();
     }
@@ -530,6 +557,7 @@ mod tests {
             config_dir: PathBuf::new(),
             actor: "t".into(),
             memory_limit: None,
+            engine: Default::default(),
         };
         let e = s.validate().unwrap_err().to_string();
         assert!(
@@ -546,6 +574,7 @@ mod tests {
                 config_dir: PathBuf::new(),
                 actor: "t".into(),
                 memory_limit: None,
+                engine: Default::default(),
             }
             .validate()
             .unwrap_err()

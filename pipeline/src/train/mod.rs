@@ -273,6 +273,8 @@ pub async fn write_training_set(
     out: Option<&std::path::Path>,
     run: &mut RunContext,
 ) -> Result<TrainingSetReport> {
+    // training sets are built on the configured engine
+    let lake = &lake.on_engine(settings);
     let out = out.map(export_target).transpose()?;
     crate::features::prepare(lake, settings, run).await?;
     let ctx = lake.session().await?;
@@ -471,6 +473,8 @@ pub async fn evaluate(
     out: Option<&std::path::Path>,
     run: &mut RunContext,
 ) -> Result<EvaluateReport> {
+    // training sets are built on the configured engine
+    let lake = &lake.on_engine(settings);
     let out = out.map(export_target).transpose()?;
     crate::features::prepare(lake, settings, run).await?;
     let ctx = lake.session().await?;
@@ -537,6 +541,8 @@ pub async fn train(
     run: &mut RunContext,
     progress: &dyn crate::Progress,
 ) -> Result<TrainReport> {
+    // training sets are built on the configured engine
+    let lake = &lake.on_engine(settings);
     progress.phase("usage rollups");
     crate::features::prepare(lake, settings, run).await?;
     progress.phase("training sets (features at every observation date)");
