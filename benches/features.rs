@@ -109,8 +109,12 @@ fn child(args: &[String]) {
         }
         "scheduler" => {
             let bind = format!("127.0.0.1:{}", args[2]).parse().expect("address");
-            rt.block_on(cslake_pipeline::cluster::process::scheduler(bind, None))
-                .expect("scheduler");
+            rt.block_on(cslake_pipeline::cluster::process::scheduler(
+                bind,
+                None,
+                Default::default(),
+            ))
+            .expect("scheduler");
         }
         "executor" => {
             let port = |i: usize| args[i].parse::<u16>().expect("port");

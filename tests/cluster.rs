@@ -37,7 +37,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start() -> Self {
+    /// The processes get `env` (an S3 lake's credentials) besides a quiet log level.
+    fn start(env: &[(&str, &str)]) -> Self {
         let work = tempfile::tempdir().unwrap();
         let dir = work.path();
         let port = free_port();
@@ -45,7 +46,9 @@ impl Cluster {
         let mut spawn = |name: &str, args: &[String]| {
             let log = dir.join(format!("{name}.log"));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let child = crate::command(dir, &args, &[("RUST_LOG", "warn")])
+            let mut vars = vec![("RUST_LOG", "warn")];
+            vars.extend_from_slice(env);
+            let child = crate::command(dir, &args, &vars)
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
@@ -155,14 +158,11 @@ fn feature_tables(dir: &Path) -> Vec<String> {
 
 /// Every row of `features.<table>`, without audit columns and run times, floats rounded (a sum's last bits
 /// depend on the order partitions meet), in a stable order.
-fn rows(dir: &Path, table: &str) -> Vec<String> {
-    let types = query(
-        dir,
-        &format!(
-            "SELECT column_name, data_type FROM information_schema.columns \
+fn rows(query: &dyn Fn(&str) -> Vec<String>, table: &str) -> Vec<String> {
+    let types = query(&format!(
+        "SELECT column_name, data_type FROM information_schema.columns \
              WHERE table_schema = 'features' AND table_name = '{table}' ORDER BY ordinal_position"
-        ),
-    );
+    ));
     let columns: Vec<String> = types[1..]
         .iter()
         .filter_map(|line| {
@@ -182,14 +182,11 @@ fn rows(dir: &Path, table: &str) -> Vec<String> {
         .collect();
     assert!(!columns.is_empty(), "features.{table} has no columns: {types:?}");
     let order: Vec<String> = (1..=columns.len()).map(|i| i.to_string()).collect();
-    query(
-        dir,
-        &format!(
-            "SELECT {} FROM features.{table} ORDER BY {}",
-            columns.join(", "),
-            order.join(", ")
-        ),
-    )
+    query(&format!(
+        "SELECT {} FROM features.{table} ORDER BY {}",
+        columns.join(", "),
+        order.join(", ")
+    ))
 }
 
 fn assert_same_features(local: &Path, remote: &Path, cluster: &Cluster) {
@@ -200,7 +197,7 @@ fn assert_same_features(local: &Path, remote: &Path, cluster: &Cluster) {
     );
     assert_eq!(feature_tables(remote), tables);
     for t in &tables {
-        let (a, b) = (rows(local, t), rows(remote, t));
+        let (a, b) = (rows(&|q| query(local, q), t), rows(&|q| query(remote, q), t));
         assert!(a.len() > 1, "features.{t} is empty");
         assert!(
             a == b,
@@ -220,7 +217,7 @@ fn features_and_a_backfill_on_a_ballista_cluster_equal_the_local_engine() {
     let remote_dir = tempfile::tempdir().unwrap();
     let remote: PathBuf = remote_dir.path().to_path_buf();
     copy_dir(&local.join("lake"), &remote.join("lake"));
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(&[]);
     let engine = cluster.engine();
 
     cslake(&local, &["features", "--as-of", "2026-10-31"]).ok();
@@ -296,4 +293,64 @@ fn a_cluster_that_is_down_fails_naming_it_and_writes_nothing() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn an_s3_lake_is_read_by_the_executors_with_their_own_credentials() {
+    let s3 = crate::s3::Moto::start();
+    assert_eq!(s3.request("PUT", "/lake", b""), 200);
+    let (_d, dir) = crate::workspace(20, 45, "2026-03-31");
+    for lake in ["s3://lake/local", "s3://lake/cluster"] {
+        s3.cslake(&dir, &["--lake", lake, "ingest", "--source", "data"])
+            .ok();
+    }
+    // the executors have the store's credentials in their own environment; the client sends none
+    let cluster = Cluster::start(&s3.env());
+    let engine = cluster.engine();
+    let local = s3
+        .cslake(
+            &dir,
+            &["--lake", "s3://lake/local", "features", "--as-of", "2026-03-31"],
+        )
+        .ok()
+        .summary();
+    let out = s3.cslake(
+        &dir,
+        &[
+            "--lake",
+            "s3://lake/cluster",
+            "--engine",
+            &engine,
+            "features",
+            "--as-of",
+            "2026-03-31",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}\n{}", out.stdout, out.stderr, cluster.logs());
+    assert_eq!(out.summary()["engine"], engine);
+    let query = |lake: &'static str| {
+        let s3 = &s3;
+        let dir = dir.clone();
+        move |sql: &str| -> Vec<String> {
+            s3.cslake(&dir, &["--lake", lake, "query", sql, "--format", "csv"])
+                .ok()
+                .stdout
+                .lines()
+                .map(str::to_string)
+                .collect()
+        }
+    };
+    let (on_local, on_cluster) = (query("s3://lake/local"), query("s3://lake/cluster"));
+    let mut tables: Vec<String> = local["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_str().unwrap().to_string())
+        .collect();
+    tables.extend(["usage_daily".to_string(), "usage_daily_users".to_string()]);
+    for t in &tables {
+        let (a, b) = (rows(&on_local, t), rows(&on_cluster, t));
+        assert!(a.len() > 1, "features.{t} is empty");
+        assert!(a == b, "features.{t} differs on the cluster\n{}", cluster.logs());
+    }
 }

@@ -98,6 +98,11 @@ impl Moto {
         crate::cslake_env(dir, args, &aws_env(&self.endpoint))
     }
 
+    /// The standard AWS variables pointing at this server, for processes started otherwise.
+    pub fn env(&self) -> [(&'static str, &str); 5] {
+        aws_env(&self.endpoint)
+    }
+
     /// The same, started in the background.
     pub fn spawn(&self, dir: &Path, args: &[&str]) -> std::process::Child {
         crate::spawn(dir, args, &aws_env(&self.endpoint))

@@ -11,7 +11,7 @@ pub async fn cluster(ctx: &Ctx, action: ClusterAction) -> anyhow::Result<Summary
     use cslake_pipeline::cluster::process;
     match action {
         ClusterAction::Scheduler { bind, external_host } => {
-            process::scheduler(bind, external_host).await?;
+            process::scheduler(bind, external_host, ctx.settings.file.storage.clone()).await?;
             Ok(Summary::succeeded("cluster scheduler"))
         }
         ClusterAction::Executor {

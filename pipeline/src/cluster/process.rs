@@ -28,16 +28,26 @@ fn ballista(e: impl std::fmt::Display) -> Error {
     Error::Job(format!("ballista: {e}"))
 }
 
-/// The scheduler's sessions: Ballista's defaults and cslake's JSON functions.
-fn scheduler_session(config: SessionConfig) -> DFResult<SessionState> {
-    let mut state = ballista_core::utils::default_session_builder(config)?;
-    datafusion_functions_json::register_all(&mut state)?;
-    Ok(state)
-}
-
 /// Runs a scheduler listening on `bind` until the process is stopped. `external_host` is the name
-/// executors and clients reach it by (default: the bound address).
-pub async fn scheduler(bind: SocketAddr, external_host: Option<String>) -> Result<()> {
+/// executors and clients reach it by (default: the bound address); `storage` is `[storage]` of its
+/// `cslake.toml` (decoding a plan that reads an S3 lake needs the lake's store).
+pub async fn scheduler(
+    bind: SocketAddr,
+    external_host: Option<String>,
+    storage: HashMap<String, String>,
+) -> Result<()> {
+    // the scheduler's sessions: Ballista's defaults, the lake's stores, cslake's JSON functions
+    let sessions = move |config: SessionConfig| -> DFResult<SessionState> {
+        let state = ballista_core::utils::default_session_builder(config)?;
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+            .with_object_store_registry(Arc::new(LakeStores::new(storage.clone())))
+            .build_arc()?;
+        let mut state = SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(runtime)
+            .build();
+        datafusion_functions_json::register_all(&mut state)?;
+        Ok(state)
+    };
     let max = u32::try_from(MAX_MESSAGE).unwrap_or(u32::MAX);
     let mut config = SchedulerConfig::default()
         .with_hostname(external_host.unwrap_or_else(|| bind.ip().to_string()))
@@ -45,7 +55,7 @@ pub async fn scheduler(bind: SocketAddr, external_host: Option<String>) -> Resul
         .with_grpc_server_max_decoding_message_size(max)
         .with_grpc_server_max_encoding_message_size(max)
         .with_grpc_client_max_message_size(max)
-        .with_override_session_builder(Arc::new(scheduler_session));
+        .with_override_session_builder(Arc::new(sessions));
     config.bind_host = bind.ip().to_string();
     let cluster = BallistaCluster::new_from_config(&config)
         .await
@@ -56,13 +66,22 @@ pub async fn scheduler(bind: SocketAddr, external_host: Option<String>) -> Resul
         .map_err(ballista)
 }
 
-/// The object stores of an executor: the defaults (the local file system), and any other lake's
+/// The object stores of a scheduler or executor: the defaults (the local file system), and any other lake's
 /// store made on first use from the executor's own `[storage]` options and credential chain (the
 /// same code a cslake command opens the lake with), so no credential travels with a plan.
 #[derive(Debug)]
 struct LakeStores {
     options: HashMap<String, String>,
     known: DefaultObjectStoreRegistry,
+}
+
+impl LakeStores {
+    fn new(options: HashMap<String, String>) -> Self {
+        Self {
+            options,
+            known: DefaultObjectStoreRegistry::new(),
+        }
+    }
 }
 
 impl ObjectStoreRegistry for LakeStores {
@@ -117,14 +136,10 @@ pub async fn executor(options: ExecutorOptions) -> Result<()> {
     let work_dir = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let storage = options.storage.clone();
     let runtime: ballista_core::RuntimeProducer = Arc::new(move |_config: &SessionConfig| {
-        let stores = LakeStores {
-            options: storage.clone(),
-            known: DefaultObjectStoreRegistry::new(),
-        };
         Ok(Arc::new(
             RuntimeEnvBuilder::new()
                 .with_temp_file_path(work_dir.clone())
-                .with_object_store_registry(Arc::new(stores))
+                .with_object_store_registry(Arc::new(LakeStores::new(storage.clone())))
                 .build()?,
         ))
     });
