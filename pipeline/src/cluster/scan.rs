@@ -97,7 +97,7 @@ impl SnapshotScan {
             if f.deletion_vector_descriptor().is_some() {
                 return Err(Error::Job(format!(
                     "{name}: a file has a deletion vector ({}); the cluster engine reads plain Parquet files \
-                     only: run `cslake maintain` (which rewrites them) or use the local engine",
+                     only (cslake writes none: the tool that wrote it can purge them), or use --engine local",
                     f.path()
                 )));
             }
