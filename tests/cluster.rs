@@ -229,6 +229,9 @@ fn features_and_a_backfill_on_a_ballista_cluster_equal_the_local_engine() {
     let s = out.summary();
     assert_eq!(s["engine"], engine, "{s}");
     assert_eq!(s["rollup"]["mode"], "full", "{s}");
+    // the work went to the cluster: both rollups, the states and every view are jobs there
+    let views = s["views"].as_array().unwrap().len() as u64;
+    assert!(s["cluster_jobs"].as_u64().unwrap() >= views + 2, "{s}");
     assert_same_features(&local, &remote, &cluster);
 
     // a short backfill: every date's views (and the daily rollup refresh) on the cluster

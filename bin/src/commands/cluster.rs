@@ -23,17 +23,10 @@ pub async fn cluster(ctx: &Ctx, action: ClusterAction) -> anyhow::Result<Summary
             work_dir,
             concurrent_tasks,
         } => {
-            let (host, sched_port) = scheduler
-                .rsplit_once(':')
-                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-                .filter(|(h, _)| !h.is_empty())
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--scheduler '{scheduler}': HOST:PORT, e.g. 127.0.0.1:50050"
-                    ))
-                })?;
+            let scheduler = cslake_pipeline::cluster::host_port(&scheduler)
+                .map_err(|why| Error::Usage(format!("--scheduler '{scheduler}': {why}")))?;
             process::executor(process::ExecutorOptions {
-                scheduler: (host, sched_port),
+                scheduler,
                 bind_host,
                 external_host,
                 port,

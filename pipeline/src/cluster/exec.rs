@@ -39,6 +39,14 @@ use crate::{Error, Result};
 /// holds in memory (a spine, a view's previous state), tens of megabytes for 100K accounts.
 pub const MAX_MESSAGE: usize = 1 << 30;
 
+/// Jobs this process has sent to a cluster (reported by the commands that run there).
+static JOBS_SENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many jobs this process has sent to a cluster so far.
+pub fn jobs_sent() -> usize {
+    JOBS_SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Plans locally; sends plans that read lake files to the scheduler at `scheduler` (`host:port`).
 #[derive(Debug)]
 pub struct ClusterPlanner {
@@ -152,6 +160,7 @@ impl ExecutionPlan for ClusterExec {
         let session_id = context.session_id();
         let session_config = context.session_config().clone();
         let scheduler = self.scheduler.clone();
+        JOBS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(scheduler = scheduler.as_str(), "plan sent to the cluster");
         let job = async move {
             let config = SessionConfig::new_with_ballista()

@@ -49,29 +49,14 @@ impl Engine {
                     "engine '{text}': `local` or `ballista://HOST:PORT` (the scheduler's address)"
                 ))
             })?;
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
-            Error::Config(format!(
-                "engine '{text}': the scheduler's port is missing (ballista://HOST:PORT, e.g. :50050)"
-            ))
-        })?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| Error::Config(format!("engine '{text}': '{port}' is not a port number")))?;
-        if host.is_empty() {
-            return Err(Error::Config(format!(
-                "engine '{text}': the scheduler's host is missing"
-            )));
-        }
+        let (host, port) = host_port(rest.trim_end_matches('/'))
+            .map_err(|why| Error::Config(format!("engine '{text}': {why}")))?;
         if !cfg!(feature = "cluster") {
             return Err(Error::Config(format!(
                 "engine '{text}': this cslake was built without the `cluster` feature"
             )));
         }
-        Ok(Engine::Ballista {
-            host: host.to_string(),
-            port,
-        })
+        Ok(Engine::Ballista { host, port })
     }
 
     pub fn is_cluster(&self) -> bool {
@@ -87,6 +72,20 @@ impl Engine {
     }
 }
 
+/// `HOST:PORT` (a scheduler's address), or what is wrong with it.
+pub fn host_port(text: &str) -> std::result::Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| "the scheduler's port is missing (HOST:PORT, e.g. :50050)".to_string())?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port number"))?;
+    if host.is_empty() {
+        return Err("the scheduler's host is missing".into());
+    }
+    Ok((host.to_string(), port))
+}
+
 impl std::fmt::Display for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.address() {
@@ -94,6 +93,16 @@ impl std::fmt::Display for Engine {
             None => f.write_str("local"),
         }
     }
+}
+
+/// Jobs this process has sent to a cluster so far.
+#[cfg(feature = "cluster")]
+pub use exec::jobs_sent;
+
+/// Jobs this process has sent to a cluster so far: none without the `cluster` feature.
+#[cfg(not(feature = "cluster"))]
+pub fn jobs_sent() -> usize {
+    0
 }
 
 /// `df` ready for a local writer: on a cluster, the job runs there and its rows stream back as
@@ -119,7 +128,7 @@ pub async fn for_writer(
 
 #[cfg(test)]
 mod tests {
-    use super::Engine;
+    use super::{Engine, host_port};
 
     #[test]
     fn engines_parse_from_their_address_and_say_what_is_wrong() {
@@ -147,5 +156,15 @@ mod tests {
             let err = Engine::parse(bad).unwrap_err().to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
+        // an executor's --scheduler: the same address without the scheme
+        assert_eq!(
+            host_port("sched.internal:50050"),
+            Ok(("sched.internal".into(), 50050))
+        );
+        assert!(
+            host_port("sched.internal")
+                .unwrap_err()
+                .contains("port is missing")
+        );
     }
 }

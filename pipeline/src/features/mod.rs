@@ -20,6 +20,8 @@ pub struct FeaturesReport {
     pub as_of: String,
     /// Where the views and rollups ran: `local` or the cluster's `ballista://host:port`.
     pub engine: String,
+    /// Queries sent to the cluster (rollups, states, views; 0 on the local engine).
+    pub cluster_jobs: usize,
     pub accounts: usize,
     /// (view, rows, table version)
     pub views: Vec<(String, usize, Option<u64>)>,
@@ -106,6 +108,7 @@ pub async fn features(
 ) -> Result<FeaturesReport> {
     // views and rollups run on the configured engine; what they write is committed from here
     let lake = &lake.on_engine(settings);
+    let jobs_before = crate::cluster::jobs_sent();
     progress.phase("usage rollups");
     let (rollup, event_types) = prepare(lake, settings, run).await?;
     let ctx = lake.session().await?;
@@ -216,6 +219,7 @@ pub async fn features(
         )
         .await?;
     }
+    report.cluster_jobs = crate::cluster::jobs_sent() - jobs_before;
     Ok(report)
 }
 

@@ -354,9 +354,18 @@ impl Lake {
             if let (Some(v), Ok(mut seen)) = (table.version(), self.read_versions.lock()) {
                 seen.insert(format!("{zone}.{name}"), v);
             }
+            #[allow(unused_mut)] // replaced only on a cluster
             let mut provider = table.table_provider().await?;
+            #[cfg(feature = "cluster")]
             if self.engine.is_cluster() {
-                provider = self.cluster_scan(&zone, &name, &table, provider)?;
+                // the executors read the snapshot's Parquet files (see `cluster::scan`)
+                let scan = crate::cluster::scan::SnapshotScan::new(
+                    &format!("{zone}.{name}"),
+                    &table,
+                    &self.table_url(&zone, &name),
+                    provider.schema(),
+                )?;
+                provider = Arc::new(scan);
             }
             ctx.register_table(
                 TableReference::partial(zone.as_str(), name.as_str()),
@@ -402,36 +411,6 @@ impl Lake {
                 self.engine
             ))),
         }
-    }
-
-    /// A table as the Parquet files of its current snapshot, which a cluster's executors read
-    /// (see [`crate::cluster::scan`]).
-    #[cfg(feature = "cluster")]
-    fn cluster_scan(
-        &self,
-        zone: &str,
-        name: &str,
-        table: &DeltaTable,
-        provider: Arc<dyn deltalake::datafusion::catalog::TableProvider>,
-    ) -> Result<Arc<dyn deltalake::datafusion::catalog::TableProvider>> {
-        let scan = crate::cluster::scan::SnapshotScan::new(
-            &format!("{zone}.{name}"),
-            table,
-            &self.table_url(zone, name),
-            provider.schema(),
-        )?;
-        Ok(Arc::new(scan))
-    }
-
-    #[cfg(not(feature = "cluster"))]
-    fn cluster_scan(
-        &self,
-        _zone: &str,
-        _name: &str,
-        _table: &DeltaTable,
-        provider: Arc<dyn deltalake::datafusion::catalog::TableProvider>,
-    ) -> Result<Arc<dyn deltalake::datafusion::catalog::TableProvider>> {
-        Ok(provider)
     }
 
     /// Runs one read-only statement over every table of the lake (`cslake query`, the command
