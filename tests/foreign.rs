@@ -414,6 +414,19 @@ fn churn_that_hangs_on_one_event_type_is_learned_from_its_metrics() {
     common.sort();
     assert_eq!(common, ["comment_added", "page_viewed", "search_run"], "{types}");
     assert_eq!(types["chosen_now"], true);
+    // the events and accounts the choice was made on are the events' own
+    let kept = query(
+        dir,
+        "SELECT event_type, events, accounts FROM features.event_types WHERE chosen ORDER BY event_type",
+    );
+    let counted = query(
+        dir,
+        "SELECT event_type, COUNT(*) AS events, COUNT(DISTINCT account_id) AS accounts FROM usage_events \
+         WHERE event_type IN (SELECT event_type FROM features.event_types WHERE chosen) \
+         GROUP BY event_type ORDER BY event_type",
+    );
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    assert_eq!(kept[1..], counted[1..]);
     let list = cslake(dir, &["features", "describe", "event_metrics"]).ok();
     assert!(
         list.stdout.contains("post_created events in the last 30 days"),

@@ -10,6 +10,11 @@
 //! fitting in memory, and streams them all into one Delta write (one commit). The ranges are
 //! sized from the memory budget and the groups an event makes; when all events fit in one
 //! range, the rollups read the events directly and nothing is copied.
+//!
+//! Within a range the events are split by account into as many buckets as the session has
+//! partitions: a rollup's groups are an account's, so each bucket is aggregated on its own in
+//! one pass, the buckets side by side, where a parallel aggregation would aggregate twice and
+//! repartition every group between the passes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use deltalake::datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeU
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::datasource::file_format::options::ArrowReadOptions;
 use deltalake::datafusion::execution::TaskContext;
-use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::physical_plan::{SendableRecordBatchStream, execute_stream_partitioned};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
@@ -44,6 +49,9 @@ pub const STAGED: &[&str] = &[
 /// aggregations spilled, sorting every group to disk: 78 s and 3.4 GB; at 2 KB, 23 ranges, no
 /// spill, 51 s and 1.9 GB (2026-12-06, 4 GB budget).
 const BYTES_PER_GROUP: usize = 2048;
+
+/// Events the groups an event makes are measured on.
+const SAMPLE: usize = 1 << 18;
 
 /// Fewer events than this in a range is not worth a pass of its own.
 const MIN_EVENTS_PER_RANGE: usize = 10_000;
@@ -104,6 +112,9 @@ pub struct DayRanges {
     ranges: Vec<PathBuf>,
     /// The copy holds `event_date` instead of `event_time`.
     date_only: bool,
+    /// Each range's events are split by account into this many buckets (`bucket=B` folders),
+    /// aggregated side by side, each in one pass without a repartition (see [`Self::each`]).
+    buckets: usize,
 }
 
 impl DayRanges {
@@ -134,7 +145,7 @@ impl DayRanges {
             return Ok(None);
         };
         let n = usize::try_from(n).unwrap_or(0);
-        let ratio = groups_per_event(ctx, source, &day, hi, rollups).await?;
+        let ratio = groups_per_event(ctx, source, rollups).await?;
         let per_range =
             ((limit as f64 / (BYTES_PER_GROUP as f64 * ratio)) as usize).max(MIN_EVENTS_PER_RANGE);
         let wanted = n.div_ceil(per_range);
@@ -176,13 +187,19 @@ impl DayRanges {
         // events without a time (none land today) go with the first range
         let select =
             format!("SELECT {columns}, COALESCE(({day} - ({lo})) / {span}, 0) AS day_range FROM {source}");
+        // every rollup's groups are an account's: an account's events can go to one bucket
+        let buckets = if rollups.iter().all(|q| groups_by_account(q)) {
+            ctx.state().config().target_partitions().max(1)
+        } else {
+            1
+        };
         let plan = ctx.sql(&select).await?.create_physical_plan().await?;
         let mut copies = tokio::task::JoinSet::new();
         for (part, stream) in execute_stream_partitioned(plan, ctx.task_ctx())?
             .into_iter()
             .enumerate()
         {
-            copies.spawn(copy_by_range(stream, ranges.clone(), part));
+            copies.spawn(copy_by_range(stream, ranges.clone(), buckets, part));
         }
         while let Some(done) = copies.join_next().await {
             done.map_err(|e| Error::Job(format!("copying events by day range: {e}")))??;
@@ -197,12 +214,14 @@ impl DayRanges {
             groups_per_event = ratio,
             ranges = ranges.len(),
             days_each = span,
+            buckets,
             "rollup events copied by day range"
         );
         Ok(Some(Self {
             dir,
             ranges,
             date_only,
+            buckets,
         }))
     }
 
@@ -215,37 +234,64 @@ impl DayRanges {
     }
 
     /// `query` (a SELECT over `rollup_source`) over every range in turn, as one DataFrame: a
-    /// stream that plans and runs the next range when the previous one is drained.
+    /// stream that plans and runs the next range when the previous one is drained. A range in
+    /// buckets runs one query per bucket, side by side, each on one partition: the groups of
+    /// different buckets are different, so each bucket is aggregated in a single pass, without
+    /// the partial aggregation and the repartition by group between two passes that a parallel
+    /// aggregation otherwise makes (a sixth of a rebuild's CPU when nearly every event is a
+    /// group of its own).
     pub async fn each(&self, ctx: &SessionContext, query: &str) -> Result<DataFrame> {
-        let mut queries = Vec::with_capacity(self.ranges.len());
+        let query = if self.date_only {
+            query.replace(EVENT_DATE, "event_date")
+        } else {
+            query.to_string()
+        };
+        let mut ranges: Vec<Vec<String>> = Vec::with_capacity(self.ranges.len());
         for (i, path) in self.ranges.iter().enumerate() {
-            let name = format!("rollup_range_{i}");
-            ctx.deregister_table(name.as_str())?;
-            ctx.register_arrow(
-                &name,
-                &format!("{}/", path.display()),
-                ArrowReadOptions::default(),
-            )
-            .await?;
-            let query = if self.date_only {
-                query.replace(EVENT_DATE, "event_date")
-            } else {
-                query.to_string()
-            };
-            queries.push(query.replace("rollup_source", &name));
+            let mut queries = Vec::new();
+            for b in 0..self.buckets {
+                let folder = path.join(format!("bucket={b}"));
+                if !std::fs::read_dir(&folder).is_ok_and(|mut files| files.next().is_some()) {
+                    continue;
+                }
+                let name = format!("rollup_range_{i}_{b}");
+                ctx.deregister_table(name.as_str())?;
+                ctx.register_arrow(
+                    &name,
+                    &format!("{}/", folder.display()),
+                    ArrowReadOptions::default(),
+                )
+                .await?;
+                queries.push(query.replace("rollup_source", &name));
+            }
+            ranges.push(queries);
         }
-        let first = queries
-            .first()
+        let first = ranges
+            .iter()
+            .flatten()
+            .next()
             .ok_or_else(|| Error::Job(format!("no rollup ranges in {}", self.dir.path().display())))?;
         let schema: SchemaRef = Arc::new(ctx.sql(first).await?.schema().as_arrow().clone());
+        // the buckets' queries each on one partition, sharing the session's tables and memory
+        let mut single = ctx.state();
+        single.config_mut().options_mut().execution.target_partitions = 1;
         let stream = Arc::new(InTurn {
             ctx: ctx.clone(),
-            queries,
+            single: SessionContext::new_with_state(single),
+            ranges,
             schema: schema.clone(),
         });
         let table = StreamingTable::try_new(schema, vec![stream])?;
         Ok(ctx.read_table(Arc::new(table))?)
     }
+}
+
+/// Whether a rollup's groups are an account's (its GROUP BY starts with `account_id`), so that
+/// events split by account give each group whole to one bucket.
+fn groups_by_account(query: &str) -> bool {
+    query
+        .rsplit_once("GROUP BY")
+        .is_some_and(|(_, keys)| keys.trim_start().starts_with("account_id"))
 }
 
 /// How the rollups take an event's date (`sql/rollups/`).
@@ -261,19 +307,23 @@ fn event_date(schema: &Schema, day: &str) -> String {
 }
 
 /// Writes one stream of events with their `day_range` into the ranges' folders: one Arrow IPC
-/// file per range and stream, uncompressed (the copy lives a few seconds in the spill folder;
-/// compressing it cost more than writing it), in batches of the session's size.
+/// file per range, bucket and stream (`RANGE/bucket=B/part-P.arrow`; an account's events all in
+/// one bucket, by a hash of `account_id`), uncompressed (the copy lives a few seconds in the
+/// spill folder; compressing it cost more than writing it), in batches of the session's size.
 ///
 /// Hand-written rather than `COPY ... PARTITIONED BY`: DataFusion's partitioned Arrow sink
 /// compresses with LZ4 and demultiplexes on one task, which made the copy a quarter of a
-/// rebuild; here each stream sorts its batch's rows by range once (a counting sort) and
-/// appends each range's slice.
+/// rebuild; here each stream sorts its batch's rows by range and bucket once (a counting sort)
+/// and appends each slice.
 async fn copy_by_range(
     mut stream: SendableRecordBatchStream,
     ranges: Vec<PathBuf>,
+    buckets: usize,
     part: usize,
 ) -> Result<()> {
-    use deltalake::datafusion::arrow::array::{AsArray, UInt32Array};
+    use std::hash::BuildHasher;
+
+    use deltalake::datafusion::arrow::array::{Array, AsArray, UInt32Array};
     use deltalake::datafusion::arrow::compute::{BatchCoalescer, take_record_batch};
     use deltalake::datafusion::arrow::datatypes::Int64Type;
     use deltalake::datafusion::arrow::ipc::writer::FileWriter;
@@ -284,14 +334,17 @@ async fn copy_by_range(
         let keep: Vec<usize> = (0..s.fields().len() - 1).collect();
         Arc::new(s.project(&keep)?)
     };
+    let account = schema.index_of("account_id").ok();
+    let slots = ranges.len() * buckets;
     type Out = (FileWriter<std::io::BufWriter<std::fs::File>>, BatchCoalescer);
-    let mut outs: Vec<Option<Out>> = (0..ranges.len()).map(|_| None).collect();
+    let mut outs: Vec<Option<Out>> = (0..slots).map(|_| None).collect();
     let io = |path: &std::path::Path, e: &dyn std::fmt::Display| {
         Error::Job(format!(
             "copying events by day range into {}: {e}",
             path.display()
         ))
     };
+    let hasher = foldhash::fast::FixedState::with_seed(0);
     let last = ranges.len() - 1;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -301,27 +354,42 @@ async fn copy_by_range(
             &DataType::Int64,
         )?;
         let day_range = day_range.as_primitive::<Int64Type>();
-        let range_of = |i: usize| usize::try_from(day_range.value(i)).unwrap_or(0).min(last);
-        // a counting sort of the rows by range
-        let mut starts = vec![0u32; ranges.len() + 1];
-        for i in 0..batch.num_rows() {
-            starts[range_of(i) + 1] += 1;
+        let accounts = match account {
+            Some(i) if buckets > 1 => Some(deltalake::datafusion::arrow::compute::cast(
+                batch.column(i),
+                &DataType::Utf8,
+            )?),
+            _ => None,
+        };
+        let accounts = accounts.as_ref().map(|a| a.as_string::<i32>());
+        let slot_of = |i: usize| {
+            let range = usize::try_from(day_range.value(i)).unwrap_or(0).min(last);
+            let bucket = match accounts {
+                Some(a) if a.is_valid(i) => (hasher.hash_one(a.value(i)) % buckets as u64) as usize,
+                _ => 0,
+            };
+            range * buckets + bucket
+        };
+        let slot: Vec<u32> = (0..batch.num_rows()).map(|i| slot_of(i) as u32).collect();
+        // a counting sort of the rows by slot
+        let mut starts = vec![0u32; slots + 1];
+        for &s in &slot {
+            starts[s as usize + 1] += 1;
         }
-        for r in 0..ranges.len() {
+        for r in 0..slots {
             starts[r + 1] += starts[r];
         }
         let mut next = starts.clone();
         let mut order = vec![0u32; batch.num_rows()];
-        for i in 0..batch.num_rows() {
-            let r = range_of(i);
-            order[next[r] as usize] = i as u32;
-            next[r] += 1;
+        for (i, &s) in slot.iter().enumerate() {
+            order[next[s as usize] as usize] = i as u32;
+            next[s as usize] += 1;
         }
         let sorted = take_record_batch(
             &batch.project(&(0..schema.fields().len()).collect::<Vec<_>>())?,
             &UInt32Array::from(order),
         )?;
-        for r in 0..ranges.len() {
+        for r in 0..slots {
             let (from, to) = (starts[r] as usize, starts[r + 1] as usize);
             if from == to {
                 continue;
@@ -329,7 +397,9 @@ async fn copy_by_range(
             let out = match &mut outs[r] {
                 Some(out) => out,
                 slot => {
-                    let path = ranges[r].join(format!("part-{part}.arrow"));
+                    let folder = ranges[r / buckets].join(format!("bucket={}", r % buckets));
+                    std::fs::create_dir_all(&folder).map_err(|e| io(&folder, &e))?;
+                    let path = folder.join(format!("part-{part}.arrow"));
                     let file = std::fs::File::create(&path).map_err(|e| io(&path, &e))?;
                     let writer = FileWriter::try_new(std::io::BufWriter::new(file), &schema)?;
                     slot.insert((writer, BatchCoalescer::new(schema.clone(), BATCH)))
@@ -367,49 +437,66 @@ fn first_number(
     })
 }
 
-/// How many rollup groups an event makes, at most over the rollups, measured on the newest day
-/// (`day` = `newest`): near 1 where users are many and each is active a few times a day, far
-/// below where accounts repeat the same event types all day. A range then holds as many events
-/// as the budget holds groups of them.
-async fn groups_per_event(
-    ctx: &SessionContext,
-    source: &str,
-    day: &str,
-    newest: i64,
-    rollups: &[String],
-) -> Result<f64> {
-    let on_day = format!("WHERE {day} = {newest}");
-    let events = sql(
-        ctx,
-        &format!("SELECT CAST(COUNT(*) AS VARCHAR) AS n FROM {source} {on_day}"),
-    )
-    .await?;
-    let Some(events) = first_number(&events, "n")?.filter(|e| *e > 0) else {
+/// How many rollup groups an event makes, at most over the rollups, measured on a sample of the
+/// events (the first [`SAMPLE`] the scan yields, held in memory): near 1 where users are many and
+/// each is active a few times a day, far below where accounts repeat the same event types all
+/// day. A range then holds as many events as the budget holds groups of them. A sample spread
+/// over many days finds more groups per event than a range holds (more ranges than needed, never
+/// too few); one from a file of a day or of a few accounts finds what a range does. Measuring on
+/// the newest day instead read every event's time: 4 of a 56 s build (perf, 50M events).
+async fn groups_per_event(ctx: &SessionContext, source: &str, rollups: &[String]) -> Result<f64> {
+    let sample = ctx
+        .sql(&format!(
+            "SELECT {} FROM {source} LIMIT {SAMPLE}",
+            STAGED.join(", ")
+        ))
+        .await?
+        .collect()
+        .await?;
+    let events: usize = sample.iter().map(|b| b.num_rows()).sum();
+    if events == 0 {
         return Ok(1.0);
+    }
+    let name = "rollup_sample";
+    let schema = match sample.first() {
+        Some(b) => b.schema(),
+        None => return Ok(1.0),
     };
+    ctx.deregister_table(name)?;
+    ctx.register_table(
+        name,
+        Arc::new(deltalake::datafusion::datasource::MemTable::try_new(
+            schema,
+            vec![sample],
+        )?),
+    )?;
     let mut ratio: f64 = 0.0;
     for rollup in rollups {
         let q = format!(
             "SELECT CAST(COUNT(*) AS VARCHAR) AS n FROM ({})",
-            rollup.replace("{{where}}", &on_day)
+            rollup.replace("{{where}}", "").replace(source, name)
         );
-        let groups = first_number(&sql(ctx, &q).await?, "n")?.unwrap_or(events);
+        let groups = first_number(&sql(ctx, &q).await?, "n")?.unwrap_or(events as i64);
         ratio = ratio.max(groups as f64 / events as f64);
     }
-    // a day is a sample: never plan for fewer than one group per 20 events
+    ctx.deregister_table(name)?;
+    // never plan for fewer than one group per 20 events
     Ok(ratio.clamp(0.05, 1.0))
 }
 
-/// Runs its queries one after the other as one partition.
+/// Runs its ranges one after the other as one partition; the buckets of a range side by side.
 struct InTurn {
     ctx: SessionContext,
-    queries: Vec<String>,
+    /// The same session planning on one partition, for the queries of a range in buckets.
+    single: SessionContext,
+    /// Each range's queries, one per bucket.
+    ranges: Vec<Vec<String>>,
     schema: SchemaRef,
 }
 
 impl std::fmt::Debug for InTurn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InTurn").field("queries", &self.queries).finish()
+        f.debug_struct("InTurn").field("ranges", &self.ranges).finish()
     }
 }
 
@@ -419,13 +506,48 @@ impl PartitionStream for InTurn {
     }
 
     fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let ctx = self.ctx.clone();
-        let batches = futures::stream::iter(self.queries.clone())
-            .then(move |q| {
-                let ctx = ctx.clone();
-                async move { ctx.sql(&q).await?.execute_stream().await }
+        let (ctx, single, schema) = (self.ctx.clone(), self.single.clone(), self.schema.clone());
+        let batches = futures::stream::iter(self.ranges.clone())
+            .then(move |queries| {
+                let (ctx, single, schema) = (ctx.clone(), single.clone(), schema.clone());
+                async move {
+                    if let [query] = queries.as_slice() {
+                        return ctx.sql(query).await?.execute_stream().await;
+                    }
+                    // each bucket on a task of its own, feeding one stream
+                    let mut out = RecordBatchReceiverStream::builder(schema, 2);
+                    for query in queries {
+                        let stream = single.sql(&query).await?.execute_stream().await?;
+                        let tx = out.tx();
+                        out.spawn(async move {
+                            let mut stream = stream;
+                            while let Some(batch) = stream.next().await {
+                                if tx.send(batch).await.is_err() {
+                                    break; // the reader stopped
+                                }
+                            }
+                            Ok(())
+                        });
+                    }
+                    Ok(out.build())
+                }
             })
             .try_flatten();
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups_by_account;
+
+    #[test]
+    fn the_rollups_group_by_account_so_ranges_split_into_buckets() {
+        for (name, sql) in cslake_features::ROLLUPS {
+            assert!(groups_by_account(sql), "{name} would be aggregated in one bucket");
+        }
+        assert!(!groups_by_account(
+            "SELECT event_type, COUNT(*) FROM usage_events GROUP BY event_type, account_id"
+        ));
     }
 }

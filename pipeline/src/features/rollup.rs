@@ -145,19 +145,7 @@ pub async fn refresh_usage_daily(
                 record(&mut report, i, w.inserted, w.version);
                 run.wrote(&format!("features.{name}"), w.inserted, w.version);
             }
-            // the session above predates the rebuild: count from a fresh one
-            let fresh = lake.session().await?;
-            report.days = sql(
-                &fresh,
-                "SELECT CAST(COUNT(DISTINCT event_date) AS VARCHAR) AS n FROM features.usage_daily",
-            )
-            .await?
-            .first()
-            .map(|b| strings(b, "n"))
-            .transpose()?
-            .and_then(|v| v.into_iter().flatten().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+            report.days = days_in(lake).await?;
             report
         }
     };
@@ -219,6 +207,20 @@ async fn current_watermark(lake: &Lake, ctx: &SessionContext, name: &str) -> Res
     .transpose()?
     .and_then(|v| v.into_iter().next().flatten());
     Ok(w)
+}
+
+/// The days `features.usage_daily` holds: its partitions, from the Delta log (no data read).
+async fn days_in(lake: &Lake) -> Result<usize> {
+    let Some(table) = lake.open_table("features", "usage_daily").await? else {
+        return Ok(0);
+    };
+    let snapshot = table.snapshot()?;
+    let days: std::collections::HashSet<Option<String>> = snapshot
+        .log_data()
+        .iter()
+        .map(|f| f.partition_values_map().remove(PARTITION).flatten())
+        .collect();
+    Ok(days.into_iter().flatten().count())
 }
 
 /// Whether the Delta table's partition columns are exactly the rollup's day.
