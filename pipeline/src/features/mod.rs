@@ -181,31 +181,36 @@ pub async fn features(
             failures.join(" | ")
         )));
     }
-    for (name, batches) in computed.views {
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    // each view its own table: written side by side (a commit each)
+    let run_id = run.run_id.clone();
+    let written = futures::future::try_join_all(computed.views.into_iter().map(|(name, batches)| {
+        let run_id = run_id.clone();
+        async move {
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let batches = batches
+                .iter()
+                .map(|b| with_run_id(b, &run_id))
+                .collect::<Result<Vec<_>>>()?;
+            let stats =
+                write::replace_dated(lake, &name, batches, &format!("as_of_date = '{as_of}'"), &run_id)
+                    .await?;
+            tracing::info!(
+                view = name.as_str(),
+                rows,
+                version = stats.version,
+                "materialised"
+            );
+            Ok::<_, Error>((name, rows, stats.version))
+        }
+    }))
+    .await?;
+    for (name, rows, version) in written {
         report.accounts = report.accounts.max(rows);
-        let batches = batches
-            .iter()
-            .map(|b| with_run_id(b, &run.run_id))
-            .collect::<Result<Vec<_>>>()?;
-        let stats = write::replace_dated(
-            lake,
-            &name,
-            batches,
-            &format!("as_of_date = '{as_of}'"),
-            &run.run_id,
-        )
-        .await?;
-        run.wrote(&format!("features.{name}"), rows, stats.version);
-        crate::fault_point("features:mid-write");
-        tracing::info!(
-            view = name.as_str(),
-            rows,
-            version = stats.version,
-            "materialised"
-        );
-        report.views.push((name, rows, stats.version));
+        run.wrote(&format!("features.{name}"), rows, version);
+        report.views.push((name, rows, version));
     }
+    // the views are written, the states not yet
+    crate::fault_point("features:mid-write");
     // a strict run's states know less than the lake: the next daily run must not step from them
     if !strict {
         report.states = state::write(
