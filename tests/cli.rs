@@ -796,6 +796,8 @@ fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
     assert_eq!(s["rollup"]["mode"], "full", "{s}");
     // the budget holds a fraction of the events at once: the rebuild went day range by range
     assert!(s["rollup"]["ranges"].as_u64().unwrap() > 1, "{s}");
+    // every day of the 120 has events: the days counted from the rebuilt table's partitions
+    assert_eq!(s["rollup"]["days"], 120, "{s}");
 
     let users = crate::query(
         full,

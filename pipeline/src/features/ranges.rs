@@ -454,14 +454,10 @@ async fn groups_per_event(ctx: &SessionContext, source: &str, rollups: &[String]
         .collect()
         .await?;
     let events: usize = sample.iter().map(|b| b.num_rows()).sum();
-    if events == 0 {
+    let Some(schema) = sample.first().map(|b| b.schema()).filter(|_| events > 0) else {
         return Ok(1.0);
-    }
-    let name = "rollup_sample";
-    let schema = match sample.first() {
-        Some(b) => b.schema(),
-        None => return Ok(1.0),
     };
+    let name = "rollup_sample";
     ctx.deregister_table(name)?;
     ctx.register_table(
         name,
