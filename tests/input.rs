@@ -661,6 +661,51 @@ fn a_large_event_export_spills_to_disk_and_lands_the_same_rows() {
     )
     .ok();
     assert_eq!(inserted(&more), 1200);
+
+    // and one larger than its memory share: the table's keys are read and compared a partition
+    // at a time; what the table holds, and a second delivery in the same load, are not new
+    std::fs::create_dir_all(dir.join("again/usage_events")).unwrap();
+    let mut csv = format!("{header}\n");
+    for i in 0..60_000 {
+        csv.push_str(&format!("AGAIN-{i},{account},,login,2026-06-30T10:00:00Z,1\n"));
+    }
+    for i in (0..1200).step_by(7) {
+        csv.push_str(&format!(
+            "NEW-{i},{account},,redelivered,2026-06-30T11:00:00Z,1\n"
+        ));
+        csv.push_str(&format!(
+            "AGAIN-{i},{account},,redelivered,2026-06-30T11:00:00Z,1\n"
+        ));
+    }
+    csv.push_str(&format!("{id},{account},,redelivered,2026-06-30T12:00:00Z,1\n"));
+    std::fs::write(dir.join("again/usage_events/again.csv"), csv).unwrap();
+    let again = crate::cslake_env(
+        &dir,
+        &[
+            "--config",
+            "spill.toml",
+            "--lake",
+            "lake-spill",
+            "--memory-limit",
+            "8M",
+            "ingest",
+            "--source",
+            "again",
+        ],
+        &[("RUST_LOG", "cslake_pipeline=info")],
+    )
+    .ok();
+    assert_eq!(inserted(&again), 60_000);
+    assert!(
+        again.stderr.contains("compared with the table's keys"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        !rows("lake-spill").iter().any(|l| l.contains("redelivered")),
+        "the first delivery wins"
+    );
+    assert_eq!(rows("lake-spill").len(), a.len() + 1200 + 60_000);
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod history;
 pub mod read;
 pub mod records;
 pub mod source_state;
+pub mod spill;
 mod words;
 
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ use crate::ingest::cast::{Stamp, cast_batch};
 use crate::ingest::connectors::FileDrop;
 use crate::ingest::connectors::files::Input;
 use crate::ingest::records::{RawRecords, Rejected};
+use crate::ingest::spill::Spill;
 use crate::lake::ops;
 use crate::lake::query::{dedupe, has_table, sql, strings};
 use crate::lake::schema::{CORE_TABLES, Kind, TableSpec};
@@ -69,23 +71,12 @@ struct Staged {
     /// Canonical columns some file of this run provides (others are left alone on update).
     present: Vec<&'static str>,
     batches: Vec<RecordBatch>,
-    /// Event rows moved to local disk (large runs), in the order they were read.
+    /// Rows moved to local disk (large runs), partitioned on the key.
     spill: Option<Spill>,
     rejected: Vec<Rejected>,
     load: TableLoad,
     /// Ids made for event rows whose source has none.
     ids: event_ids::EventIds,
-}
-
-/// The staged rows of a large table, on local disk until the run commits: Parquet parts in a
-/// folder of the command's spill folder (removed when dropped), each row with its position in
-/// the run (`_ord`), so the first delivery of an event and the last version of an entity win.
-struct Spill {
-    dir: tempfile::TempDir,
-    parts: usize,
-    rows: u64,
-    /// Their size in memory, as they were staged.
-    bytes: usize,
 }
 
 impl Staged {
@@ -119,60 +110,16 @@ impl Staged {
         self.batches.iter().map(RecordBatch::get_array_memory_size).sum()
     }
 
-    /// Moves the batches in memory to a new Parquet part of the spill.
+    /// Moves the batches in memory to the spill, hash-partitioned on the key.
     fn spill(&mut self, folder: &crate::lake::spill::SpillDir) -> Result<()> {
-        use deltalake::arrow::array::UInt64Array;
-        use deltalake::arrow::datatypes::{DataType, Field};
         if self.batches.is_empty() {
             return Ok(());
         }
         if self.spill.is_none() {
-            let dir = folder.subfolder(&format!("{}-", self.spec.name))?;
-            self.spill = Some(Spill {
-                dir,
-                parts: 0,
-                rows: 0,
-                bytes: 0,
-            });
+            self.spill = Some(Spill::create(folder, self.spec.name, self.spec.key)?);
         }
-        let bytes = self.staged_bytes();
-        let spill = self.spill.as_mut().expect("spill");
-        spill.bytes += bytes;
-        // Parquet without compression and without a dictionary for the key (unique but for the
-        // odd duplicate): cheap to write, and small where values repeat (the source, the run)
-        let path = spill.dir.path().join(format!("part-{:05}.parquet", spill.parts));
-        let io = |e: deltalake::parquet::errors::ParquetError| Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        };
-        let props = deltalake::parquet::file::properties::WriterProperties::builder()
-            .set_compression(deltalake::parquet::basic::Compression::UNCOMPRESSED)
-            .set_column_dictionary_enabled(self.spec.key.into(), false)
-            .build();
-        let mut writer: Option<deltalake::parquet::arrow::ArrowWriter<std::fs::File>> = None;
-        for b in std::mem::take(&mut self.batches) {
-            let n = b.num_rows() as u64;
-            let ord: std::sync::Arc<dyn deltalake::arrow::array::Array> =
-                std::sync::Arc::new(UInt64Array::from_iter_values(spill.rows..spill.rows + n));
-            let b = crate::lake::query::append_column(&b, Field::new("_ord", DataType::UInt64, false), ord)?;
-            if writer.is_none() {
-                let file = std::fs::File::create(&path).map_err(|source| Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                writer = Some(
-                    deltalake::parquet::arrow::ArrowWriter::try_new(file, b.schema(), Some(props.clone()))
-                        .map_err(io)?,
-                );
-            }
-            writer.as_mut().expect("writer").write(&b).map_err(io)?;
-            spill.rows += n;
-        }
-        if let Some(w) = writer {
-            w.close().map_err(io)?;
-        }
-        spill.parts += 1;
-        Ok(())
+        let batches = std::mem::take(&mut self.batches);
+        self.spill.as_mut().expect("spill").append(batches)
     }
 }
 
@@ -818,56 +765,65 @@ async fn commit(
         if st.spill.is_some() {
             // a large table: de-duplicated and written from disk, streamed in one commit
             st.spill(lake.spill_dir()?.as_ref())?;
-            let spill = st.spill.take().expect("spill");
+            let mut spill = st.spill.take().expect("spill").finish()?;
             progress.start(&format!("load {}", st.spec.name), None);
             let ctx = lake.session().await?;
-            ctx.register_parquet(
-                "_cslake_spill",
-                &spill.dir.path().display().to_string(),
-                deltalake::datafusion::prelude::ParquetReadOptions::default(),
-            )
-            .await?;
             let key = st.spec.key;
-            // the key first, then the other columns, as the union below needs them
-            let mut columns = vec![format!("\"{key}\"")];
-            columns.extend(
-                ctx.table("_cslake_spill")
-                    .await?
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .filter(|c| c != "_ord" && c != key)
-                    .map(|c| format!("\"{c}\"")),
-            );
-            let cols = columns.join(", ");
             let target = lake.target("core", st.spec.name).with_unique(&[st.spec.key]);
-            let exists = target.open().await?.is_some();
+            // a table created empty (every core table is, on the first ingest) has no key to compare
+            let exists = target
+                .open()
+                .await?
+                .is_some_and(|t| t.snapshot().is_ok_and(|s| s.log_data().num_files() > 0));
+            // a partition at a time in memory, within a quarter of the budget
+            let budget = lake.memory_limit().map_or(usize::MAX, |m| m / 4);
+            // The first delivery of an event wins, and an event the table holds is not inserted
+            // again. When the staged rows would take more than a quarter of the memory budget,
+            // the table's keys are read once and partitioned like the staged rows, and each
+            // partition's staged rows are compared with its keys in memory; a smaller load (a
+            // day's events) is merged, which holds the staged rows in memory instead.
+            let mut compared = false;
+            if st.spec.kind == Kind::Event && exists && spill.bytes > budget && spill.fits(budget) {
+                let keys = ctx
+                    .sql(&format!("SELECT \"{key}\" FROM core.{}", st.spec.name))
+                    .await?
+                    .execute_stream()
+                    .await?;
+                compared = spill.know(keys, budget).await?;
+            }
+            let in_memory = spill.fits(budget);
+            let spill = std::sync::Arc::new(spill);
+            let how = match st.spec.kind {
+                Kind::Event if compared => "compared with the table's keys",
+                Kind::Event if exists && (spill.bytes > budget || !in_memory) => {
+                    "sorted with the table's keys"
+                }
+                _ if !in_memory => "sorted",
+                Kind::Event if exists => "partitioned, merged",
+                _ => "partitioned",
+            };
             let stats = match st.spec.kind {
-                // The first delivery of an event wins, and an event the table holds is not
-                // inserted again. When the staged rows would take more than a quarter of the
-                // memory budget, both are decided by one sort of the table's keys and the
-                // staged rows (table first, then in staging order): a staged row that comes
-                // first for its key is new. A sort spills to disk, where the hash join of a
-                // merge holds every staged row in memory; but it reads every key of the table,
-                // so smaller loads (a day's events) are merged.
-                Kind::Event => {
-                    let budget = lake.memory_limit().map_or(usize::MAX, |m| m / 4);
-                    let by_sort = exists && spill.bytes > budget;
-                    let sql = if by_sort {
-                        let nulls: String = columns[1..].iter().map(|c| format!("NULL AS {c}, ")).collect();
-                        format!(
+                Kind::Event if compared => {
+                    let df = spill.clone().first_per_key(&ctx, false)?;
+                    target.append_df(df, &ctx, &run.run_id).await?
+                }
+                // Too large for that (more than 64 times a quarter of the budget, with the
+                // table's keys): one sort of the table's keys and the staged rows (table first,
+                // then in staging order), which spills to disk; a staged row that comes first
+                // for its key is new.
+                Kind::Event if exists && (spill.bytes > budget || !in_memory) => {
+                    spill_table(&ctx, &spill).await?;
+                    let columns = spill_columns(&ctx, key).await?;
+                    let cols = columns.join(", ");
+                    let nulls: String = columns[1..].iter().map(|c| format!("NULL AS {c}, ")).collect();
+                    let sorted = ctx
+                        .sql(&format!(
                             "SELECT \"{key}\", {nulls}false AS _cslake_new, 0 AS _ord FROM core.{table} \
                              UNION ALL SELECT {cols}, true AS _cslake_new, _ord FROM _cslake_spill \
                              ORDER BY \"{key}\", _cslake_new, _ord",
                             table = st.spec.name
-                        )
-                    } else {
-                        format!(
-                            "SELECT {cols}, true AS _cslake_new, _ord FROM _cslake_spill ORDER BY \"{key}\", _ord"
-                        )
-                    };
-                    let sorted = ctx.sql(&sql).await?;
+                        ))
+                        .await?;
                     let df = dedupe::first_per_key(
                         &ctx,
                         sorted,
@@ -875,24 +831,24 @@ async fn commit(
                         Some("_cslake_new"),
                         &["_cslake_new", "_ord"],
                     )?;
-                    if exists && !by_sort {
-                        target.insert_new_df(df, key, &ctx, &run.run_id).await?
-                    } else {
-                        target.append_df(df, &ctx, &run.run_id).await?
-                    }
+                    target.append_df(df, &ctx, &run.run_id).await?
                 }
-                // the last version of an entity wins
-                Kind::Entity => {
+                // a load larger than 64 times a quarter of the budget: sorted, spilling
+                Kind::Event | Kind::Entity if !in_memory => {
+                    spill_table(&ctx, &spill).await?;
+                    let cols = spill_columns(&ctx, key).await?.join(", ");
+                    let order = if st.spec.kind == Kind::Event { "" } else { " DESC" };
                     let sorted = ctx
                         .sql(&format!(
-                            "SELECT {cols}, _ord FROM _cslake_spill ORDER BY \"{key}\", _ord DESC"
+                            "SELECT {cols}, _ord FROM _cslake_spill ORDER BY \"{key}\", _ord{order}"
                         ))
                         .await?;
                     let df = dedupe::first_per_key(&ctx, sorted, key, None, &["_ord"])?;
-                    let compare = st.compare_columns();
-                    target
-                        .upsert_df(df, &[key], &compare, &AUDIT_COLUMNS, &ctx, &run.run_id)
-                        .await?
+                    write_deduplicated(&st, &target, df, &ctx, exists, &run.run_id).await?
+                }
+                Kind::Event | Kind::Entity => {
+                    let df = spill.clone().first_per_key(&ctx, st.spec.kind == Kind::Entity)?;
+                    write_deduplicated(&st, &target, df, &ctx, exists, &run.run_id).await?
                 }
             };
             progress.finish();
@@ -908,6 +864,7 @@ async fn commit(
                 duplicates = st.load.duplicates,
                 staged = spill.rows,
                 version = stats.version,
+                how,
                 "loaded (from the spill)"
             );
             report.tables.push(st.load);
@@ -957,6 +914,56 @@ async fn commit(
         }
     }
     Ok(report)
+}
+
+/// Writes a large table's de-duplicated staged rows: events the table lacks are inserted (a
+/// merge on the key), entities upserted (the last version of each key).
+async fn write_deduplicated(
+    st: &Staged,
+    target: &cslake_sinks::DeltaTarget,
+    df: deltalake::datafusion::prelude::DataFrame,
+    ctx: &SessionContext,
+    exists: bool,
+    run_id: &str,
+) -> Result<cslake_sinks::WriteStats> {
+    Ok(match st.spec.kind {
+        Kind::Event if exists => target.insert_new_df(df, st.spec.key, ctx, run_id).await?,
+        Kind::Event => target.append_df(df, ctx, run_id).await?,
+        Kind::Entity => {
+            let compare = st.compare_columns();
+            target
+                .upsert_df(df, &[st.spec.key], &compare, &AUDIT_COLUMNS, ctx, run_id)
+                .await?
+        }
+    })
+}
+
+/// `ctx` with the staged rows registered as `_cslake_spill`.
+async fn spill_table(ctx: &SessionContext, spill: &spill::Partitions) -> Result<()> {
+    ctx.register_arrow(
+        "_cslake_spill",
+        &spill.rows_file().display().to_string(),
+        deltalake::datafusion::datasource::file_format::options::ArrowReadOptions::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The staged columns, quoted, the key first (as the union with the table's keys needs them),
+/// without `_ord`.
+async fn spill_columns(ctx: &SessionContext, key: &str) -> Result<Vec<String>> {
+    let mut columns = vec![format!("\"{key}\"")];
+    columns.extend(
+        ctx.table("_cslake_spill")
+            .await?
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|c| c != spill::ORD && c != key)
+            .map(|c| format!("\"{c}\"")),
+    );
+    Ok(columns)
 }
 
 /// Contacts known to the lake and loaded earlier in this run, for matching meeting attendees.

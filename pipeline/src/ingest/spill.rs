@@ -1,0 +1,627 @@
+//! The staged rows of a large table, on local disk until the run commits, and their
+//! de-duplication on the table's key.
+//!
+//! The rows go, in staging order, to one Arrow IPC file, each with its position in the run
+//! (`_ord`); their keys (with the position) go to [`PARTITIONS`] files by a hash of the key, so
+//! that every copy of a key is in the same, small, file. The commit reads one key partition at a
+//! time into memory and marks, with a hash set, every row that is not the first of its key (the
+//! first delivery of an event) or not the last (the last version of an entity), or whose key the
+//! table holds already ([`Partitions::know`]); then the rows stream once from their file past
+//! that mark, one bit per row. No sort of the whole load, no second copy of it on disk, and the
+//! rows reach the table in the order they came (a time-ordered export stays time-ordered in its
+//! files, which is what lets readers skip them).
+//!
+//! IPC and not Parquet: the files are written and read back once, on the same machine, so they
+//! need no encoding (Parquet's dictionaries and statistics were a sixth of an ingest's time).
+//! A load whose keys are so many that one partition of them would not fit in a quarter of the
+//! memory budget is de-duplicated by DataFusion's sort instead ([`Partitions::fits`]), which
+//! spills.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::hash::BuildHasher;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use deltalake::arrow::buffer::{BooleanBuffer, Buffer};
+use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use deltalake::arrow::ipc::reader::FileReader;
+use deltalake::arrow::ipc::writer::FileWriter;
+use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::streaming::PartitionStream;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
+
+use crate::lake::spill::SpillDir;
+use crate::{Error, Result};
+
+/// Partitions of the keys: a load whose keys take up to 64 times a quarter of the memory
+/// budget is de-duplicated in memory, a partition at a time.
+pub const PARTITIONS: usize = 64;
+
+/// The position of each staged row in the run, which decides the winner of a key.
+pub const ORD: &str = "_ord";
+
+type Writer = FileWriter<BufWriter<File>>;
+
+fn io_error(path: &Path) -> impl Fn(deltalake::arrow::error::ArrowError) -> Error + '_ {
+    move |e| Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+fn create(path: &Path, schema: &Schema) -> Result<Writer> {
+    let file = File::create(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    FileWriter::try_new_buffered(file, schema).map_err(io_error(path))
+}
+
+/// IPC files of keys, one per partition, created as their first key arrives.
+struct KeyFiles {
+    folder: PathBuf,
+    prefix: &'static str,
+    writers: Vec<Option<Writer>>,
+    /// Each partition's size in memory.
+    sizes: Vec<usize>,
+    /// The files closed so far, by partition.
+    closed: Vec<Option<PathBuf>>,
+}
+
+impl KeyFiles {
+    fn new(folder: &Path, prefix: &'static str) -> Self {
+        Self {
+            folder: folder.to_path_buf(),
+            prefix,
+            writers: (0..PARTITIONS).map(|_| None).collect(),
+            sizes: vec![0; PARTITIONS],
+            closed: vec![None; PARTITIONS],
+        }
+    }
+
+    fn path(&self, p: usize) -> PathBuf {
+        self.folder.join(format!("{}-{p:02}.arrow", self.prefix))
+    }
+
+    /// Appends `keys` (and their rows' positions, when given) to their partitions, in order.
+    fn write(&mut self, keys: StringArray, ords: Option<ArrayRef>) -> Result<()> {
+        let parts = partition_of(&keys);
+        let mut fields = vec![Field::new("key", DataType::Utf8, true)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys)];
+        if let Some(ords) = ords {
+            fields.push(Field::new(ORD, DataType::UInt64, false));
+            columns.push(ords);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let (sorted, starts) = by_partition(&batch, &parts)?;
+        for p in 0..PARTITIONS {
+            let (lo, hi) = (starts[p], starts[p + 1]);
+            if lo == hi {
+                continue;
+            }
+            let piece = sorted.slice(lo, hi - lo);
+            if self.writers[p].is_none() {
+                self.writers[p] = Some(create(&self.path(p), &piece.schema())?);
+            }
+            let path = self.path(p);
+            let written = self.writers[p].as_mut().expect("writer").write(&piece);
+            written.map_err(io_error(&path))?;
+            self.sizes[p] += sliced_size(&piece);
+        }
+        Ok(())
+    }
+
+    fn largest(&self) -> usize {
+        self.sizes.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Closes the files written to, ready to be read.
+    fn close(&mut self) -> Result<()> {
+        for p in 0..PARTITIONS {
+            if let Some(mut w) = self.writers[p].take() {
+                let path = self.path(p);
+                let closed = w.finish();
+                closed.map_err(io_error(&path))?;
+                self.closed[p] = Some(path);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Staged rows being written to disk.
+pub struct Spill {
+    dir: tempfile::TempDir,
+    key: &'static str,
+    schema: Option<SchemaRef>,
+    rows_file: Option<Writer>,
+    keys: KeyFiles,
+    /// Rows staged so far.
+    pub rows: u64,
+    /// Their size in memory, as they were staged.
+    pub bytes: usize,
+}
+
+impl Spill {
+    /// An empty spill of `table` (keyed on `key`) in a new folder of `folder`.
+    pub fn create(folder: &SpillDir, table: &str, key: &'static str) -> Result<Self> {
+        let dir = folder.subfolder(&format!("{table}-"))?;
+        let keys = KeyFiles::new(dir.path(), "keys");
+        Ok(Self {
+            dir,
+            key,
+            schema: None,
+            rows_file: None,
+            keys,
+            rows: 0,
+            bytes: 0,
+        })
+    }
+
+    fn rows_path(&self) -> PathBuf {
+        self.dir.path().join("rows.arrow")
+    }
+
+    /// Appends `batches`, in staging order.
+    pub fn append(&mut self, batches: Vec<RecordBatch>) -> Result<()> {
+        for batch in batches {
+            let n = batch.num_rows();
+            if n == 0 {
+                continue;
+            }
+            self.bytes += batch.get_array_memory_size();
+            let ord: ArrayRef = Arc::new(UInt64Array::from_iter_values(self.rows..self.rows + n as u64));
+            let batch = crate::lake::query::append_column(
+                &batch,
+                Field::new(ORD, DataType::UInt64, false),
+                ord.clone(),
+            )?;
+            self.rows += n as u64;
+            match &self.schema {
+                None => {
+                    self.schema = Some(batch.schema());
+                    self.rows_file = Some(create(&self.rows_path(), &batch.schema())?);
+                }
+                Some(s) if s != &batch.schema() => {
+                    return Err(Error::Job(format!(
+                        "staging {}: a batch's columns differ from the first's",
+                        self.dir.path().display()
+                    )));
+                }
+                Some(_) => {}
+            }
+            let path = self.rows_path();
+            let written = self.rows_file.as_mut().expect("rows file").write(&batch);
+            written.map_err(io_error(&path))?;
+            self.keys.write(key_text(&batch, self.key)?, Some(ord))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the files: the staged rows, ready to be read back.
+    pub fn finish(mut self) -> Result<Partitions> {
+        let path = self.rows_path();
+        if let Some(mut w) = self.rows_file.take() {
+            let closed = w.finish();
+            closed.map_err(io_error(&path))?;
+        }
+        self.keys.close()?;
+        let known = KeyFiles::new(self.dir.path(), "known");
+        Ok(Partitions {
+            schema: self.schema.unwrap_or_else(|| Arc::new(Schema::empty())),
+            rows_file: path,
+            dir: self.dir,
+            keys: self.keys,
+            known,
+            rows: self.rows,
+            bytes: self.bytes,
+        })
+    }
+}
+
+/// The staged rows of a table, with their keys partitioned.
+pub struct Partitions {
+    dir: tempfile::TempDir,
+    /// The table's columns and `_ord`.
+    schema: SchemaRef,
+    rows_file: PathBuf,
+    /// The staged keys, partitioned.
+    keys: KeyFiles,
+    /// Keys the table holds already, partitioned the same way.
+    known: KeyFiles,
+    pub rows: u64,
+    pub bytes: usize,
+}
+
+impl std::fmt::Debug for Partitions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partitions")
+            .field("dir", &self.dir.path())
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl Partitions {
+    /// The file of the staged rows (with `_ord`), for reading them as a table.
+    pub fn rows_file(&self) -> &Path {
+        &self.rows_file
+    }
+
+    /// Whether the largest partition of keys, with the table's keys of it, fits in `budget`
+    /// bytes of memory.
+    pub fn fits(&self, budget: usize) -> bool {
+        self.keys.largest().saturating_add(self.known.largest()) <= budget
+    }
+
+    /// Records the keys the table holds (`keys`, a stream of one-column batches), partitioned
+    /// like the staged ones: a staged row whose key is among them is not new and is dropped.
+    /// Stops early, returning false, as soon as a partition of them outgrows `budget`.
+    pub async fn know(&mut self, mut keys: SendableRecordBatchStream, budget: usize) -> Result<bool> {
+        while let Some(batch) = keys.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            self.known.write(text_of(batch.column(0))?, None)?;
+            if !self.fits(budget) {
+                return Ok(false);
+            }
+        }
+        self.known.close()?;
+        Ok(true)
+    }
+
+    /// The first row of each key (the last with `keep_last`) in staging order, without `_ord`,
+    /// as a DataFrame: when it runs, the keys are read a partition at a time, then the rows.
+    pub fn first_per_key(self: Arc<Self>, ctx: &SessionContext, keep_last: bool) -> Result<DataFrame> {
+        let kept: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|&i| self.schema.field(i).name() != ORD)
+            .collect();
+        let schema: SchemaRef = Arc::new(self.schema.project(&kept)?);
+        let firsts = Firsts {
+            schema: schema.clone(),
+            kept,
+            keep_last,
+            parts: self,
+        };
+        let table = StreamingTable::try_new(schema, vec![Arc::new(firsts)])?;
+        Ok(ctx.read_table(Arc::new(table))?)
+    }
+
+    /// One bit per staged row: set for the rows to keep.
+    fn keep(&self, keep_last: bool) -> Result<BooleanBuffer> {
+        let mut bits = vec![0xffu8; (self.rows as usize).div_ceil(8)];
+        let key_schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, true),
+            Field::new(ORD, DataType::UInt64, false),
+        ]));
+        let known_schema = Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, true)]));
+        for (p, path) in self.keys.closed.iter().enumerate() {
+            let Some(path) = path else { continue };
+            let keys = read_ipc(path, &key_schema)?;
+            let known = match &self.known.closed[p] {
+                Some(k) => Some(text_of(read_ipc(k, &known_schema)?.column(0))?),
+                None => None,
+            };
+            let text = text_of(keys.column(0))?;
+            let ords = keys.column(1).as_primitive::<UInt64Type>();
+            for i in losers(&text, known.as_ref(), keep_last) {
+                let ord = ords.value(i) as usize;
+                bits[ord / 8] &= !(1u8 << (ord % 8));
+            }
+        }
+        Ok(BooleanBuffer::new(Buffer::from_vec(bits), 0, self.rows as usize))
+    }
+}
+
+/// The batches of an IPC file, as one.
+fn read_ipc(path: &Path, schema: &SchemaRef) -> Result<RecordBatch> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let reader = FileReader::try_new_buffered(file, None).map_err(io_error(path))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(io_error(path))?;
+    Ok(concat_batches(schema, &batches)?)
+}
+
+/// Marks the losers of each key, then streams the staged rows past the mark.
+struct Firsts {
+    schema: SchemaRef,
+    kept: Vec<usize>,
+    keep_last: bool,
+    parts: Arc<Partitions>,
+}
+
+impl std::fmt::Debug for Firsts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Firsts").field("parts", &self.parts).finish()
+    }
+}
+
+impl PartitionStream for Firsts {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (parts, kept, keep_last) = (self.parts.clone(), self.kept.clone(), self.keep_last);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<RecordBatch, DataFusionError>>(2);
+        tokio::task::spawn_blocking(move || {
+            let failed = |e: Error| DataFusionError::External(Box::new(e));
+            let send = |b| tx.blocking_send(b).is_ok();
+            let keep = match parts.keep(keep_last) {
+                Ok(k) => k,
+                Err(e) => {
+                    send(Err(failed(e)));
+                    return;
+                }
+            };
+            let path = parts.rows_file();
+            let reader = match File::open(path) {
+                Ok(f) => FileReader::try_new_buffered(f, None).map_err(io_error(path)),
+                Err(source) => Err(Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            };
+            let reader = match reader {
+                Ok(r) => r,
+                Err(e) => {
+                    send(Err(failed(e)));
+                    return;
+                }
+            };
+            let mut at = 0usize;
+            for batch in reader {
+                let out = batch.map_err(io_error(path)).and_then(|b| {
+                    let mask = BooleanArray::new(keep.slice(at, b.num_rows()), None);
+                    at += b.num_rows();
+                    let b = b.project(&kept)?;
+                    Ok(if mask.true_count() == b.num_rows() {
+                        b
+                    } else {
+                        filter_record_batch(&b, &mask)?
+                    })
+                });
+                if !send(out.map_err(failed)) {
+                    return;
+                }
+            }
+        });
+        let batches = tokio_stream_of(rx);
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The key column as text (keys are text in every table; anything else is cast).
+fn key_text(batch: &RecordBatch, key: &str) -> Result<StringArray> {
+    let col = batch
+        .column_by_name(key)
+        .ok_or_else(|| Error::Job(format!("staging: no key column {key}")))?;
+    text_of(col)
+}
+
+fn text_of(col: &ArrayRef) -> Result<StringArray> {
+    Ok(match col.data_type() {
+        DataType::Utf8 => col.as_string::<i32>().clone(),
+        _ => cast(col, &DataType::Utf8)?.as_string::<i32>().clone(),
+    })
+}
+
+/// The rows of `batch` ordered by their partition (`parts`), stably, and where each partition
+/// starts (`PARTITIONS + 1` offsets).
+fn by_partition(batch: &RecordBatch, parts: &[u8]) -> Result<(RecordBatch, [usize; PARTITIONS + 1])> {
+    let mut starts = [0usize; PARTITIONS + 1];
+    for &p in parts {
+        starts[p as usize + 1] += 1;
+    }
+    for p in 0..PARTITIONS {
+        starts[p + 1] += starts[p];
+    }
+    let mut next = starts;
+    let mut order = vec![0u32; parts.len()];
+    for (i, &p) in parts.iter().enumerate() {
+        order[next[p as usize]] = i as u32;
+        next[p as usize] += 1;
+    }
+    Ok((take_record_batch(batch, &UInt32Array::from(order))?, starts))
+}
+
+/// The memory a slice of a batch takes (`get_array_memory_size` counts the whole buffers).
+fn sliced_size(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
+}
+
+/// The partition of each row's key.
+fn partition_of(keys: &StringArray) -> Vec<u8> {
+    let hasher = foldhash::fast::FixedState::with_seed(0x6373_6c61_6b65);
+    keys.iter()
+        .map(|k| (hasher.hash_one(k.unwrap_or("")) % PARTITIONS as u64) as u8)
+        .collect()
+}
+
+/// The rows (of one partition's keys, in staging order) that lose: all but the first of each
+/// key (the last with `keep_last`), and every row whose key is `known`.
+fn losers(keys: &StringArray, known: Option<&StringArray>, keep_last: bool) -> Vec<usize> {
+    let n = keys.len();
+    let mut seen: HashSet<&str, foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(n + known.map_or(0, Array::len), Default::default());
+    if let Some(known) = known {
+        seen.extend(known.iter().flatten());
+    }
+    let mut out = Vec::new();
+    let mut visit = |i: usize| {
+        let k = if keys.is_null(i) { "" } else { keys.value(i) };
+        if !seen.insert(k) {
+            out.push(i);
+        }
+    };
+    if keep_last {
+        (0..n).rev().for_each(&mut visit);
+    } else {
+        (0..n).for_each(&mut visit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::Int64Array;
+
+    use super::*;
+
+    fn batch(ids: &[&str], values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(ids.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    async fn rows(parts: Arc<Partitions>, keep_last: bool) -> Vec<(String, i64)> {
+        let ctx = SessionContext::new();
+        let out = parts
+            .first_per_key(&ctx, keep_last)
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert!(out.iter().all(|b| b.schema().column_with_name(ORD).is_none()));
+        let mut rows: Vec<(String, i64)> = out
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_string::<i32>().clone();
+                let v = b
+                    .column(1)
+                    .as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                    .clone();
+                (0..b.num_rows()).map(move |i| (ids.value(i).to_string(), v.value(i)))
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn the_first_or_last_copy_of_each_key_wins_across_appends() {
+        let root = tempfile::tempdir().unwrap();
+        let folder = SpillDir::create(root.path()).unwrap();
+        let ids: Vec<String> = (0..500).map(|i| format!("k{i}")).collect();
+        let stage = || {
+            let mut spill = Spill::create(&folder, "t", "id").unwrap();
+            // every key twice, in two appends; "k7" three times
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            spill
+                .append(vec![batch(&refs, &vec![1; 500]), batch(&["k7"], &[2])])
+                .unwrap();
+            spill.append(vec![batch(&refs, &vec![3; 500])]).unwrap();
+            assert_eq!(spill.rows, 1001);
+            Arc::new(spill.finish().unwrap())
+        };
+        let first = rows(stage(), false).await;
+        assert_eq!(first.len(), 500);
+        assert!(first.iter().all(|(_, v)| *v == 1), "the first delivery wins");
+        let last = rows(stage(), true).await;
+        assert_eq!(last.len(), 500);
+        assert!(last.iter().all(|(_, v)| *v == 3), "the last version wins");
+        let parts = stage();
+        // the rows file reads as a table, `_ord` and all (what the sort falls back to)
+        let ctx = SessionContext::new();
+        ctx.register_arrow(
+            "staged",
+            &parts.rows_file().display().to_string(),
+            deltalake::datafusion::datasource::file_format::options::ArrowReadOptions::default(),
+        )
+        .await
+        .unwrap();
+        let n = ctx
+            .sql("SELECT count(*), count(DISTINCT _ord), count(DISTINCT id) FROM staged")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let counts: Vec<i64> = (0..3)
+            .map(|c| {
+                n[0].column(c)
+                    .as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                    .value(0)
+            })
+            .collect();
+        assert_eq!(counts, [1001, 1001, 500]);
+        assert!(
+            parts.keys.closed.iter().flatten().count() > 1,
+            "keys are spread over partitions"
+        );
+        assert!(parts.fits(usize::MAX) && !parts.fits(0));
+    }
+
+    #[tokio::test]
+    async fn keys_the_table_holds_are_not_new() {
+        let root = tempfile::tempdir().unwrap();
+        let folder = SpillDir::create(root.path()).unwrap();
+        let mut spill = Spill::create(&folder, "t", "id").unwrap();
+        spill
+            .append(vec![batch(&["a", "b", "c", "b", "d"], &[1, 2, 3, 4, 5])])
+            .unwrap();
+        let mut parts = spill.finish().unwrap();
+        let known = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("event_id", DataType::Utf8, true)])),
+            vec![Arc::new(StringArray::from(vec![Some("b"), None, Some("x")]))],
+        )
+        .unwrap();
+        let stream = RecordBatchStreamAdapter::new(
+            known.schema(),
+            futures::stream::iter(vec![Ok(known.clone()), Ok(known)]),
+        );
+        assert!(parts.know(Box::pin(stream), usize::MAX).await.unwrap());
+        let out = rows(Arc::new(parts), false).await;
+        assert_eq!(
+            out,
+            [("a".to_string(), 1), ("c".to_string(), 3), ("d".to_string(), 5)]
+        );
+        // the keys outgrow a tiny budget: not compared in memory
+        let mut spill = Spill::create(&folder, "t", "id").unwrap();
+        spill.append(vec![batch(&["a"], &[1])]).unwrap();
+        let mut parts = spill.finish().unwrap();
+        let many: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        let known = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("event_id", DataType::Utf8, true)])),
+            vec![Arc::new(StringArray::from_iter_values(many))],
+        )
+        .unwrap();
+        let stream = RecordBatchStreamAdapter::new(known.schema(), futures::stream::iter(vec![Ok(known)]));
+        assert!(!parts.know(Box::pin(stream), 64).await.unwrap());
+    }
+}
