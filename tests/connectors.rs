@@ -318,6 +318,117 @@ fn stripe_pages_by_last_id_retries_server_errors_and_derives_mrr() {
 }
 
 #[test]
+fn a_long_api_history_is_staged_on_disk_and_lands_once() {
+    // 60 pages of 100 invoices, more than the table may hold in memory ([ingest] spill_rows =
+    // 500): each page becomes a batch, staged to disk as they come, and one commit lands them;
+    // an invoice seen again on a later page (paid since) lands in its last version, and an item
+    // that is not an object is quarantined with its page and row
+    const PAGES: usize = 60;
+    let server = Fixture::start(move |r: &Req| {
+        let list = |data: Vec<serde_json::Value>, more: bool| {
+            Resp::json(json!({"object": "list", "data": data, "has_more": more, "url": r.path}))
+        };
+        let invoice = |i: usize, status: &str| {
+            json!({"id": format!("in_{i:05}"), "customer": "cus_A", "created": 1769904000 + i, "due_date": null,
+                   "amount_due": 1000 + i, "currency": "usd", "status": status, "paid": status == "paid",
+                   "attempt_count": 1, "status_transitions": {"paid_at": null}})
+        };
+        match r.path.as_str() {
+            "/v1/customers" => list(
+                vec![json!({"id": "cus_A", "object": "customer", "name": "Acme", "created": 1735689600})],
+                false,
+            ),
+            "/v1/subscriptions" => list(vec![], false),
+            "/v1/invoices" => {
+                let page = r
+                    .q("starting_after")
+                    .map_or(0, |id| id[3..].parse::<usize>().unwrap() / 100 + 1);
+                let mut data: Vec<serde_json::Value> = (page * 100..page * 100 + 100)
+                    .map(|i| invoice(i, "open"))
+                    .collect();
+                if page == 30 {
+                    // in_00007 again, paid by now; and an item that is not an object
+                    data.insert(10, invoice(7, "paid"));
+                    data.insert(20, json!("not an invoice"));
+                }
+                list(data, page + 1 < PAGES)
+            }
+            _ => Resp::status(404, "{}"),
+        }
+    });
+    let (_t, dir) = tempdir();
+    std::fs::write(
+        dir.join("cslake.toml"),
+        format!(
+            "[ingest]\nspill_rows = 500\n\n[[sources]]\nname = \"billing\"\nkind = \"stripe\"\nbase_url = \"{}\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let out = cslake_env(
+        &dir,
+        &["ingest"],
+        &[
+            ("STRIPE_API_KEY", "sk_test_abc123"),
+            ("RUST_LOG", "cslake_pipeline::ingest=info"),
+        ],
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("loaded (from the spill)"),
+        "the invoices were staged on disk: {}",
+        out.stderr
+    );
+    let s = out.summary();
+    let invoices = s["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "invoices")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            invoices["pages"].as_u64(),
+            invoices["read"].as_u64(),
+            invoices["rejected"].as_u64(),
+            invoices["inserted"].as_u64()
+        ),
+        (Some(PAGES as u64), Some(6002), Some(1), Some(6000)),
+        "{invoices}"
+    );
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT invoice_id) AS ids, ROUND(SUM(amount), 2) AS amount FROM core.invoices"
+        ),
+        // amounts in cents: 10.00 to 69.99
+        ["n,ids,amount", "6000,6000,239970.0"]
+    );
+    assert_eq!(
+        query(
+            &dir,
+            "SELECT status FROM core.invoices WHERE invoice_id = 'in_00007'"
+        ),
+        ["status", "paid"],
+        "the last version of an entity wins"
+    );
+    let q = query(
+        &dir,
+        "SELECT table_name, origin, row_number, reason FROM ops.quarantine",
+    );
+    assert_eq!(q.len(), 2, "{q:?}");
+    assert!(
+        q[1].starts_with("invoices,") && q[1].contains("starting_after=in_02999"),
+        "the page is named: {q:?}"
+    );
+    assert!(
+        q[1].ends_with(",21,\"row 21: expected a JSON object, found \"\"not an invoice\"\"\""),
+        "{q:?}"
+    );
+}
+
+#[test]
 fn salesforce_soql_pages_and_renews_an_expired_token() {
     let tokens = AtomicUsize::new(0);
     let server = Fixture::start(move |r: &Req| {

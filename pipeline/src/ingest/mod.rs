@@ -689,10 +689,19 @@ async fn ingest_api(
                     stream,
                     cursors.get(&stream.key).map(String::as_str),
                     progress,
-                    async |page| {
-                        stager
-                            .add_records(&ctx, &staged, &mut st, page, &stream.mapping, &run_id)
-                            .await
+                    async |page| match page {
+                        connectors::rest::Page::Batch(b) => {
+                            if b.num_rows() == 0 && b.batch.num_columns() == 0 {
+                                tracing::warn!(origin = b.origin.as_str(), "empty: nothing to load");
+                                return Ok(());
+                            }
+                            stager.add(&mut st, b, &stream.mapping, &run_id)
+                        }
+                        connectors::rest::Page::Meetings(records) => {
+                            stager
+                                .add_records(&ctx, &staged, &mut st, records, &stream.mapping, &run_id)
+                                .await
+                        }
                     },
                 )
                 .await?;

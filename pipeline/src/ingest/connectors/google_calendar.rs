@@ -13,7 +13,7 @@ use url::Url;
 use crate::Result;
 use crate::ingest::calendar::HEADER;
 use crate::ingest::connectors::rest::{
-    ApiSource, Connector, Shape, Stream, build_stream, objects, path, row, text,
+    ApiSource, Connector, Page, Shape, Stream, build_stream, objects, path, row, text,
 };
 use crate::ingest::records::RawRecords;
 use crate::settings::{AuthConfig, IncrementalConfig, PagingConfig, PagingKind, SourceKind, TableMapping};
@@ -152,10 +152,10 @@ impl Connector for GoogleCalendar {
         streams(src, base, cursors)
     }
 
-    fn records(&self, shape: Shape, origin: String, items: Vec<Value>) -> RawRecords {
-        match shape {
-            Shape::Meetings => meetings(origin, items),
-            _ => objects(origin, items),
-        }
+    fn page(&self, shape: Shape, origin: String, items: Vec<Value>) -> Result<Page> {
+        Ok(match shape {
+            Shape::Meetings => Page::Meetings(meetings(origin, items)),
+            _ => Page::Batch(objects(origin, items)?),
+        })
     }
 }

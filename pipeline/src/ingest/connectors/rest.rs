@@ -3,7 +3,8 @@
 //! each page, driven by configuration. A vendor is a [`Connector`]: its defaults (endpoint,
 //! authentication, rate limit, built-in tables and mappings) and the few rules where its API
 //! differs; [`Rest`] is the connector of a REST API described by configuration alone. Every page
-//! becomes [`RawRecords`] and goes through the same validation, quarantine and loading as a file.
+//! becomes an Arrow batch ([`Page`]) and goes through the same validation, quarantine and loading
+//! as a file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::http::{HttpClient, Options};
+use crate::ingest::batch::SourceBatch;
 use crate::ingest::records::{RawRecords, RawRow};
 use crate::lake::schema::{TableSpec, core_table};
 use crate::settings::{AuthConfig, PagingKind, SourceConfig, SourceKind, TableMapping};
@@ -32,6 +34,16 @@ pub enum Shape {
     StripeInvoice,
     /// HubSpot search: at most 10,000 results per query, so paging restarts from the cursor.
     HubspotSearch,
+}
+
+/// One page's items, as the ingest takes them.
+#[derive(Debug)]
+pub enum Page {
+    /// Objects flattened to text columns, a row per item.
+    Batch(SourceBatch),
+    /// Calendar events (`ingest::calendar::HEADER`), whose account comes from their attendees
+    /// once they are matched to the contacts (a calendar's meetings are few: rows of text).
+    Meetings(RawRecords),
 }
 
 /// One request sequence that fills one table.
@@ -107,9 +119,9 @@ pub trait Connector: Send + Sync {
             .collect()
     }
 
-    /// One page's items as raw records: by default, objects flattened to dotted fields.
-    fn records(&self, _shape: Shape, origin: String, items: Vec<Value>) -> RawRecords {
-        objects(origin, items)
+    /// One page's items: by default, objects flattened to dotted fields.
+    fn page(&self, _shape: Shape, origin: String, items: Vec<Value>) -> Result<Page> {
+        Ok(Page::Batch(objects(origin, items)?))
     }
 
     /// Called before asking for the next page (`next` is the cursor, offset or id about to be
@@ -262,7 +274,7 @@ impl ApiSource {
         stream: &Stream,
         cursor: Option<&str>,
         progress: &dyn Progress,
-        mut page_read: impl AsyncFnMut(RawRecords) -> Result<()>,
+        mut page_read: impl AsyncFnMut(Page) -> Result<()>,
     ) -> Result<Fetched> {
         let paging = stream.mapping.paging.clone().unwrap_or_default();
         let page_size = paging.page_size.map(|p| p as usize);
@@ -308,10 +320,12 @@ impl ApiSource {
                 .last()
                 .and_then(|i| path(i, paging.id_field.as_deref().unwrap_or("id")).and_then(text));
             out.records += n;
-            let mut records = self.connector.records(stream.shape, origin.clone(), items);
-            drop_fields(&mut records, &stream.mapping.ignore);
+            let mut read = self.connector.page(stream.shape, origin.clone(), items)?;
+            if let Page::Batch(b) = &mut read {
+                drop_fields(b, &stream.mapping.ignore)?;
+            }
             out.pages += 1;
-            page_read(records).await?;
+            page_read(read).await?;
             tracing::info!(
                 source = self.name(),
                 stream = stream.key.as_str(),
@@ -577,40 +591,23 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Items as records: objects flattened to dotted fields (anything else is rejected with the row).
-pub fn objects(origin: String, items: Vec<Value>) -> RawRecords {
-    let objects = items
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let parsed = if v.is_object() {
-                Ok(v)
-            } else {
-                Err(format!("expected a JSON object, found {v}"))
-            };
-            (i + 1, parsed)
-        })
-        .collect();
-    crate::ingest::read::records_from_json(origin, objects, true)
+/// Items as a batch: objects flattened to dotted fields (anything else is rejected with the row).
+pub fn objects(origin: String, items: Vec<Value>) -> Result<SourceBatch> {
+    crate::ingest::read::page_batch(origin, items)
 }
 
 /// Removes fields named in `ignore`, at any depth (`attributes` drops `Owner.attributes.url`).
-fn drop_fields(records: &mut RawRecords, ignore: &[String]) {
+fn drop_fields(page: &mut SourceBatch, ignore: &[String]) -> Result<()> {
     if ignore.is_empty() {
-        return;
+        return Ok(());
     }
-    let drop = |h: &str| crate::ingest::records::ignored(h, ignore);
-    let keep: Vec<usize> = (0..records.header.len())
-        .filter(|i| !drop(&records.header[*i]))
+    let keep: Vec<usize> = (0..page.batch.num_columns())
+        .filter(|i| !crate::ingest::records::ignored(page.batch.schema().field(*i).name(), ignore))
         .collect();
-    if keep.len() == records.header.len() {
-        return;
+    if keep.len() < page.batch.num_columns() {
+        page.batch = page.batch.project(&keep)?;
     }
-    records.header = keep.iter().map(|i| records.header[*i].clone()).collect();
-    for row in &mut records.rows {
-        let values = std::mem::take(&mut row.values);
-        row.values = keep.iter().map(|i| values.get(*i).cloned().flatten()).collect();
-    }
+    Ok(())
 }
 
 /// A raw row for records the connector builds itself.

@@ -14,8 +14,9 @@ use serde_json::Value;
 use url::Url;
 
 use crate::Result;
-use crate::ingest::connectors::rest::{ApiSource, Connector, Shape, Stream, build_stream, objects, path};
-use crate::ingest::records::RawRecords;
+use crate::ingest::connectors::rest::{
+    ApiSource, Connector, Page, Shape, Stream, build_stream, objects, path,
+};
 use crate::settings::{AuthConfig, IncrementalConfig, PagingConfig, PagingKind, SourceKind, TableMapping};
 
 pub const BASE: &str = "https://api.stripe.com/";
@@ -250,7 +251,7 @@ impl Connector for Stripe {
         streams(src, base, cursors)
     }
 
-    fn records(&self, shape: Shape, origin: String, mut items: Vec<Value>) -> RawRecords {
+    fn page(&self, shape: Shape, origin: String, mut items: Vec<Value>) -> Result<Page> {
         for v in &mut items {
             match shape {
                 Shape::StripeSubscription => enrich_subscription(v),
@@ -258,7 +259,7 @@ impl Connector for Stripe {
                 _ => {}
             }
         }
-        objects(origin, items)
+        Ok(Page::Batch(objects(origin, items)?))
     }
 }
 

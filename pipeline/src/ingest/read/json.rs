@@ -1,5 +1,5 @@
 //! NDJSON and JSON arrays into text batches, nested objects flattened to dotted fields; and API
-//! pages into records the same way.
+//! pages into batches the same way ([`page_batch`]).
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -8,7 +8,6 @@ use deltalake::arrow::array::StringBuilder;
 
 use super::shared::{BATCH_BYTES, BATCH_ROWS, skip_bom};
 use crate::ingest::batch::{RowError, SourceBatch, text_batch};
-use crate::ingest::records::{RawRecords, RawRow};
 use crate::{Error, Result};
 
 /// Text columns being filled from JSON objects, whose fields may differ from one to the next.
@@ -21,11 +20,15 @@ struct JsonColumns {
     errors: HashMap<usize, RowError>,
     bytes: usize,
     row: Vec<Option<String>>,
+    /// Arrays of objects flatten too (`associations.companies.results.0.id`), as API responses
+    /// nest related records that way; otherwise arrays stay JSON text.
+    index_arrays: bool,
 }
 
 impl JsonColumns {
     fn new(origin: String) -> Self {
         Self {
+            index_arrays: false,
             origin,
             header: Vec::new(),
             index: HashMap::new(),
@@ -55,7 +58,7 @@ impl JsonColumns {
             }
         };
         let mut fields = Vec::with_capacity(map.len());
-        flatten("", map, false, &mut fields);
+        flatten("", map, self.index_arrays, &mut fields);
         self.row.clear();
         self.row.resize(self.header.len(), None);
         for (k, v) in fields {
@@ -236,61 +239,20 @@ impl<'de> serde::de::Visitor<'de> for Elements<'_> {
     }
 }
 
-/// Records from parsed JSON objects (API pages), numbered, nested objects flattened to dotted
-/// fields. With `index_arrays`, arrays of objects flatten too
-/// (`associations.companies.results.0.id`), as API responses nest related records that way;
-/// otherwise arrays stay JSON text.
-pub fn records_from_json(
-    origin: String,
-    objects: Vec<(usize, std::result::Result<serde_json::Value, String>)>,
-    index_arrays: bool,
-) -> RawRecords {
-    let mut header: Vec<String> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut rows = Vec::with_capacity(objects.len());
-    for (number, obj) in objects {
-        let mut values: Vec<Option<String>> = vec![None; header.len()];
-        let obj = match obj {
-            Ok(v) => v,
-            Err(error) => {
-                rows.push(RawRow {
-                    number,
-                    values,
-                    error: Some(error),
-                });
-                continue;
-            }
-        };
-        let error = (!obj.is_object()).then(|| format!("expected a JSON object, found {obj}"));
-        if let serde_json::Value::Object(map) = obj {
-            let mut fields = Vec::with_capacity(map.len());
-            flatten("", map, index_arrays, &mut fields);
-            for (k, v) in fields {
-                let i = *index.entry(k.clone()).or_insert_with(|| {
-                    header.push(k);
-                    header.len() - 1
-                });
-                if values.len() <= i {
-                    values.resize(i + 1, None);
-                }
-                values[i] = v;
-            }
-        }
-        rows.push(RawRow {
-            number,
-            values,
-            error,
-        });
+/// The items of an API page (parsed JSON, numbered from 1) as one batch of text columns, nested
+/// objects flattened to dotted fields and arrays of objects too
+/// (`associations.companies.results.0.id`), as API responses nest related records that way; an
+/// item that is not an object is a bad row of the batch.
+pub fn page_batch(origin: String, items: Vec<serde_json::Value>) -> Result<SourceBatch> {
+    let mut cols = JsonColumns::new(origin);
+    cols.index_arrays = true;
+    for (i, item) in items.into_iter().enumerate() {
+        cols.push(i + 1, Ok(item));
     }
-    for r in &mut rows {
-        r.values.resize(header.len(), None);
-    }
-    RawRecords {
-        origin,
-        header,
-        rows,
-        meetings: false,
-    }
+    let mut batch = cols.take(0)?;
+    // numbered 1, 2, ...
+    batch.numbers = None;
+    Ok(batch)
 }
 
 /// Nested objects become dotted fields (`context.groupId`, `traits.plan`), as warehouse exports

@@ -26,7 +26,7 @@ mod parquet;
 mod shared;
 
 pub use self::csv::csv_batches;
-pub use self::json::{json_batches, records_from_json};
+pub use self::json::{json_batches, page_batch};
 pub use self::shared::{BATCH_ROWS, Location};
 
 /// The formats a file drop holds.
