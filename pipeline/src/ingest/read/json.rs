@@ -1,6 +1,7 @@
 //! NDJSON and JSON arrays into text batches, nested objects flattened to dotted fields; and API
 //! pages into batches the same way ([`page_batch`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 
@@ -19,7 +20,6 @@ struct JsonColumns {
     numbers: Vec<usize>,
     errors: HashMap<usize, RowError>,
     bytes: usize,
-    row: Vec<Option<String>>,
     /// Arrays of objects flatten too (`associations.companies.results.0.id`), as API responses
     /// nest related records that way; otherwise arrays stay JSON text.
     index_arrays: bool,
@@ -36,7 +36,6 @@ impl JsonColumns {
             numbers: Vec::new(),
             errors: HashMap::new(),
             bytes: 0,
-            row: Vec::new(),
         }
     }
 
@@ -59,26 +58,62 @@ impl JsonColumns {
         };
         let mut fields = Vec::with_capacity(map.len());
         flatten("", map, self.index_arrays, &mut fields);
-        self.row.clear();
-        self.row.resize(self.header.len(), None);
+        self.fill(
+            rows,
+            fields
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), v.map(Cow::Owned))),
+        );
+    }
+
+    /// One NDJSON line: parsed straight into its fields (no `serde_json::Value` in between) when
+    /// it is an object; anything else goes the general way, which words the reason.
+    fn push_line(&mut self, number: usize, line: &str) {
+        if !self.index_arrays {
+            let mut fields = Vec::new();
+            let mut de = serde_json::Deserializer::from_str(line);
+            let parsed = serde::Deserializer::deserialize_map(
+                &mut de,
+                Flat {
+                    prefix: None,
+                    out: &mut fields,
+                },
+            )
+            .and_then(|_| de.end());
+            if parsed.is_ok() {
+                let rows = self.numbers.len();
+                self.numbers.push(number);
+                self.fill(rows, fields.into_iter());
+                return;
+            }
+        }
+        let parsed =
+            serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}: {}", short(line.trim_end())));
+        self.push(number, parsed);
+    }
+
+    /// Row `rows`' fields (dotted names, text values) into their columns; a field seen twice
+    /// keeps its last value.
+    fn fill<'a>(&mut self, rows: usize, fields: impl Iterator<Item = (Cow<'a, str>, Option<Cow<'a, str>>)>) {
+        let mut row: Vec<Option<Cow<'a, str>>> = vec![None; self.header.len()];
         for (k, v) in fields {
-            let i = match self.index.get(&k) {
+            let i = match self.index.get(k.as_ref()) {
                 Some(i) => *i,
                 None => {
                     // a field first seen here: empty in the rows before it
                     let mut b = StringBuilder::new();
                     b.append_nulls(rows);
                     self.cols.push(b);
-                    self.header.push(k.clone());
-                    self.index.insert(k, self.header.len() - 1);
-                    self.row.push(None);
+                    self.header.push(k.to_string());
+                    self.index.insert(k.into_owned(), self.header.len() - 1);
+                    row.push(None);
                     self.header.len() - 1
                 }
             };
-            self.bytes += v.as_ref().map_or(0, String::len);
-            self.row[i] = v;
+            self.bytes += v.as_ref().map_or(0, |v| v.len());
+            row[i] = v;
         }
-        for (c, v) in self.cols.iter_mut().zip(self.row.drain(..)) {
+        for (c, v) in self.cols.iter_mut().zip(row) {
             c.append_option(v);
         }
     }
@@ -175,13 +210,10 @@ pub fn json_batches(
         }
         offset += n as u64;
         if !text.iter().all(u8::is_ascii_whitespace) {
-            let parsed = match std::str::from_utf8(&text) {
-                Ok(t) => {
-                    serde_json::from_str(t).map_err(|e| format!("invalid JSON: {e}: {}", short(t.trim_end())))
-                }
-                Err(_) => Err("the line is not valid UTF-8".to_string()),
-            };
-            cols.push(line, parsed);
+            match std::str::from_utf8(&text) {
+                Ok(t) => cols.push_line(line, t),
+                Err(_) => cols.push(line, Err("the line is not valid UTF-8".to_string())),
+            }
             if cols.full() && !emit(cols.take(offset)?) {
                 return Ok(());
             }
@@ -255,6 +287,158 @@ pub fn page_batch(origin: String, items: Vec<serde_json::Value>) -> Result<Sourc
     Ok(batch)
 }
 
+/// An object's fields, flattened to dotted names as [`flatten`] does (without indexing arrays),
+/// read straight from the text: names and values borrow from it unless they hold escapes.
+struct Flat<'a, 'de> {
+    prefix: Option<&'a str>,
+    out: &'a mut Vec<(Cow<'de, str>, Option<Cow<'de, str>>)>,
+}
+
+/// Text as borrowed from the input where it can be.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Flat<'_, 'de> {
+    /// How many fields the object has.
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<usize, A::Error> {
+        let mut n = 0;
+        while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+            n += 1;
+            let key = match self.prefix {
+                None => k,
+                Some(p) => Cow::Owned(format!("{p}.{k}")),
+            };
+            map.next_value_seed(Leaf {
+                key,
+                out: &mut *self.out,
+            })?;
+        }
+        Ok(n)
+    }
+}
+
+/// One field's value: text, a number or a boolean as its JSON text, null as nothing, a
+/// non-empty object flattened under the field's name, anything else (arrays, `{}`) as JSON text.
+struct Leaf<'a, 'de> {
+    key: Cow<'de, str>,
+    out: &'a mut Vec<(Cow<'de, str>, Option<Cow<'de, str>>)>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Leaf<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Leaf<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<(), E> {
+        self.out.push((self.key, Some(Cow::Borrowed(v))));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<(), E> {
+        self.out.push((self.key, Some(Cow::Owned(v.to_string()))));
+        Ok(())
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<(), E> {
+        self.out.push((self.key, Some(Cow::Owned(v))));
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<(), E> {
+        self.out
+            .push((self.key, Some(Cow::Borrowed(if v { "true" } else { "false" }))));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<(), E> {
+        self.out.push((self.key, Some(Cow::Owned(v.to_string()))));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<(), E> {
+        self.out.push((self.key, Some(Cow::Owned(v.to_string()))));
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<(), E> {
+        // as serde_json writes it (`1.0`, not `1`)
+        let text = serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string());
+        self.out.push((self.key, Some(Cow::Owned(text))));
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        self.out.push((self.key, None));
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> std::result::Result<(), E> {
+        self.out.push((self.key, None));
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<(), A::Error> {
+        let n = Flat {
+            prefix: Some(&self.key),
+            out: &mut *self.out,
+        }
+        .visit_map(map)?;
+        if n == 0 {
+            self.out.push((self.key, Some(Cow::Borrowed("{}"))));
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<serde_json::Value>()? {
+            items.push(v);
+        }
+        self.out.push((
+            self.key,
+            Some(Cow::Owned(serde_json::Value::Array(items).to_string())),
+        ));
+        Ok(())
+    }
+}
+
 /// Nested objects become dotted fields (`context.groupId`, `traits.plan`), as warehouse exports
 /// of event streams (Segment, RudderStack, Snowplow) nest them; arrays stay JSON text.
 fn flatten(
@@ -284,5 +468,66 @@ fn flatten(
             serde_json::Value::String(s) => out.push((key, Some(s))),
             other => out.push((key, Some(other.to_string()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::{Array, AsArray};
+
+    use super::*;
+
+    fn columns(lines: &[&str], fast: bool) -> Vec<(String, Vec<Option<String>>)> {
+        let mut cols = JsonColumns::new("x.ndjson".into());
+        for (i, line) in lines.iter().enumerate() {
+            if fast {
+                cols.push_line(i + 1, line);
+            } else {
+                let parsed =
+                    serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}: {}", short(line)));
+                cols.push(i + 1, parsed);
+            }
+        }
+        let b = cols.take(0).unwrap();
+        let mut errors: Vec<_> = b.errors.iter().map(|(k, v)| (*k, v.reason.clone())).collect();
+        errors.sort();
+        let mut out: Vec<(String, Vec<Option<String>>)> = b
+            .header()
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let c = b.batch.column(i).as_string::<i32>();
+                (
+                    h,
+                    (0..c.len())
+                        .map(|r| (!c.is_null(r)).then(|| c.value(r).to_string()))
+                        .collect(),
+                )
+            })
+            .collect();
+        // the general way lists an object's fields in name order, the straight way as written
+        out.sort();
+        out.push((
+            "errors".into(),
+            errors
+                .into_iter()
+                .map(|(k, r)| Some(format!("{k}: {r}")))
+                .collect(),
+        ));
+        out
+    }
+
+    #[test]
+    fn lines_parsed_straight_into_fields_match_the_general_way() {
+        let lines = [
+            r#"{"id":"e1","n":1,"f":1.0,"big":18446744073709551615,"neg":-0.5,"exp":1e20,"ok":true,"no":null}"#,
+            r#"{"id":"e\"2\u00e9","ctx":{"group":{"id":"g1"},"empty":{},"list":[1,{"a":2}]},"n":-7}"#,
+            r#"{"id":"e3","dup":"first","dup":"last","ctx.group.id":"flat"}"#,
+            r#"["not", "an object"]"#,
+            r#"{"id":"e5","broken":"#,
+            r#"{"id":"e6"} trailing"#,
+            r#"  {"id":"e7","ünï":"cödé"}  "#,
+        ];
+        assert_eq!(columns(&lines, true), columns(&lines, false));
     }
 }
