@@ -1,7 +1,8 @@
-//! De-duplication of a load larger than memory: the rows are sorted on their key and on the
-//! order that decides which row wins (DataFusion's sort, which spills to disk within the memory
-//! budget), then the first row of each key is kept as the sorted rows stream past, by comparing
-//! each key with the one before it, a column at a time.
+//! De-duplication of a load whose keys alone outgrow memory (the usual large load is
+//! de-duplicated a hash partition of keys at a time, `ingest::spill`): the rows are sorted on
+//! their key and on the order that decides which row wins (DataFusion's sort, which spills to
+//! disk within the memory budget), then the first row of each key is kept as the sorted rows
+//! stream past, by comparing each key with the one before it, a column at a time.
 //!
 //! Written here rather than as SQL: `row_number() OVER (PARTITION BY key ...)` does the same in
 //! DataFusion 55, but it keeps state per partition, and with a partition per event (keys are

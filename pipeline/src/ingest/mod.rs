@@ -9,6 +9,7 @@ pub mod event_ids;
 #[cfg(test)]
 mod fuzz;
 pub mod history;
+mod large;
 pub mod read;
 pub mod records;
 pub mod source_state;
@@ -71,7 +72,7 @@ struct Staged {
     /// Canonical columns some file of this run provides (others are left alone on update).
     present: Vec<&'static str>,
     batches: Vec<RecordBatch>,
-    /// Rows moved to local disk (large runs), partitioned on the key.
+    /// Rows moved to local disk (large runs), in staging order, their keys hash-partitioned.
     spill: Option<Spill>,
     rejected: Vec<Rejected>,
     load: TableLoad,
@@ -110,7 +111,7 @@ impl Staged {
         self.batches.iter().map(RecordBatch::get_array_memory_size).sum()
     }
 
-    /// Moves the batches in memory to the spill, hash-partitioned on the key.
+    /// Moves the batches in memory to the spill.
     fn spill(&mut self, folder: &crate::lake::spill::SpillDir) -> Result<()> {
         if self.batches.is_empty() {
             return Ok(());
@@ -774,95 +775,13 @@ async fn commit(
         if st.spill.is_some() {
             // a large table: de-duplicated and written from disk, streamed in one commit
             st.spill(lake.spill_dir()?.as_ref())?;
-            let mut spill = st.spill.take().expect("spill").finish()?;
+            let spill = st.spill.take().expect("spill").finish()?;
+            let staged = spill.rows;
             progress.start(&format!("load {}", st.spec.name), None);
-            let ctx = lake.session().await?;
-            let key = st.spec.key;
-            let target = lake.target("core", st.spec.name).with_unique(&[st.spec.key]);
-            // a table created empty (every core table is, on the first ingest) has no key to compare
-            let exists = target
-                .open()
-                .await?
-                .is_some_and(|t| t.snapshot().is_ok_and(|s| s.log_data().num_files() > 0));
-            // a partition at a time in memory, within a quarter of the budget
-            let budget = lake.memory_limit().map_or(usize::MAX, |m| m / 4);
-            // The first delivery of an event wins, and an event the table holds is not inserted
-            // again. When the staged rows would take more than a quarter of the memory budget,
-            // the table's keys are read once and partitioned like the staged rows, and each
-            // partition's staged rows are compared with its keys in memory; a smaller load (a
-            // day's events) is merged, which holds the staged rows in memory instead.
-            let mut compared = false;
-            if st.spec.kind == Kind::Event && exists && spill.bytes > budget && spill.fits(budget) {
-                let keys = ctx
-                    .sql(&format!("SELECT \"{key}\" FROM core.{}", st.spec.name))
-                    .await?
-                    .execute_stream()
-                    .await?;
-                compared = spill.know(keys, budget).await?;
-            }
-            let in_memory = spill.fits(budget);
-            let spill = std::sync::Arc::new(spill);
-            let how = match st.spec.kind {
-                Kind::Event if compared => "compared with the table's keys",
-                Kind::Event if exists && (spill.bytes > budget || !in_memory) => {
-                    "sorted with the table's keys"
-                }
-                _ if !in_memory => "sorted",
-                Kind::Event if exists => "partitioned, merged",
-                _ => "partitioned",
-            };
-            let stats = match st.spec.kind {
-                Kind::Event if compared => {
-                    let df = spill.clone().first_per_key(&ctx, false)?;
-                    target.append_df(df, &ctx, &run.run_id).await?
-                }
-                // Too large for that (more than 64 times a quarter of the budget, with the
-                // table's keys): one sort of the table's keys and the staged rows (table first,
-                // then in staging order), which spills to disk; a staged row that comes first
-                // for its key is new.
-                Kind::Event if exists && (spill.bytes > budget || !in_memory) => {
-                    spill_table(&ctx, &spill).await?;
-                    let columns = spill_columns(&ctx, key).await?;
-                    let cols = columns.join(", ");
-                    let nulls: String = columns[1..].iter().map(|c| format!("NULL AS {c}, ")).collect();
-                    let sorted = ctx
-                        .sql(&format!(
-                            "SELECT \"{key}\", {nulls}false AS _cslake_new, 0 AS _ord FROM core.{table} \
-                             UNION ALL SELECT {cols}, true AS _cslake_new, _ord FROM _cslake_spill \
-                             ORDER BY \"{key}\", _cslake_new, _ord",
-                            table = st.spec.name
-                        ))
-                        .await?;
-                    let df = dedupe::first_per_key(
-                        &ctx,
-                        sorted,
-                        key,
-                        Some("_cslake_new"),
-                        &["_cslake_new", "_ord"],
-                    )?;
-                    target.append_df(df, &ctx, &run.run_id).await?
-                }
-                // a load larger than 64 times a quarter of the budget: sorted, spilling
-                Kind::Event | Kind::Entity if !in_memory => {
-                    spill_table(&ctx, &spill).await?;
-                    let cols = spill_columns(&ctx, key).await?.join(", ");
-                    let order = if st.spec.kind == Kind::Event { "" } else { " DESC" };
-                    let sorted = ctx
-                        .sql(&format!(
-                            "SELECT {cols}, _ord FROM _cslake_spill ORDER BY \"{key}\", _ord{order}"
-                        ))
-                        .await?;
-                    let df = dedupe::first_per_key(&ctx, sorted, key, None, &["_ord"])?;
-                    write_deduplicated(&st, &target, df, &ctx, exists, &run.run_id).await?
-                }
-                Kind::Event | Kind::Entity => {
-                    let df = spill.clone().first_per_key(&ctx, st.spec.kind == Kind::Entity)?;
-                    write_deduplicated(&st, &target, df, &ctx, exists, &run.run_id).await?
-                }
-            };
+            let (stats, how) = large::load(lake, &st, spill, &run.run_id).await?;
             progress.finish();
             if st.spec.kind == Kind::Event {
-                st.load.duplicates = (spill.rows as usize).saturating_sub(stats.inserted);
+                st.load.duplicates = (staged as usize).saturating_sub(stats.inserted);
             }
             st.loaded(&stats, run);
             crate::fault_point("ingest:mid-load");
@@ -871,7 +790,7 @@ async fn commit(
                 inserted = stats.inserted,
                 updated = stats.updated,
                 duplicates = st.load.duplicates,
-                staged = spill.rows,
+                staged,
                 version = stats.version,
                 how,
                 "loaded (from the spill)"
@@ -923,56 +842,6 @@ async fn commit(
         }
     }
     Ok(report)
-}
-
-/// Writes a large table's de-duplicated staged rows: events the table lacks are inserted (a
-/// merge on the key), entities upserted (the last version of each key).
-async fn write_deduplicated(
-    st: &Staged,
-    target: &cslake_sinks::DeltaTarget,
-    df: deltalake::datafusion::prelude::DataFrame,
-    ctx: &SessionContext,
-    exists: bool,
-    run_id: &str,
-) -> Result<cslake_sinks::WriteStats> {
-    Ok(match st.spec.kind {
-        Kind::Event if exists => target.insert_new_df(df, st.spec.key, ctx, run_id).await?,
-        Kind::Event => target.append_df(df, ctx, run_id).await?,
-        Kind::Entity => {
-            let compare = st.compare_columns();
-            target
-                .upsert_df(df, &[st.spec.key], &compare, &AUDIT_COLUMNS, ctx, run_id)
-                .await?
-        }
-    })
-}
-
-/// `ctx` with the staged rows registered as `_cslake_spill`.
-async fn spill_table(ctx: &SessionContext, spill: &spill::Partitions) -> Result<()> {
-    ctx.register_arrow(
-        "_cslake_spill",
-        &spill.rows_file().display().to_string(),
-        deltalake::datafusion::datasource::file_format::options::ArrowReadOptions::default(),
-    )
-    .await?;
-    Ok(())
-}
-
-/// The staged columns, quoted, the key first (as the union with the table's keys needs them),
-/// without `_ord`.
-async fn spill_columns(ctx: &SessionContext, key: &str) -> Result<Vec<String>> {
-    let mut columns = vec![format!("\"{key}\"")];
-    columns.extend(
-        ctx.table("_cslake_spill")
-            .await?
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|c| c != spill::ORD && c != key)
-            .map(|c| format!("\"{c}\"")),
-    );
-    Ok(columns)
 }
 
 /// Contacts known to the lake and loaded earlier in this run, for matching meeting attendees.
