@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 
-use deltalake::arrow::array::StringBuilder;
+use deltalake::arrow::array::{AsArray, StringArray, StringBuilder};
 
 use super::shared::{BATCH_BYTES, BATCH_ROWS, skip_bom};
 use crate::ingest::batch::{RowError, SourceBatch, text_batch};
@@ -201,29 +201,115 @@ pub fn json_batches(
         }
         return Ok(());
     }
-    let mut text = Vec::with_capacity(4096);
+    // NDJSON: the lines are cut into chunks of a batch each, and two chunks are parsed at a
+    // time, on this thread and one more (parsing is most of the work of reading); each batch
+    // then takes the columns the file has shown so far, in the order they first appeared
+    let mut columns = Columns::default();
     loop {
-        text.clear();
-        let n = input.read_until(b'\n', &mut text).map_err(io)?;
+        let first = read_chunk(&mut input, &mut line, &mut offset).map_err(io)?;
+        if first.lines.is_empty() {
+            return Ok(());
+        }
+        let second = read_chunk(&mut input, &mut line, &mut offset).map_err(io)?;
+        let (a, b) = std::thread::scope(|s| {
+            let b = (!second.lines.is_empty()).then(|| s.spawn(|| parse_chunk(&origin, &second)));
+            let a = parse_chunk(&origin, &first);
+            (a, b.map(|h| h.join()))
+        });
+        if !emit(columns.align(a?)?) {
+            return Ok(());
+        }
+        match b {
+            None => return Ok(()),
+            Some(Ok(b)) => {
+                if !emit(columns.align(b?)?) {
+                    return Ok(());
+                }
+            }
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// NDJSON lines, read but not parsed: the text, and each non-blank line's number and span.
+struct Chunk {
+    text: Vec<u8>,
+    lines: Vec<(usize, std::ops::Range<usize>)>,
+    /// How far into the file the chunk ends, in bytes.
+    offset: u64,
+}
+
+/// Up to a batch of lines (by count or by bytes); `line` is the number of the next line.
+fn read_chunk(input: &mut impl BufRead, line: &mut usize, offset: &mut u64) -> std::io::Result<Chunk> {
+    let mut chunk = Chunk {
+        text: Vec::with_capacity(1 << 20),
+        lines: Vec::new(),
+        offset: *offset,
+    };
+    while chunk.lines.len() < BATCH_ROWS && chunk.text.len() < BATCH_BYTES {
+        let start = chunk.text.len();
+        let n = input.read_until(b'\n', &mut chunk.text)?;
         if n == 0 {
             break;
         }
-        offset += n as u64;
-        if !text.iter().all(u8::is_ascii_whitespace) {
-            match std::str::from_utf8(&text) {
-                Ok(t) => cols.push_line(line, t),
-                Err(_) => cols.push(line, Err("the line is not valid UTF-8".to_string())),
-            }
-            if cols.full() && !emit(cols.take(offset)?) {
-                return Ok(());
+        *offset += n as u64;
+        if chunk.text[start..].iter().all(u8::is_ascii_whitespace) {
+            chunk.text.truncate(start);
+        } else {
+            chunk.lines.push((*line, start..chunk.text.len()));
+        }
+        *line += 1;
+    }
+    chunk.offset = *offset;
+    Ok(chunk)
+}
+
+/// A chunk's lines as one batch, with the columns its lines have.
+fn parse_chunk(origin: &str, chunk: &Chunk) -> Result<SourceBatch> {
+    let mut cols = JsonColumns::new(origin.to_string());
+    for (number, span) in &chunk.lines {
+        match std::str::from_utf8(&chunk.text[span.clone()]) {
+            Ok(t) => cols.push_line(*number, t),
+            Err(_) => cols.push(*number, Err("the line is not valid UTF-8".to_string())),
+        }
+    }
+    cols.take(chunk.offset)
+}
+
+/// The columns of a file so far, in the order they first appeared.
+#[derive(Default)]
+struct Columns {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Columns {
+    /// `b` with every column seen so far (null where its lines had none), in the file's order:
+    /// what one reader of the whole file would have made.
+    fn align(&mut self, mut b: SourceBatch) -> Result<SourceBatch> {
+        let header = b.header();
+        for h in &header {
+            if !self.index.contains_key(h) {
+                self.index.insert(h.clone(), self.names.len());
+                self.names.push(h.clone());
             }
         }
-        line += 1;
+        if header == self.names {
+            return Ok(b);
+        }
+        let rows = b.num_rows();
+        let at: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
+        let cols = self
+            .names
+            .iter()
+            .map(|n| match at.get(n.as_str()) {
+                Some(&i) => b.batch.column(i).as_string::<i32>().clone(),
+                None => StringArray::new_null(rows),
+            })
+            .collect();
+        b.batch = text_batch(&self.names, cols, rows)?;
+        Ok(b)
     }
-    if !cols.numbers.is_empty() {
-        emit(cols.take(offset)?);
-    }
-    Ok(())
 }
 
 /// The elements of a JSON array, into batches as they are parsed.
@@ -529,5 +615,31 @@ mod tests {
             r#"  {"id":"e7","ünï":"cödé"}  "#,
         ];
         assert_eq!(columns(&lines, true), columns(&lines, false));
+    }
+
+    #[test]
+    fn chunks_parsed_side_by_side_keep_the_files_columns() {
+        // a field of the first line only, and one first seen in the third batch
+        let mut nd = String::from("{\"id\":0,\"a\":\"x\"}\n");
+        for i in 1..2 * BATCH_ROWS + 3 {
+            if i > 2 * BATCH_ROWS {
+                nd.push_str(&format!("{{\"b\":\"y\",\"id\":{i}}}\n"));
+            } else {
+                nd.push_str(&format!("{{\"id\":{i}}}\n"));
+            }
+        }
+        let batches =
+            crate::ingest::read::all_batches(nd.as_bytes(), crate::ingest::read::Format::Json, "x").unwrap();
+        let headers: Vec<Vec<String>> = batches.iter().map(SourceBatch::header).collect();
+        assert_eq!(headers, [vec!["id", "a"], vec!["id", "a"], vec!["id", "a", "b"]]);
+        let last = &batches[2];
+        assert_eq!(last.first_row, 2 * BATCH_ROWS + 1);
+        assert_eq!(last.batch.column(1).null_count(), last.num_rows());
+        assert_eq!(
+            last.batch.column(2).null_count(),
+            1,
+            "line {} has no b",
+            2 * BATCH_ROWS + 1
+        );
     }
 }
