@@ -35,7 +35,7 @@ use deltalake::arrow::ipc::writer::FileWriter;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
@@ -359,32 +359,23 @@ impl PartitionStream for Firsts {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (parts, kept, keep_last) = (self.parts.clone(), self.kept.clone(), self.keep_last);
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<RecordBatch, DataFusionError>>(2);
-        tokio::task::spawn_blocking(move || {
+        // reading and filtering the staged rows blocks: a task of its own, aborted when the
+        // stream is dropped, its error (if any) the stream's last item
+        let mut out = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
+        let tx = out.tx();
+        out.spawn_blocking(move || {
             let failed = |e: Error| DataFusionError::External(Box::new(e));
-            let send = |b| tx.blocking_send(b).is_ok();
-            let keep = match parts.keep(keep_last) {
-                Ok(k) => k,
-                Err(e) => {
-                    send(Err(failed(e)));
-                    return;
-                }
-            };
+            let keep = parts.keep(keep_last).map_err(failed)?;
             let path = parts.rows_file();
-            let reader = match File::open(path) {
-                Ok(f) => FileReader::try_new_buffered(f, None).map_err(io_error(path)),
-                Err(source) => Err(Error::Io {
+            let file = File::open(path)
+                .map_err(|source| Error::Io {
                     path: path.display().to_string(),
                     source,
-                }),
-            };
-            let reader = match reader {
-                Ok(r) => r,
-                Err(e) => {
-                    send(Err(failed(e)));
-                    return;
-                }
-            };
+                })
+                .map_err(failed)?;
+            let reader = FileReader::try_new_buffered(file, None)
+                .map_err(io_error(path))
+                .map_err(failed)?;
             let mut at = 0usize;
             for batch in reader {
                 let out = batch.map_err(io_error(path)).and_then(|b| {
@@ -397,20 +388,14 @@ impl PartitionStream for Firsts {
                         filter_record_batch(&b, &mask)?
                     })
                 });
-                if !send(out.map_err(failed)) {
-                    return;
+                if tx.blocking_send(out.map_err(failed)).is_err() {
+                    break; // the reader stopped
                 }
             }
+            Ok(())
         });
-        let batches = tokio_stream_of(rx);
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+        out.build()
     }
-}
-
-fn tokio_stream_of<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// The key column as text (keys are text in every table; anything else is cast).
@@ -491,6 +476,7 @@ fn losers(keys: &StringArray, known: Option<&StringArray>, keep_last: bool) -> V
 #[cfg(test)]
 mod tests {
     use deltalake::arrow::array::Int64Array;
+    use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
     use super::*;
 
