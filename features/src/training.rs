@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::registry::{
     CHURN_CANCELLATION_SQL, CHURN_INACTIVITY_SQL, CHURN_SUBSCRIPTION_GAP_SQL, SPINE_ACTIVITY_SQL, SPINE_SQL,
@@ -498,12 +499,31 @@ pub async fn compute_all(
             out.states.push(state);
         }
     }
-    for view in &registry.views {
-        let t = std::time::Instant::now();
-        out.views
-            .push((view.name.clone(), compute_view_sql(ctx, view, as_of).await?));
-        tracing::debug!(%as_of, view = view.name.as_str(), seconds = t.elapsed().as_secs_f64(), "view computed");
-    }
+    // The views only read what is registered by now: as many at a time as the session has
+    // partitions (cores), so one view's planning, log and footer reads and single-threaded
+    // steps overlap another's work (a daily run's views are small; the memory pool bounds them
+    // together). Kept in registry order.
+    let at_once = ctx.state().config().target_partitions().max(1);
+    out.views = futures::stream::iter(registry.views.clone())
+        .map(|view| {
+            let ctx = ctx.clone();
+            let task = datafusion::common::runtime::SpawnedTask::spawn(async move {
+                let t = std::time::Instant::now();
+                let batches = compute_view_sql(&ctx, &view, as_of).await?;
+                tracing::debug!(%as_of, view = view.name.as_str(), seconds = t.elapsed().as_secs_f64(), "view computed");
+                Ok::<_, Error>((view.name, batches))
+            });
+            async move {
+                task.join_unwind().await.map_err(|e| Error::View {
+                    view: "views".into(),
+                    path: String::new(),
+                    message: format!("a view's task stopped: {e}"),
+                })?
+            }
+        })
+        .buffered(at_once)
+        .try_collect()
+        .await?;
     Ok(out)
 }
 

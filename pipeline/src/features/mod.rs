@@ -174,16 +174,16 @@ pub async fn features(
             stats.push(s);
         }
     }
-    quality::store(lake, as_of, &stats, run).await?;
     if !failures.is_empty() {
+        quality::store(lake, as_of, &stats, run).await?;
         return Err(crate::Error::Quality(format!(
             "features of {as_of} not written: {} (see ops.feature_stats)",
             failures.join(" | ")
         )));
     }
-    // each view its own table: written side by side (a commit each)
+    // each view its own table: written side by side (a commit each), with the statistics
     let run_id = run.run_id.clone();
-    let written = futures::future::try_join_all(computed.views.into_iter().map(|(name, batches)| {
+    let views = futures::future::try_join_all(computed.views.into_iter().map(|(name, batches)| {
         let run_id = run_id.clone();
         async move {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -202,8 +202,8 @@ pub async fn features(
             );
             Ok::<_, Error>((name, rows, stats.version))
         }
-    }))
-    .await?;
+    }));
+    let (_, written) = futures::future::try_join(quality::store(lake, as_of, &stats, run), views).await?;
     for (name, rows, version) in written {
         report.accounts = report.accounts.max(rows);
         run.wrote(&format!("features.{name}"), rows, version);

@@ -174,45 +174,52 @@ pub async fn write(
     computed_at: chrono::DateTime<Utc>,
     run: &mut RunContext,
 ) -> Result<Vec<StateReport>> {
-    let mut out = Vec::new();
-    for st in states {
-        let Some(def) = registry
+    // each state its own table: committed side by side
+    let run_id = run.run_id.clone();
+    let written = futures::future::try_join_all(states.into_iter().filter_map(|st| {
+        let def = registry
             .get(&st.view)
             .and_then(|v| v.state.as_ref())
-            .map(definition)
-        else {
-            continue;
-        };
-        let rows: usize = st.batches.iter().map(|b| b.num_rows()).sum();
-        let mut batches = Vec::with_capacity(st.batches.len());
-        for b in &st.batches {
-            let n = b.num_rows();
-            let d: ArrayRef = Arc::new(StringArray::from(vec![def.as_str(); n]));
-            let b = append_column(b, Field::new("_definition", DataType::Utf8, false), d)?;
-            let t: ArrayRef = Arc::new(
-                TimestampMicrosecondArray::from(vec![computed_at.timestamp_micros(); n]).with_timezone("UTC"),
-            );
-            let b = append_column(
-                &b,
-                Field::new(
-                    "_computed_at",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    false,
-                ),
-                t,
-            )?;
-            batches.push(with_run_id(&b, &run.run_id)?);
-        }
-        let oldest = as_of - Duration::days(KEEP_DAYS);
-        let w = crate::features::write::replace_dated(
-            lake,
-            &st.table,
-            batches,
-            &format!("as_of_date = '{as_of}' OR as_of_date < '{oldest}'"),
-            &run.run_id,
-        )
-        .await?;
-        run.wrote(&format!("features.{}", st.table), rows, w.version);
+            .map(definition)?;
+        let run_id = run_id.clone();
+        Some(async move {
+            let rows: usize = st.batches.iter().map(|b| b.num_rows()).sum();
+            let mut batches = Vec::with_capacity(st.batches.len());
+            for b in &st.batches {
+                let n = b.num_rows();
+                let d: ArrayRef = Arc::new(StringArray::from(vec![def.as_str(); n]));
+                let b = append_column(b, Field::new("_definition", DataType::Utf8, false), d)?;
+                let t: ArrayRef = Arc::new(
+                    TimestampMicrosecondArray::from(vec![computed_at.timestamp_micros(); n])
+                        .with_timezone("UTC"),
+                );
+                let b = append_column(
+                    &b,
+                    Field::new(
+                        "_computed_at",
+                        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                        false,
+                    ),
+                    t,
+                )?;
+                batches.push(with_run_id(&b, &run_id)?);
+            }
+            let oldest = as_of - Duration::days(KEEP_DAYS);
+            let w = crate::features::write::replace_dated(
+                lake,
+                &st.table,
+                batches,
+                &format!("as_of_date = '{as_of}' OR as_of_date < '{oldest}'"),
+                &run_id,
+            )
+            .await?;
+            Ok::<_, crate::Error>((st, rows, w.version))
+        })
+    }))
+    .await?;
+    let mut out = Vec::with_capacity(written.len());
+    for (st, rows, version) in written {
+        run.wrote(&format!("features.{}", st.table), rows, version);
         out.push(StateReport {
             table: format!("features.{}", st.table),
             mode: if st.stepped { "step" } else { "full" }.into(),
@@ -221,7 +228,7 @@ pub async fn write(
                 .find(|(t, _)| *t == st.table)
                 .map(|(_, r)| r.clone()),
             rows,
-            version: w.version,
+            version,
         });
     }
     Ok(out)
