@@ -485,20 +485,38 @@ pub async fn compute_all(
     let t = std::time::Instant::now();
     register_spine(ctx, as_of, label).await?;
     tracing::debug!(%as_of, seconds = t.elapsed().as_secs_f64(), "spine");
-    register_shared(ctx, &registry.views.iter().collect::<Vec<_>>(), as_of).await?;
     let mut out = Computed::default();
-    // every state a view reads first (engagement reads usage_activity's), then the views
-    for owner in &registry.views {
-        let Some(needed) = registry.needs_state(owner) else {
-            continue;
-        };
-        let t = std::time::Instant::now();
-        let prior = previous.get(&needed.table).cloned();
-        if let Some(state) = compute_state(ctx, owner, as_of, prior).await? {
-            tracing::debug!(%as_of, state = state.table.as_str(), stepped = state.stepped, seconds = t.elapsed().as_secs_f64(), "state computed");
-            out.states.push(state);
+    // every state a view reads first (engagement reads usage_activity's), then the views; the
+    // shared tables (one distinct count over 30 days of users) alongside the states, unless a
+    // state reads one
+    let all: Vec<&FeatureView> = registry.views.iter().collect();
+    let shared = register_shared(ctx, &all, as_of);
+    let states = async {
+        let mut states = Vec::new();
+        for owner in &registry.views {
+            let Some(needed) = registry.needs_state(owner) else {
+                continue;
+            };
+            let t = std::time::Instant::now();
+            let prior = previous.get(&needed.table).cloned();
+            if let Some(state) = compute_state(ctx, owner, as_of, prior).await? {
+                tracing::debug!(%as_of, state = state.table.as_str(), stepped = state.stepped, seconds = t.elapsed().as_secs_f64(), "state computed");
+                states.push(state);
+            }
         }
-    }
+        Ok::<_, Error>(states)
+    };
+    let states_read_shared = registry.views.iter().filter_map(|v| v.state.as_ref()).any(|st| {
+        SHARED
+            .iter()
+            .any(|(name, _)| reads(&st.sql, name) || st.step.as_deref().is_some_and(|step| reads(step, name)))
+    });
+    out.states = if states_read_shared {
+        shared.await?;
+        states.await?
+    } else {
+        futures::future::try_join(shared, states).await?.1
+    };
     // The views only read what is registered by now: as many at a time as the session has
     // partitions (cores), so one view's planning, log and footer reads and single-threaded
     // steps overlap another's work (a daily run's views are small; the memory pool bounds them

@@ -175,55 +175,62 @@ pub async fn features(
         }
     }
     if !failures.is_empty() {
-        quality::store(lake, as_of, &stats, run).await?;
+        if let Some((rows, version)) = quality::store(lake, as_of, &stats, &run.run_id).await? {
+            run.wrote("ops.feature_stats", rows, version);
+        }
         return Err(crate::Error::Quality(format!(
             "features of {as_of} not written: {} (see ops.feature_stats)",
             failures.join(" | ")
         )));
     }
-    // each view its own table: written side by side (a commit each), with the statistics
+    // Each view its own table, written side by side (a commit each) with the statistics and the
+    // view states. A crash part way leaves some dates' partitions replaced and others not: each
+    // is replaced whole by date, so the re-run converges (tests/faults.rs), and a state written
+    // without its views is still the state of that date.
     let run_id = run.run_id.clone();
-    let views = futures::future::try_join_all(computed.views.into_iter().map(|(name, batches)| {
-        let run_id = run_id.clone();
-        async move {
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            let batches = batches
-                .iter()
-                .map(|b| with_run_id(b, &run_id))
-                .collect::<Result<Vec<_>>>()?;
-            let stats =
-                write::replace_dated(lake, &name, batches, &format!("as_of_date = '{as_of}'"), &run_id)
-                    .await?;
-            tracing::info!(
-                view = name.as_str(),
-                rows,
-                version = stats.version,
-                "materialised"
-            );
-            Ok::<_, Error>((name, rows, stats.version))
-        }
+    let (states, run_id) = (computed.states, run_id.as_str());
+    let views = futures::future::try_join_all(computed.views.into_iter().map(|(name, batches)| async move {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let batches = batches
+            .iter()
+            .map(|b| with_run_id(b, run_id))
+            .collect::<Result<Vec<_>>>()?;
+        let stats =
+            write::replace_dated(lake, &name, batches, &format!("as_of_date = '{as_of}'"), run_id).await?;
+        tracing::info!(
+            view = name.as_str(),
+            rows,
+            version = stats.version,
+            "materialised"
+        );
+        Ok::<_, Error>((name, rows, stats.version))
     }));
-    let (_, written) = futures::future::try_join(quality::store(lake, as_of, &stats, run), views).await?;
+    let views = async {
+        let done = futures::future::try_join(quality::store(lake, as_of, &stats, run_id), views).await?;
+        // the views are written, the states perhaps not yet
+        crate::fault_point("features:mid-write");
+        Ok::<_, Error>(done)
+    };
+    // a strict run's states know less than the lake: the next daily run must not step from them
+    let states = async {
+        if strict {
+            return Ok(Vec::new());
+        }
+        state::write(lake, &registry, as_of, states, &reasons, computed_at, run_id).await
+    };
+    let ((statistics, written), states) = futures::future::try_join(views, states).await?;
+    if let Some((rows, version)) = statistics {
+        run.wrote("ops.feature_stats", rows, version);
+    }
     for (name, rows, version) in written {
         report.accounts = report.accounts.max(rows);
         run.wrote(&format!("features.{name}"), rows, version);
         report.views.push((name, rows, version));
     }
-    // the views are written, the states not yet
-    crate::fault_point("features:mid-write");
-    // a strict run's states know less than the lake: the next daily run must not step from them
-    if !strict {
-        report.states = state::write(
-            lake,
-            &registry,
-            as_of,
-            computed.states,
-            &reasons,
-            computed_at,
-            run,
-        )
-        .await?;
+    for st in &states {
+        run.wrote(&st.table, st.rows, st.version);
     }
+    report.states = states;
     report.cluster_jobs = crate::cluster::jobs_sent() - jobs_before;
     Ok(report)
 }

@@ -19,7 +19,7 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use crate::lake::query::{epoch_days, has_table, sql, strings};
 use crate::settings::{FeatureCheck, FreshnessCheck};
-use crate::{Error, Lake, Result, RunContext};
+use crate::{Error, Lake, Result};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FeatureStats {
@@ -238,10 +238,10 @@ pub async fn store(
     lake: &Lake,
     as_of: NaiveDate,
     stats: &[FeatureStats],
-    run: &mut RunContext,
-) -> Result<()> {
+    run_id: &str,
+) -> Result<Option<(usize, Option<u64>)>> {
     if stats.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let n = stats.len();
     let schema = Arc::new(Schema::new(vec![
@@ -301,7 +301,7 @@ pub async fn store(
                     .iter()
                     .map(|s| serde_json::to_string(&s.fractions).unwrap_or_default()),
             )),
-            Arc::new(StringArray::from(vec![run.run_id.as_str(); n])),
+            Arc::new(StringArray::from(vec![run_id; n])),
         ],
     )?;
     let w = lake
@@ -310,11 +310,10 @@ pub async fn store(
             vec![batch],
             &format!("as_of_date = '{as_of}'"),
             &["as_of_date"],
-            &run.run_id,
+            run_id,
         )
         .await?;
-    run.wrote("ops.feature_stats", n, w.version);
-    Ok(())
+    Ok(Some((n, w.version)))
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

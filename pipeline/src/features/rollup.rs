@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use cslake_features::ROLLUPS;
 use deltalake::datafusion::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::features::ranges::DayRanges;
 use crate::lake::query::{has_table, sql, strings};
@@ -25,6 +26,10 @@ const MAX_DAYS_INCREMENTAL: usize = 400;
 /// rows: a dictionary would be built only to be abandoned, and the dictionary encoder's hashing
 /// was the largest single cost of a full rebuild (perf, 5M events).
 const DICTIONARY: &[&str] = &["event_type"];
+
+/// Up to this many changed days (a daily run, a late day or two), the two rollups are refreshed
+/// side by side.
+const SIDE_BY_SIDE_DAYS: usize = 7;
 
 /// The column the rollups are partitioned by.
 const PARTITION: &str = "event_date";
@@ -93,14 +98,30 @@ pub async fn refresh_usage_daily(
                 days: days.len(),
                 ..Default::default()
             };
-            for (i, (name, rollup)) in ROLLUPS.iter().enumerate() {
+            // a daily run's events are few: both rollups of them side by side, a commit each;
+            // a catch-up of many days one rollup after the other, within the memory budget
+            let at_once = if days.len() <= SIDE_BY_SIDE_DAYS {
+                ROLLUPS.len()
+            } else {
+                1
+            };
+            let (ctx, predicate, run_id) = (&ctx, &predicate, &run.run_id);
+            let written: Vec<_> = futures::stream::iter(ROLLUPS.iter().map(|(name, rollup)| {
                 let q = source_sql(rollup).replace("{{where}}", &format!("WHERE {}", event_days(&list)));
-                let df = crate::cluster::for_writer(lake.engine(), &ctx, ctx.sql(&q).await?).await?;
-                let w = lake
-                    .target("features", name)
-                    .with_dictionary_only(DICTIONARY)
-                    .replace_partitions_df(df, &ctx, &[PARTITION], Some(&predicate), &run.run_id)
-                    .await?;
+                async move {
+                    let df = crate::cluster::for_writer(lake.engine(), ctx, ctx.sql(&q).await?).await?;
+                    let w = lake
+                        .target("features", name)
+                        .with_dictionary_only(DICTIONARY)
+                        .replace_partitions_df(df, ctx, &[PARTITION], Some(predicate), run_id)
+                        .await?;
+                    Ok::<_, crate::Error>((*name, w))
+                }
+            }))
+            .buffered(at_once)
+            .try_collect()
+            .await?;
+            for (i, (name, w)) in written.into_iter().enumerate() {
                 record(&mut report, i, w.inserted, w.version);
                 run.wrote(&format!("features.{name}"), w.inserted, w.version);
             }

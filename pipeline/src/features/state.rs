@@ -22,7 +22,7 @@ use deltalake::datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use deltalake::datafusion::prelude::SessionContext;
 
 use crate::lake::query::{append_column, has_table, sql, strings, with_run_id};
-use crate::{Lake, Result, RunContext};
+use crate::{Lake, Result};
 
 /// How many dates of a state the lake keeps.
 pub const KEEP_DAYS: i64 = 7;
@@ -172,16 +172,14 @@ pub async fn write(
     states: Vec<ComputedState>,
     reasons: &[(String, String)],
     computed_at: chrono::DateTime<Utc>,
-    run: &mut RunContext,
+    run_id: &str,
 ) -> Result<Vec<StateReport>> {
     // each state its own table: committed side by side
-    let run_id = run.run_id.clone();
     let written = futures::future::try_join_all(states.into_iter().filter_map(|st| {
         let def = registry
             .get(&st.view)
             .and_then(|v| v.state.as_ref())
             .map(definition)?;
-        let run_id = run_id.clone();
         Some(async move {
             let rows: usize = st.batches.iter().map(|b| b.num_rows()).sum();
             let mut batches = Vec::with_capacity(st.batches.len());
@@ -202,7 +200,7 @@ pub async fn write(
                     ),
                     t,
                 )?;
-                batches.push(with_run_id(&b, &run_id)?);
+                batches.push(with_run_id(&b, run_id)?);
             }
             let oldest = as_of - Duration::days(KEEP_DAYS);
             let w = crate::features::write::replace_dated(
@@ -210,7 +208,7 @@ pub async fn write(
                 &st.table,
                 batches,
                 &format!("as_of_date = '{as_of}' OR as_of_date < '{oldest}'"),
-                &run_id,
+                run_id,
             )
             .await?;
             Ok::<_, crate::Error>((st, rows, w.version))
@@ -219,7 +217,6 @@ pub async fn write(
     .await?;
     let mut out = Vec::with_capacity(written.len());
     for (st, rows, version) in written {
-        run.wrote(&format!("features.{}", st.table), rows, version);
         out.push(StateReport {
             table: format!("features.{}", st.table),
             mode: if st.stepped { "step" } else { "full" }.into(),
