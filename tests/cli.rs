@@ -600,9 +600,10 @@ fn an_expansion_training_set_labels_mrr_growth_in_the_window() {
 #[test]
 fn a_reader_that_stops_early_ends_the_output_quietly() {
     // `cslake query ... | head`: once the reader is gone, no panic and no error
-    let tmp = tempfile::tempdir().unwrap();
+    let (_tmp, dir) = crate::workspace(5, 5, "2026-06-30");
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
     let mut child = crate::spawn(
-        tmp.path(),
+        &dir,
         &[
             "query",
             "SELECT * FROM generate_series(1, 500000)",
@@ -616,6 +617,51 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // a command that fails still exits with its failure when nobody reads its output
+    let empty = tempfile::tempdir().unwrap();
+    let mut child = crate::spawn(empty.path(), &["query", "SELECT 1"], &[]);
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no lake at './lake'"), "{stderr}");
+}
+
+#[test]
+fn a_budget_too_small_to_spill_within_says_which_setting_to_raise() {
+    let (_tmp, dir) = crate::workspace(20, 30, "2026-06-30");
+    cslake(&dir, &["ingest", "--source", "data"]).ok();
+    // a sort reserves its spill buffer before it can spill: 1 MB cannot hold it
+    let out = cslake(
+        &dir,
+        &[
+            "--memory-limit",
+            "1M",
+            "query",
+            "SELECT event_id FROM usage_events ORDER BY contact_id, event_time",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Resources exhausted")
+            && out
+                .stderr
+                .contains("hint: this step needs more memory than its budget allows; raise --memory-limit"),
+        "{}",
+        out.stderr
+    );
+    // the same query within a budget that holds it
+    let fine = cslake(
+        &dir,
+        &[
+            "--memory-limit",
+            "64M",
+            "query",
+            "SELECT COUNT(*) AS n FROM (SELECT event_id FROM usage_events ORDER BY contact_id, event_time)",
+        ],
+    );
+    assert_eq!(fine.code, 0, "{}", fine.stderr);
+    assert!(!fine.stderr.contains("hint:"), "{}", fine.stderr);
 }
 
 /// Usage where users are many and spread over accounts (every event a new account-user pair, as

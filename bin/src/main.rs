@@ -17,6 +17,9 @@ mod summary;
 
 use summary::Summary;
 
+/// How DataFusion words an operator that cannot keep within the memory pool, even spilling.
+const RESOURCES_EXHAUSTED: &str = "Resources exhausted";
+
 fn main() -> ExitCode {
     let parsed = cli::Cli::command()
         .try_get_matches()
@@ -69,6 +72,13 @@ fn main() -> ExitCode {
             eprintln!("error: {}", mask(&e.to_string()));
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {}", mask(&cause.to_string()));
+            }
+            // an operator that could not spill within the budget: say which setting it is
+            if e.chain().any(|c| c.to_string().contains(RESOURCES_EXHAUSTED)) {
+                eprintln!(
+                    "  hint: this step needs more memory than its budget allows; raise --memory-limit \
+                     (CSLAKE_MEMORY_LIMIT, or memory_limit in cslake.toml)"
+                );
             }
             Summary::failed(code, mask(&e.to_string()).into_owned()).print();
             ExitCode::from(u8::try_from(code).unwrap_or(1))

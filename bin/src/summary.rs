@@ -127,7 +127,16 @@ impl Summary {
         let line = serde_json::to_string(self)
             .unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"error\":\"{e}\"}}"));
         // no secret leaves the process, whatever a server echoed into an error
-        out!("{}", cslake_pipeline::mask(&line));
+        let line = cslake_pipeline::mask(&line);
+        match self.status {
+            Status::Succeeded => out!("{line}"),
+            // the reader may be gone, but the exit code must still say the command failed:
+            // the caller exits with it, whether or not the line could be written
+            Status::Failed => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
+        }
     }
 }
 
