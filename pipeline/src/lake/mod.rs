@@ -27,6 +27,7 @@ use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
@@ -34,6 +35,10 @@ use url::Url;
 pub use schema::ZONES;
 
 use crate::{Error, Result};
+
+/// Tables whose logs a session reads at once: opening one is a few sequential reads (the last
+/// checkpoint, the log since), so on an object store a session's opening is latency, not work.
+const OPEN_AT_ONCE: usize = 8;
 
 /// A command's spill folder and the DataFusion runtime that spills into it.
 type Runtime = (Arc<spill::SpillDir>, Arc<RuntimeEnv>);
@@ -307,17 +312,21 @@ impl Lake {
                 .filter_map(|p| p.filename().map(str::to_string))
                 .collect();
             names.sort();
-            for name in names {
-                let log = self.path(&format!("{zone}/{name}/_delta_log"));
-                let has_log = self
-                    .store
-                    .list_with_delimiter(Some(&log))
-                    .await
-                    .is_ok_and(|l| !l.objects.is_empty());
-                if has_log {
-                    out.push((zone.to_string(), name));
-                }
-            }
+            // one listing per table: side by side, which an object store's latency rewards
+            let logged: Vec<Option<String>> = futures::stream::iter(names)
+                .map(|name| async move {
+                    let log = self.path(&format!("{zone}/{name}/_delta_log"));
+                    let has_log = self
+                        .store
+                        .list_with_delimiter(Some(&log))
+                        .await
+                        .is_ok_and(|l| !l.objects.is_empty());
+                    has_log.then_some(name)
+                })
+                .buffered(OPEN_AT_ONCE)
+                .collect()
+                .await;
+            out.extend(logged.into_iter().flatten().map(|name| (zone.to_string(), name)));
         }
         Ok(out)
     }
@@ -345,11 +354,18 @@ impl Lake {
         for zone in ZONES {
             catalog.register_schema(zone, Arc::new(MemorySchemaProvider::new()))?;
         }
+        let started = std::time::Instant::now();
+        // every table's log read side by side (on an object store each is a few round trips),
+        // registered in order: the first zone's table takes the bare name
+        let opened: Vec<Option<(String, String, DeltaTable)>> = futures::stream::iter(self.tables().await?)
+            .map(|(zone, name)| async move {
+                Ok::<_, Error>(self.open_table(&zone, &name).await?.map(|t| (zone, name, t)))
+            })
+            .buffered(OPEN_AT_ONCE)
+            .try_collect()
+            .await?;
         let mut bare: Vec<String> = Vec::new();
-        for (zone, name) in self.tables().await? {
-            let Some(table) = self.open_table(&zone, &name).await? else {
-                continue;
-            };
+        for (zone, name, table) in opened.into_iter().flatten() {
             table.update_datafusion_session(&ctx.state())?;
             if let (Some(v), Ok(mut seen)) = (table.version(), self.read_versions.lock()) {
                 seen.insert(format!("{zone}.{name}"), v);
@@ -376,6 +392,11 @@ impl Lake {
                 bare.push(name);
             }
         }
+        tracing::debug!(
+            tables = bare.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "session opened"
+        );
         Ok(ctx)
     }
 
