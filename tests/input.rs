@@ -623,7 +623,7 @@ fn a_large_event_export_spills_to_disk_and_lands_the_same_rows() {
                 "--lake",
                 lake,
                 "query",
-                "SELECT event_id, account_id, contact_id, event_type, event_time, quantity FROM core.usage_events ORDER BY event_id",
+                "SELECT event_id, account_id, contact_id, event_type, event_time, quantity, _source FROM core.usage_events ORDER BY event_id",
                 "--format",
                 "csv",
             ],

@@ -59,7 +59,7 @@ pub(super) async fn load(
         // then in staging order), which spills to disk; a staged row that comes first
         // for its key is new.
         Kind::Event if exists && (spill.bytes > budget || !in_memory) => {
-            spill_table(&ctx, &spill).await?;
+            spill_table(&ctx, &spill)?;
             let columns = spill_columns(&ctx, key).await?;
             let cols = columns.join(", ");
             let nulls: String = columns[1..].iter().map(|c| format!("NULL AS {c}, ")).collect();
@@ -76,7 +76,7 @@ pub(super) async fn load(
         }
         // a load larger than 64 times a quarter of the budget: sorted, spilling
         Kind::Event | Kind::Entity if !in_memory => {
-            spill_table(&ctx, &spill).await?;
+            spill_table(&ctx, &spill)?;
             let cols = spill_columns(&ctx, key).await?.join(", ");
             let order = if st.spec.kind == Kind::Event { "" } else { " DESC" };
             let sorted = ctx
@@ -118,13 +118,8 @@ async fn write_deduplicated(
 }
 
 /// `ctx` with the staged rows registered as `_cslake_spill`.
-async fn spill_table(ctx: &SessionContext, spill: &Partitions) -> Result<()> {
-    ctx.register_arrow(
-        "_cslake_spill",
-        &spill.rows_file().display().to_string(),
-        deltalake::datafusion::datasource::file_format::options::ArrowReadOptions::default(),
-    )
-    .await?;
+fn spill_table(ctx: &SessionContext, spill: &std::sync::Arc<Partitions>) -> Result<()> {
+    ctx.register_table("_cslake_spill", std::sync::Arc::new(spill.clone().rows()?))?;
     Ok(())
 }
 

@@ -117,7 +117,12 @@ impl Staged {
             return Ok(());
         }
         if self.spill.is_none() {
-            self.spill = Some(Spill::create(folder, self.spec.name, self.spec.key)?);
+            self.spill = Some(Spill::create(
+                folder,
+                self.spec.name,
+                self.spec.key,
+                &REPEATED_COLUMNS,
+            )?);
         }
         let batches = std::mem::take(&mut self.batches);
         self.spill.as_mut().expect("spill").append(batches)
@@ -126,6 +131,9 @@ impl Staged {
 
 /// Audit columns: set on every write, not compared to decide whether a row changed.
 const AUDIT_COLUMNS: [&str; 3] = ["_source", "_run_id", "_ingested_at"];
+
+/// The audit columns of text, one value for every row of a file: staged as numbers.
+const REPEATED_COLUMNS: [&str; 2] = ["_source", "_run_id"];
 
 /// Loads one source: a `[[sources]]` API connector when `source` names one, otherwise a file
 /// drop at that folder or URL.
@@ -210,7 +218,7 @@ impl Stager {
         let mut known = cast::Accounts::default();
         if has_table(ctx, "core.accounts") {
             for b in sql(ctx, "SELECT account_id FROM core.accounts").await? {
-                known.extend(strings(&b, "account_id")?.into_iter().flatten());
+                known.extend(strings(&b, "account_id")?.into_iter().flatten().map(Into::into));
             }
         }
         let erased = crate::lake::erasures::erased(ctx).await?;
@@ -392,8 +400,12 @@ impl Stager {
             batch = protect_columns(p, spec, batch)?;
         }
         if spec.name == "accounts" {
-            self.known
-                .extend(strings(&batch, "account_id")?.into_iter().flatten());
+            self.known.extend(
+                strings(&batch, "account_id")?
+                    .into_iter()
+                    .flatten()
+                    .map(Into::into),
+            );
         }
         if batch.num_rows() > 0 {
             st.batches.push(batch);

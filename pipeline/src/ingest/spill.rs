@@ -13,11 +13,16 @@
 //!
 //! IPC and not Parquet: the files are written and read back once, on the same machine, so they
 //! need no encoding (Parquet's dictionaries and statistics were a sixth of an ingest's time).
+//! The one encoding they get is for text columns that repeat one value for long runs of rows
+//! (the audit columns: the file a row came from, the run): those are staged as a number into
+//! their distinct values ([`Repeated`]) and turned back into text as the rows are read. They were
+//! half the bytes staged per event of the ingest benchmark (a file URL of 60 bytes and a run id
+//! of 36, beside an event of about 90).
 //! A load whose keys are so many that one partition of them would not fit in a quarter of the
 //! memory budget is de-duplicated by DataFusion's sort instead ([`Partitions::fits`]), which
 //! spills.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::hash::BuildHasher;
 use std::io::BufWriter;
@@ -29,7 +34,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::buffer::{BooleanBuffer, Buffer};
 use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type, UInt64Type};
 use deltalake::arrow::ipc::reader::FileReader;
 use deltalake::arrow::ipc::writer::FileWriter;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
@@ -139,11 +144,100 @@ impl KeyFiles {
     }
 }
 
+/// Text columns staged as numbers into their distinct values (see the module's documentation).
+#[derive(Debug, Default)]
+struct Repeated {
+    /// Per column: its index in the staged rows, its distinct values in order of first sight
+    /// and where each is in that list.
+    columns: Vec<(usize, Vec<String>, HashMap<String, u32>)>,
+}
+
+impl Repeated {
+    /// The columns of `names` that `schema` has as text.
+    fn of(schema: &Schema, names: &[&str]) -> Self {
+        let columns = names
+            .iter()
+            .filter_map(|n| schema.index_of(n).ok())
+            .filter(|&i| *schema.field(i).data_type() == DataType::Utf8)
+            .map(|i| (i, Vec::new(), HashMap::new()))
+            .collect();
+        Self { columns }
+    }
+
+    /// The schema of the staged file: the columns as numbers.
+    fn encoded_schema(&self, schema: &Schema) -> SchemaRef {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (i, _, _) in &self.columns {
+            fields[*i] = fields[*i].clone().with_data_type(DataType::UInt32);
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    /// `batch` with the columns as numbers.
+    fn encode(&mut self, batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+        let mut columns = batch.columns().to_vec();
+        for (i, values, ids) in &mut self.columns {
+            let text = batch.column(*i).as_string::<i32>();
+            let mut id = |v: &str| match ids.get(v) {
+                Some(id) => *id,
+                None => {
+                    let id = values.len() as u32;
+                    values.push(v.to_string());
+                    ids.insert(v.to_string(), id);
+                    id
+                }
+            };
+            columns[*i] = Arc::new(match one_value(text) {
+                Some(v) => UInt32Array::from_value(id(v), text.len()),
+                None => text.iter().map(|v| v.map(&mut id)).collect(),
+            });
+        }
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+
+    /// A staged `batch` with the columns as text again, in `schema`.
+    fn decode(&self, batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+        let mut columns = batch.columns().to_vec();
+        for (i, values, _) in &self.columns {
+            let ids = batch.column(*i).as_primitive::<UInt32Type>();
+            let at = |id: u32| values.get(id as usize).map(String::as_str).unwrap_or_default();
+            let first = (ids.null_count() == 0 && !ids.is_empty()).then(|| ids.value(0));
+            columns[*i] = match first {
+                Some(id) if ids.values().iter().all(|x| *x == id) => {
+                    Arc::new(StringArray::new_repeated(at(id), ids.len()))
+                }
+                _ => Arc::new(ids.iter().map(|id| id.map(at)).collect::<StringArray>()),
+            };
+        }
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+}
+
+/// The value of every row of `text`, when they all hold the same one (no nulls): one pass over
+/// the offsets and one comparison of the bytes with themselves shifted by a value's length.
+fn one_value(text: &StringArray) -> Option<&str> {
+    if text.is_empty() || text.null_count() > 0 {
+        return None;
+    }
+    let offsets = text.value_offsets();
+    let len = offsets[1] - offsets[0];
+    if !offsets.windows(2).all(|w| w[1] - w[0] == len) {
+        return None;
+    }
+    let bytes = &text.value_data()[offsets[0] as usize..offsets[text.len()] as usize];
+    let len = len as usize;
+    (bytes[len..] == bytes[..bytes.len() - len]).then(|| text.value(0))
+}
+
 /// Staged rows being written to disk.
 pub struct Spill {
     dir: tempfile::TempDir,
     key: &'static str,
-    schema: Option<SchemaRef>,
+    /// The staged rows' schema (with `_ord`), and the file's (see [`Repeated`]).
+    schema: Option<(SchemaRef, SchemaRef)>,
+    /// The text columns to stage as numbers.
+    repeat: &'static [&'static str],
+    repeated: Repeated,
     rows_file: Option<Writer>,
     keys: KeyFiles,
     /// Rows staged so far.
@@ -153,14 +247,22 @@ pub struct Spill {
 }
 
 impl Spill {
-    /// An empty spill of `table` (keyed on `key`) in a new folder of `folder`.
-    pub fn create(folder: &SpillDir, table: &str, key: &'static str) -> Result<Self> {
+    /// An empty spill of `table` (keyed on `key`) in a new folder of `folder`; the text columns
+    /// of `repeat` hold one value for long runs of rows.
+    pub fn create(
+        folder: &SpillDir,
+        table: &str,
+        key: &'static str,
+        repeat: &'static [&'static str],
+    ) -> Result<Self> {
         let dir = folder.subfolder(&format!("{table}-"))?;
         let keys = KeyFiles::new(dir.path(), "keys");
         Ok(Self {
             dir,
             key,
             schema: None,
+            repeat,
+            repeated: Repeated::default(),
             rows_file: None,
             keys,
             rows: 0,
@@ -187,21 +289,25 @@ impl Spill {
                 ord.clone(),
             )?;
             self.rows += n as u64;
-            match &self.schema {
+            let encoded = match &self.schema {
                 None => {
-                    self.schema = Some(batch.schema());
-                    self.rows_file = Some(create(&self.rows_path(), &batch.schema())?);
+                    self.repeated = Repeated::of(&batch.schema(), self.repeat);
+                    let encoded = self.repeated.encoded_schema(&batch.schema());
+                    self.rows_file = Some(create(&self.rows_path(), &encoded)?);
+                    self.schema = Some((batch.schema(), encoded.clone()));
+                    encoded
                 }
-                Some(s) if s != &batch.schema() => {
+                Some((s, _)) if s != &batch.schema() => {
                     return Err(Error::Job(format!(
                         "staging {}: a batch's columns differ from the first's",
                         self.dir.path().display()
                     )));
                 }
-                Some(_) => {}
-            }
+                Some((_, encoded)) => encoded.clone(),
+            };
             let path = self.rows_path();
-            let written = self.rows_file.as_mut().expect("rows file").write(&batch);
+            let staged = self.repeated.encode(&batch, &encoded)?;
+            let written = self.rows_file.as_mut().expect("rows file").write(&staged);
             written.map_err(io_error(&path))?;
             self.keys.write(key_text(&batch, self.key)?, Some(ord))?;
         }
@@ -218,7 +324,8 @@ impl Spill {
         self.keys.close()?;
         let known = KeyFiles::new(self.dir.path(), "known");
         Ok(Partitions {
-            schema: self.schema.unwrap_or_else(|| Arc::new(Schema::empty())),
+            schema: self.schema.map_or_else(|| Arc::new(Schema::empty()), |(s, _)| s),
+            repeated: self.repeated,
             rows_file: path,
             dir: self.dir,
             keys: self.keys,
@@ -234,6 +341,8 @@ pub struct Partitions {
     dir: tempfile::TempDir,
     /// The table's columns and `_ord`.
     schema: SchemaRef,
+    /// How the file holds the repeated text columns.
+    repeated: Repeated,
     rows_file: PathBuf,
     /// The staged keys, partitioned.
     keys: KeyFiles,
@@ -253,9 +362,17 @@ impl std::fmt::Debug for Partitions {
 }
 
 impl Partitions {
-    /// The file of the staged rows (with `_ord`), for reading them as a table.
-    pub fn rows_file(&self) -> &Path {
-        &self.rows_file
+    /// The staged rows (with `_ord`), in staging order, as a table (for a de-duplication by sort).
+    pub fn rows(self: Arc<Self>) -> Result<StreamingTable> {
+        let schema = self.schema.clone();
+        let all = Firsts {
+            schema: schema.clone(),
+            kept: (0..schema.fields().len()).collect(),
+            keep_last: false,
+            every_row: true,
+            parts: self,
+        };
+        Ok(StreamingTable::try_new(schema, vec![Arc::new(all)])?)
     }
 
     /// Whether the largest partition of keys, with the table's keys of it, fits in `budget`
@@ -293,6 +410,7 @@ impl Partitions {
             schema: schema.clone(),
             kept,
             keep_last,
+            every_row: false,
             parts: self,
         };
         let table = StreamingTable::try_new(schema, vec![Arc::new(firsts)])?;
@@ -338,11 +456,13 @@ fn read_ipc(path: &Path, schema: &SchemaRef) -> Result<RecordBatch> {
     Ok(concat_batches(schema, &batches)?)
 }
 
-/// Marks the losers of each key, then streams the staged rows past the mark.
+/// Marks the losers of each key, then streams the staged rows past the mark (`every_row`: streams
+/// them all, unmarked).
 struct Firsts {
     schema: SchemaRef,
     kept: Vec<usize>,
     keep_last: bool,
+    every_row: bool,
     parts: Arc<Partitions>,
 }
 
@@ -358,15 +478,24 @@ impl PartitionStream for Firsts {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (parts, kept, keep_last) = (self.parts.clone(), self.kept.clone(), self.keep_last);
+        let (parts, kept, keep_last, every_row) = (
+            self.parts.clone(),
+            self.kept.clone(),
+            self.keep_last,
+            self.every_row,
+        );
         // reading and filtering the staged rows blocks: a task of its own, aborted when the
         // stream is dropped, its error (if any) the stream's last item
         let mut out = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
         let tx = out.tx();
         out.spawn_blocking(move || {
             let failed = |e: Error| DataFusionError::External(Box::new(e));
-            let keep = parts.keep(keep_last).map_err(failed)?;
-            let path = parts.rows_file();
+            let keep = if every_row {
+                BooleanBuffer::new_set(parts.rows as usize)
+            } else {
+                parts.keep(keep_last).map_err(failed)?
+            };
+            let path = &parts.rows_file;
             let file = File::open(path)
                 .map_err(|source| Error::Io {
                     path: path.display().to_string(),
@@ -381,12 +510,16 @@ impl PartitionStream for Firsts {
                 let out = batch.map_err(io_error(path)).and_then(|b| {
                     let mask = BooleanArray::new(keep.slice(at, b.num_rows()), None);
                     at += b.num_rows();
-                    let b = b.project(&kept)?;
-                    Ok(if mask.true_count() == b.num_rows() {
+                    let b = if mask.true_count() == b.num_rows() {
                         b
                     } else {
                         filter_record_batch(&b, &mask)?
-                    })
+                    };
+                    parts
+                        .repeated
+                        .decode(&b, &parts.schema)?
+                        .project(&kept)
+                        .map_err(Error::from)
                 });
                 if tx.blocking_send(out.map_err(failed)).is_err() {
                     break; // the reader stopped
@@ -525,7 +658,7 @@ mod tests {
         let folder = SpillDir::create(root.path()).unwrap();
         let ids: Vec<String> = (0..500).map(|i| format!("k{i}")).collect();
         let stage = || {
-            let mut spill = Spill::create(&folder, "t", "id").unwrap();
+            let mut spill = Spill::create(&folder, "t", "id", &[]).unwrap();
             // every key twice, in two appends; "k7" three times
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             spill
@@ -542,15 +675,10 @@ mod tests {
         assert_eq!(last.len(), 500);
         assert!(last.iter().all(|(_, v)| *v == 3), "the last version wins");
         let parts = stage();
-        // the rows file reads as a table, `_ord` and all (what the sort falls back to)
+        // the staged rows read as a table, `_ord` and all (what the sort falls back to)
         let ctx = SessionContext::new();
-        ctx.register_arrow(
-            "staged",
-            &parts.rows_file().display().to_string(),
-            deltalake::datafusion::datasource::file_format::options::ArrowReadOptions::default(),
-        )
-        .await
-        .unwrap();
+        ctx.register_table("staged", Arc::new(parts.clone().rows().unwrap()))
+            .unwrap();
         let n = ctx
             .sql("SELECT count(*), count(DISTINCT _ord), count(DISTINCT id) FROM staged")
             .await
@@ -574,10 +702,101 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn repeated_text_is_staged_as_numbers_and_read_back_as_it_was() {
+        let root = tempfile::tempdir().unwrap();
+        let folder = SpillDir::create(root.path()).unwrap();
+        let with_source = |ids: &[&str], sources: Vec<Option<&str>>| {
+            let b = batch(ids, &vec![1; ids.len()]);
+            crate::lake::query::append_column(
+                &b,
+                Field::new("_source", DataType::Utf8, true),
+                Arc::new(StringArray::from(sources)),
+            )
+            .unwrap()
+        };
+        let mut spill = Spill::create(&folder, "t", "id", &["_source", "missing"]).unwrap();
+        spill
+            .append(vec![
+                // one file's rows, then the next file's, then a batch of mixed, empty and null
+                with_source(&["a", "b", "c"], vec![Some("file:///x/1.csv"); 3]),
+                with_source(&["d", "e"], vec![Some("file:///x/2.csv"); 2]),
+                with_source(
+                    &["f", "g", "h", "i"],
+                    vec![Some("file:///x/1.csv"), None, Some(""), Some("file:///x/2.csv")],
+                ),
+                with_source(&["j", "k"], vec![Some(""), Some("")]),
+                // same lengths, different text: not one value
+                with_source(&["l", "m"], vec![Some("ab"), Some("ba")]),
+            ])
+            .unwrap();
+        let parts = Arc::new(spill.finish().unwrap());
+        let ctx = SessionContext::new();
+        ctx.register_table("staged", Arc::new(parts.clone().rows().unwrap()))
+            .unwrap();
+        let out = ctx
+            .sql("SELECT id, _source FROM staged ORDER BY _ord")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let got: Vec<(String, Option<String>)> = out
+            .iter()
+            .flat_map(|b| {
+                let (id, src) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+                (0..b.num_rows())
+                    .map(|i| {
+                        (
+                            id.value(i).to_string(),
+                            (!src.is_null(i)).then(|| src.value(i).to_string()),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let want: Vec<(String, Option<String>)> = [
+            ("a", Some("file:///x/1.csv")),
+            ("b", Some("file:///x/1.csv")),
+            ("c", Some("file:///x/1.csv")),
+            ("d", Some("file:///x/2.csv")),
+            ("e", Some("file:///x/2.csv")),
+            ("f", Some("file:///x/1.csv")),
+            ("g", None),
+            ("h", Some("")),
+            ("i", Some("file:///x/2.csv")),
+            ("j", Some("")),
+            ("k", Some("")),
+            ("l", Some("ab")),
+            ("m", Some("ba")),
+        ]
+        .into_iter()
+        .map(|(i, s)| (i.to_string(), s.map(str::to_string)))
+        .collect();
+        assert_eq!(got, want);
+        // five distinct values, each held once, not a copy per row
+        assert_eq!(parts.repeated.columns[0].1.len(), 5);
+    }
+
+    #[test]
+    fn one_value_means_every_row_holds_the_same_text() {
+        let one = |v: Vec<Option<&str>>| one_value(&StringArray::from(v)).map(str::to_string);
+        assert_eq!(one(vec![Some("ab"); 4]).as_deref(), Some("ab"));
+        assert_eq!(one(vec![Some(""); 3]).as_deref(), Some(""));
+        assert_eq!(one(vec![Some("ab"), Some("ba")]), None);
+        assert_eq!(one(vec![Some("ab"), Some("abc")]), None);
+        assert_eq!(one(vec![Some("ab"), None]), None);
+        assert_eq!(one(vec![]), None);
+        // a slice of a longer array
+        let a = StringArray::from(vec!["x", "ab", "ab", "y"]);
+        assert_eq!(one_value(&a.slice(1, 2)), Some("ab"));
+        assert_eq!(one_value(&a.slice(0, 2)), None);
+    }
+
+    #[tokio::test]
     async fn keys_the_table_holds_are_not_new() {
         let root = tempfile::tempdir().unwrap();
         let folder = SpillDir::create(root.path()).unwrap();
-        let mut spill = Spill::create(&folder, "t", "id").unwrap();
+        let mut spill = Spill::create(&folder, "t", "id", &[]).unwrap();
         spill
             .append(vec![batch(&["a", "b", "c", "b", "d"], &[1, 2, 3, 4, 5])])
             .unwrap();
@@ -598,7 +817,7 @@ mod tests {
             [("a".to_string(), 1), ("c".to_string(), 3), ("d".to_string(), 5)]
         );
         // the keys outgrow a tiny budget: not compared in memory
-        let mut spill = Spill::create(&folder, "t", "id").unwrap();
+        let mut spill = Spill::create(&folder, "t", "id", &[]).unwrap();
         spill.append(vec![batch(&["a"], &[1])]).unwrap();
         let mut parts = spill.finish().unwrap();
         let many: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
