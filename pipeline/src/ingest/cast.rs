@@ -20,12 +20,13 @@ use deltalake::arrow::datatypes::{
 use crate::Result;
 use crate::ingest::batch::SourceBatch;
 use crate::ingest::event_ids::EventIds;
-use crate::ingest::records::{ColumnBuilder, MAX_FIELD_BYTES, Mapping, Value, filter_of, parse_value};
+use crate::ingest::records::{
+    ColumnBuilder, MAX_FIELD_BYTES, Mapping, Value, date_of, filter_of, parse_value,
+};
+use crate::ingest::rules::{broken, keeps_rule, rules};
 use crate::lake::ops::Rejected;
-use crate::lake::schema::{ColType, DEFAULT_RULES, Kind, RuleDefault, TableSpec};
+use crate::lake::schema::{ColType, Kind, TableSpec};
 use crate::settings::{Rule, TableMapping};
-
-const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
 /// What one batch gave one table.
 #[derive(Debug)]
@@ -45,50 +46,6 @@ pub struct Stamp<'a> {
     pub source: &'a str,
     pub run_id: &'a str,
     pub ingested_at: DateTime<Utc>,
-}
-
-/// The check of each canonical column: the table's own rule, else the built-in one.
-pub fn rules(spec: &TableSpec, config: &TableMapping) -> Vec<Option<Rule>> {
-    spec.columns
-        .iter()
-        .map(|c| match config.rules.get(c.name) {
-            Some(r) => Some(*r),
-            None => DEFAULT_RULES
-                .iter()
-                .find(|(t, col, _)| *t == spec.name && *col == c.name)
-                .map(|(_, _, d)| match d {
-                    RuleDefault::Min(m) => Rule {
-                        min: Some(*m),
-                        ..Rule::default()
-                    },
-                    RuleDefault::NotAfterDays(n) => Rule {
-                        future_days: Some(*n),
-                        ..Rule::default()
-                    },
-                }),
-        })
-        .collect()
-}
-
-/// Why a value breaks its rule, if it does.
-fn broken(rule: &Rule, number: Option<f64>, day: Option<NaiveDate>, today: NaiveDate) -> Option<String> {
-    if let Some(x) = number {
-        if let Some(min) = rule.min.filter(|m| x < *m) {
-            return Some(format!("{x} is below the minimum {min}"));
-        }
-        if let Some(max) = rule.max.filter(|m| x > *m) {
-            return Some(format!("{x} is above the maximum {max}"));
-        }
-    }
-    if let (Some(d), Some(days)) = (day, rule.future_days) {
-        let ahead = (d - today).num_days();
-        if ahead > days {
-            return Some(format!(
-                "{d} is {ahead} days after the day it was loaded (at most {days}: it cannot have happened yet)"
-            ));
-        }
-    }
-    None
 }
 
 /// A source column cast by Arrow to the canonical type, when its own type allows it exactly
@@ -347,50 +304,6 @@ fn needs_text(a: &ArrayRef) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether every value of a cast column (no nulls, nothing [`needs_text`] flags) keeps `rule`.
-/// The rules are bounds and what they bound grows with the value (a number, the day of a date or
-/// an instant), so the column's least and greatest values decide; `false` sends the column
-/// value by value through [`broken`], which says which rows break it and why.
-fn keeps_rule(f: &ArrayRef, rule: &Rule, today: NaiveDate) -> bool {
-    let within = |lo: f64, hi: f64| rule.min.is_none_or(|m| lo >= m) && rule.max.is_none_or(|m| hi <= m);
-    let not_ahead = |last: Option<NaiveDate>| {
-        rule.future_days
-            .is_none_or(|days| last.is_none_or(|d| (d - today).num_days() <= days))
-    };
-    match f.data_type() {
-        DataType::Int64 => {
-            let a = f.as_primitive::<Int64Type>();
-            match (min(a), max(a)) {
-                (Some(lo), Some(hi)) => within(lo as f64, hi as f64),
-                _ => true,
-            }
-        }
-        DataType::Float64 => {
-            let a = f.as_primitive::<Float64Type>();
-            match (min(a), max(a)) {
-                (Some(lo), Some(hi)) => within(lo, hi),
-                _ => true,
-            }
-        }
-        DataType::Date32 => match max(f.as_primitive::<Date32Type>()) {
-            Some(d) => date_of(d).is_some_and(|d| not_ahead(Some(d))),
-            None => true,
-        },
-        DataType::Timestamp(..) => match max(f.as_primitive::<TimestampMicrosecondType>()) {
-            Some(t) => DateTime::from_timestamp_micros(t).is_some_and(|t| not_ahead(Some(t.date_naive()))),
-            None => true,
-        },
-        DataType::Boolean => true,
-        _ => false,
-    }
-}
-
-/// A Date32 value as a date; `None` beyond the years chrono holds (arrow's casts accept
-/// '+275760-09-13').
-fn date_of(days: i32) -> Option<NaiveDate> {
-    EPOCH.checked_add_signed(chrono::TimeDelta::try_days(i64::from(days))?)
 }
 
 /// The accounts the lake knows, looked up once per row of every table that references one: a

@@ -12,6 +12,7 @@ pub mod history;
 mod large;
 pub mod read;
 pub mod records;
+pub mod rules;
 pub mod source_state;
 pub mod spill;
 mod words;

@@ -253,6 +253,12 @@ pub enum Value {
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
+/// A Date32 value as a date; `None` beyond the years chrono holds (arrow's casts accept
+/// '+275760-09-13').
+pub(crate) fn date_of(days: i32) -> Option<NaiveDate> {
+    EPOCH.checked_add_signed(chrono::TimeDelta::try_days(i64::from(days))?)
+}
+
 impl BatchBuilder {
     pub fn new(spec: &'static TableSpec) -> Self {
         let builders = Self::empty(spec);
