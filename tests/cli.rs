@@ -761,7 +761,8 @@ fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
         let s = cslake(inc, &["features", "--as-of", &date]).ok().summary();
         assert_eq!(s["rollup"]["mode"], "incremental", "{s}");
         assert_eq!(s["rollup"]["days"], 1, "one new day, one day recomputed: {s}");
-        // both states (usage_activity's sums, event_metrics' counts per type) advance a day
+        // every state (usage_activity's sums, event_metrics' counts per type, the active users
+        // shared by the views) advances a day
         let modes: Vec<(String, String)> = s["states"]
             .as_array()
             .unwrap()
@@ -773,7 +774,7 @@ fn usage_features_built_day_by_day_equal_a_full_rebuild_where_users_are_many() {
                 )
             })
             .collect();
-        for table in ["usage_activity_state", "event_metrics_state"] {
+        for table in ["usage_activity_state", "event_metrics_state", "active_users"] {
             assert!(
                 modes.iter().any(|(t, m)| t.ends_with(table) && m == "step"),
                 "{table} not stepped: {s}"

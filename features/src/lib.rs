@@ -22,9 +22,9 @@ pub use event_metrics::{
     slug as event_type_slug, view as event_metrics_view,
 };
 pub use health::{DEFAULT_PROFILES, HealthProfile, HealthProfiles, HealthResult, Measure};
-pub use registry::{FeatureView, Maintenance, ROLLUPS, Registry, ViewState};
+pub use registry::{FeatureView, Maintenance, ROLLUPS, Registry, ViewState, shared_states};
 pub use render::render;
-pub use state::{Computed, ComputedState, PreviousStates, compute_state};
+pub use state::{Computed, ComputedState, PreviousStates, compute_kept, compute_state};
 pub use training::{
     ChurnDefinition, FEATURE_TYPE, Knowledge, LabelSpec, Target, compute_all, compute_view, feature_vector,
     register_rollups, register_spine, restrict_knowledge, training_set, training_sets,

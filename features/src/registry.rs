@@ -33,6 +33,19 @@ pub struct ViewState {
     pub origin: String,
 }
 
+/// Tables computed once per as-of date, after the spine and before the views, for every view
+/// that reads them (`sql/active_users.sql`): what several views would otherwise each compute.
+/// Each is kept like a view's state (`features.<table>`, the last dates) and stepped from the day
+/// before on a daily run (`sql/active_users.step.sql`).
+pub fn shared_states() -> Vec<ViewState> {
+    vec![ViewState {
+        table: "active_users".into(),
+        sql: include_str!("../../sql/active_users.sql").into(),
+        step: Some(include_str!("../../sql/active_users.step.sql").into()),
+        origin: "sql/active_users.sql".into(),
+    }]
+}
+
 /// How the cost of a view's daily run grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -233,6 +246,27 @@ impl Registry {
             .iter()
             .flat_map(|v| v.features.iter().map(|(n, _)| n.clone()))
             .collect()
+    }
+
+    /// The shared tables some view reads ([`shared_states`]).
+    pub fn shared_needed(&self) -> Vec<ViewState> {
+        shared_states()
+            .into_iter()
+            .filter(|s| self.views.iter().any(|v| reads(&v.sql, &s.table)))
+            .collect()
+    }
+
+    /// Every state a run computes and the lake keeps, with what owns it (a view, or a shared
+    /// table itself): the states views read ([`Registry::needs_state`]) and the shared tables
+    /// they read ([`Registry::shared_needed`]).
+    pub fn kept_states(&self) -> Vec<(String, ViewState)> {
+        let mut out: Vec<(String, ViewState)> = self
+            .views
+            .iter()
+            .filter_map(|v| self.needs_state(v).map(|s| (v.name.clone(), s.clone())))
+            .collect();
+        out.extend(self.shared_needed().into_iter().map(|s| (s.table.clone(), s)));
+        out
     }
 
     /// The state `owner` keeps, when a view of the registry reads it (its own SQL or another

@@ -8,9 +8,11 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::registry::{
     CHURN_CANCELLATION_SQL, CHURN_INACTIVITY_SQL, CHURN_SUBSCRIPTION_GAP_SQL, SPINE_ACTIVITY_SQL, SPINE_SQL,
-    reads,
+    reads, shared_states,
 };
-use crate::state::{Computed, PreviousStates, collect_sql, compute_state, register_batches};
+use crate::state::{
+    Computed, ComputedState, PreviousStates, collect_sql, compute_kept, compute_state, register_batches,
+};
 use crate::{Error, FeatureView, Registry, Result, render};
 
 /// What "churned" means: configuration, because every business defines it differently.
@@ -159,22 +161,27 @@ pub async fn register_spine(ctx: &SessionContext, as_of: NaiveDate, label: &Labe
     Ok(rows)
 }
 
-/// Tables computed once per as-of date, after the spine and before the views, for every view
-/// that reads them (`sql/active_users.sql`): what several views would otherwise each compute.
-pub const SHARED: &[(&str, &str)] = &[("active_users", include_str!("../../sql/active_users.sql"))];
-
-/// Computes and registers the [`SHARED`] tables `views` read as of `as_of`.
-async fn register_shared(ctx: &SessionContext, views: &[&FeatureView], as_of: NaiveDate) -> Result<()> {
-    for (name, sql) in SHARED {
-        if !views.iter().any(|v| reads(&v.sql, name)) {
+/// Computes and registers the shared tables `views` read as of `as_of`
+/// ([`crate::registry::shared_states`]): stepped from `previous` where it has their rows of the
+/// day before, else from scratch.
+async fn register_shared(
+    ctx: &SessionContext,
+    views: &[&FeatureView],
+    as_of: NaiveDate,
+    previous: &PreviousStates,
+) -> Result<Vec<ComputedState>> {
+    let mut out = Vec::new();
+    for state in shared_states() {
+        if !views.iter().any(|v| reads(&v.sql, &state.table)) {
             continue;
         }
         let t = std::time::Instant::now();
-        let batches = collect_sql(ctx, &render(sql, as_of, &[]), name, as_of).await?;
-        register_batches(ctx, name, batches)?;
-        tracing::debug!(%as_of, table = *name, seconds = t.elapsed().as_secs_f64(), "shared table computed");
+        let prior = previous.get(&state.table).cloned();
+        let computed = compute_kept(ctx, &state.table, &state, as_of, prior).await?;
+        tracing::debug!(%as_of, table = state.table.as_str(), stepped = computed.stepped, seconds = t.elapsed().as_secs_f64(), "shared table computed");
+        out.push(computed);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Computes one view as of `as_of` (the spine must be registered; its state, if it keeps one,
@@ -186,7 +193,7 @@ pub async fn compute_view(
     view: &FeatureView,
     as_of: NaiveDate,
 ) -> Result<Vec<RecordBatch>> {
-    register_shared(ctx, &[view], as_of).await?;
+    register_shared(ctx, &[view], as_of, &PreviousStates::new()).await?;
     for owner in registry.states_read_by(view) {
         compute_state(ctx, owner, as_of, None).await?;
     }
@@ -490,7 +497,7 @@ pub async fn compute_all(
     // shared tables (one distinct count over 30 days of users) alongside the states, unless a
     // state reads one
     let all: Vec<&FeatureView> = registry.views.iter().collect();
-    let shared = register_shared(ctx, &all, as_of);
+    let shared = register_shared(ctx, &all, as_of, previous);
     let states = async {
         let mut states = Vec::new();
         for owner in &registry.views {
@@ -507,16 +514,18 @@ pub async fn compute_all(
         Ok::<_, Error>(states)
     };
     let states_read_shared = registry.views.iter().filter_map(|v| v.state.as_ref()).any(|st| {
-        SHARED
-            .iter()
-            .any(|(name, _)| reads(&st.sql, name) || st.step.as_deref().is_some_and(|step| reads(step, name)))
+        shared_states().iter().any(|shared| {
+            reads(&st.sql, &shared.table) || st.step.as_deref().is_some_and(|step| reads(step, &shared.table))
+        })
     });
-    out.states = if states_read_shared {
-        shared.await?;
-        states.await?
+    let (shared, mut states) = if states_read_shared {
+        let shared = shared.await?;
+        (shared, states.await?)
     } else {
-        futures::future::try_join(shared, states).await?.1
+        futures::future::try_join(shared, states).await?
     };
+    states.extend(shared);
+    out.states = states;
     // The views only read what is registered by now: as many at a time as the session has
     // partitions (cores), so one view's planning, log and footer reads and single-threaded
     // steps overlap another's work (a daily run's views are small; the memory pool bounds them

@@ -104,13 +104,27 @@ pub async fn ensure(
         return Ok(None);
     }
     let ctx = lake.session().await?;
-    if !has_table(&ctx, "core.usage_events") {
+    ensure_in(lake, &ctx, config, again, run).await
+}
+
+/// [`ensure`] on a session of the lake, which then holds the kept choice.
+pub async fn ensure_in(
+    lake: &Lake,
+    ctx: &SessionContext,
+    config: &EventsConfig,
+    again: bool,
+    run: &mut RunContext,
+) -> Result<Option<EventTypesReport>> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    if !has_table(ctx, "core.usage_events") {
         return Ok(None);
     }
     let def = definition(config);
-    if has_table(&ctx, TABLE) && !again {
+    if has_table(ctx, TABLE) && !again {
         let kept = sql(
-            &ctx,
+            ctx,
             &format!(
                 "SELECT event_type, chosen, skipped, _definition FROM {TABLE} ORDER BY chosen DESC, rank"
             ),
@@ -137,7 +151,7 @@ pub async fn ensure(
             return Ok(Some(report));
         }
     }
-    let choices = choose(&ctx, config).await?;
+    let choices = choose(ctx, config).await?;
     if choices.iter().all(|c| c.column.is_none()) {
         tracing::info!("no event type to measure on its own yet");
         return Ok(None);
@@ -156,6 +170,7 @@ pub async fn ensure(
     };
     tracing::info!(chosen = ?report.chosen, skipped = report.skipped.len(), "event types chosen for per-type metrics");
     store(lake, &choices, &def, run).await?;
+    lake.reopen(ctx, &[("features", "event_types")]).await?;
     Ok(Some(report))
 }
 

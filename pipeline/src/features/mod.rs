@@ -76,8 +76,22 @@ pub async fn prepare(
     Option<crate::features::rollup::RollupReport>,
     Option<event_types::EventTypesReport>,
 )> {
-    let rollup = crate::features::rollup::refresh_usage_daily(lake, false, run).await?;
-    let types = event_types::ensure(lake, &settings.file.features.events, false, run).await?;
+    let ctx = lake.session().await?;
+    prepare_in(lake, settings, &ctx, run).await
+}
+
+/// [`prepare`] on a session of the lake, which then holds the tables as brought up to date.
+pub async fn prepare_in(
+    lake: &Lake,
+    settings: &Settings,
+    ctx: &SessionContext,
+    run: &mut RunContext,
+) -> Result<(
+    Option<crate::features::rollup::RollupReport>,
+    Option<event_types::EventTypesReport>,
+)> {
+    let rollup = crate::features::rollup::refresh_usage_daily_in(lake, ctx, false, run).await?;
+    let types = event_types::ensure_in(lake, ctx, &settings.file.features.events, false, run).await?;
     Ok((rollup, types))
 }
 
@@ -110,8 +124,9 @@ pub async fn features(
     let lake = &lake.on_engine(settings);
     let jobs_before = crate::cluster::jobs_sent();
     progress.phase("usage rollups");
-    let (rollup, event_types) = prepare(lake, settings, run).await?;
+    // one session for the whole run: the tables it writes before the views are registered again
     let ctx = lake.session().await?;
+    let (rollup, event_types) = prepare_in(lake, settings, &ctx, run).await?;
     let label = settings.label_spec();
     require_core(&ctx, &label)?;
     let registry = available_registry(settings, &ctx).await?;
@@ -140,38 +155,31 @@ pub async fn features(
         .flat_map(|v| v.features.iter().map(|(c, _)| c.clone()))
         .collect();
     let training = quality::training_values(&ctx, &names).await?;
-    let mut stats = Vec::new();
+    let columns: Vec<(&str, &[deltalake::arrow::array::RecordBatch], Vec<String>)> = computed
+        .views
+        .iter()
+        .filter_map(|(name, batches)| {
+            let view = registry.views.iter().find(|v| &v.name == name)?;
+            let cols = view.features.iter().map(|(c, _)| c.clone()).collect();
+            Some((name.as_str(), batches.as_slice(), cols))
+        })
+        .collect();
+    let mut stats = quality::statistics(&columns, &previous, &training)?;
     let mut failures = Vec::new();
-    for (name, batches) in &computed.views {
-        let Some(view) = registry.views.iter().find(|v| &v.name == name) else {
-            continue;
-        };
-        for (col, _) in &view.features {
-            let vals = quality::values(batches, col)?;
-            let mut s = quality::summarize(name, col, &vals);
-            let present: Vec<f64> = vals.iter().flatten().copied().collect();
-            if let Some((edges, fractions)) = previous.get(&(name.clone(), col.clone())) {
-                s.psi_previous = quality::psi(edges, fractions, &present);
+    for s in &mut stats {
+        let fail = quality::judge(s, &settings.file.features.checks);
+        if !s.problems.is_empty() {
+            let line = format!("{}.{}: {}", s.view, s.feature, s.problems.join("; "));
+            tracing::warn!(
+                feature = line.as_str(),
+                status = s.status.as_str(),
+                "feature check"
+            );
+            if fail {
+                failures.push(line);
+            } else {
+                report.warnings.push(line);
             }
-            if let Some(t) = training.get(col) {
-                let (edges, fractions) = quality::bins(t);
-                s.psi_training = quality::psi(&edges, &fractions, &present);
-            }
-            let fail = quality::judge(&mut s, &settings.file.features.checks);
-            if !s.problems.is_empty() {
-                let line = format!("{name}.{col}: {}", s.problems.join("; "));
-                tracing::warn!(
-                    feature = line.as_str(),
-                    status = s.status.as_str(),
-                    "feature check"
-                );
-                if fail {
-                    failures.push(line);
-                } else {
-                    report.warnings.push(line);
-                }
-            }
-            stats.push(s);
         }
     }
     if !failures.is_empty() {

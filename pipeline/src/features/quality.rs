@@ -58,35 +58,52 @@ pub fn values(batches: &[RecordBatch], column: &str) -> Result<Vec<Option<f64>>>
 
 /// Decile cut points of `vals` (deduplicated), and the share of `vals` in each bin.
 pub fn bins(vals: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    if vals.is_empty() {
-        return (vec![], vec![]);
-    }
     let mut s = vals.to_vec();
     s.sort_by(f64::total_cmp);
+    bins_sorted(&s)
+}
+
+/// [`bins`] of values already in ascending order (`f64::total_cmp`).
+fn bins_sorted(sorted: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    if sorted.is_empty() {
+        return (vec![], vec![]);
+    }
     let mut edges: Vec<f64> = (1..10)
-        .map(|q| s[((q as f64 / 10.0) * (s.len() - 1) as f64).round() as usize])
+        .map(|q| sorted[((q as f64 / 10.0) * (sorted.len() - 1) as f64).round() as usize])
         .collect();
     edges.dedup();
-    let fractions = shares(&edges, vals);
+    let fractions = shares_sorted(&edges, sorted);
     (edges, fractions)
 }
 
-/// The share of `vals` in each bin `(-inf, e0], (e0, e1], …, (e_last, inf)`.
-fn shares(edges: &[f64], vals: &[f64]) -> Vec<f64> {
-    let mut counts = vec![0usize; edges.len() + 1];
-    for v in vals {
-        counts[edges.partition_point(|e| e < v)] += 1;
+/// The share of `sorted` (ascending, finite) in each bin `(-inf, e0], (e0, e1], …, (e_last,
+/// inf)`: a binary search per edge rather than one per value.
+fn shares_sorted(edges: &[f64], sorted: &[f64]) -> Vec<f64> {
+    let n = sorted.len().max(1) as f64;
+    let mut below = 0;
+    let mut out = Vec::with_capacity(edges.len() + 1);
+    for e in edges {
+        let upto = sorted.partition_point(|v| v <= e);
+        out.push(upto.saturating_sub(below) as f64 / n);
+        below = below.max(upto);
     }
-    let n = vals.len().max(1) as f64;
-    counts.into_iter().map(|c| c as f64 / n).collect()
+    out.push((sorted.len() - below) as f64 / n);
+    out
 }
 
 /// Population stability index of `vals` against a reference binning.
 pub fn psi(edges: &[f64], reference: &[f64], vals: &[f64]) -> Option<f64> {
-    if vals.is_empty() || reference.len() != edges.len() + 1 {
+    let mut s = vals.to_vec();
+    s.sort_by(f64::total_cmp);
+    psi_sorted(edges, reference, &s)
+}
+
+/// [`psi`] of values already in ascending order.
+fn psi_sorted(edges: &[f64], reference: &[f64], sorted: &[f64]) -> Option<f64> {
+    if sorted.is_empty() || reference.len() != edges.len() + 1 {
         return None;
     }
-    let actual = shares(edges, vals);
+    let actual = shares_sorted(edges, sorted);
     let eps = 1e-4;
     Some(
         actual
@@ -101,12 +118,20 @@ pub fn psi(edges: &[f64], reference: &[f64], vals: &[f64]) -> Option<f64> {
 }
 
 pub fn summarize(view: &str, feature: &str, vals: &[Option<f64>]) -> FeatureStats {
-    let present: Vec<f64> = vals.iter().flatten().copied().collect();
-    let rows = vals.len();
-    let mut distinct: Vec<u64> = present.iter().map(|v| v.to_bits()).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let (edges, fractions) = bins(&present);
+    let mut present: Vec<f64> = vals.iter().flatten().copied().collect();
+    present.sort_by(f64::total_cmp);
+    summarize_sorted(view, feature, vals.len(), &present)
+}
+
+/// [`summarize`] from the row count and the present values in ascending order.
+fn summarize_sorted(view: &str, feature: &str, rows: usize, present: &[f64]) -> FeatureStats {
+    // equal values are adjacent once sorted
+    let distinct = present
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| *i == 0 || present[i - 1].to_bits() != v.to_bits())
+        .count();
+    let (edges, fractions) = bins_sorted(present);
     FeatureStats {
         view: view.into(),
         feature: feature.into(),
@@ -116,15 +141,75 @@ pub fn summarize(view: &str, feature: &str, vals: &[Option<f64>]) -> FeatureStat
         } else {
             (rows - present.len()) as f64 / rows as f64
         },
-        min: present.iter().copied().reduce(f64::min),
-        max: present.iter().copied().reduce(f64::max),
+        min: present.first().copied(),
+        max: present.last().copied(),
         mean: (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64),
-        distinct: distinct.len(),
+        distinct,
         status: "ok".into(),
         edges,
         fractions,
         ..Default::default()
     }
+}
+
+/// At most this many training values per feature are binned as the reference of the drift
+/// against the training set.
+const TRAINING_SAMPLE: usize = 100_000;
+
+/// The statistics of every feature of the computed `views` (view, batches, feature columns),
+/// with their drift against the `previous` day's binning and the `training` values: each
+/// feature's values sorted once, the features shared out over the cores (a daily run's 60
+/// features of 100,000 accounts took a quarter of a second one after the other).
+pub fn statistics(
+    views: &[(&str, &[RecordBatch], Vec<String>)],
+    previous: &Binnings,
+    training: &HashMap<String, Vec<f64>>,
+) -> Result<Vec<FeatureStats>> {
+    let work: Vec<(&str, &[RecordBatch], &str)> = views
+        .iter()
+        .flat_map(|(name, batches, cols)| cols.iter().map(move |c| (*name, *batches, c.as_str())))
+        .collect();
+    let one = |(name, batches, col): (&str, &[RecordBatch], &str)| -> Result<FeatureStats> {
+        let vals = values(batches, col)?;
+        let mut present: Vec<f64> = vals.iter().flatten().copied().collect();
+        present.sort_by(f64::total_cmp);
+        let mut s = summarize_sorted(name, col, vals.len(), &present);
+        if let Some((edges, fractions)) = previous.get(&(name.to_string(), col.to_string())) {
+            s.psi_previous = psi_sorted(edges, fractions, &present);
+        }
+        if let Some(t) = training.get(col) {
+            // deciles of a training set of millions of rows from an even sample of it: the
+            // reference of a drift measure, not worth sorting every row each day
+            let step = t.len().div_ceil(TRAINING_SAMPLE).max(1);
+            let sample: Vec<f64> = t.iter().step_by(step).copied().collect();
+            let (edges, fractions) = bins(&sample);
+            s.psi_training = psi_sorted(&edges, &fractions, &present);
+        }
+        Ok(s)
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, work.len().max(1));
+    let per = work.len().div_ceil(workers).max(1);
+    let chunks: Vec<Vec<(&str, &[RecordBatch], &str)>> = work.chunks(per).map(<[_]>::to_vec).collect();
+    let done: Vec<Result<Vec<FeatureStats>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(one).collect::<Result<Vec<_>>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Job("feature statistics: a worker stopped".into())))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(work.len());
+    for part in done {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 /// The check for a feature: its own entry, else its bare name's, else `default`.
@@ -183,12 +268,11 @@ pub fn judge(s: &mut FeatureStats, checks: &HashMap<String, FeatureCheck>) -> bo
     fail
 }
 
-/// The reference binnings of the previous materialised day before `as_of`: (view, feature) →
-/// (edges, fractions).
-pub async fn previous(
-    ctx: &SessionContext,
-    as_of: NaiveDate,
-) -> Result<HashMap<(String, String), (Vec<f64>, Vec<f64>)>> {
+/// Reference binnings: (view, feature) → (edges, fractions).
+pub type Binnings = HashMap<(String, String), (Vec<f64>, Vec<f64>)>;
+
+/// The reference binnings of the previous materialised day before `as_of`.
+pub async fn previous(ctx: &SessionContext, as_of: NaiveDate) -> Result<Binnings> {
     let mut out = HashMap::new();
     if !has_table(ctx, "ops.feature_stats") {
         return Ok(out);
@@ -458,5 +542,11 @@ mod tests {
         let s = summarize("v", "f", &[Some(1.0), None, Some(3.0), Some(3.0)]);
         assert_eq!((s.rows, s.distinct, s.min, s.max), (4, 2, Some(1.0), Some(3.0)));
         assert!((s.null_rate - 0.25).abs() < 1e-12);
+        // the shares count each value in the bin it falls in, ties at an edge below it
+        let (edges, fr) = bins(&[1.0, 1.0, 2.0, 5.0, 5.0, 5.0, 9.0, 9.0, 9.0, 9.0]);
+        assert_eq!(edges, [1.0, 2.0, 5.0, 9.0]);
+        assert_eq!(fr, [0.2, 0.1, 0.3, 0.4, 0.0]);
+        let stats = statistics(&[("v", &[], vec!["f".into()])], &HashMap::new(), &HashMap::new()).unwrap();
+        assert_eq!((stats.len(), stats[0].rows), (1, 0));
     }
 }

@@ -57,14 +57,37 @@ pub async fn refresh_usage_daily(
     run: &mut RunContext,
 ) -> Result<Option<RollupReport>> {
     let ctx = lake.session().await?;
-    if !has_table(&ctx, "core.usage_events") {
+    refresh_usage_daily_in(lake, &ctx, rebuild, run).await
+}
+
+/// [`refresh_usage_daily`] on a session of the lake, which then holds the rollups as written:
+/// the features run goes on with the same session rather than opening every table again.
+pub async fn refresh_usage_daily_in(
+    lake: &Lake,
+    ctx: &SessionContext,
+    rebuild: bool,
+    run: &mut RunContext,
+) -> Result<Option<RollupReport>> {
+    let report = refresh(lake, ctx, rebuild, run).await?;
+    let rollups: Vec<(&str, &str)> = ROLLUPS.iter().map(|(name, _)| ("features", *name)).collect();
+    lake.reopen(ctx, &rollups).await?;
+    Ok(report)
+}
+
+async fn refresh(
+    lake: &Lake,
+    ctx: &SessionContext,
+    rebuild: bool,
+    run: &mut RunContext,
+) -> Result<Option<RollupReport>> {
+    if !has_table(ctx, "core.usage_events") {
         return Ok(None);
     }
     // the oldest high-water mark of the two: a refresh that failed between them redoes its days
     let mut watermark: Option<String> = None;
     let mut rebuild = rebuild;
     for (name, _) in ROLLUPS {
-        match current_watermark(lake, &ctx, name).await? {
+        match current_watermark(lake, ctx, name).await? {
             Some(w) if !rebuild => {
                 if watermark.as_ref().is_none_or(|m| &w < m) {
                     watermark = Some(w);
@@ -75,7 +98,7 @@ pub async fn refresh_usage_daily(
     }
     let report = match watermark.filter(|_| !rebuild) {
         Some(w) => {
-            let days = changed_days(&ctx, &w).await?;
+            let days = changed_days(ctx, &w).await?;
             if days.is_empty() {
                 return Ok(Some(RollupReport {
                     mode: "incremental".into(),
@@ -83,9 +106,9 @@ pub async fn refresh_usage_daily(
                 }));
             }
             if days.len() > MAX_DAYS_INCREMENTAL {
-                return Box::pin(refresh_usage_daily(lake, true, run)).await;
+                return Box::pin(refresh(lake, ctx, true, run)).await;
             }
-            register_source(&ctx, Some(&days)).await?;
+            register_source(ctx, Some(&days)).await?;
             // the days as Date32 literals: partition values delta-rs can match and rewrite
             let list = days
                 .iter()
@@ -105,7 +128,7 @@ pub async fn refresh_usage_daily(
             } else {
                 1
             };
-            let (ctx, predicate, run_id) = (&ctx, &predicate, &run.run_id);
+            let (ctx, predicate, run_id) = (ctx, &predicate, &run.run_id);
             let written: Vec<_> = futures::stream::iter(ROLLUPS.iter().map(|(name, rollup)| {
                 let q = source_sql(rollup).replace("{{where}}", &format!("WHERE {}", event_days(&list)));
                 async move {
@@ -130,13 +153,13 @@ pub async fn refresh_usage_daily(
         None => {
             // the whole history, streamed from the events into the tables (a year of events for
             // 100K accounts does not fit in memory), aggregations spilling beyond the memory limit
-            register_source(&ctx, None).await?;
+            register_source(ctx, None).await?;
             let queries: Vec<String> = ROLLUPS.iter().map(|(_, r)| source_sql(r)).collect();
             // a cluster aggregates the whole history at once, spread over its executors
             let ranges = if lake.engine().is_cluster() {
                 None
             } else {
-                DayRanges::stage(lake, &ctx, "rollup_source", &queries).await?
+                DayRanges::stage(lake, ctx, "rollup_source", &queries).await?
             };
             let mut report = RollupReport {
                 mode: "full".into(),
@@ -147,14 +170,14 @@ pub async fn refresh_usage_daily(
                 let t = std::time::Instant::now();
                 let q = source_sql(rollup).replace("{{where}}", "");
                 let df = match &ranges {
-                    Some(r) => r.each(&ctx, &q).await?,
+                    Some(r) => r.each(ctx, &q).await?,
                     None => ctx.sql(&q).await?,
                 };
-                let df = crate::cluster::for_writer(lake.engine(), &ctx, df).await?;
+                let df = crate::cluster::for_writer(lake.engine(), ctx, df).await?;
                 let w = lake
                     .target("features", name)
                     .with_dictionary_only(DICTIONARY)
-                    .replace_partitions_df(df, &ctx, &[PARTITION], None, &run.run_id)
+                    .replace_partitions_df(df, ctx, &[PARTITION], None, &run.run_id)
                     .await?;
                 // where a full build's time goes: aggregation and Delta write, per rollup
                 tracing::info!(

@@ -59,15 +59,20 @@ pub async fn previous(
 ) -> Result<(PreviousStates, Vec<(String, String)>)> {
     let mut ok = PreviousStates::new();
     let mut why_not = Vec::new();
-    for view in &registry.views {
-        let Some(state) = registry.needs_state(view).filter(|s| s.step.is_some()) else {
+    let written = if strict {
+        Vec::new()
+    } else {
+        rollups_written(lake).await?
+    };
+    for (_, state) in registry.kept_states() {
+        if state.step.is_none() {
             continue;
-        };
+        }
         let table = format!("features.{}", state.table);
         let verdict = if strict {
             Err("a --strict run computes from what was known then".to_string())
         } else {
-            check(lake, ctx, state, as_of).await?
+            check(ctx, &state, as_of, &written).await?
         };
         match verdict {
             Ok(()) => {
@@ -98,12 +103,33 @@ fn date_lit(d: NaiveDate) -> deltalake::datafusion::prelude::Expr {
     )))
 }
 
+/// When each day of each rollup was last written: (rollup, day, newest file modification time in
+/// ms), read once for every state's check.
+async fn rollups_written(lake: &Lake) -> Result<Vec<(&'static str, String, i64)>> {
+    let mut out = Vec::new();
+    for (rollup, _) in ROLLUPS {
+        let Some(t) = lake.open_table("features", rollup).await? else {
+            continue;
+        };
+        let mut newest: std::collections::HashMap<String, i64> = Default::default();
+        for f in t.snapshot()?.log_data().iter() {
+            if let Some(day) = f.partition_values_map().get("event_date").cloned().flatten() {
+                let at = newest.entry(day).or_insert(i64::MIN);
+                *at = (*at).max(f.modification_time());
+            }
+        }
+        out.extend(newest.into_iter().map(|(day, at)| (*rollup, day, at)));
+    }
+    Ok(out)
+}
+
 /// `Ok` when the state's rows of the day before `as_of` can be stepped from, else the reason.
+/// `written`: when each rollup day was last written ([`rollups_written`]).
 async fn check(
-    lake: &Lake,
     ctx: &SessionContext,
     state: &ViewState,
     as_of: NaiveDate,
+    written: &[(&'static str, String, i64)],
 ) -> Result<std::result::Result<(), String>> {
     let table = format!("features.{}", state.table);
     let day = as_of - Duration::days(1);
@@ -140,25 +166,19 @@ async fn check(
         return Ok(Err(format!("the state of {day} has no computation time")));
     };
     let at_ms = at / 1000;
-    for (rollup, _) in ROLLUPS {
-        if !state.sql.contains(rollup) && !state.step.as_deref().is_some_and(|s| s.contains(rollup)) {
-            continue;
-        }
-        let Some(t) = lake.open_table("features", rollup).await? else {
-            continue;
-        };
-        let snapshot = t.snapshot()?;
-        let day_s = day.to_string();
-        for f in snapshot.log_data().iter() {
-            let part = f.partition_values_map();
-            let on = part.get("event_date").cloned().flatten();
-            if on.as_deref().is_some_and(|d| d <= day_s.as_str()) && f.modification_time() > at_ms {
-                return Ok(Err(format!(
-                    "features.{rollup} changed for {} after the state of {day} was computed",
-                    on.unwrap_or_default()
-                )));
-            }
-        }
+    let day_s = day.to_string();
+    let reads = |rollup: &str| {
+        state.sql.contains(rollup) || state.step.as_deref().is_some_and(|s| s.contains(rollup))
+    };
+    let mut changed: Vec<&(&str, String, i64)> = written
+        .iter()
+        .filter(|(rollup, on, modified)| reads(rollup) && on.as_str() <= day_s.as_str() && *modified > at_ms)
+        .collect();
+    changed.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    if let Some((rollup, on, _)) = changed.first() {
+        return Ok(Err(format!(
+            "features.{rollup} changed for {on} after the state of {day} was computed"
+        )));
     }
     Ok(Ok(()))
 }
@@ -175,11 +195,12 @@ pub async fn write(
     run_id: &str,
 ) -> Result<Vec<StateReport>> {
     // each state its own table: committed side by side
+    let kept = registry.kept_states();
     let written = futures::future::try_join_all(states.into_iter().filter_map(|st| {
-        let def = registry
-            .get(&st.view)
-            .and_then(|v| v.state.as_ref())
-            .map(definition)?;
+        let def = kept
+            .iter()
+            .find(|(_, s)| s.table == st.table)
+            .map(|(_, s)| definition(s))?;
         Some(async move {
             let rows: usize = st.batches.iter().map(|b| b.num_rows()).sum();
             let mut batches = Vec::with_capacity(st.batches.len());

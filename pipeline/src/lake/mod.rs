@@ -366,29 +366,9 @@ impl Lake {
             .await?;
         let mut bare: Vec<String> = Vec::new();
         for (zone, name, table) in opened.into_iter().flatten() {
-            table.update_datafusion_session(&ctx.state())?;
-            if let (Some(v), Ok(mut seen)) = (table.version(), self.read_versions.lock()) {
-                seen.insert(format!("{zone}.{name}"), v);
-            }
-            #[allow(unused_mut)] // replaced only on a cluster
-            let mut provider = table.table_provider().await?;
-            #[cfg(feature = "cluster")]
-            if self.engine.is_cluster() {
-                // the executors read the snapshot's Parquet files (see `cluster::scan`)
-                let scan = crate::cluster::scan::SnapshotScan::new(
-                    &format!("{zone}.{name}"),
-                    &table,
-                    &self.table_url(&zone, &name),
-                    provider.schema(),
-                )?;
-                provider = Arc::new(scan);
-            }
-            ctx.register_table(
-                TableReference::partial(zone.as_str(), name.as_str()),
-                provider.clone(),
-            )?;
-            if !bare.contains(&name) {
-                ctx.register_table(name.as_str(), provider)?;
+            let first = !bare.contains(&name);
+            self.register(&ctx, &zone, &name, &table, first).await?;
+            if first {
                 bare.push(name);
             }
         }
@@ -398,6 +378,61 @@ impl Lake {
             "session opened"
         );
         Ok(ctx)
+    }
+
+    /// Registers `table` in `ctx` as `zone.name`, and under its bare name when `bare`,
+    /// replacing what was there, and notes the version read (lineage).
+    async fn register(
+        &self,
+        ctx: &SessionContext,
+        zone: &str,
+        name: &str,
+        table: &DeltaTable,
+        bare: bool,
+    ) -> Result<()> {
+        table.update_datafusion_session(&ctx.state())?;
+        if let (Some(v), Ok(mut seen)) = (table.version(), self.read_versions.lock()) {
+            seen.insert(format!("{zone}.{name}"), v);
+        }
+        #[allow(unused_mut)] // replaced only on a cluster
+        let mut provider = table.table_provider().await?;
+        #[cfg(feature = "cluster")]
+        if self.engine.is_cluster() {
+            // the executors read the snapshot's Parquet files (see `cluster::scan`)
+            let scan = crate::cluster::scan::SnapshotScan::new(
+                &format!("{zone}.{name}"),
+                table,
+                &self.table_url(zone, name),
+                provider.schema(),
+            )?;
+            provider = Arc::new(scan);
+        }
+        let full = TableReference::partial(zone, name);
+        ctx.deregister_table(full.clone())?;
+        ctx.register_table(full, provider.clone())?;
+        if bare {
+            ctx.deregister_table(name)?;
+            ctx.register_table(name, provider)?;
+        }
+        Ok(())
+    }
+
+    /// Registers the current versions of `tables` (`(zone, name)`) in a session of this lake in
+    /// place of the versions it opened: after the run wrote them, for much less than a new
+    /// session (which reads every table's log). A table that does not exist is left alone.
+    pub async fn reopen(&self, ctx: &SessionContext, tables: &[(&str, &str)]) -> Result<()> {
+        for (zone, name) in tables {
+            let Some(table) = self.open_table(zone, name).await? else {
+                continue;
+            };
+            // the bare name is the first zone's (as in `session`)
+            let earlier = ZONES.iter().take_while(|z| *z != zone).any(|z| {
+                ctx.table_exist(TableReference::partial(*z, *name))
+                    .unwrap_or(false)
+            });
+            self.register(ctx, zone, name, &table, !earlier).await?;
+        }
+        Ok(())
     }
 
     /// A context whose queries run on the lake's engine.
