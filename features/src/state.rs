@@ -149,16 +149,21 @@ mod tests {
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
 
-    /// Daily usage of `accounts` accounts over `days` days: bursts and gaps longer than 90 days,
-    /// accounts that start late, fractional and zero quantities, several event types a day.
-    fn usage_daily(seed: u64, accounts: usize, days: i32) -> RecordBatch {
+    /// A small deterministic generator (xorshift64) for the generated usage below.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         let mut x = seed;
-        let mut next = move || {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x
-        };
+        }
+    }
+
+    /// Daily usage of `accounts` accounts over `days` days: bursts and gaps longer than 90 days,
+    /// accounts that start late, fractional and zero quantities, several event types a day.
+    fn usage_daily(seed: u64, accounts: usize, days: i32) -> RecordBatch {
+        let mut next = xorshift(seed);
         let (mut acct, mut date, mut ty, mut qty, mut events) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for a in 0..accounts {
@@ -216,13 +221,7 @@ mod tests {
     /// users (so they come back after gaps of every length, within and past 7 and 30 days), some
     /// days with none, a null contact now and then.
     fn usage_daily_users(seed: u64, accounts: usize, days: i32) -> RecordBatch {
-        let mut x = seed;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(seed);
         let (mut acct, mut date, mut user, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for a in 0..accounts {
             let users = 1 + next() % 12;
@@ -234,7 +233,7 @@ mod tests {
                     }
                     acct.push(format!("A{a:03}"));
                     date.push(20_000 + d);
-                    user.push((next() % 50 != 0).then(|| format!("u{u}")));
+                    user.push((!next().is_multiple_of(50)).then(|| format!("u{u}")));
                     events.push(1 + (next() % 5) as i64);
                 }
             }

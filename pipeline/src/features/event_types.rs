@@ -101,10 +101,10 @@ pub async fn ensure(
     run: &mut RunContext,
 ) -> Result<Option<EventTypesReport>> {
     if !config.enabled {
+        // no session opened for nothing
         return Ok(None);
     }
-    let ctx = lake.session().await?;
-    ensure_in(lake, &ctx, config, again, run).await
+    ensure_in(lake, &lake.session().await?, config, again, run).await
 }
 
 /// [`ensure`] on a session of the lake, which then holds the kept choice.

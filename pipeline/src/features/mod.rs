@@ -66,16 +66,15 @@ pub async fn lake_registry(settings: &Settings, ctx: &SessionContext) -> Result<
     Ok(reg)
 }
 
-/// Brings what every view reads up to date: the daily usage rollups, then the choice of event
-/// types measured one by one (made once, from the rollup).
-pub async fn prepare(
-    lake: &Lake,
-    settings: &Settings,
-    run: &mut RunContext,
-) -> Result<(
+/// What [`prepare`] brought up to date: the rollups' refresh and the event types' choice.
+pub type Prepared = (
     Option<crate::features::rollup::RollupReport>,
     Option<event_types::EventTypesReport>,
-)> {
+);
+
+/// Brings what every view reads up to date: the daily usage rollups, then the choice of event
+/// types measured one by one (made once, from the rollup).
+pub async fn prepare(lake: &Lake, settings: &Settings, run: &mut RunContext) -> Result<Prepared> {
     let ctx = lake.session().await?;
     prepare_in(lake, settings, &ctx, run).await
 }
@@ -86,10 +85,7 @@ pub async fn prepare_in(
     settings: &Settings,
     ctx: &SessionContext,
     run: &mut RunContext,
-) -> Result<(
-    Option<crate::features::rollup::RollupReport>,
-    Option<event_types::EventTypesReport>,
-)> {
+) -> Result<Prepared> {
     let rollup = crate::features::rollup::refresh_usage_daily_in(lake, ctx, false, run).await?;
     let types = event_types::ensure_in(lake, ctx, &settings.file.features.events, false, run).await?;
     Ok((rollup, types))
